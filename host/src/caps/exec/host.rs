@@ -1,0 +1,61 @@
+//! The `exec` Host impl: check the grant, then run on the node, or record
+//! the call under `--dry-run` when the program may mutate.
+
+use super::scope::{self, ProgramAccess};
+use crate::bindings::WitError;
+use crate::bindings::stackhost::host::exec::{self, Command, Output};
+use crate::caps::CapView;
+use crate::cluster::{ExecRequest, Transport};
+use std::time::Duration;
+
+impl exec::Host for CapView<'_> {
+    async fn run(&mut self, node: String, cmd: Command) -> wasmtime::Result<Result<Output, WitError>> {
+        let call = self.call;
+        Ok(call.timed(run(self, node, cmd)).await)
+    }
+}
+
+async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, WitError> {
+    let node = view.node(&node)?;
+    if cmd.program.is_empty() {
+        return Err(WitError::InvalidArgument("empty program name".into()));
+    }
+    let access = scope::check(&view.call.grant, &node.info, &cmd.program)?;
+    if view.call.dry_run && access == ProgramAccess::Mutating {
+        let mut line = shell_words(std::iter::once(&cmd.program).chain(&cmd.args));
+        if let Some(user) = &cmd.user {
+            line = format!("{line} (as {user})");
+        }
+        view.call.record(&node.info.name, "exec", line);
+        return Ok(Output { status: 0, stdout: vec![], stderr: vec![], truncated: false, recorded: true });
+    }
+    let limit = view.call.exec_timeout;
+    let timeout = cmd.timeout_ms.map(|ms| Duration::from_millis(ms.into()).min(limit)).unwrap_or(limit);
+    let req = ExecRequest {
+        program: cmd.program,
+        args: cmd.args,
+        env: cmd.env,
+        stdin: cmd.stdin,
+        user: cmd.user,
+        cwd: cmd.cwd,
+        timeout,
+    };
+    let out = match &node.transport {
+        Transport::Local(local) => local.exec(&req).await?,
+    };
+    Ok(Output { status: out.status, stdout: out.stdout, stderr: out.stderr, truncated: out.truncated, recorded: false })
+}
+
+/// Render argv for the operator, quoting what a shell would split.
+pub fn shell_words<'a>(argv: impl IntoIterator<Item = &'a String>) -> String {
+    argv.into_iter()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

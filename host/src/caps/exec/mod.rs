@@ -1,0 +1,20 @@
+//! `stackhost:host/exec`: run granted programs on nodes.
+
+mod host;
+mod scope;
+
+use super::CapView;
+use crate::bindings::stackhost::host::exec;
+use crate::runtime::PluginState;
+use wasmtime::component::{HasData, Linker};
+
+/// Marker for the `exec` interface.
+pub struct Exec;
+
+impl HasData for Exec {
+    type Data<'a> = CapView<'a>;
+}
+
+pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
+    exec::add_to_linker::<PluginState, Exec>(linker, |s| CapView { call: &s.call }).map_err(anyhow::Error::from)
+}

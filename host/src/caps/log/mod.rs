@@ -1,0 +1,52 @@
+//! `stackhost:host/log`: events and progress from plugins, kept with the
+//! step's report and shown on the terminal.
+
+use super::CapView;
+use crate::bindings::stackhost::host::log::{self, Level};
+use crate::runtime::PluginState;
+use wasmtime::component::{HasData, Linker};
+
+/// Marker for the `log` interface.
+pub struct Log;
+
+impl HasData for Log {
+    type Data<'a> = CapView<'a>;
+}
+
+pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
+    log::add_to_linker::<PluginState, Log>(linker, |s| CapView { call: &s.call }).map_err(anyhow::Error::from)
+}
+
+/// Longest message kept; longer ones are cut, so a chatty plugin cannot
+/// fill the host's memory (CallCtx also caps the number of events).
+const MAX_MESSAGE: usize = 4096;
+
+impl log::Host for CapView<'_> {
+    async fn event(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        let mut message = message;
+        if message.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        tracing::event!(tracing::Level::DEBUG, plugin = %self.call.plugin, level, "{message}");
+        self.call.event(level, message);
+        Ok(())
+    }
+
+    async fn progress(&mut self, done: u64, total: Option<u64>, unit: String) -> wasmtime::Result<()> {
+        // Progress bars for long steps come with the rollout work; until then
+        // progress is visible with RUST_LOG=debug.
+        tracing::debug!(plugin = %self.call.plugin, done, ?total, %unit, "progress");
+        Ok(())
+    }
+}

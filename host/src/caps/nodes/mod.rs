@@ -1,0 +1,37 @@
+//! `stackhost:host/nodes`: the nodes selected for the run, with roles.
+//! Linked for every plugin; it reveals only the run's own nodes.
+
+use super::CapView;
+use crate::bindings::stackhost::host::nodes::{self, Node};
+use crate::cluster::NodeInfo;
+use crate::runtime::PluginState;
+use wasmtime::component::{HasData, Linker};
+
+/// Marker for the `nodes` interface.
+pub struct Nodes;
+
+impl HasData for Nodes {
+    type Data<'a> = CapView<'a>;
+}
+
+pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
+    nodes::add_to_linker::<PluginState, Nodes>(linker, |s| CapView { call: &s.call }).map_err(anyhow::Error::from)
+}
+
+fn to_wit(info: &NodeInfo) -> Node {
+    Node { name: info.name.clone(), address: info.address.clone(), roles: info.roles.clone(), is_local: info.is_local }
+}
+
+impl nodes::Host for CapView<'_> {
+    async fn list(&mut self) -> wasmtime::Result<Vec<Node>> {
+        Ok(self.call.cluster.nodes().iter().map(|n| to_wit(&n.info)).collect())
+    }
+
+    async fn with_role(&mut self, role: String) -> wasmtime::Result<Vec<Node>> {
+        Ok(self.call.cluster.nodes().iter().filter(|n| n.info.roles.contains(&role)).map(|n| to_wit(&n.info)).collect())
+    }
+
+    async fn get(&mut self, name: String) -> wasmtime::Result<Option<Node>> {
+        Ok(self.call.cluster.get(&name).map(|n| to_wit(&n.info)))
+    }
+}

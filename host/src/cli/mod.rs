@@ -1,0 +1,111 @@
+//! The command line: one file per subcommand. Arguments are parsed and
+//! validated by clap with no I/O, then each subcommand resolves what it
+//! needs (paths, store, runtime) and runs.
+
+mod node;
+mod plugin;
+mod report;
+mod run;
+mod scaffold;
+
+use crate::paths::Paths;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit code for an error before or outside a run (bad input, refused plugin).
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code for a run that finished with failed steps or a failed plan.
+pub const EXIT_FAILED_STEPS: u8 = 3;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  error: bad input, refused or missing plugin, unreadable files
+  2  usage error on the command line
+  3  the run finished, but its plan or some of its steps failed
+
+Files live under ~/.config/stackhost, ~/.local/share/stackhost and
+~/.cache/stackhost, or all under $STACKHOST_HOME when it is set.
+Set STACKHOST_LOG=debug for a trace.";
+
+const EXAMPLES: &str = "\
+Examples:
+  stackhost plugin install --yes plugins/dist/hello.wasm
+  stackhost plugin list
+  stackhost run hello info
+  stackhost run hello stamp --message 'maintenance at 3am' --dry-run
+  stackhost run hello@^0.1 info --json
+  stackhost plugin new my-plugin";
+
+/// stackhost: cluster maintenance with sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "stackhost", version, about, before_long_help = "", after_help = EXAMPLES, after_long_help = format!("{EXAMPLES}\n\n{EXIT_CODES}"))]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a plugin command on the cluster (see `stackhost run NAME --help`).
+    #[command(disable_help_flag = true)]
+    Run(run::RunArgs),
+    /// Install, list, inspect and remove plugins; scaffold new ones.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Show the cluster's nodes.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+}
+
+/// Parse the command line and run it.
+pub fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let paths = Paths::from_env();
+    match cli.command {
+        Command::Run(args) => run::run(&paths, args),
+        Command::Plugin(cmd) => plugin::run(&paths, cmd),
+        Command::Node(cmd) => node::run(cmd),
+    }
+}
+
+/// Print `value` as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM UTC`.
+fn format_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_time() {
+        assert_eq!(super::format_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::format_time(1_795_546_740), "2026-11-24 18:59 UTC");
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,66 @@
+//! The human-readable run report: per phase, a line per step; under
+//! `--dry-run`, the mutations per node; then a recap per node.
+
+use crate::executor::{RunReport, StepStatus};
+use std::collections::BTreeMap;
+use std::io::Write;
+
+pub fn print(r: &RunReport) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let mode = if r.dry_run { " (dry run: nothing is changed)" } else { "" };
+    writeln!(out, "{} {} · {}{mode}", r.plugin, r.version, r.command)?;
+    for e in &r.plan_events {
+        writeln!(out, "  {}: {}", e.level, e.message)?;
+    }
+    if let Some(err) = &r.plan_error {
+        writeln!(out, "\nplan failed: {err}")?;
+        return Ok(());
+    }
+    let width = r.phases.iter().flat_map(|p| &p.steps).map(|s| s.node.len()).max().unwrap_or(4).max(4);
+    for phase in &r.phases {
+        let always = if phase.always { " (always)" } else { "" };
+        writeln!(out, "\nphase {}{always}", phase.name)?;
+        for s in &phase.steps {
+            writeln!(out, "  {:<width$}  {:<8} {}: {}", s.node, s.status.as_str(), s.name, s.message)?;
+            for e in &s.events {
+                writeln!(out, "  {:<width$}  {:<8} {}", "", e.level, e.message)?;
+            }
+        }
+    }
+    if r.dry_run {
+        let mut by_node: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+        for m in r.mutations() {
+            by_node.entry(m.node.as_str()).or_default().push(m);
+        }
+        if by_node.is_empty() {
+            writeln!(out, "\nDry run: no mutations would be made.")?;
+        } else {
+            writeln!(out, "\nDry run: these mutations would be made:")?;
+            for (node, ms) in by_node {
+                writeln!(out, "  {node}")?;
+                for m in ms {
+                    writeln!(out, "    {:<10} {}", m.call, m.detail)?;
+                }
+            }
+        }
+    }
+    writeln!(out, "\nRECAP")?;
+    let mut recap: BTreeMap<&str, [usize; 5]> = BTreeMap::new();
+    for s in r.phases.iter().flat_map(|p| &p.steps) {
+        let slot = match s.status {
+            StepStatus::Ok => 0,
+            StepStatus::Changed => 1,
+            StepStatus::Failed => 2,
+            StepStatus::Skipped => 3,
+            StepStatus::NotRun => 4,
+        };
+        recap.entry(s.node.as_str()).or_default()[slot] += 1;
+    }
+    for (node, [ok, changed, failed, skipped, not_run]) in recap {
+        writeln!(
+            out,
+            "  {node:<width$}  ok={ok} changed={changed} failed={failed} skipped={skipped} not-run={not_run}"
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! `stackhost run NAME[@REQ] COMMAND [ARGS]`: resolve the plugin, build its
+//! command line from the manifest, plan and apply, print the report.
+
+use crate::bindings::exports::stackhost::host::plugin_api as api;
+use crate::cluster::Cluster;
+use crate::executor::{self, RunOptions};
+use crate::manifest::{ArgKind, Manifest};
+use crate::paths::Paths;
+use crate::runtime::{CallLimits, Runtime};
+use crate::store::{self, PluginStore};
+use anyhow::Context as _;
+use clap::builder::ValueRange;
+use clap::{Arg, ArgAction, Args, Command, FromArgMatches};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `stackhost run`, taken raw: the plugin's own command line
+/// is only known once its manifest is read.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// NAME[@REQUIREMENT], then the plugin's command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PLUGIN COMMAND ARGS")]
+    argv: Vec<String>,
+}
+
+/// Flags the host takes for every plugin command.
+#[derive(Debug, Clone, Args)]
+pub struct RunFlags {
+    /// Run read-only calls for real and record mutating ones instead of making them.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Nodes to run on: names, globs (`dea-*`) or roles (`role:dea`); comma-separated or repeated.
+    #[arg(long, value_name = "SELECTOR")]
+    nodes: Vec<String>,
+    /// Most linear memory one plugin instance may use, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 512)]
+    memory_limit: usize,
+    /// Most time a plugin may compute in one call (time spent in host calls does not count).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    cpu_limit: Duration,
+    /// Most time one plugin call may take in all.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Default and upper bound for one program run by a plugin.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    exec_timeout: Duration,
+    /// Most steps running at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_in_flight: usize,
+}
+
+const RUN_HELP: &str = "\
+Run a plugin command on the cluster.
+
+Usage: stackhost run NAME[@REQUIREMENT] COMMAND [ARGS] [FLAGS]
+
+NAME@REQUIREMENT picks the highest installed version matching a semver
+requirement (hello@0.1, multi@^1, multi@=2.0.0). `stackhost run NAME --help`
+lists the plugin's commands; `stackhost run NAME COMMAND --help` its arguments
+and the host's flags (--dry-run, --json, --nodes, limits).
+
+Examples:
+  stackhost run hello info
+  stackhost run hello stamp --message 'patched' --dry-run
+  stackhost run hello@^0.1 info --json";
+
+pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let Some((spec, rest)) = args.argv.split_first().filter(|(s, _)| !s.starts_with('-')) else {
+        println!("{RUN_HELP}");
+        let help_only = args.argv.iter().any(|a| a == "-h" || a == "--help");
+        return Ok(if help_only { ExitCode::SUCCESS } else { ExitCode::from(2) });
+    };
+    let store = PluginStore::new(&paths.plugins());
+    let (name, req) = store::parse_spec(spec)?;
+    let installed = store.resolve(name, req.as_ref())?;
+    let manifest = &installed.record.manifest;
+
+    let matches = plugin_cli(manifest).try_get_matches_from(std::iter::once(spec.clone()).chain(rest.iter().cloned()));
+    let matches = match matches {
+        Ok(m) => m,
+        Err(e) => {
+            e.print()?;
+            return Ok(ExitCode::from(if e.use_stderr() { 2 } else { 0 }));
+        }
+    };
+    let (command, sub) = matches.subcommand().expect("a subcommand is required");
+    let flags = RunFlags::from_arg_matches(sub)?;
+    let spec_cmd = manifest.command(command).expect("clap only accepts declared commands");
+    let invocation = api::Invocation {
+        command: command.to_string(),
+        args: spec_cmd
+            .args
+            .iter()
+            .map(|a| api::Arg {
+                name: a.name.clone(),
+                values: match a.kind {
+                    ArgKind::Flag => if sub.get_flag(&a.name) { vec!["true".into()] } else { vec![] },
+                    _ => sub.get_many::<String>(&a.name).map(|v| v.cloned().collect()).unwrap_or_default(),
+                },
+            })
+            .collect(),
+        dry_run: flags.dry_run,
+    };
+
+    store.verified_digest(&installed)?;
+    let runtime = Runtime::new(&paths.compiled())?;
+    let plugin = runtime
+        .load(manifest.name.as_str(), &installed.record.digest, &installed.wasm_path(), installed.record.grant.clone())
+        .with_context(|| format!("while loading plugin {} {}", manifest.name, manifest.version))?;
+    let cluster = Cluster::local().select(&flags.nodes).map_err(anyhow::Error::msg)?;
+    let opts = RunOptions {
+        dry_run: flags.dry_run,
+        limits: CallLimits { memory: flags.memory_limit << 20, cpu: flags.cpu_limit, wall: flags.timeout },
+        exec_timeout: flags.exec_timeout,
+        max_in_flight: flags.max_in_flight,
+    };
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = tokio.block_on(executor::run(
+        Arc::new(plugin),
+        manifest.version.to_string(),
+        Arc::new(cluster),
+        invocation,
+        opts,
+    ));
+    if flags.json {
+        super::print_json(&report)?;
+    } else {
+        super::report::print(&report)?;
+    }
+    Ok(if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_FAILED_STEPS) })
+}
+
+/// The plugin's command line, built from its manifest, with the host's
+/// run flags on every command.
+fn plugin_cli(m: &Manifest) -> Command {
+    let mut cli = Command::new(format!("stackhost run {}", m.name))
+        .bin_name(format!("stackhost run {}", m.name))
+        .about(m.description.clone())
+        .version(m.version.to_string())
+        .subcommand_required(true)
+        .arg_required_else_help(true);
+    for c in &m.commands {
+        let mut sub = Command::new(c.name.clone()).about(c.about.clone());
+        if !c.examples.is_empty() {
+            sub = sub.after_help(format!("Examples:\n  {}", c.examples.join("\n  ")));
+        }
+        for a in &c.args {
+            let mut arg = Arg::new(a.name.clone()).help(a.help.clone());
+            arg = match a.kind {
+                ArgKind::Positional => arg
+                    .required(a.required)
+                    .num_args(if a.multiple { ValueRange::new(1..) } else { ValueRange::new(1..=1) })
+                    .action(if a.multiple { ArgAction::Append } else { ArgAction::Set }),
+                ArgKind::Option => arg
+                    .long(a.name.clone())
+                    .value_name(a.name.to_uppercase())
+                    .required(a.required)
+                    .action(if a.multiple { ArgAction::Append } else { ArgAction::Set }),
+                ArgKind::Flag => arg.long(a.name.clone()).action(ArgAction::SetTrue),
+            };
+            if let Some(d) = &a.default {
+                arg = arg.default_value(d.clone());
+            }
+            sub = sub.arg(arg);
+        }
+        sub = RunFlags::augment_args(sub.next_help_heading("Host flags"));
+        cli = cli.subcommand(sub);
+    }
+    cli
+}
+
+/// `500ms`, `30s`, `5m`, `1h`, or bare seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 500ms, 30s, 5m, 1h)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("3 weeks").is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! The cluster a run works on: its nodes, their roles, and the transport
+//! that reaches each. With no inventory the cluster is the local node.
+
+pub mod local;
+mod select;
+
+pub use local::LocalNode;
+pub use select::select;
+
+use std::sync::Arc;
+
+/// One node as the host knows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub address: String,
+    pub roles: Vec<String>,
+    pub is_local: bool,
+}
+
+/// How the host reaches a node. Remote nodes (SSH) are not built yet.
+#[derive(Debug)]
+pub enum Transport {
+    Local(LocalNode),
+}
+
+/// A node and its transport.
+#[derive(Debug)]
+pub struct Node {
+    pub info: NodeInfo,
+    pub transport: Transport,
+}
+
+/// The nodes selected for one run, in inventory order.
+#[derive(Debug, Default)]
+pub struct Cluster {
+    nodes: Vec<Arc<Node>>,
+}
+
+impl Cluster {
+    /// The embedded default: this machine alone, named `local`, holding the
+    /// `core` role.
+    pub fn local() -> Cluster {
+        let info = NodeInfo {
+            name: "local".into(),
+            address: "127.0.0.1".into(),
+            roles: vec!["core".into()],
+            is_local: true,
+        };
+        Cluster { nodes: vec![Arc::new(Node { info, transport: Transport::Local(LocalNode) })] }
+    }
+
+    /// Keep only the nodes that `selectors` pick (see [`select`]).
+    pub fn select(self, selectors: &[String]) -> Result<Cluster, String> {
+        let infos: Vec<NodeInfo> = self.nodes.iter().map(|n| n.info.clone()).collect();
+        let keep = select(&infos, selectors)?;
+        Ok(Cluster { nodes: self.nodes.into_iter().filter(|n| keep.contains(&n.info.name)).collect() })
+    }
+
+    /// Every node of the run.
+    pub fn nodes(&self) -> &[Arc<Node>] {
+        &self.nodes
+    }
+
+    /// The node called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Node>> {
+        self.nodes.iter().find(|n| n.info.name == name)
+    }
+}
+
+/// Why an operation on a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl NodeError {
+    /// Map an I/O error on `path` to the matching variant.
+    pub fn io(node: &str, op: &str, path: &std::path::Path, e: std::io::Error) -> NodeError {
+        let msg = format!("{op} `{}` on node {node}: {e}", path.display());
+        match e.kind() {
+            std::io::ErrorKind::NotFound => NodeError::NotFound(msg),
+            _ => NodeError::Io(msg),
+        }
+    }
+}
+
+/// A program to run on a node, already checked against the grant.
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub stdin: Option<Vec<u8>>,
+    pub user: Option<String>,
+    pub cwd: Option<String>,
+    pub timeout: std::time::Duration,
+}
+
+/// What a finished program produced.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub truncated: bool,
+}
+
+/// Output beyond this many bytes per stream is dropped (and flagged).
+pub const CAPTURE_LIMIT: usize = 4 << 20;
+
+/// The `PATH` programs get on a node.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -1,0 +1,72 @@
+//! Node selectors (`--nodes`): names, globs (`dea-*`) and roles
+//! (`role:dea`), comma-separated or repeated; a node matching any is kept.
+
+use super::NodeInfo;
+use std::collections::BTreeSet;
+
+/// Names of the nodes that `selectors` pick; all nodes when there are no
+/// selectors. A selector that matches nothing is an error, so a typo never
+/// silently shrinks a run.
+pub fn select(nodes: &[NodeInfo], selectors: &[String]) -> Result<BTreeSet<String>, String> {
+    if selectors.is_empty() {
+        return Ok(nodes.iter().map(|n| n.name.clone()).collect());
+    }
+    let mut picked = BTreeSet::new();
+    for selector in selectors.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+        let matched: Vec<&NodeInfo> = match selector.strip_prefix("role:") {
+            Some(role) => nodes.iter().filter(|n| n.roles.iter().any(|r| r == role)).collect(),
+            None => nodes.iter().filter(|n| glob(selector, &n.name)).collect(),
+        };
+        if matched.is_empty() {
+            let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+            return Err(format!("node selector `{selector}` matches no node (nodes: {})", names.join(", ")));
+        }
+        picked.extend(matched.into_iter().map(|n| n.name.clone()));
+    }
+    Ok(picked)
+}
+
+/// Shell-style match with `*` and `?`.
+fn glob(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, roles: &[&str]) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            address: "127.0.0.1".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            is_local: false,
+        }
+    }
+
+    #[test]
+    fn selects_by_name_glob_and_role() {
+        let nodes = [node("core", &["core", "controller"]), node("dea-1", &["dea"]), node("dea-2", &["dea"])];
+        let pick = |s: &[&str]| select(&nodes, &s.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        assert_eq!(pick(&[]).len(), 3);
+        assert_eq!(pick(&["dea-*"]), ["dea-1", "dea-2"].map(String::from).into());
+        assert_eq!(pick(&["role:controller"]), ["core"].map(String::from).into());
+        assert_eq!(pick(&["core,dea-2"]), ["core", "dea-2"].map(String::from).into());
+    }
+
+    #[test]
+    fn unmatched_selector_is_an_error() {
+        let nodes = [node("core", &["core"])];
+        let err = select(&nodes, &["role:dea".into()]).unwrap_err();
+        assert!(err.contains("`role:dea` matches no node"), "{err}");
+    }
+}

@@ -1,0 +1,17 @@
+//! stackhost: a maintenance host for PaaS clusters. It knows the cluster's
+//! nodes and roles, owns the connections to them, and exposes exec, fs
+//! (and, in later versions, archive, postgres and docker) capabilities to
+//! sandboxed WebAssembly component plugins through the `stackhost:host`
+//! WIT package.
+
+pub mod bindings;
+pub mod caps;
+pub mod cli;
+pub mod cluster;
+pub mod executor;
+pub mod grant;
+pub mod inspect;
+pub mod manifest;
+pub mod paths;
+pub mod runtime;
+pub mod store;

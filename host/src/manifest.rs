@@ -1,0 +1,327 @@
+//! The plugin manifest: what a plugin says it is, what commands it offers
+//! and which capabilities it asks for. It travels inside the `.wasm` file
+//! as the custom section `stackhost-manifest` (TOML; see wit/MANIFEST.md)
+//! and is validated once, with no plugin code running.
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// Name of the custom section that holds the manifest.
+pub const SECTION: &str = "stackhost-manifest";
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("the manifest is not valid UTF-8")]
+    NotUtf8,
+    #[error("the manifest is not valid: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("the manifest is not valid: {0}")]
+    Invalid(String),
+}
+
+/// A parsed, validated manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub version: Version,
+    /// Version of the `stackhost:host` WIT package the plugin targets.
+    pub wit: Version,
+    pub description: String,
+    #[serde(default, rename = "command")]
+    pub commands: Vec<CommandSpec>,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+}
+
+/// One command of a plugin (`stackhost run NAME COMMAND`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    pub name: String,
+    pub about: String,
+    #[serde(default)]
+    pub examples: Vec<String>,
+    #[serde(default, rename = "arg")]
+    pub args: Vec<ArgSpec>,
+}
+
+/// One argument of a command.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArgSpec {
+    pub name: String,
+    #[serde(default)]
+    pub help: String,
+    pub kind: ArgKind,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub multiple: bool,
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+/// How an argument is written on the command line.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArgKind {
+    /// `VALUE`
+    Positional,
+    /// `--name VALUE`
+    Option,
+    /// `--name`
+    Flag,
+}
+
+/// The capability requests of a plugin. `nodes` and `log` need none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    pub exec: Option<ExecRequest>,
+    pub fs: Option<FsRequest>,
+    pub archive: Option<ArchiveRequest>,
+    pub postgres: Option<PostgresRequest>,
+    pub docker: Option<DockerRequest>,
+}
+
+/// Programs a plugin may run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    pub reason: String,
+    /// Programs that may change the node.
+    #[serde(default)]
+    pub programs: Vec<String>,
+    /// Programs that only read; they also run during `--dry-run`.
+    #[serde(default, rename = "read-only")]
+    pub read_only: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// Paths a plugin may read and write on nodes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FsRequest {
+    pub reason: String,
+    #[serde(default)]
+    pub read: Vec<String>,
+    #[serde(default)]
+    pub write: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// Directories on the operator's host where artifacts may be written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveRequest {
+    pub reason: String,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// Databases a plugin may list, dump and restore.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresRequest {
+    pub reason: String,
+    #[serde(default)]
+    pub databases: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// Docker operations a plugin may use.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DockerRequest {
+    pub reason: String,
+    #[serde(default)]
+    pub operations: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// Argument names the host uses on every plugin command.
+pub const RESERVED_ARGS: &[&str] = &[
+    "dry-run", "json", "nodes", "memory-limit", "cpu-limit", "timeout", "exec-timeout", "max-in-flight", "help",
+    "version",
+];
+
+/// The Docker operations a grant can name.
+pub const DOCKER_OPERATIONS: &[&str] = &["list", "build", "tag", "push", "restart"];
+
+impl Manifest {
+    /// Parse and validate manifest bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| ManifestError::NotUtf8)?;
+        let manifest: Manifest = toml::from_str(text)?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        let invalid = |m: String| Err(ManifestError::Invalid(m));
+        check_name("plugin name", &self.name)?;
+        let mut seen = BTreeSet::new();
+        for command in &self.commands {
+            check_name("command name", &command.name)?;
+            if !seen.insert(command.name.as_str()) {
+                return invalid(format!("command `{}` is declared twice", command.name));
+            }
+            let mut args = BTreeSet::new();
+            let mut trailing = false;
+            for arg in &command.args {
+                check_name("argument name", &arg.name)?;
+                if RESERVED_ARGS.contains(&arg.name.as_str()) {
+                    return invalid(format!(
+                        "command `{}`: argument name `{}` is reserved for the host's own flags",
+                        command.name, arg.name
+                    ));
+                }
+                if !args.insert(arg.name.as_str()) {
+                    return invalid(format!("command `{}` declares argument `{}` twice", command.name, arg.name));
+                }
+                if arg.kind == ArgKind::Flag && (arg.required || arg.default.is_some() || arg.multiple) {
+                    return invalid(format!(
+                        "flag `{}` of command `{}` cannot be required, repeated or have a default",
+                        arg.name, command.name
+                    ));
+                }
+                if arg.kind == ArgKind::Positional {
+                    if trailing {
+                        return invalid(format!(
+                            "command `{}`: positional `{}` follows a repeated positional",
+                            command.name, arg.name
+                        ));
+                    }
+                    trailing = arg.multiple;
+                }
+            }
+        }
+        let caps = &self.capabilities;
+        if let Some(exec) = &caps.exec {
+            for program in exec.programs.iter().chain(&exec.read_only) {
+                if program.is_empty() || (program.contains('/') && !program.starts_with('/')) {
+                    return invalid(format!("exec program `{program}` must be a bare name or an absolute path"));
+                }
+            }
+        }
+        if let Some(fs) = &caps.fs {
+            for path in fs.read.iter().chain(&fs.write) {
+                check_scope_path("fs", path)?;
+            }
+        }
+        if let Some(archive) = &caps.archive {
+            for path in &archive.paths {
+                check_scope_path("archive", path)?;
+            }
+        }
+        if let Some(docker) = &caps.docker {
+            for op in &docker.operations {
+                if !DOCKER_OPERATIONS.contains(&op.as_str()) {
+                    return invalid(format!(
+                        "docker operation `{op}` is unknown (known: {})",
+                        DOCKER_OPERATIONS.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The command called `name`.
+    pub fn command(&self, name: &str) -> Option<&CommandSpec> {
+        self.commands.iter().find(|c| c.name == name)
+    }
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), ManifestError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ManifestError::Invalid(format!(
+            "{what} `{name}` must be lower-case letters, digits and `-`, starting with a letter"
+        )))
+    }
+}
+
+fn check_scope_path(capability: &str, path: &str) -> Result<(), ManifestError> {
+    let p = std::path::Path::new(path);
+    if !p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(ManifestError::Invalid(format!(
+            "{capability} path `{path}` must be absolute and contain no `..`"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "hello"
+version = "0.1.0"
+wit = "0.1.0"
+description = "Say hello"
+
+[[command]]
+name = "stamp"
+about = "Write a stamp"
+[[command.arg]]
+name = "message"
+kind = "option"
+default = "hi"
+
+[capabilities.exec]
+reason = "uname"
+read-only = ["uname"]
+"#;
+
+    #[test]
+    fn parses_a_good_manifest() {
+        let m = Manifest::parse(GOOD.as_bytes()).unwrap();
+        assert_eq!(m.name, "hello");
+        assert_eq!(m.commands[0].args[0].default.as_deref(), Some("hi"));
+        assert_eq!(m.capabilities.exec.unwrap().read_only, vec!["uname"]);
+    }
+
+    #[test]
+    fn refuses_unknown_fields() {
+        let bad = GOOD.replace("description", "colour = \"red\"\ndescription");
+        let err = Manifest::parse(bad.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn refuses_bad_semver() {
+        let bad = GOOD.replace("version = \"0.1.0\"", "version = \"1.x\"");
+        let err = Manifest::parse(bad.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("version"), "{err}");
+    }
+
+    #[test]
+    fn refuses_relative_and_dotdot_paths() {
+        let bad = format!("{GOOD}\n[capabilities.fs]\nreason = \"x\"\nwrite = [\"/tmp/../etc\"]\n");
+        let err = Manifest::parse(bad.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("must be absolute and contain no `..`"), "{err}");
+    }
+
+    #[test]
+    fn refuses_bad_names() {
+        let bad = GOOD.replace("name = \"hello\"", "name = \"Hello World\"");
+        let err = Manifest::parse(bad.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("plugin name `Hello World`"), "{err}");
+    }
+}

@@ -1,0 +1,120 @@
+//! Match before you link: what a component imports is checked against what
+//! this host provides and what the plugin was granted, before it runs.
+
+use crate::bindings::{WIT_PACKAGE, WIT_VERSION};
+use crate::grant::Grant;
+use semver::Version;
+
+/// Interfaces of `stackhost:host` this host implements.
+pub const PROVIDED: &[&str] = &["types", "nodes", "log", "exec", "fs"];
+
+/// Interfaces that exist in the WIT but whose host side is not built yet.
+pub const NOT_YET_BUILT: &[&str] = &["archive", "postgres", "docker"];
+
+/// Why a component's imports were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(
+        "plugin `{plugin}` targets {WIT_PACKAGE}@{wanted}, but this host serves {WIT_PACKAGE}@{WIT_VERSION}; \
+         the versions are incompatible (rebuild the plugin against {WIT_PACKAGE}@{WIT_VERSION})"
+    )]
+    WitVersion { plugin: String, wanted: Version },
+    #[error(
+        "plugin `{plugin}` imports `{import}` but was not granted `{capability}`; \
+         grant it (`stackhost plugin install --grant {capability}`) or remove the import"
+    )]
+    NotGranted { plugin: String, import: String, capability: String },
+    #[error(
+        "plugin `{plugin}` imports `{import}` but its manifest does not request `{capability}`; \
+         add [capabilities.{capability}] with a reason to its stackhost.toml"
+    )]
+    NotRequested { plugin: String, import: String, capability: String },
+    #[error(
+        "plugin `{plugin}` imports `{import}`: the `{capability}` capability is defined in the WIT \
+         but not built into this host yet"
+    )]
+    NotBuilt { plugin: String, import: String, capability: String },
+    #[error("plugin `{plugin}` imports `{import}`, which no stackhost host provides")]
+    Unknown { plugin: String, import: String },
+}
+
+/// Whether a plugin built against WIT `wanted` can run on this host: the
+/// same major version (the same minor while the major is 0), not newer.
+pub fn wit_compatible(wanted: &Version) -> bool {
+    let same_line = if WIT_VERSION.major == 0 {
+        wanted.major == 0 && wanted.minor == WIT_VERSION.minor
+    } else {
+        wanted.major == WIT_VERSION.major
+    };
+    same_line && wanted <= &WIT_VERSION
+}
+
+/// Which side decides whether an import is allowed.
+pub enum Allowed<'a> {
+    /// At install: the manifest's requests.
+    Requested(&'a Grant),
+    /// At run: the operator's grant.
+    Granted(&'a Grant),
+}
+
+/// Check every import name of a component.
+pub fn check<'a>(plugin: &str, imports: impl Iterator<Item = &'a str>, allowed: Allowed<'_>) -> Result<(), ImportError> {
+    for import in imports {
+        if import.starts_with("wasi:") {
+            // WASI is linked with an empty context: no files, sockets or
+            // environment, only clocks, random and captured stdio.
+            continue;
+        }
+        let Some(rest) = import.strip_prefix(WIT_PACKAGE).and_then(|r| r.strip_prefix('/')) else {
+            return Err(ImportError::Unknown { plugin: plugin.into(), import: import.into() });
+        };
+        let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+        let wanted = Version::parse(version)
+            .map_err(|_| ImportError::Unknown { plugin: plugin.into(), import: import.into() })?;
+        if !wit_compatible(&wanted) {
+            return Err(ImportError::WitVersion { plugin: plugin.into(), wanted });
+        }
+        let capability = interface.to_string();
+        if NOT_YET_BUILT.contains(&interface) {
+            return Err(ImportError::NotBuilt { plugin: plugin.into(), import: import.into(), capability });
+        }
+        if !PROVIDED.contains(&interface) {
+            return Err(ImportError::Unknown { plugin: plugin.into(), import: import.into() });
+        }
+        match allowed {
+            Allowed::Requested(g) if !g.has(interface) => {
+                return Err(ImportError::NotRequested { plugin: plugin.into(), import: import.into(), capability });
+            }
+            Allowed::Granted(g) if !g.has(interface) => {
+                return Err(ImportError::NotGranted { plugin: plugin.into(), import: import.into(), capability });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wit_compatibility() {
+        assert!(wit_compatible(&Version::new(0, 1, 0)));
+        assert!(!wit_compatible(&Version::new(0, 2, 0)));
+        assert!(!wit_compatible(&Version::new(1, 0, 0)));
+        assert!(!wit_compatible(&Version::new(0, 1, 9)));
+    }
+
+    #[test]
+    fn refuses_ungranted_and_unknown() {
+        let none = Grant::default();
+        let err = check("p", ["stackhost:host/fs@0.1.0"].into_iter(), Allowed::Granted(&none)).unwrap_err();
+        assert!(err.to_string().contains("was not granted `fs`"), "{err}");
+        let err = check("p", ["acme:evil/net@1.0.0"].into_iter(), Allowed::Granted(&none)).unwrap_err();
+        assert!(err.to_string().contains("no stackhost host provides"), "{err}");
+        let err = check("p", ["stackhost:host/log@1.0.0"].into_iter(), Allowed::Granted(&none)).unwrap_err();
+        assert!(err.to_string().contains("stackhost:host@1.0.0") && err.to_string().contains("stackhost:host@0.1.0"));
+        check("p", ["wasi:io/streams@0.2.6", "stackhost:host/log@0.1.0"].into_iter(), Allowed::Granted(&none)).unwrap();
+    }
+}

@@ -1,0 +1,232 @@
+//! The plugin runtime: one wasmtime `Engine` per process, compiled
+//! components cached on disk, a linker per plugin holding only what it was
+//! granted, an `InstancePre` per plugin and a fresh store per call, with
+//! memory, CPU and wall-clock limits.
+
+mod cache;
+pub mod imports;
+pub mod limits;
+pub mod state;
+
+pub use cache::CacheOutcome;
+pub use limits::{CallLimits, LimitExceeded};
+pub use state::{CallCtx, Event, Mutation, PluginState};
+
+use crate::bindings::exports::stackhost::host::plugin_api as api;
+use crate::bindings::{PluginPre, WitError};
+use crate::caps;
+use crate::grant::Grant;
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
+
+/// How often the epoch advances; the CPU limit is checked at this grain.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The process-wide runtime.
+pub struct Runtime {
+    engine: Engine,
+    compiled_dir: PathBuf,
+}
+
+/// A plugin ready to be instantiated, any number of times.
+pub struct LoadedPlugin {
+    pub name: String,
+    pre: PluginPre<PluginState>,
+    pub grant: Arc<Grant>,
+    /// Whether the compiled code came from the cache.
+    pub cache: CacheOutcome,
+    /// Time to load or compile the component and link it.
+    pub load_time: Duration,
+}
+
+/// Why a plugin call did not produce a value.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The plugin returned an error value (including a capability's
+    /// permission-denied that it passed on).
+    #[error("{}", crate::caps::describe_error(.0))]
+    Plugin(WitError),
+    /// The call ran into a limit and was stopped.
+    #[error("plugin `{plugin}` was stopped: {limit}")]
+    Limit { plugin: String, limit: LimitExceeded },
+    /// The plugin trapped (a panic, an unreachable instruction, ...).
+    #[error("plugin `{plugin}` crashed: {message}")]
+    Trap { plugin: String, message: String },
+}
+
+/// A finished call: its result, plus what it recorded and how long
+/// instantiation took.
+pub struct CallReport<T> {
+    pub result: Result<T, CallError>,
+    pub mutations: Vec<Mutation>,
+    pub events: Vec<Event>,
+    pub instantiate: Duration,
+}
+
+impl<T> CallReport<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> CallReport<U> {
+        CallReport { result: self.result.map(f), mutations: self.mutations, events: self.events, instantiate: self.instantiate }
+    }
+}
+
+impl Runtime {
+    /// Build the engine and start the epoch ticker.
+    pub fn new(compiled_dir: &Path) -> anyhow::Result<Runtime> {
+        let mut config = Config::new();
+        config.epoch_interruption(true).wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(anyhow::Error::from).context("while creating the wasm engine")?;
+        let weak = engine.weak();
+        std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+        Ok(Runtime { engine, compiled_dir: compiled_dir.to_path_buf() })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Names of everything a compiled component imports.
+    pub fn imports(&self, component: &Component) -> Vec<String> {
+        component.component_type().imports(&self.engine).map(|(name, _)| name.to_string()).collect()
+    }
+
+    /// Load (from the compile cache, or by compiling) the plugin file
+    /// `wasm` with content `digest`, check its imports against `grant`,
+    /// and link it.
+    pub fn load(&self, name: &str, digest: &str, wasm: &Path, grant: Grant) -> anyhow::Result<LoadedPlugin> {
+        let start = Instant::now();
+        let (component, cache) = self.compile(digest, || std::fs::read(wasm))?;
+        let imports = self.imports(&component);
+        imports::check(name, imports.iter().map(String::as_str), imports::Allowed::Granted(&grant))?;
+        let linker = self.linker(&grant)?;
+        let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from)?;
+        let pre = PluginPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("plugin `{name}` does not export stackhost:host/plugin-api"))?;
+        Ok(LoadedPlugin { name: name.into(), pre, grant: Arc::new(grant), cache, load_time: start.elapsed() })
+    }
+
+    /// Compile through the on-disk cache.
+    pub fn compile(
+        &self,
+        digest: &str,
+        wasm: impl FnOnce() -> std::io::Result<Vec<u8>>,
+    ) -> anyhow::Result<(Component, CacheOutcome)> {
+        cache::load_or_compile(&self.compiled_dir, &self.engine, digest, wasm)
+    }
+
+    /// A linker with WASI (empty context) and the granted capabilities only.
+    fn linker(&self, grant: &Grant) -> anyhow::Result<Linker<PluginState>> {
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        caps::types::add_to_linker(&mut linker)?;
+        caps::nodes::add_to_linker(&mut linker)?;
+        caps::log::add_to_linker(&mut linker)?;
+        if grant.has("exec") {
+            caps::exec::add_to_linker(&mut linker)?;
+        }
+        if grant.has("fs") {
+            caps::fs::add_to_linker(&mut linker)?;
+        }
+        Ok(linker)
+    }
+}
+
+/// Which export a call makes.
+enum Export<'a> {
+    Plan(&'a api::Invocation),
+    ApplyStep(&'a api::Invocation, &'a api::Step),
+}
+
+/// What an export returned.
+enum Returned {
+    Plan(api::ExecutionPlan),
+    Outcome(api::StepOutcome),
+}
+
+impl LoadedPlugin {
+    /// Call the plugin's `plan`.
+    pub async fn plan(&self, ctx: Arc<CallCtx>, limits: CallLimits, inv: &api::Invocation) -> CallReport<api::ExecutionPlan> {
+        self.call(ctx, limits, Export::Plan(inv)).await.map(|r| match r {
+            Returned::Plan(p) => p,
+            Returned::Outcome(_) => unreachable!("plan returns a plan"),
+        })
+    }
+
+    /// Call the plugin's `apply-step`.
+    pub async fn apply_step(
+        &self,
+        ctx: Arc<CallCtx>,
+        limits: CallLimits,
+        inv: &api::Invocation,
+        step: &api::Step,
+    ) -> CallReport<api::StepOutcome> {
+        self.call(ctx, limits, Export::ApplyStep(inv, step)).await.map(|r| match r {
+            Returned::Outcome(o) => o,
+            Returned::Plan(_) => unreachable!("apply-step returns an outcome"),
+        })
+    }
+
+    /// Instantiate in a fresh store and make one call under the limits.
+    async fn call(&self, ctx: Arc<CallCtx>, limits: CallLimits, export: Export<'_>) -> CallReport<Returned> {
+        let mut store = Store::new(self.pre.engine(), PluginState::new(ctx.clone(), limits.memory));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        let started = Instant::now();
+        let cpu = limits.cpu;
+        store.epoch_deadline_callback(move |store| {
+            let guest = started.elapsed().saturating_sub(store.data().call.host_time());
+            if guest > cpu {
+                return Err(wasmtime::Error::new(LimitExceeded::Cpu(cpu)));
+            }
+            // Yield so the wall-clock timeout can fire even in a tight loop.
+            Ok(UpdateDeadline::Yield(1))
+        });
+
+        let run = async {
+            let t = Instant::now();
+            let plugin = self.pre.instantiate_async(&mut store).await?;
+            let instantiate = t.elapsed();
+            let api = plugin.stackhost_host_plugin_api();
+            let out = match export {
+                Export::Plan(inv) => api.call_plan(&mut store, inv).await?.map(Returned::Plan),
+                Export::ApplyStep(inv, step) => api.call_apply_step(&mut store, inv, step).await?.map(Returned::Outcome),
+            };
+            Ok::<_, wasmtime::Error>((out, instantiate))
+        };
+        let outcome = tokio::time::timeout(limits.wall, run).await;
+        let (result, instantiate) = match outcome {
+            Ok(Ok((Ok(v), inst))) => (Ok(v), inst),
+            Ok(Ok((Err(e), inst))) => (Err(CallError::Plugin(e)), inst),
+            Ok(Err(trap)) => (Err(self.trap_error(trap, &store)), Duration::ZERO),
+            Err(_) => (
+                Err(CallError::Limit { plugin: self.name.clone(), limit: LimitExceeded::Wall(limits.wall) }),
+                Duration::ZERO,
+            ),
+        };
+        let (mutations, events) = ctx.take();
+        CallReport { result, mutations, events, instantiate }
+    }
+
+    fn trap_error(&self, trap: wasmtime::Error, store: &Store<PluginState>) -> CallError {
+        if let Some(limit) = trap.chain().find_map(|e| e.downcast_ref::<LimitExceeded>()) {
+            return CallError::Limit { plugin: self.name.clone(), limit: limit.clone() };
+        }
+        let printed = String::from_utf8_lossy(&store.data().output.contents()).trim().to_string();
+        let message = if printed.is_empty() {
+            format!("{trap:#}")
+        } else {
+            format!("{printed} ({})", trap.chain().last().map(|e| e.to_string()).unwrap_or_default())
+        };
+        CallError::Trap { plugin: self.name.clone(), message }
+    }
+}

@@ -1,0 +1,143 @@
+//! What one plugin call's store holds: an empty WASI context, the memory
+//! limiter, and the call context every capability sees.
+
+use super::limits::MemoryLimiter;
+use crate::cluster::Cluster;
+use crate::grant::Grant;
+use serde::Serialize;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// A mutating call recorded instead of made, under `--dry-run`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Mutation {
+    pub node: String,
+    /// `fs.write`, `exec`, ...
+    pub call: String,
+    /// What it would have done, for the operator.
+    pub detail: String,
+}
+
+/// An event the plugin logged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub level: &'static str,
+    pub message: String,
+}
+
+/// Most events one call keeps.
+const MAX_EVENTS: usize = 10_000;
+
+/// Shared by the capabilities of one call.
+pub struct CallCtx {
+    pub plugin: String,
+    pub cluster: std::sync::Arc<Cluster>,
+    pub grant: std::sync::Arc<Grant>,
+    pub dry_run: bool,
+    /// Default and upper bound for a program's run time.
+    pub exec_timeout: Duration,
+    mutations: Mutex<Vec<Mutation>>,
+    events: Mutex<Vec<Event>>,
+    /// Nanoseconds spent in host calls, so the CPU limit counts only the
+    /// guest's own computing.
+    host_nanos: AtomicU64,
+}
+
+impl CallCtx {
+    pub fn new(
+        plugin: String,
+        cluster: std::sync::Arc<Cluster>,
+        grant: std::sync::Arc<Grant>,
+        dry_run: bool,
+        exec_timeout: Duration,
+    ) -> CallCtx {
+        CallCtx {
+            plugin,
+            cluster,
+            grant,
+            dry_run,
+            exec_timeout,
+            mutations: Mutex::default(),
+            events: Mutex::default(),
+            host_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Record a mutation that a dry run did not make.
+    pub fn record(&self, node: &str, call: &str, detail: String) {
+        let m = Mutation { node: node.into(), call: call.into(), detail };
+        self.mutations.lock().unwrap_or_else(|p| p.into_inner()).push(m);
+    }
+
+    pub fn event(&self, level: &'static str, message: String) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if events.len() < MAX_EVENTS {
+            events.push(Event { level, message });
+        }
+    }
+
+    /// Time spent in host calls so far.
+    pub fn host_time(&self) -> Duration {
+        Duration::from_nanos(self.host_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Run a host call, counting its time as host time.
+    pub async fn timed<F: Future>(&self, fut: F) -> F::Output {
+        let start = Instant::now();
+        let out = fut.await;
+        self.host_nanos.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        out
+    }
+
+    /// Take what the call recorded.
+    pub fn take(&self) -> (Vec<Mutation>, Vec<Event>) {
+        let m = std::mem::take(&mut *self.mutations.lock().unwrap_or_else(|p| p.into_inner()));
+        let e = std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()));
+        (m, e)
+    }
+}
+
+/// The data of one plugin store.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: MemoryLimiter,
+    pub call: std::sync::Arc<CallCtx>,
+    /// What the plugin wrote to stdout and stderr (panic messages land here).
+    pub output: MemoryOutputPipe,
+}
+
+/// Most bytes of a plugin's own stdout/stderr kept for error reports.
+const PLUGIN_OUTPUT_LIMIT: usize = 64 << 10;
+
+impl PluginState {
+    pub fn new(call: std::sync::Arc<CallCtx>, memory_limit: usize) -> PluginState {
+        let output = MemoryOutputPipe::new(PLUGIN_OUTPUT_LIMIT);
+        // Deny by default: no preopened directories, no environment, no
+        // arguments, no network. Clocks and random remain.
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { limit: memory_limit },
+            call,
+            output,
+        }
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}

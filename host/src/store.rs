@@ -1,0 +1,232 @@
+//! The plugin store: installed plugin files and their grants, several
+//! versions side by side, under `<data>/plugins/NAME/VERSION/`. A grant is
+//! bound to the file's content digest; a file that changed since it was
+//! granted is refused.
+
+use crate::grant::Grant;
+use crate::manifest::Manifest;
+use semver::{Version, VersionReq};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// What was recorded when a plugin was installed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallRecord {
+    /// Lower-case hex sha256 of the `.wasm` file.
+    pub digest: String,
+    pub manifest: Manifest,
+    pub grant: Grant,
+    /// Interfaces the component imports.
+    pub imports: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub installed_at: u64,
+    /// The file it was installed from.
+    pub source: String,
+}
+
+/// An installed plugin version.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub record: InstallRecord,
+    pub dir: PathBuf,
+}
+
+impl Installed {
+    pub fn name(&self) -> &str {
+        &self.record.manifest.name
+    }
+    pub fn version(&self) -> &Version {
+        &self.record.manifest.version
+    }
+    pub fn wasm_path(&self) -> PathBuf {
+        self.dir.join("plugin.wasm")
+    }
+}
+
+/// Store errors the operator can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no plugin named `{0}` is installed (see `stackhost plugin list`)")]
+    NotInstalled(String),
+    #[error("plugin `{name}` has no installed version matching `{req}` (installed: {installed})")]
+    NoMatch { name: String, req: VersionReq, installed: String },
+    #[error(
+        "plugin {name} {version} is already installed with different content \
+         (digest {old}); pass --replace to replace it"
+    )]
+    DifferentContent { name: String, version: Version, old: String },
+    #[error(
+        "the installed file of plugin {name} {version} has changed since it was granted \
+         (expected sha256 {expected}, found {found}); reinstall it"
+    )]
+    Tampered { name: String, version: Version, expected: String, found: String },
+    #[error("`{0}` is not a valid version requirement (try `hello`, `hello@1.2`, `hello@^1`, `hello@=1.2.3`)")]
+    BadRequirement(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("the install record {path} is unreadable: {message}")]
+    BadRecord { path: PathBuf, message: String },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Io { context, source }
+}
+
+/// Hex sha256 of `bytes`.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Split `NAME[@REQ]`.
+pub fn parse_spec(spec: &str) -> Result<(&str, Option<VersionReq>), StoreError> {
+    match spec.split_once('@') {
+        None => Ok((spec, None)),
+        Some((name, req)) => {
+            let req = VersionReq::parse(req).map_err(|_| StoreError::BadRequirement(spec.into()))?;
+            Ok((name, Some(req)))
+        }
+    }
+}
+
+/// The store on disk.
+pub struct PluginStore {
+    dir: PathBuf,
+}
+
+impl PluginStore {
+    pub fn new(dir: &Path) -> PluginStore {
+        PluginStore { dir: dir.to_path_buf() }
+    }
+
+    /// Every installed version, sorted by name then version.
+    pub fn list(&self) -> Result<Vec<Installed>, StoreError> {
+        let mut all = Vec::new();
+        let names = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(all),
+            Err(e) => return Err(io(format!("reading {}", self.dir.display()))(e)),
+        };
+        for name in names {
+            let name = name.map_err(io("listing plugins"))?.path();
+            if !name.is_dir() {
+                continue;
+            }
+            for version in std::fs::read_dir(&name).map_err(io(format!("reading {}", name.display())))? {
+                let dir = version.map_err(io("listing versions"))?.path();
+                let record_path = dir.join("install.json");
+                if !record_path.exists() {
+                    continue; // an install interrupted before its record landed
+                }
+                let text = std::fs::read(&record_path).map_err(io(format!("reading {}", record_path.display())))?;
+                let record: InstallRecord = serde_json::from_slice(&text)
+                    .map_err(|e| StoreError::BadRecord { path: record_path.clone(), message: e.to_string() })?;
+                all.push(Installed { record, dir });
+            }
+        }
+        all.sort_by(|a, b| (a.name(), a.version()).cmp(&(b.name(), b.version())));
+        Ok(all)
+    }
+
+    /// The highest installed version of `name` matching `req`.
+    pub fn resolve(&self, name: &str, req: Option<&VersionReq>) -> Result<Installed, StoreError> {
+        let versions: Vec<Installed> = self.list()?.into_iter().filter(|p| p.name() == name).collect();
+        if versions.is_empty() {
+            return Err(StoreError::NotInstalled(name.into()));
+        }
+        let installed = versions.iter().map(|p| p.version().to_string()).collect::<Vec<_>>().join(", ");
+        versions
+            .into_iter()
+            .filter(|p| req.is_none_or(|r| r.matches(p.version())))
+            .max_by(|a, b| a.version().cmp(b.version()))
+            .ok_or_else(|| StoreError::NoMatch { name: name.into(), req: req.cloned().unwrap_or_default(), installed })
+    }
+
+    /// Install `wasm` with its record. Installing the same content again
+    /// only updates the grant.
+    pub fn install(&self, wasm: &[u8], record: InstallRecord, replace: bool) -> Result<Installed, StoreError> {
+        let m = &record.manifest;
+        let dir = self.dir.join(&m.name).join(m.version.to_string());
+        if let Ok(existing) = self.resolve(&m.name, Some(&VersionReq::parse(&format!("={}", m.version)).expect("exact")))
+            && existing.record.digest != record.digest
+            && !replace
+        {
+            return Err(StoreError::DifferentContent {
+                name: m.name.clone(),
+                version: m.version.clone(),
+                old: existing.record.digest,
+            });
+        }
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        write_atomic(&dir.join("plugin.wasm"), wasm)?;
+        let json = serde_json::to_vec_pretty(&record).expect("records serialise");
+        write_atomic(&dir.join("install.json"), &json)?;
+        Ok(Installed { record, dir })
+    }
+
+    /// Remove the versions of `name` matching `req` (all when none).
+    pub fn remove(&self, name: &str, req: Option<&VersionReq>) -> Result<Vec<Installed>, StoreError> {
+        let matching: Vec<Installed> = self
+            .list()?
+            .into_iter()
+            .filter(|p| p.name() == name && req.is_none_or(|r| r.matches(p.version())))
+            .collect();
+        if matching.is_empty() {
+            return Err(match req {
+                None => StoreError::NotInstalled(name.into()),
+                Some(r) => StoreError::NoMatch { name: name.into(), req: r.clone(), installed: "see plugin list".into() },
+            });
+        }
+        for p in &matching {
+            std::fs::remove_dir_all(&p.dir).map_err(io(format!("removing {}", p.dir.display())))?;
+        }
+        let _ = std::fs::remove_dir(self.dir.join(name)); // only if now empty
+        Ok(matching)
+    }
+
+    /// Read the installed file and check it still has the granted digest.
+    pub fn verified_digest(&self, p: &Installed) -> Result<(), StoreError> {
+        let path = p.wasm_path();
+        let bytes = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
+        let found = digest(&bytes);
+        if found != p.record.digest {
+            return Err(StoreError::Tampered {
+                name: p.name().into(),
+                version: p.version().clone(),
+                expected: p.record.digest.clone(),
+                found,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io(format!("writing {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_specs() {
+        assert_eq!(parse_spec("hello").unwrap().0, "hello");
+        let (n, r) = parse_spec("multi@^1").unwrap();
+        assert_eq!((n, r.unwrap().to_string()), ("multi", "^1".to_string()));
+        assert!(matches!(parse_spec("multi@banana"), Err(StoreError::BadRequirement(_))));
+    }
+}
