@@ -1,0 +1,110 @@
+//! Deny by default: ungranted imports are refused before anything runs,
+//! and calls outside a grant's scope return permission-denied naming the
+//! grant, with nothing changed on disk.
+
+mod support;
+
+use support::{Sandbox, only_step, scratch_rw, wasm};
+
+#[test]
+fn an_import_the_manifest_does_not_request_is_refused_at_install() {
+    let s = Sandbox::new();
+    let out = s.fails(1, &["plugin", "install", "--yes", wasm("sneaky").to_str().unwrap()]);
+    assert!(
+        out.contains("imports `stackhost:host/fs@0.1.0` but its manifest does not request `fs`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_import_the_operator_did_not_grant_is_refused_before_it_runs() {
+    let s = Sandbox::new();
+    let out = s.fails(1, &["plugin", "install", "--grant", "exec", wasm("probe").to_str().unwrap()]);
+    assert!(out.contains("imports `stackhost:host/fs@0.1.0` but was not granted `fs`"), "{out}");
+    assert!(s.ok(&["plugin", "list"]).contains("no plugins installed"));
+}
+
+fn denied(s: &Sandbox, args: &[&str]) -> String {
+    let (code, report) = s.report(args);
+    let (status, message) = only_step(&report);
+    assert_eq!((code, status.as_str()), (3, "failed"), "{report:#}");
+    assert!(message.starts_with("permission denied: "), "{message}");
+    message
+}
+
+#[test]
+fn reading_outside_the_grant_is_denied_naming_the_grant() {
+    let s = Sandbox::new();
+    s.install("probe");
+    let m = denied(&s, &["probe", "read", "/etc/hostname"]);
+    assert!(
+        m.contains("fs read of `/etc/hostname` on node local is outside the grant (fs read: /tmp/stackhost-test/ro, /tmp/stackhost-test/rw)"),
+        "{m}"
+    );
+}
+
+#[test]
+fn writing_to_a_read_only_scope_is_denied() {
+    let s = Sandbox::new();
+    s.install("probe");
+    std::fs::create_dir_all("/tmp/stackhost-test/ro").unwrap();
+    let target = format!("/tmp/stackhost-test/ro/w-{}", std::process::id());
+    let m = denied(&s, &["probe", "write", &target, "x"]);
+    assert!(m.contains("(fs write: /tmp/stackhost-test/rw)"), "{m}");
+    assert!(!std::path::Path::new(&target).exists());
+}
+
+#[test]
+fn dot_dot_is_denied_and_nothing_is_written() {
+    let s = Sandbox::new();
+    s.install("probe");
+    let dir = scratch_rw();
+    let sneaky = format!("{}/../escaped-{}", dir.path().display(), std::process::id());
+    let m = denied(&s, &["probe", "write", &sneaky, "x"]);
+    assert!(m.contains("`..` is not allowed in paths (fs write: /tmp/stackhost-test/rw)"), "{m}");
+    assert!(!std::path::Path::new(&sneaky).exists());
+}
+
+#[test]
+fn a_symlink_that_escapes_is_denied_and_nothing_is_written() {
+    let s = Sandbox::new();
+    s.install("probe");
+    let dir = scratch_rw();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+    let via_link = format!("{}/link/planted", dir.path().display());
+    let m = denied(&s, &["probe", "write", &via_link, "x"]);
+    let landing = outside.path().canonicalize().unwrap().join("planted");
+    assert!(m.contains(&format!("resolves to `{}`, which is outside the grant", landing.display())), "{m}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "something was written outside");
+    // Reading through the link is refused as well.
+    std::fs::write(outside.path().join("secret"), "s").unwrap();
+    denied(&s, &["probe", "read", &format!("{}/link/secret", dir.path().display())]);
+}
+
+#[test]
+fn a_program_not_in_the_grant_is_denied_and_does_not_run() {
+    let s = Sandbox::new();
+    s.install("probe");
+    let dir = scratch_rw();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "keep me").unwrap();
+    let m = denied(&s, &["probe", "exec", "rm", "-f", victim.to_str().unwrap()]);
+    assert!(m.contains("program `rm` is not in the exec grant (exec programs: touch, mkdir, echo, cat, true)"), "{m}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    // A path to a granted program's name is not the granted program.
+    denied(&s, &["probe", "exec", "/bin/echo", "x"]);
+}
+
+#[test]
+fn calls_inside_the_grant_work() {
+    let s = Sandbox::new();
+    s.install("probe");
+    let dir = scratch_rw();
+    let file = dir.path().join("note.txt");
+    let (code, r) = s.report(&["probe", "write", file.to_str().unwrap(), "inside the grant"]);
+    assert_eq!((code, only_step(&r).0.as_str()), (0, "changed"), "{r:#}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "inside the grant");
+    let (_, r) = s.report(&["probe", "read", file.to_str().unwrap()]);
+    assert_eq!(only_step(&r).1, "inside the grant");
+}

@@ -1,0 +1,126 @@
+//! Test support: builds the real plugin and fixture components once per
+//! test binary (cargo, target wasm32-wasip2), and runs the real
+//! `stackhost` binary in a throwaway STACKHOST_HOME.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+}
+
+/// Where the wasm builds land (shared by plugins/ and tests/fixtures/).
+fn wasm_target() -> PathBuf {
+    repo().join("plugins/target/wasm32-wasip2/release")
+}
+
+/// Build plugins/ and tests/fixtures/ for wasm32-wasip2, once.
+fn build_components() -> &'static Result<(), String> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        for workspace in ["plugins", "tests/fixtures"] {
+            let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+                .arg(repo().join(workspace).join("Cargo.toml"))
+                .env("CARGO_TARGET_DIR", repo().join("plugins/target"))
+                .output()
+                .map_err(|e| format!("cannot run cargo: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("building {workspace} failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Path of the built component of crate `krate` (`hello`, `multi-v1`, ...).
+pub fn wasm(krate: &str) -> PathBuf {
+    if let Err(e) = build_components() {
+        panic!("{e}");
+    }
+    let path = wasm_target().join(format!("{}.wasm", krate.replace('-', "_")));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A throwaway stackhost home.
+pub struct Sandbox {
+    pub home: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox { home: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// Run `stackhost ARGS`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_stackhost"))
+            .args(args)
+            .env("STACKHOST_HOME", self.home.path())
+            .env_remove("STACKHOST_LOG")
+            .output()
+            .expect("stackhost runs")
+    }
+
+    /// Run and expect success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "stackhost {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run and expect exit code `code`; returns stdout + stderr.
+    pub fn fails(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(code), "stackhost {args:?}: expected exit {code}, got:\n{text}");
+        text
+    }
+
+    /// Install crate `krate`'s component, granting everything it requests.
+    pub fn install(&self, krate: &str) {
+        let path = wasm(krate);
+        self.ok(&["plugin", "install", "--yes", path.to_str().expect("utf-8 path")]);
+    }
+
+    /// Run a plugin command with --json and parse the report.
+    pub fn report(&self, args: &[&str]) -> (i32, serde_json::Value) {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let out = self.run(&all);
+        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stackhost {all:?} printed no JSON report ({e}):\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), json)
+    }
+}
+
+/// The single step of a one-step report: (status, message).
+pub fn only_step(report: &serde_json::Value) -> (String, String) {
+    let steps: Vec<&serde_json::Value> =
+        report["phases"].as_array().expect("phases").iter().flat_map(|p| p["steps"].as_array().expect("steps")).collect();
+    assert_eq!(steps.len(), 1, "expected one step in {report:#}");
+    (steps[0]["status"].as_str().unwrap().into(), steps[0]["message"].as_str().unwrap().into())
+}
+
+/// A fresh directory inside the probe fixture's write grant.
+pub fn scratch_rw() -> tempfile::TempDir {
+    std::fs::create_dir_all("/tmp/stackhost-test/rw").expect("create probe grant root");
+    tempfile::tempdir_in("/tmp/stackhost-test/rw").expect("scratch dir")
+}
