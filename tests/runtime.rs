@@ -121,3 +121,27 @@ fn the_second_run_uses_the_compile_cache() {
     assert_eq!(second["metrics"]["compile_cache"], "hit");
     assert_eq!(std::fs::metadata(&files[0]).unwrap().modified().unwrap(), written, "cache file was rewritten");
 }
+
+#[test]
+fn a_scaffolded_plugin_builds_installs_and_runs() {
+    let s = Sandbox::new();
+    let dir = s.home.path().join("my-uptime");
+    s.ok(&["plugin", "new", "my-uptime", "--dir", dir.to_str().unwrap()]);
+    let build = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release"])
+        .current_dir(&dir)
+        // Share the fixtures' target dir so the SDK's dependencies build once.
+        .env("CARGO_TARGET_DIR", support::repo().join("plugins/target"))
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    let wasm = support::repo().join("plugins/target/wasm32-wasip2/release/my_uptime.wasm");
+    s.ok(&["plugin", "install", "--yes", wasm.to_str().unwrap()]);
+    let (code, report) = s.report(&["my-uptime", "uptime"]);
+    assert_eq!(code, 0, "{report:#}");
+    let (status, message) = only_step(&report);
+    assert_eq!(status, "ok");
+    assert!(message.contains("load average"), "{message}");
+    let out = s.fails(1, &["plugin", "new", "Bad Name"]);
+    assert!(out.contains("must be lower-case letters"), "{out}");
+}

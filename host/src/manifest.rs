@@ -169,6 +169,9 @@ impl Manifest {
     fn validate(&self) -> Result<(), ManifestError> {
         let invalid = |m: String| Err(ManifestError::Invalid(m));
         check_name("plugin name", &self.name)?;
+        if self.commands.is_empty() {
+            return invalid(format!("plugin `{}` declares no [[command]]", self.name));
+        }
         let mut seen = BTreeSet::new();
         for command in &self.commands {
             check_name("command name", &command.name)?;

@@ -21,6 +21,13 @@ async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, W
         return Err(WitError::InvalidArgument("empty program name".into()));
     }
     let access = scope::check(&view.call.grant, &node.info, &cmd.program)?;
+    if let Some((name, _)) = cmd.env.iter().find(|(k, _)| scope::env_refused(k)) {
+        // A granted program run with LD_PRELOAD pointing into the plugin's
+        // own write scope would be arbitrary code: refuse loader variables.
+        return Err(WitError::PermissionDenied(format!(
+            "environment variable `{name}` is not allowed for exec (it changes which code the program loads)"
+        )));
+    }
     if view.call.dry_run && access == ProgramAccess::Mutating {
         let mut line = shell_words(std::iter::once(&cmd.program).chain(&cmd.args));
         if let Some(user) = &cmd.user {

@@ -38,6 +38,12 @@ pub fn check(grant: &Grant, node: &NodeInfo, program: &str) -> Result<ProgramAcc
     )))
 }
 
+/// Environment variables a plugin may not set: they change which code a
+/// granted program runs.
+pub fn env_refused(name: &str) -> bool {
+    name.starts_with("LD_") || name == "PATH" || name == "BASH_ENV" || name == "ENV" || name.starts_with("PYTHON")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +65,11 @@ mod tests {
 
     fn node(roles: &[&str]) -> NodeInfo {
         NodeInfo { name: "n".into(), address: "".into(), roles: roles.iter().map(|r| r.to_string()).collect(), is_local: true }
+    }
+
+    #[test]
+    fn loader_variables_are_refused() {
+        assert!(env_refused("LD_PRELOAD") && env_refused("PATH") && !env_refused("LANG"));
     }
 
     #[test]
