@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("STACKHOST_LOG"))
         .with_writer(std::io::stderr)
@@ -11,15 +12,27 @@ fn main() -> ExitCode {
     match stackhost::cli::main() {
         Ok(code) => code,
         Err(e) => {
-            // A closed pipe (`stackhost plugin list | head`) is not an error.
-            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
-                return ExitCode::SUCCESS;
-            }
             eprintln!("error: {e}");
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
             ExitCode::from(stackhost::cli::EXIT_ERROR)
         }
+    }
+}
+
+/// A closed pipe (`stackhost plugin list | head`) ends the process quietly,
+/// as for other Unix tools. Reports are printed only after a run has
+/// finished, so this never cuts a run short.
+fn restore_sigpipe() {
+    unsafe extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    // SAFETY: setting a signal's disposition to the default has no
+    // preconditions; no handler code is installed.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
     }
 }
