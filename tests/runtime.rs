@@ -26,6 +26,9 @@ fn a_plugin_gets_the_output_of_the_program_it_runs() {
     let (code, report) = s.report(&["probe", "exec", "echo", "hello", "from", "echo"]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(only_step(&report).1.trim(), "hello from echo");
+    // Arguments that look like flags reach the program after `--`.
+    let (_, report) = s.report(&["probe", "exec", "--", "echo", "-n", "no newline"]);
+    assert_eq!(only_step(&report).1, "no newline");
 }
 
 #[test]

@@ -89,7 +89,7 @@ fn a_program_not_in_the_grant_is_denied_and_does_not_run() {
     let dir = scratch_rw();
     let victim = dir.path().join("victim");
     std::fs::write(&victim, "keep me").unwrap();
-    let m = denied(&s, &["probe", "exec", "rm", "-f", victim.to_str().unwrap()]);
+    let m = denied(&s, &["probe", "exec", "--", "rm", "-f", victim.to_str().unwrap()]);
     assert!(m.contains("program `rm` is not in the exec grant (exec programs: touch, mkdir, echo, cat, true)"), "{m}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
     // A path to a granted program's name is not the granted program.

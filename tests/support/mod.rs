@@ -96,9 +96,12 @@ impl Sandbox {
 
     /// Run a plugin command with --json and parse the report.
     pub fn report(&self, args: &[&str]) -> (i32, serde_json::Value) {
+        // Host flags go right after the command, so a trailing `-- ARGS`
+        // stays the plugin's.
         let mut all = vec!["run"];
-        all.extend_from_slice(args);
+        all.extend_from_slice(&args[..2.min(args.len())]);
         all.push("--json");
+        all.extend_from_slice(&args[2.min(args.len())..]);
         let out = self.run(&all);
         let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
