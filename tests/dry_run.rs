@@ -11,7 +11,13 @@ fn a_dry_run_changes_nothing_and_lists_the_mutations() {
     s.install("probe");
     let dir = scratch_rw();
     let file = dir.path().join("would-write");
-    let (code, r) = s.report(&["probe", "write", file.to_str().unwrap(), "twelve bytes", "--dry-run"]);
+    let (code, r) = s.report(&[
+        "probe",
+        "write",
+        file.to_str().unwrap(),
+        "twelve bytes",
+        "--dry-run",
+    ]);
     assert_eq!(code, 0, "{r:#}");
     assert!(!file.exists(), "dry run wrote the file");
     assert_eq!(r["dry_run"], true);
@@ -22,10 +28,23 @@ fn a_dry_run_changes_nothing_and_lists_the_mutations() {
     );
 
     let touched = dir.path().join("touched");
-    let out = s.ok(&["run", "probe", "exec", "touch", touched.to_str().unwrap(), "--dry-run"]);
+    let out = s.ok(&[
+        "run",
+        "probe",
+        "exec",
+        "touch",
+        touched.to_str().unwrap(),
+        "--dry-run",
+    ]);
     assert!(!touched.exists(), "dry run ran touch");
-    assert!(out.contains("Dry run: these mutations would be made:"), "{out}");
-    assert!(out.contains(&format!("exec       touch {}", touched.display())), "{out}");
+    assert!(
+        out.contains("Dry run: these mutations would be made:"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("exec       touch {}", touched.display())),
+        "{out}"
+    );
 }
 
 #[test]
@@ -35,7 +54,10 @@ fn read_only_programs_run_for_real_in_a_dry_run() {
     let (code, r) = s.report(&["probe", "exec", "echo", "really ran", "--dry-run"]);
     assert_eq!(code, 0);
     assert_eq!(only_step(&r).1.trim(), "really ran");
-    assert_eq!(r["phases"][0]["steps"][0]["mutations"], serde_json::json!([]));
+    assert_eq!(
+        r["phases"][0]["steps"][0]["mutations"],
+        serde_json::json!([])
+    );
 }
 
 #[test]
@@ -44,7 +66,12 @@ fn hello_stamp_dry_run_lists_mkdir_write_and_touch() {
     s.install("hello");
     let message = format!("dry {}", std::process::id());
     let out = s.ok(&["run", "hello", "stamp", "--message", &message, "--dry-run"]);
-    for needle in ["fs.mkdir", "/var/tmp/stackhost-hello", "fs.write", "exec       touch"] {
+    for needle in [
+        "fs.mkdir",
+        "/var/tmp/stackhost-hello",
+        "fs.write",
+        "exec       touch",
+    ] {
         assert!(out.contains(needle), "`{needle}` missing:\n{out}");
     }
     let on_disk = std::fs::read_to_string("/var/tmp/stackhost-hello/stamp.txt").unwrap_or_default();

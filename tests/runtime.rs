@@ -13,10 +13,17 @@ fn hello_info_runs_uname_on_the_local_node() {
     let (code, report) = s.report(&["hello", "info"]);
     assert_eq!(code, 0, "{report:#}");
     let (status, message) = only_step(&report);
-    let uname = std::process::Command::new("uname").arg("-srm").output().unwrap();
+    let uname = std::process::Command::new("uname")
+        .arg("-srm")
+        .output()
+        .unwrap();
     let uname = String::from_utf8(uname.stdout).unwrap();
     assert_eq!(status, "ok");
-    assert!(message.contains(uname.trim()), "step message {message:?} lacks `{}`", uname.trim());
+    assert!(
+        message.contains(uname.trim()),
+        "step message {message:?} lacks `{}`",
+        uname.trim()
+    );
 }
 
 #[test]
@@ -51,7 +58,10 @@ fn an_infinite_loop_is_stopped_by_the_cpu_limit_and_the_next_run_works() {
     s.install("spin");
     s.install("probe");
     let out = s.fails(3, &["run", "spin", "loop", "--cpu-limit", "1s"]);
-    assert!(out.contains("plugin `spin` was stopped") && out.contains("past its CPU limit"), "{out}");
+    assert!(
+        out.contains("plugin `spin` was stopped") && out.contains("past its CPU limit"),
+        "{out}"
+    );
     let (code, report) = s.report(&["probe", "exec", "echo", "still here"]);
     assert_eq!((code, only_step(&report).1.trim()), (0, "still here"));
 }
@@ -60,7 +70,18 @@ fn an_infinite_loop_is_stopped_by_the_cpu_limit_and_the_next_run_works() {
 fn the_wall_clock_limit_stops_a_call() {
     let s = Sandbox::new();
     s.install("spin");
-    let out = s.fails(3, &["run", "spin", "loop", "--cpu-limit", "1h", "--timeout", "1s"]);
+    let out = s.fails(
+        3,
+        &[
+            "run",
+            "spin",
+            "loop",
+            "--cpu-limit",
+            "1h",
+            "--timeout",
+            "1s",
+        ],
+    );
     assert!(out.contains("past its wall-clock limit"), "{out}");
 }
 
@@ -70,7 +91,10 @@ fn a_plugin_growing_past_its_memory_limit_is_stopped() {
     s.install("hog");
     s.install("probe");
     let out = s.fails(3, &["run", "hog", "grow", "--memory-limit", "64"]);
-    assert!(out.contains("plugin `hog` was stopped") && out.contains("past its limit of 64 MiB"), "{out}");
+    assert!(
+        out.contains("plugin `hog` was stopped") && out.contains("past its limit of 64 MiB"),
+        "{out}"
+    );
     let (code, _) = s.report(&["probe", "exec", "true"]);
     assert_eq!(code, 0);
 }
@@ -95,16 +119,42 @@ fn limits_in_one_process_leave_the_runtime_usable() {
     let tokio = tokio::runtime::Runtime::new().unwrap();
     let cluster = Arc::new(stackhost::cluster::Cluster::local());
     let ctx = |name: &str| {
-        Arc::new(CallCtx::new(name.into(), cluster.clone(), Arc::new(Grant::default()), false, Duration::from_secs(5)))
+        Arc::new(CallCtx::new(
+            name.into(),
+            cluster.clone(),
+            Arc::new(Grant::default()),
+            false,
+            Duration::from_secs(5),
+        ))
     };
-    let limits = CallLimits { memory: 32 << 20, cpu: Duration::from_millis(300), wall: Duration::from_secs(30) };
-    let inv = |c: &str| Invocation { command: c.into(), args: vec![], dry_run: false };
+    let limits = CallLimits {
+        memory: 32 << 20,
+        cpu: Duration::from_millis(300),
+        wall: Duration::from_secs(30),
+    };
+    let inv = |c: &str| Invocation {
+        command: c.into(),
+        args: vec![],
+        dry_run: false,
+    };
     tokio.block_on(async {
         for _ in 0..2 {
             let r = spin.plan(ctx("spin"), limits, &inv("loop")).await;
-            assert!(matches!(r.result, Err(CallError::Limit { limit: LimitExceeded::Cpu(_), .. })));
+            assert!(matches!(
+                r.result,
+                Err(CallError::Limit {
+                    limit: LimitExceeded::Cpu(_),
+                    ..
+                })
+            ));
             let r = hog.plan(ctx("hog"), limits, &inv("grow")).await;
-            assert!(matches!(r.result, Err(CallError::Limit { limit: LimitExceeded::Memory { limit: 32, .. }, .. })));
+            assert!(matches!(
+                r.result,
+                Err(CallError::Limit {
+                    limit: LimitExceeded::Memory { limit: 32, .. },
+                    ..
+                })
+            ));
         }
     });
 }
@@ -117,12 +167,19 @@ fn the_second_run_uses_the_compile_cache() {
     std::fs::remove_dir_all(&cache).unwrap();
     let (_, first) = s.report(&["probe", "exec", "true"]);
     assert_eq!(first["metrics"]["compile_cache"], "compiled");
-    let files: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let written = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
     let (_, second) = s.report(&["probe", "exec", "true"]);
     assert_eq!(second["metrics"]["compile_cache"], "hit");
-    assert_eq!(std::fs::metadata(&files[0]).unwrap().modified().unwrap(), written, "cache file was rewritten");
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().modified().unwrap(),
+        written,
+        "cache file was rewritten"
+    );
 }
 
 #[test]
@@ -130,14 +187,19 @@ fn a_scaffolded_plugin_builds_installs_and_runs() {
     let s = Sandbox::new();
     let dir = s.home.path().join("my-uptime");
     s.ok(&["plugin", "new", "my-uptime", "--dir", dir.to_str().unwrap()]);
-    let build = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release"])
-        .current_dir(&dir)
-        // Share the fixtures' target dir so the SDK's dependencies build once.
-        .env("CARGO_TARGET_DIR", support::repo().join("plugins/target"))
-        .output()
-        .unwrap();
-    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    let build =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release"])
+            .current_dir(&dir)
+            // Share the fixtures' target dir so the SDK's dependencies build once.
+            .env("CARGO_TARGET_DIR", support::repo().join("plugins/target"))
+            .output()
+            .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
     let wasm = support::repo().join("plugins/target/wasm32-wasip2/release/my_uptime.wasm");
     s.ok(&["plugin", "install", "--yes", wasm.to_str().unwrap()]);
     let (code, report) = s.report(&["my-uptime", "uptime"]);

@@ -9,7 +9,15 @@ use support::{Sandbox, only_step, scratch_rw, wasm};
 #[test]
 fn an_import_the_manifest_does_not_request_is_refused_at_install() {
     let s = Sandbox::new();
-    let out = s.fails(1, &["plugin", "install", "--yes", wasm("sneaky").to_str().unwrap()]);
+    let out = s.fails(
+        1,
+        &[
+            "plugin",
+            "install",
+            "--yes",
+            wasm("sneaky").to_str().unwrap(),
+        ],
+    );
     assert!(
         out.contains("imports `stackhost:host/fs@0.1.0` but its manifest does not request `fs`"),
         "{out}"
@@ -19,8 +27,20 @@ fn an_import_the_manifest_does_not_request_is_refused_at_install() {
 #[test]
 fn an_import_the_operator_did_not_grant_is_refused_before_it_runs() {
     let s = Sandbox::new();
-    let out = s.fails(1, &["plugin", "install", "--grant", "exec", wasm("probe").to_str().unwrap()]);
-    assert!(out.contains("imports `stackhost:host/fs@0.1.0` but was not granted `fs`"), "{out}");
+    let out = s.fails(
+        1,
+        &[
+            "plugin",
+            "install",
+            "--grant",
+            "exec",
+            wasm("probe").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.contains("imports `stackhost:host/fs@0.1.0` but was not granted `fs`"),
+        "{out}"
+    );
     assert!(s.ok(&["plugin", "list"]).contains("no plugins installed"));
 }
 
@@ -61,7 +81,10 @@ fn dot_dot_is_denied_and_nothing_is_written() {
     let dir = scratch_rw();
     let sneaky = format!("{}/../escaped-{}", dir.path().display(), std::process::id());
     let m = denied(&s, &["probe", "write", &sneaky, "x"]);
-    assert!(m.contains("`..` is not allowed in paths (fs write: /tmp/stackhost-test/rw)"), "{m}");
+    assert!(
+        m.contains("`..` is not allowed in paths (fs write: /tmp/stackhost-test/rw)"),
+        "{m}"
+    );
     assert!(!std::path::Path::new(&sneaky).exists());
 }
 
@@ -75,11 +98,28 @@ fn a_symlink_that_escapes_is_denied_and_nothing_is_written() {
     let via_link = format!("{}/link/planted", dir.path().display());
     let m = denied(&s, &["probe", "write", &via_link, "x"]);
     let landing = outside.path().canonicalize().unwrap().join("planted");
-    assert!(m.contains(&format!("resolves to `{}`, which is outside the grant", landing.display())), "{m}");
-    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "something was written outside");
+    assert!(
+        m.contains(&format!(
+            "resolves to `{}`, which is outside the grant",
+            landing.display()
+        )),
+        "{m}"
+    );
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "something was written outside"
+    );
     // Reading through the link is refused as well.
     std::fs::write(outside.path().join("secret"), "s").unwrap();
-    denied(&s, &["probe", "read", &format!("{}/link/secret", dir.path().display())]);
+    denied(
+        &s,
+        &[
+            "probe",
+            "read",
+            &format!("{}/link/secret", dir.path().display()),
+        ],
+    );
 }
 
 #[test]
@@ -89,8 +129,16 @@ fn a_program_not_in_the_grant_is_denied_and_does_not_run() {
     let dir = scratch_rw();
     let victim = dir.path().join("victim");
     std::fs::write(&victim, "keep me").unwrap();
-    let m = denied(&s, &["probe", "exec", "--", "rm", "-f", victim.to_str().unwrap()]);
-    assert!(m.contains("program `rm` is not in the exec grant (exec programs: touch, mkdir, echo, cat, true)"), "{m}");
+    let m = denied(
+        &s,
+        &["probe", "exec", "--", "rm", "-f", victim.to_str().unwrap()],
+    );
+    assert!(
+        m.contains(
+            "program `rm` is not in the exec grant (exec programs: touch, mkdir, echo, cat, true)"
+        ),
+        "{m}"
+    );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
     // A path to a granted program's name is not the granted program.
     denied(&s, &["probe", "exec", "/bin/echo", "x"]);

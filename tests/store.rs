@@ -19,7 +19,10 @@ fn two_versions_side_by_side_and_requirements_pick_the_right_one() {
     let (_, r) = s.report(&["multi@=2.0.0", "which"]);
     assert_eq!(only_step(&r).1, "multi 2.0.0");
     let out = s.fails(1, &["run", "multi@^3", "which"]);
-    assert!(out.contains("no installed version matching `^3` (installed: 1.2.0, 2.0.0)"), "{out}");
+    assert!(
+        out.contains("no installed version matching `^3` (installed: 1.2.0, 2.0.0)"),
+        "{out}"
+    );
     s.ok(&["plugin", "remove", "multi@^1"]);
     let out = s.fails(1, &["run", "multi@^1", "which"]);
     assert!(out.contains("(installed: 2.0.0)"), "{out}");
@@ -30,7 +33,10 @@ fn an_incompatible_wit_version_is_refused_naming_both() {
     let s = Sandbox::new();
     let path = wasm("future-wit");
     let out = s.fails(1, &["plugin", "install", "--yes", path.to_str().unwrap()]);
-    assert!(out.contains("stackhost:host@1.0.0") && out.contains("stackhost:host@0.1.0"), "{out}");
+    assert!(
+        out.contains("stackhost:host@1.0.0") && out.contains("stackhost:host@0.1.0"),
+        "{out}"
+    );
     assert!(s.ok(&["plugin", "list"]).contains("no plugins installed"));
 }
 
@@ -46,7 +52,10 @@ fn install_bytes(s: &Sandbox, name: &str, bytes: &[u8]) -> String {
 fn patched_hello(from: &str, to: &str) -> Vec<u8> {
     assert_eq!(from.len(), to.len());
     let mut bytes = std::fs::read(wasm("hello")).unwrap();
-    let at = bytes.windows(from.len()).position(|w| w == from.as_bytes()).expect("fragment in manifest");
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+        .expect("fragment in manifest");
     bytes[at..at + to.len()].copy_from_slice(to.as_bytes());
     bytes
 }
@@ -57,15 +66,46 @@ fn malformed_plugins_get_clear_errors() {
     let out = install_bytes(&s, "script.wasm", b"#!/bin/sh\necho not wasm\n");
     assert!(out.contains("not a WebAssembly file"), "{out}");
     let out = install_bytes(&s, "core.wasm", b"\0asm\x01\0\0\0");
-    assert!(out.contains("core WebAssembly module, not a component"), "{out}");
-    let out = install_bytes(&s, "unknown-field.wasm", &patched_hello("description =", "descriptiox ="));
+    assert!(
+        out.contains("core WebAssembly module, not a component"),
+        "{out}"
+    );
+    let out = install_bytes(
+        &s,
+        "unknown-field.wasm",
+        &patched_hello("description =", "descriptiox ="),
+    );
     assert!(out.contains("unknown field `descriptiox`"), "{out}");
-    let out = install_bytes(&s, "bad-semver.wasm", &patched_hello("version = \"0.1.0\"", "version = \"0.1.x\""));
-    assert!(out.contains("manifest is not valid") && out.contains("0.1.x"), "{out}");
-    let out = s.fails(1, &["plugin", "install", "--yes", wasm("nomanifest").to_str().unwrap()]);
-    assert!(out.contains("carries no `stackhost-manifest` section"), "{out}");
-    let out = s.fails(1, &["plugin", "install", "--yes", "/nonexistent/plugin.wasm"]);
-    assert!(out.contains("cannot read /nonexistent/plugin.wasm"), "{out}");
+    let out = install_bytes(
+        &s,
+        "bad-semver.wasm",
+        &patched_hello("version = \"0.1.0\"", "version = \"0.1.x\""),
+    );
+    assert!(
+        out.contains("manifest is not valid") && out.contains("0.1.x"),
+        "{out}"
+    );
+    let out = s.fails(
+        1,
+        &[
+            "plugin",
+            "install",
+            "--yes",
+            wasm("nomanifest").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.contains("carries no `stackhost-manifest` section"),
+        "{out}"
+    );
+    let out = s.fails(
+        1,
+        &["plugin", "install", "--yes", "/nonexistent/plugin.wasm"],
+    );
+    assert!(
+        out.contains("cannot read /nonexistent/plugin.wasm"),
+        "{out}"
+    );
     assert!(s.ok(&["plugin", "list"]).contains("no plugins installed"));
 }
 
@@ -89,8 +129,17 @@ fn reinstalling_different_content_needs_replace() {
     let other = s.home.path().join("hello-other.wasm");
     std::fs::write(&other, patched_hello("Say hello", "Say howdy")).unwrap();
     let out = s.fails(1, &["plugin", "install", "--yes", other.to_str().unwrap()]);
-    assert!(out.contains("already installed with different content"), "{out}");
-    s.ok(&["plugin", "install", "--yes", "--replace", other.to_str().unwrap()]);
+    assert!(
+        out.contains("already installed with different content"),
+        "{out}"
+    );
+    s.ok(&[
+        "plugin",
+        "install",
+        "--yes",
+        "--replace",
+        other.to_str().unwrap(),
+    ]);
     assert!(s.ok(&["plugin", "info", "hello"]).contains("Say howdy"));
 }
 
@@ -98,12 +147,24 @@ fn reinstalling_different_content_needs_replace() {
 fn info_shows_requests_grants_and_imports() {
     let s = Sandbox::new();
     let path = wasm("hello");
-    s.ok(&["plugin", "install", "--grant", "exec,fs", path.to_str().unwrap()]);
+    s.ok(&[
+        "plugin",
+        "install",
+        "--grant",
+        "exec,fs",
+        path.to_str().unwrap(),
+    ]);
     let info = s.ok(&["plugin", "info", "hello"]);
-    for needle in ["hello 0.1.0", "stackhost:host/exec@0.1.0", "granted:     exec,fs", "read-only: uname"] {
+    for needle in [
+        "hello 0.1.0",
+        "stackhost:host/exec@0.1.0",
+        "granted:     exec,fs",
+        "read-only: uname",
+    ] {
         assert!(info.contains(needle), "`{needle}` missing from:\n{info}");
     }
-    let json: serde_json::Value = serde_json::from_str(&s.ok(&["plugin", "info", "hello", "--json"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&s.ok(&["plugin", "info", "hello", "--json"])).unwrap();
     assert_eq!(json["granted"], serde_json::json!(["exec", "fs"]));
 }
 
@@ -111,7 +172,10 @@ fn info_shows_requests_grants_and_imports() {
 fn install_without_a_terminal_needs_yes_or_grant() {
     let s = Sandbox::new();
     let out = s.fails(1, &["plugin", "install", wasm("hello").to_str().unwrap()]);
-    assert!(out.contains("pass --yes to grant everything requested, or --grant CAPS"), "{out}");
+    assert!(
+        out.contains("pass --yes to grant everything requested, or --grant CAPS"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -121,9 +185,15 @@ fn run_help_lists_the_plugins_commands_and_arguments() {
     let help = s.ok(&["run", "hello", "--help"]);
     assert!(help.contains("info") && help.contains("stamp"), "{help}");
     let help = s.ok(&["run", "hello", "stamp", "--help"]);
-    assert!(help.contains("--message") && help.contains("--dry-run"), "{help}");
+    assert!(
+        help.contains("--message") && help.contains("--dry-run"),
+        "{help}"
+    );
     let out = s.fails(2, &["run", "hello", "nonsense"]);
     assert!(out.contains("nonsense"), "{out}");
     let out = s.fails(1, &["run", "absent", "x"]);
-    assert!(out.contains("no plugin named `absent` is installed"), "{out}");
+    assert!(
+        out.contains("no plugin named `absent` is installed"),
+        "{out}"
+    );
 }

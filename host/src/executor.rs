@@ -93,12 +93,19 @@ impl RunReport {
     /// True when the plan and every step that ran succeeded.
     pub fn succeeded(&self) -> bool {
         self.plan_error.is_none()
-            && self.phases.iter().flat_map(|p| &p.steps).all(|s| s.status != StepStatus::Failed)
+            && self
+                .phases
+                .iter()
+                .flat_map(|p| &p.steps)
+                .all(|s| s.status != StepStatus::Failed)
     }
 
     /// Every mutation recorded during a dry run, in order.
     pub fn mutations(&self) -> impl Iterator<Item = &Mutation> {
-        self.phases.iter().flat_map(|p| &p.steps).flat_map(|s| &s.mutations)
+        self.phases
+            .iter()
+            .flat_map(|p| &p.steps)
+            .flat_map(|s| &s.mutations)
     }
 }
 
@@ -120,8 +127,12 @@ pub async fn run(
             opts.exec_timeout,
         ))
     };
-    let CallReport { result, events: plan_events, instantiate, .. } =
-        plugin.plan(ctx(&opts), opts.limits, &invocation).await;
+    let CallReport {
+        result,
+        events: plan_events,
+        instantiate,
+        ..
+    } = plugin.plan(ctx(&opts), opts.limits, &invocation).await;
     let mut report = RunReport {
         plugin: plugin.name.clone(),
         version,
@@ -150,18 +161,34 @@ pub async fn run(
     let mut failed = false;
     for phase in plan.phases {
         if failed && !phase.always {
-            let steps = phase.steps.into_iter().map(|s| not_run(s, "an earlier phase failed")).collect();
-            report.phases.push(PhaseReport { name: phase.name, always: false, steps });
+            let steps = phase
+                .steps
+                .into_iter()
+                .map(|s| not_run(s, "an earlier phase failed"))
+                .collect();
+            report.phases.push(PhaseReport {
+                name: phase.name,
+                always: false,
+                steps,
+            });
             continue;
         }
         let mut tasks = tokio::task::JoinSet::new();
         for (index, step) in phase.steps.into_iter().enumerate() {
             if cluster.get(&step.node).is_none() {
-                let msg = format!("the plan names node `{}`, which is not part of this run", step.node);
+                let msg = format!(
+                    "the plan names node `{}`, which is not part of this run",
+                    step.node
+                );
                 tasks.spawn(async move { (index, failed_step(step, msg)) });
                 continue;
             }
-            let (plugin, inv, sem, ctx) = (plugin.clone(), invocation.clone(), semaphore.clone(), ctx(&opts));
+            let (plugin, inv, sem, ctx) = (
+                plugin.clone(),
+                invocation.clone(),
+                semaphore.clone(),
+                ctx(&opts),
+            );
             let limits = opts.limits;
             tasks.spawn(async move {
                 let _permit = sem.acquire_owned().await.expect("semaphore never closes");
@@ -179,7 +206,11 @@ pub async fn run(
         steps.sort_by_key(|(i, _)| *i);
         let steps: Vec<StepReport> = steps.into_iter().map(|(_, s)| s).collect();
         failed |= steps.iter().any(|s| s.status == StepStatus::Failed);
-        report.phases.push(PhaseReport { name: phase.name, always: phase.always, steps });
+        report.phases.push(PhaseReport {
+            name: phase.name,
+            always: phase.always,
+            steps,
+        });
     }
     report.metrics.total_ms = start.elapsed().as_secs_f64() * 1e3;
     report
@@ -193,7 +224,12 @@ async fn apply(
     step: api::Step,
 ) -> StepReport {
     let start = Instant::now();
-    let CallReport { result, mutations, events, instantiate } = plugin.apply_step(ctx, limits, inv, &step).await;
+    let CallReport {
+        result,
+        mutations,
+        events,
+        instantiate,
+    } = plugin.apply_step(ctx, limits, inv, &step).await;
     let (status, message) = match result {
         Ok(out) => (
             match out.status {
@@ -220,7 +256,10 @@ async fn apply(
 }
 
 fn not_run(step: api::Step, why: &str) -> StepReport {
-    StepReport { status: StepStatus::NotRun, ..failed_step(step, why.into()) }
+    StepReport {
+        status: StepStatus::NotRun,
+        ..failed_step(step, why.into())
+    }
 }
 
 fn failed_step(step: api::Step, message: String) -> StepReport {

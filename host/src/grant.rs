@@ -20,7 +20,9 @@ pub struct Grant {
 impl Grant {
     /// Grant every request of the manifest.
     pub fn all(requested: &Capabilities) -> Grant {
-        Grant { capabilities: requested.clone() }
+        Grant {
+            capabilities: requested.clone(),
+        }
     }
 
     /// Grant only the named capabilities; each must have been requested.
@@ -35,7 +37,10 @@ impl Grant {
                 "postgres" => caps.postgres = Some(requested.postgres.clone().ok_or_else(missing)?),
                 "docker" => caps.docker = Some(requested.docker.clone().ok_or_else(missing)?),
                 other => {
-                    return Err(format!("unknown capability `{other}` (known: {})", GRANTABLE.join(", ")));
+                    return Err(format!(
+                        "unknown capability `{other}` (known: {})",
+                        GRANTABLE.join(", ")
+                    ));
                 }
             }
         }
@@ -65,7 +70,10 @@ impl Grant {
 /// Whether a node with `node_roles` lies within a capability limited to
 /// `scope_roles` (empty: every node).
 pub fn roles_allow(scope_roles: &[String], node_roles: &[String]) -> bool {
-    scope_roles.is_empty() || scope_roles.iter().any(|r| r == "*" || node_roles.contains(r))
+    scope_roles.is_empty()
+        || scope_roles
+            .iter()
+            .any(|r| r == "*" || node_roles.contains(r))
 }
 
 /// Does `path` lie at or under `root`? Both must be normalised absolute

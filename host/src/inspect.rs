@@ -63,20 +63,29 @@ mod tests {
 
     #[test]
     fn refuses_non_wasm() {
-        assert!(matches!(read_manifest(b"#!/bin/sh\necho hi\n"), Err(InspectError::NotWasm)));
+        assert!(matches!(
+            read_manifest(b"#!/bin/sh\necho hi\n"),
+            Err(InspectError::NotWasm)
+        ));
     }
 
     #[test]
     fn refuses_core_module() {
         // The smallest valid core module: magic and version 1.
         let module = b"\0asm\x01\0\0\0";
-        assert!(matches!(read_manifest(module), Err(InspectError::CoreModule)));
+        assert!(matches!(
+            read_manifest(module),
+            Err(InspectError::CoreModule)
+        ));
     }
 
     #[test]
     fn refuses_truncated_component() {
         // Component layer header followed by a section that runs off the end.
         let bytes = b"\0asm\x0d\0\x01\0\x01\xff\x01";
-        assert!(matches!(read_manifest(bytes), Err(InspectError::Malformed(_))));
+        assert!(matches!(
+            read_manifest(bytes),
+            Err(InspectError::Malformed(_))
+        ));
     }
 }

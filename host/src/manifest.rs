@@ -150,7 +150,15 @@ pub struct DockerRequest {
 
 /// Argument names the host uses on every plugin command.
 pub const RESERVED_ARGS: &[&str] = &[
-    "dry-run", "json", "nodes", "memory-limit", "cpu-limit", "timeout", "exec-timeout", "max-in-flight", "help",
+    "dry-run",
+    "json",
+    "nodes",
+    "memory-limit",
+    "cpu-limit",
+    "timeout",
+    "exec-timeout",
+    "max-in-flight",
+    "help",
     "version",
 ];
 
@@ -189,9 +197,14 @@ impl Manifest {
                     ));
                 }
                 if !args.insert(arg.name.as_str()) {
-                    return invalid(format!("command `{}` declares argument `{}` twice", command.name, arg.name));
+                    return invalid(format!(
+                        "command `{}` declares argument `{}` twice",
+                        command.name, arg.name
+                    ));
                 }
-                if arg.kind == ArgKind::Flag && (arg.required || arg.default.is_some() || arg.multiple) {
+                if arg.kind == ArgKind::Flag
+                    && (arg.required || arg.default.is_some() || arg.multiple)
+                {
                     return invalid(format!(
                         "flag `{}` of command `{}` cannot be required, repeated or have a default",
                         arg.name, command.name
@@ -212,7 +225,9 @@ impl Manifest {
         if let Some(exec) = &caps.exec {
             for program in exec.programs.iter().chain(&exec.read_only) {
                 if program.is_empty() || (program.contains('/') && !program.starts_with('/')) {
-                    return invalid(format!("exec program `{program}` must be a bare name or an absolute path"));
+                    return invalid(format!(
+                        "exec program `{program}` must be a bare name or an absolute path"
+                    ));
                 }
             }
         }
@@ -249,7 +264,9 @@ fn check_name(what: &str, name: &str) -> Result<(), ManifestError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if ok {
         Ok(())
     } else {
@@ -261,7 +278,10 @@ fn check_name(what: &str, name: &str) -> Result<(), ManifestError> {
 
 fn check_scope_path(capability: &str, path: &str) -> Result<(), ManifestError> {
     let p = std::path::Path::new(path);
-    if !p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if !p.is_absolute()
+        || p.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
         return Err(ManifestError::Invalid(format!(
             "{capability} path `{path}` must be absolute and contain no `..`"
         )));
@@ -318,7 +338,10 @@ read-only = ["uname"]
     fn refuses_relative_and_dotdot_paths() {
         let bad = format!("{GOOD}\n[capabilities.fs]\nreason = \"x\"\nwrite = [\"/tmp/../etc\"]\n");
         let err = Manifest::parse(bad.as_bytes()).unwrap_err().to_string();
-        assert!(err.contains("must be absolute and contain no `..`"), "{err}");
+        assert!(
+            err.contains("must be absolute and contain no `..`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ impl Paths {
         if let Some(home) = std::env::var_os("STACKHOST_HOME").filter(|v| !v.is_empty()) {
             return Paths::under(PathBuf::from(home));
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/root"));
         let xdg = |var: &str, default: &str| {
             std::env::var_os(var)
                 .filter(|v| !v.is_empty())
@@ -38,7 +40,11 @@ impl Paths {
 
     /// Everything under one directory.
     pub fn under(root: PathBuf) -> Paths {
-        Paths { config: root.join("config"), data: root.join("data"), cache: root.join("cache") }
+        Paths {
+            config: root.join("config"),
+            data: root.join("data"),
+            cache: root.join("cache"),
+        }
     }
 
     /// Directory holding installed plugins.

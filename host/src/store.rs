@@ -51,21 +51,39 @@ pub enum StoreError {
     #[error("no plugin named `{0}` is installed (see `stackhost plugin list`)")]
     NotInstalled(String),
     #[error("plugin `{name}` has no installed version matching `{req}` (installed: {installed})")]
-    NoMatch { name: String, req: VersionReq, installed: String },
+    NoMatch {
+        name: String,
+        req: VersionReq,
+        installed: String,
+    },
     #[error(
         "plugin {name} {version} is already installed with different content \
          (digest {old}); pass --replace to replace it"
     )]
-    DifferentContent { name: String, version: Version, old: String },
+    DifferentContent {
+        name: String,
+        version: Version,
+        old: String,
+    },
     #[error(
         "the installed file of plugin {name} {version} has changed since it was granted \
          (expected sha256 {expected}, found {found}); reinstall it"
     )]
-    Tampered { name: String, version: Version, expected: String, found: String },
-    #[error("`{0}` is not a valid version requirement (try `hello`, `hello@1.2`, `hello@^1`, `hello@=1.2.3`)")]
+    Tampered {
+        name: String,
+        version: Version,
+        expected: String,
+        found: String,
+    },
+    #[error(
+        "`{0}` is not a valid version requirement (try `hello`, `hello@1.2`, `hello@^1`, `hello@=1.2.3`)"
+    )]
     BadRequirement(String),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("the install record {path} is unreadable: {message}")]
     BadRecord { path: PathBuf, message: String },
 }
@@ -85,7 +103,8 @@ pub fn parse_spec(spec: &str) -> Result<(&str, Option<VersionReq>), StoreError> 
     match spec.split_once('@') {
         None => Ok((spec, None)),
         Some((name, req)) => {
-            let req = VersionReq::parse(req).map_err(|_| StoreError::BadRequirement(spec.into()))?;
+            let req =
+                VersionReq::parse(req).map_err(|_| StoreError::BadRequirement(spec.into()))?;
             Ok((name, Some(req)))
         }
     }
@@ -98,7 +117,9 @@ pub struct PluginStore {
 
 impl PluginStore {
     pub fn new(dir: &Path) -> PluginStore {
-        PluginStore { dir: dir.to_path_buf() }
+        PluginStore {
+            dir: dir.to_path_buf(),
+        }
     }
 
     /// Every installed version, sorted by name then version.
@@ -114,15 +135,21 @@ impl PluginStore {
             if !name.is_dir() {
                 continue;
             }
-            for version in std::fs::read_dir(&name).map_err(io(format!("reading {}", name.display())))? {
+            for version in
+                std::fs::read_dir(&name).map_err(io(format!("reading {}", name.display())))?
+            {
                 let dir = version.map_err(io("listing versions"))?.path();
                 let record_path = dir.join("install.json");
                 if !record_path.exists() {
                     continue; // an install interrupted before its record landed
                 }
-                let text = std::fs::read(&record_path).map_err(io(format!("reading {}", record_path.display())))?;
-                let record: InstallRecord = serde_json::from_slice(&text)
-                    .map_err(|e| StoreError::BadRecord { path: record_path.clone(), message: e.to_string() })?;
+                let text = std::fs::read(&record_path)
+                    .map_err(io(format!("reading {}", record_path.display())))?;
+                let record: InstallRecord =
+                    serde_json::from_slice(&text).map_err(|e| StoreError::BadRecord {
+                        path: record_path.clone(),
+                        message: e.to_string(),
+                    })?;
                 all.push(Installed { record, dir });
             }
         }
@@ -132,25 +159,44 @@ impl PluginStore {
 
     /// The highest installed version of `name` matching `req`.
     pub fn resolve(&self, name: &str, req: Option<&VersionReq>) -> Result<Installed, StoreError> {
-        let versions: Vec<Installed> = self.list()?.into_iter().filter(|p| p.name() == name).collect();
+        let versions: Vec<Installed> = self
+            .list()?
+            .into_iter()
+            .filter(|p| p.name() == name)
+            .collect();
         if versions.is_empty() {
             return Err(StoreError::NotInstalled(name.into()));
         }
-        let installed = versions.iter().map(|p| p.version().to_string()).collect::<Vec<_>>().join(", ");
+        let installed = versions
+            .iter()
+            .map(|p| p.version().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         versions
             .into_iter()
             .filter(|p| req.is_none_or(|r| r.matches(p.version())))
             .max_by(|a, b| a.version().cmp(b.version()))
-            .ok_or_else(|| StoreError::NoMatch { name: name.into(), req: req.cloned().unwrap_or_default(), installed })
+            .ok_or_else(|| StoreError::NoMatch {
+                name: name.into(),
+                req: req.cloned().unwrap_or_default(),
+                installed,
+            })
     }
 
     /// Install `wasm` with its record. Installing the same content again
     /// only updates the grant.
-    pub fn install(&self, wasm: &[u8], record: InstallRecord, replace: bool) -> Result<Installed, StoreError> {
+    pub fn install(
+        &self,
+        wasm: &[u8],
+        record: InstallRecord,
+        replace: bool,
+    ) -> Result<Installed, StoreError> {
         let m = &record.manifest;
         let dir = self.dir.join(&m.name).join(m.version.to_string());
-        if let Ok(existing) = self.resolve(&m.name, Some(&VersionReq::parse(&format!("={}", m.version)).expect("exact")))
-            && existing.record.digest != record.digest
+        if let Ok(existing) = self.resolve(
+            &m.name,
+            Some(&VersionReq::parse(&format!("={}", m.version)).expect("exact")),
+        ) && existing.record.digest != record.digest
             && !replace
         {
             return Err(StoreError::DifferentContent {
@@ -167,7 +213,11 @@ impl PluginStore {
     }
 
     /// Remove the versions of `name` matching `req` (all when none).
-    pub fn remove(&self, name: &str, req: Option<&VersionReq>) -> Result<Vec<Installed>, StoreError> {
+    pub fn remove(
+        &self,
+        name: &str,
+        req: Option<&VersionReq>,
+    ) -> Result<Vec<Installed>, StoreError> {
         let matching: Vec<Installed> = self
             .list()?
             .into_iter()
@@ -176,7 +226,11 @@ impl PluginStore {
         if matching.is_empty() {
             return Err(match req {
                 None => StoreError::NotInstalled(name.into()),
-                Some(r) => StoreError::NoMatch { name: name.into(), req: r.clone(), installed: "see plugin list".into() },
+                Some(r) => StoreError::NoMatch {
+                    name: name.into(),
+                    req: r.clone(),
+                    installed: "see plugin list".into(),
+                },
             });
         }
         for p in &matching {
@@ -227,6 +281,9 @@ mod tests {
         assert_eq!(parse_spec("hello").unwrap().0, "hello");
         let (n, r) = parse_spec("multi@^1").unwrap();
         assert_eq!((n, r.unwrap().to_string()), ("multi", "^1".to_string()));
-        assert!(matches!(parse_spec("multi@banana"), Err(StoreError::BadRequirement(_))));
+        assert!(matches!(
+            parse_spec("multi@banana"),
+            Err(StoreError::BadRequirement(_))
+        ));
     }
 }

@@ -129,6 +129,11 @@ impl Output {
         self.inner.status
     }
 
+    /// The signal that killed the program, if one did.
+    pub fn signal(&self) -> Option<u32> {
+        self.inner.signal
+    }
+
     /// Whether the program exited with status 0 (always true for a
     /// [`recorded`](Output::recorded) call).
     pub fn success(&self) -> bool {
@@ -182,7 +187,10 @@ impl Output {
             Some((at, _)) => format!("...{}", &stderr[at..]),
             None => stderr.to_owned(),
         };
-        let mut message = format!("`{}` exited with status {}", self.program, self.inner.status);
+        let mut message = match self.inner.signal {
+            Some(signal) => format!("`{}` was killed by signal {signal}", self.program),
+            None => format!("`{}` exited with status {}", self.program, self.inner.status),
+        };
         if !tail.is_empty() {
             message.push_str(": ");
             message.push_str(&tail);

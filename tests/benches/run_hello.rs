@@ -18,7 +18,8 @@ fn main() {
     let cache = s.home.path().join("cache/compiled");
     let stackhost = |json: bool| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_stackhost"));
-        c.args(["run", "hello", "info"]).env("STACKHOST_HOME", s.home.path());
+        c.args(["run", "hello", "info"])
+            .env("STACKHOST_HOME", s.home.path());
         if json {
             c.arg("--json");
         }
@@ -42,20 +43,36 @@ fn main() {
         let out = stackhost(true).output().expect("stackhost runs");
         let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
         plan_us.push(r["metrics"]["plan_instantiate_us"].as_u64().unwrap());
-        step_us.push(r["phases"][0]["steps"][0]["instantiate_us"].as_u64().unwrap());
+        step_us.push(
+            r["phases"][0]["steps"][0]["instantiate_us"]
+                .as_u64()
+                .unwrap(),
+        );
     }
 
     println!("stackhost run hello info  ({RUNS} runs each, median [min..max])");
     println!("  cold compile cache : {}", fmt(&cold));
     println!("  warm compile cache : {}", fmt(&warm));
-    println!("  peer: sh -c 'uname -srm; cat /etc/os-release' : {}", fmt(&peer));
-    println!("  ratio warm/peer    : {:.1}x", median(&warm).as_secs_f64() / median(&peer).as_secs_f64());
-    println!("  ratio cold/warm    : {:.1}x", median(&cold).as_secs_f64() / median(&warm).as_secs_f64());
+    println!(
+        "  peer: sh -c 'uname -srm; cat /etc/os-release' : {}",
+        fmt(&peer)
+    );
+    println!(
+        "  ratio warm/peer    : {:.1}x",
+        median(&warm).as_secs_f64() / median(&peer).as_secs_f64()
+    );
+    println!(
+        "  ratio cold/warm    : {:.1}x",
+        median(&cold).as_secs_f64() / median(&warm).as_secs_f64()
+    );
     plan_us.sort_unstable();
     step_us.sort_unstable();
     println!(
         "  instantiate (fresh instance per call): plan median {} µs [min {}], step median {} µs [min {}]",
-        plan_us[RUNS / 2], plan_us[0], step_us[RUNS / 2], step_us[0]
+        plan_us[RUNS / 2],
+        plan_us[0],
+        step_us[RUNS / 2],
+        step_us[0]
     );
 }
 
@@ -66,7 +83,11 @@ fn time(n: usize, mut cmd: impl FnMut() -> Command) -> Vec<Duration> {
         let start = Instant::now();
         let out = c.output().expect("command runs");
         all.push(start.elapsed());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     all.sort();
     all
@@ -78,5 +99,10 @@ fn median(d: &[Duration]) -> Duration {
 
 fn fmt(d: &[Duration]) -> String {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    format!("{:.1} ms [{:.1}..{:.1}]", ms(median(d)), ms(d[0]), ms(d[d.len() - 1]))
+    format!(
+        "{:.1} ms [{:.1}..{:.1}]",
+        ms(median(d)),
+        ms(d[0]),
+        ms(d[d.len() - 1])
+    )
 }

@@ -10,7 +10,10 @@ use std::sync::OnceLock;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
 }
 
 /// Where the wasm builds land (shared by plugins/ and tests/fixtures/).
@@ -24,13 +27,22 @@ fn build_components() -> &'static Result<(), String> {
     BUILT.get_or_init(|| {
         for workspace in ["plugins", "tests/fixtures"] {
             let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--manifest-path",
+                ])
                 .arg(repo().join(workspace).join("Cargo.toml"))
                 .env("CARGO_TARGET_DIR", repo().join("plugins/target"))
                 .output()
                 .map_err(|e| format!("cannot run cargo: {e}"))?;
             if !out.status.success() {
-                return Err(format!("building {workspace} failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+                return Err(format!(
+                    "building {workspace} failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
             }
         }
         Ok(())
@@ -54,7 +66,9 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        Sandbox { home: tempfile::tempdir().expect("temp dir") }
+        Sandbox {
+            home: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     /// Run `stackhost ARGS`.
@@ -83,15 +97,28 @@ impl Sandbox {
     /// Run and expect exit code `code`; returns stdout + stderr.
     pub fn fails(&self, code: i32, args: &[&str]) -> String {
         let out = self.run(args);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert_eq!(out.status.code(), Some(code), "stackhost {args:?}: expected exit {code}, got:\n{text}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "stackhost {args:?}: expected exit {code}, got:\n{text}"
+        );
         text
     }
 
     /// Install crate `krate`'s component, granting everything it requests.
     pub fn install(&self, krate: &str) {
         let path = wasm(krate);
-        self.ok(&["plugin", "install", "--yes", path.to_str().expect("utf-8 path")]);
+        self.ok(&[
+            "plugin",
+            "install",
+            "--yes",
+            path.to_str().expect("utf-8 path"),
+        ]);
     }
 
     /// Run a plugin command with --json and parse the report.
@@ -116,10 +143,17 @@ impl Sandbox {
 
 /// The single step of a one-step report: (status, message).
 pub fn only_step(report: &serde_json::Value) -> (String, String) {
-    let steps: Vec<&serde_json::Value> =
-        report["phases"].as_array().expect("phases").iter().flat_map(|p| p["steps"].as_array().expect("steps")).collect();
+    let steps: Vec<&serde_json::Value> = report["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .flat_map(|p| p["steps"].as_array().expect("steps"))
+        .collect();
     assert_eq!(steps.len(), 1, "expected one step in {report:#}");
-    (steps[0]["status"].as_str().unwrap().into(), steps[0]["message"].as_str().unwrap().into())
+    (
+        steps[0]["status"].as_str().unwrap().into(),
+        steps[0]["message"].as_str().unwrap().into(),
+    )
 }
 
 /// A fresh directory inside the probe fixture's write grant.

@@ -51,7 +51,9 @@ impl CapView<'_> {
     /// The node called `name`, if the run selected it.
     pub fn node(&self, name: &str) -> Result<Arc<Node>, WitError> {
         self.call.cluster.get(name).cloned().ok_or_else(|| {
-            WitError::NotFound(format!("node `{name}` is not part of this run (see `stackhost node list`)"))
+            WitError::NotFound(format!(
+                "node `{name}` is not part of this run (see `stackhost node list`)"
+            ))
         })
     }
 }

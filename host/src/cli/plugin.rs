@@ -47,7 +47,9 @@ Examples:
         json: bool,
     },
     /// Show a plugin's manifest, grant and imports.
-    #[command(after_help = "Examples:\n  stackhost plugin info hello\n  stackhost plugin info multi@^1 --json")]
+    #[command(
+        after_help = "Examples:\n  stackhost plugin info hello\n  stackhost plugin info multi@^1 --json"
+    )]
     Info {
         /// NAME or NAME@REQUIREMENT.
         plugin: String,
@@ -84,7 +86,13 @@ Example:
 pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
     let store = PluginStore::new(&paths.plugins());
     match cmd {
-        PluginCommand::Install { files, yes, grant, replace, json } => {
+        PluginCommand::Install {
+            files,
+            yes,
+            grant,
+            replace,
+            json,
+        } => {
             let runtime = Runtime::new(&paths.compiled())?;
             let mut installed = Vec::new();
             for file in &files {
@@ -112,7 +120,10 @@ pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
             } else if all.is_empty() {
                 println!("no plugins installed (install one with `stackhost plugin install FILE`)");
             } else {
-                println!("{:<20} {:<10} {:<24} DESCRIPTION", "NAME", "VERSION", "GRANTED");
+                println!(
+                    "{:<20} {:<10} {:<24} DESCRIPTION",
+                    "NAME", "VERSION", "GRANTED"
+                );
                 for p in &all {
                     println!(
                         "{:<20} {:<10} {:<24} {}",
@@ -128,7 +139,10 @@ pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
             let (name, req) = store::parse_spec(&plugin)?;
             let p = store.resolve(name, req.as_ref())?;
             if json {
-                super::print_json(&Detail { summary: summary(&p), record: &p.record })?;
+                super::print_json(&Detail {
+                    summary: summary(&p),
+                    record: &p.record,
+                })?;
             } else {
                 print_info(&p);
             }
@@ -161,7 +175,11 @@ fn install(
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let manifest = inspect::read_manifest(&bytes)?;
     if !imports::wit_compatible(&manifest.wit) {
-        return Err(imports::ImportError::WitVersion { plugin: manifest.name.clone(), wanted: manifest.wit.clone() }.into());
+        return Err(imports::ImportError::WitVersion {
+            plugin: manifest.name.clone(),
+            wanted: manifest.wit.clone(),
+        }
+        .into());
     }
     let digest = store::digest(&bytes);
     let (component, _) = runtime
@@ -169,19 +187,32 @@ fn install(
         .with_context(|| format!("plugin `{}` is not a valid component", manifest.name))?;
     let imports = runtime.imports(&component);
     let requested = Grant::all(&manifest.capabilities);
-    imports::check(&manifest.name, imports.iter().map(String::as_str), imports::Allowed::Requested(&requested))?;
+    imports::check(
+        &manifest.name,
+        imports.iter().map(String::as_str),
+        imports::Allowed::Requested(&requested),
+    )?;
     let grant = match (yes, only) {
         (true, _) => requested,
-        (false, Some(names)) => Grant::only(&manifest.capabilities, names).map_err(anyhow::Error::msg)?,
+        (false, Some(names)) => {
+            Grant::only(&manifest.capabilities, names).map_err(anyhow::Error::msg)?
+        }
         (false, None) => ask(&manifest)?,
     };
-    imports::check(&manifest.name, imports.iter().map(String::as_str), imports::Allowed::Granted(&grant))?;
+    imports::check(
+        &manifest.name,
+        imports.iter().map(String::as_str),
+        imports::Allowed::Granted(&grant),
+    )?;
     let record = InstallRecord {
         digest,
         manifest,
         grant,
         imports,
-        installed_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        installed_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
         source: file.display().to_string(),
     };
     Ok(store.install(&bytes, record, replace)?)
@@ -198,7 +229,11 @@ fn ask(manifest: &Manifest) -> anyhow::Result<Grant> {
             "plugin `{}` requests {}; not on a terminal, so nothing can be asked: \
              pass --yes to grant everything requested, or --grant CAPS",
             manifest.name,
-            requests.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            requests
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     println!("{} {} requests:", manifest.name, manifest.version);
@@ -218,36 +253,89 @@ fn ask(manifest: &Manifest) -> anyhow::Result<Grant> {
 
 /// One line per requested capability: its scope and reason.
 fn describe_requests(c: &Capabilities) -> Vec<(&'static str, String)> {
-    let roles = |r: &[String]| if r.is_empty() { String::new() } else { format!(" on roles {}", r.join(", ")) };
+    let roles = |r: &[String]| {
+        if r.is_empty() {
+            String::new()
+        } else {
+            format!(" on roles {}", r.join(", "))
+        }
+    };
     let mut out = Vec::new();
     if let Some(e) = &c.exec {
-        out.push(("exec", format!(
-            "exec: run {} (read-only: {}){} — {}",
-            list(&e.programs), list(&e.read_only), roles(&e.roles), e.reason
-        )));
+        out.push((
+            "exec",
+            format!(
+                "exec: run {} (read-only: {}){} — {}",
+                list(&e.programs),
+                list(&e.read_only),
+                roles(&e.roles),
+                e.reason
+            ),
+        ));
     }
     if let Some(f) = &c.fs {
-        out.push(("fs", format!("fs: read {}, write {}{} — {}", list(&f.read), list(&f.write), roles(&f.roles), f.reason)));
+        out.push((
+            "fs",
+            format!(
+                "fs: read {}, write {}{} — {}",
+                list(&f.read),
+                list(&f.write),
+                roles(&f.roles),
+                f.reason
+            ),
+        ));
     }
     if let Some(a) = &c.archive {
-        out.push(("archive", format!("archive: artifacts in {}{} — {}", list(&a.paths), roles(&a.roles), a.reason)));
+        out.push((
+            "archive",
+            format!(
+                "archive: artifacts in {}{} — {}",
+                list(&a.paths),
+                roles(&a.roles),
+                a.reason
+            ),
+        ));
     }
     if let Some(p) = &c.postgres {
-        out.push(("postgres", format!("postgres: databases {}{} — {}", list(&p.databases), roles(&p.roles), p.reason)));
+        out.push((
+            "postgres",
+            format!(
+                "postgres: databases {}{} — {}",
+                list(&p.databases),
+                roles(&p.roles),
+                p.reason
+            ),
+        ));
     }
     if let Some(d) = &c.docker {
-        out.push(("docker", format!("docker: {}{} — {}", list(&d.operations), roles(&d.roles), d.reason)));
+        out.push((
+            "docker",
+            format!(
+                "docker: {}{} — {}",
+                list(&d.operations),
+                roles(&d.roles),
+                d.reason
+            ),
+        ));
     }
     out
 }
 
 fn list(items: &[String]) -> String {
-    if items.is_empty() { "none".into() } else { items.join(", ") }
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
 }
 
 fn granted_text(g: &Grant) -> String {
     let names = g.names();
-    if names.is_empty() { "-".into() } else { names.join(",") }
+    if names.is_empty() {
+        "-".into()
+    } else {
+        names.join(",")
+    }
 }
 
 #[derive(Serialize)]
@@ -285,7 +373,11 @@ fn print_info(p: &Installed) {
     println!("  {}", m.description);
     println!("  targets:     stackhost:host@{}", m.wit);
     println!("  sha256:      {}", r.digest);
-    println!("  installed:   {} from {}", super::format_time(r.installed_at), r.source);
+    println!(
+        "  installed:   {} from {}",
+        super::format_time(r.installed_at),
+        r.source
+    );
     println!("  signature:   none (signed plugins are not built yet)");
     println!("  commands:");
     for c in &m.commands {

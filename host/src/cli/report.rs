@@ -7,7 +7,11 @@ use std::io::Write;
 
 pub fn print(r: &RunReport) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    let mode = if r.dry_run { " (dry run: nothing is changed)" } else { "" };
+    let mode = if r.dry_run {
+        " (dry run: nothing is changed)"
+    } else {
+        ""
+    };
     writeln!(out, "{} {} · {}{mode}", r.plugin, r.version, r.command)?;
     for e in &r.plan_events {
         writeln!(out, "  {}: {}", e.level, e.message)?;
@@ -16,12 +20,26 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
         writeln!(out, "\nplan failed: {err}")?;
         return Ok(());
     }
-    let width = r.phases.iter().flat_map(|p| &p.steps).map(|s| s.node.len()).max().unwrap_or(4).max(4);
+    let width = r
+        .phases
+        .iter()
+        .flat_map(|p| &p.steps)
+        .map(|s| s.node.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     for phase in &r.phases {
         let always = if phase.always { " (always)" } else { "" };
         writeln!(out, "\nphase {}{always}", phase.name)?;
         for s in &phase.steps {
-            writeln!(out, "  {:<width$}  {:<8} {}: {}", s.node, s.status.as_str(), s.name, s.message)?;
+            writeln!(
+                out,
+                "  {:<width$}  {:<8} {}: {}",
+                s.node,
+                s.status.as_str(),
+                s.name,
+                s.message
+            )?;
             for e in &s.events {
                 writeln!(out, "  {:<width$}  {:<8} {}", "", e.level, e.message)?;
             }

@@ -20,7 +20,11 @@ use std::time::Duration;
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// NAME[@REQUIREMENT], then the plugin's command and arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PLUGIN COMMAND ARGS")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PLUGIN COMMAND ARGS"
+    )]
     argv: Vec<String>,
 }
 
@@ -72,14 +76,19 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
     let Some((spec, rest)) = args.argv.split_first().filter(|(s, _)| !s.starts_with('-')) else {
         println!("{RUN_HELP}");
         let help_only = args.argv.iter().any(|a| a == "-h" || a == "--help");
-        return Ok(if help_only { ExitCode::SUCCESS } else { ExitCode::from(2) });
+        return Ok(if help_only {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        });
     };
     let store = PluginStore::new(&paths.plugins());
     let (name, req) = store::parse_spec(spec)?;
     let installed = store.resolve(name, req.as_ref())?;
     let manifest = &installed.record.manifest;
 
-    let matches = plugin_cli(manifest).try_get_matches_from(std::iter::once(spec.clone()).chain(rest.iter().cloned()));
+    let matches = plugin_cli(manifest)
+        .try_get_matches_from(std::iter::once(spec.clone()).chain(rest.iter().cloned()));
     let matches = match matches {
         Ok(m) => m,
         Err(e) => {
@@ -89,7 +98,9 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let (command, sub) = matches.subcommand().expect("a subcommand is required");
     let flags = RunFlags::from_arg_matches(sub)?;
-    let spec_cmd = manifest.command(command).expect("clap only accepts declared commands");
+    let spec_cmd = manifest
+        .command(command)
+        .expect("clap only accepts declared commands");
     let invocation = api::Invocation {
         command: command.to_string(),
         args: spec_cmd
@@ -98,8 +109,17 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
             .map(|a| api::Arg {
                 name: a.name.clone(),
                 values: match a.kind {
-                    ArgKind::Flag => if sub.get_flag(&a.name) { vec!["true".into()] } else { vec![] },
-                    _ => sub.get_many::<String>(&a.name).map(|v| v.cloned().collect()).unwrap_or_default(),
+                    ArgKind::Flag => {
+                        if sub.get_flag(&a.name) {
+                            vec!["true".into()]
+                        } else {
+                            vec![]
+                        }
+                    }
+                    _ => sub
+                        .get_many::<String>(&a.name)
+                        .map(|v| v.cloned().collect())
+                        .unwrap_or_default(),
                 },
             })
             .collect(),
@@ -109,16 +129,34 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
     store.verified_digest(&installed)?;
     let runtime = Runtime::new(&paths.compiled())?;
     let plugin = runtime
-        .load(manifest.name.as_str(), &installed.record.digest, &installed.wasm_path(), installed.record.grant.clone())
-        .with_context(|| format!("while loading plugin {} {}", manifest.name, manifest.version))?;
-    let cluster = Cluster::local().select(&flags.nodes).map_err(anyhow::Error::msg)?;
+        .load(
+            manifest.name.as_str(),
+            &installed.record.digest,
+            &installed.wasm_path(),
+            installed.record.grant.clone(),
+        )
+        .with_context(|| {
+            format!(
+                "while loading plugin {} {}",
+                manifest.name, manifest.version
+            )
+        })?;
+    let cluster = Cluster::local()
+        .select(&flags.nodes)
+        .map_err(anyhow::Error::msg)?;
     let opts = RunOptions {
         dry_run: flags.dry_run,
-        limits: CallLimits { memory: flags.memory_limit << 20, cpu: flags.cpu_limit, wall: flags.timeout },
+        limits: CallLimits {
+            memory: flags.memory_limit << 20,
+            cpu: flags.cpu_limit,
+            wall: flags.timeout,
+        },
         exec_timeout: flags.exec_timeout,
         max_in_flight: flags.max_in_flight,
     };
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let report = tokio.block_on(executor::run(
         Arc::new(plugin),
         manifest.version.to_string(),
@@ -131,7 +169,11 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         super::report::print(&report)?;
     }
-    Ok(if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_FAILED_STEPS) })
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_FAILED_STEPS)
+    })
 }
 
 /// The plugin's command line, built from its manifest, with the host's
@@ -153,13 +195,25 @@ fn plugin_cli(m: &Manifest) -> Command {
             arg = match a.kind {
                 ArgKind::Positional => arg
                     .required(a.required)
-                    .num_args(if a.multiple { ValueRange::new(1..) } else { ValueRange::new(1..=1) })
-                    .action(if a.multiple { ArgAction::Append } else { ArgAction::Set }),
+                    .num_args(if a.multiple {
+                        ValueRange::new(1..)
+                    } else {
+                        ValueRange::new(1..=1)
+                    })
+                    .action(if a.multiple {
+                        ArgAction::Append
+                    } else {
+                        ArgAction::Set
+                    }),
                 ArgKind::Option => arg
                     .long(a.name.clone())
                     .value_name(a.name.to_uppercase())
                     .required(a.required)
-                    .action(if a.multiple { ArgAction::Append } else { ArgAction::Set }),
+                    .action(if a.multiple {
+                        ArgAction::Append
+                    } else {
+                        ArgAction::Set
+                    }),
                 ArgKind::Flag => arg.long(a.name.clone()).action(ArgAction::SetTrue),
             };
             if let Some(d) = &a.default {
@@ -176,9 +230,13 @@ fn plugin_cli(m: &Manifest) -> Command {
 /// `500ms`, `30s`, `5m`, `1h`, or bare seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 500ms, 30s, 5m, 1h)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 500ms, 30s, 5m, 1h)"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
@@ -188,7 +246,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -5,9 +5,13 @@ use std::path::PathBuf;
 
 pub fn new_plugin(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> anyhow::Result<()> {
     let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !valid {
-        bail!("plugin name `{name}` must be lower-case letters, digits and `-`, starting with a letter");
+        bail!(
+            "plugin name `{name}` must be lower-case letters, digits and `-`, starting with a letter"
+        );
     }
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() {
@@ -18,12 +22,16 @@ pub fn new_plugin(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> any
         None => {
             let built_with = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk"));
             if !built_with.join("Cargo.toml").exists() {
-                bail!("cannot find the stackhost-sdk crate; pass --sdk PATH (the sdk/ directory of the stackhost repository)");
+                bail!(
+                    "cannot find the stackhost-sdk crate; pass --sdk PATH (the sdk/ directory of the stackhost repository)"
+                );
             }
             built_with
         }
     };
-    let sdk = sdk.canonicalize().with_context(|| format!("cannot find the SDK at {}", sdk.display()))?;
+    let sdk = sdk
+        .canonicalize()
+        .with_context(|| format!("cannot find the SDK at {}", sdk.display()))?;
     std::fs::create_dir_all(dir.join("src"))?;
     std::fs::create_dir_all(dir.join(".cargo"))?;
     let files = [

@@ -45,7 +45,10 @@ impl LocalNode {
         };
         let mut cmd = if needs_sudo {
             let mut c = tokio::process::Command::new("sudo");
-            c.arg("-n").arg("-u").arg(req.user.as_deref().unwrap_or("root")).arg("--");
+            c.arg("-n")
+                .arg("-u")
+                .arg(req.user.as_deref().unwrap_or("root"))
+                .arg("--");
             c.arg(&req.program);
             c
         } else {
@@ -55,7 +58,11 @@ impl LocalNode {
             .env_clear()
             .env("PATH", DEFAULT_PATH)
             .envs(req.env.iter().map(|(k, v)| (k, v)))
-            .stdin(if req.stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+            .stdin(if req.stdin.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
@@ -64,7 +71,11 @@ impl LocalNode {
         }
         let mut child = cmd.spawn().map_err(|e| {
             let msg = format!("cannot start `{}` on node {NODE}: {e}", req.program);
-            if e.kind() == std::io::ErrorKind::NotFound { NodeError::NotFound(msg) } else { NodeError::Failed(msg) }
+            if e.kind() == std::io::ErrorKind::NotFound {
+                NodeError::NotFound(msg)
+            } else {
+                NodeError::Failed(msg)
+            }
         })?;
         let stdin = child.stdin.take();
         let input = req.stdin.clone();
@@ -83,8 +94,17 @@ impl LocalNode {
         };
         match tokio::time::timeout(req.timeout, run).await {
             Ok((stdout, truncated, stderr, status)) => {
-                let status = status.map_err(|e| NodeError::Failed(format!("waiting for `{}`: {e}", req.program)))?;
-                Ok(ExecOutput { status: status.code().unwrap_or(-1), stdout, stderr, truncated })
+                let status = status.map_err(|e| {
+                    NodeError::Failed(format!("waiting for `{}`: {e}", req.program))
+                })?;
+                use std::os::unix::process::ExitStatusExt;
+                Ok(ExecOutput {
+                    status: status.code().unwrap_or(-1),
+                    signal: status.signal().map(|s| s as u32),
+                    stdout,
+                    stderr,
+                    truncated,
+                })
             }
             Err(_) => Err(NodeError::Timeout(format!(
                 "`{}` on node {NODE} ran past its timeout of {:?} and was killed",
@@ -106,13 +126,20 @@ impl LocalNode {
         let resolved = loop {
             match std::fs::canonicalize(&existing) {
                 Ok(p) => break p,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => match (existing.parent(), existing.file_name()) {
-                    (Some(parent), Some(name)) => {
-                        rest.push(name.to_os_string());
-                        existing = parent.to_path_buf();
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    match (existing.parent(), existing.file_name()) {
+                        (Some(parent), Some(name)) => {
+                            rest.push(name.to_os_string());
+                            existing = parent.to_path_buf();
+                        }
+                        _ => {
+                            return Err(NodeError::NotFound(format!(
+                                "no part of `{}` exists",
+                                path.display()
+                            )));
+                        }
                     }
-                    _ => return Err(NodeError::NotFound(format!("no part of `{}` exists", path.display()))),
-                },
+                }
                 Err(e) => return Err(NodeError::io(NODE, "resolve", path, e)),
             }
         };
@@ -171,9 +198,16 @@ impl LocalNode {
     /// fsync, rename, fsync the directory.
     pub fn write(&self, path: &Path, data: &[u8], mode: Option<u32>) -> Result<(), NodeError> {
         let err = |e| NodeError::io(NODE, "write", path, e);
-        let dir = path.parent().ok_or_else(|| NodeError::InvalidArgument("cannot write `/`".into()))?;
-        let mode = mode.or_else(|| std::fs::metadata(path).ok().map(|m| m.mode() & 0o7777)).unwrap_or(0o644);
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dir = path
+            .parent()
+            .ok_or_else(|| NodeError::InvalidArgument("cannot write `/`".into()))?;
+        let mode = mode
+            .or_else(|| std::fs::metadata(path).ok().map(|m| m.mode() & 0o7777))
+            .unwrap_or(0o644);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.stackhost-{}", std::process::id()));
         let result = (|| {
             let mut file = std::fs::File::create(&tmp)?;
@@ -211,7 +245,11 @@ impl LocalNode {
     }
 
     pub fn mkdir(&self, path: &Path, recursive: bool) -> Result<(), NodeError> {
-        let r = if recursive { std::fs::create_dir_all(path) } else { std::fs::create_dir(path) };
+        let r = if recursive {
+            std::fs::create_dir_all(path)
+        } else {
+            std::fs::create_dir(path)
+        };
         r.map_err(|e| NodeError::io(NODE, "mkdir", path, e))
     }
 
@@ -220,9 +258,14 @@ impl LocalNode {
     }
 
     pub fn remove(&self, path: &Path, recursive: bool) -> Result<(), NodeError> {
-        let meta = std::fs::symlink_metadata(path).map_err(|e| NodeError::io(NODE, "remove", path, e))?;
+        let meta =
+            std::fs::symlink_metadata(path).map_err(|e| NodeError::io(NODE, "remove", path, e))?;
         let r = if meta.is_dir() {
-            if recursive { std::fs::remove_dir_all(path) } else { std::fs::remove_dir(path) }
+            if recursive {
+                std::fs::remove_dir_all(path)
+            } else {
+                std::fs::remove_dir(path)
+            }
         } else {
             std::fs::remove_file(path)
         };
@@ -230,7 +273,8 @@ impl LocalNode {
     }
 
     pub fn symlink(&self, target: &Path, link: &Path) -> Result<(), NodeError> {
-        std::os::unix::fs::symlink(target, link).map_err(|e| NodeError::io(NODE, "symlink", link, e))
+        std::os::unix::fs::symlink(target, link)
+            .map_err(|e| NodeError::io(NODE, "symlink", link, e))
     }
 
     /// Copy a file or tree, streaming. Returns bytes copied.
@@ -293,7 +337,9 @@ mod tests {
         let real = dir.path().join("real");
         std::fs::create_dir(&real).unwrap();
         std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
-        let got = LocalNode.resolve(&dir.path().join("link/new/file"), true).unwrap();
+        let got = LocalNode
+            .resolve(&dir.path().join("link/new/file"), true)
+            .unwrap();
         assert_eq!(got, real.canonicalize().unwrap().join("new/file"));
     }
 
@@ -303,7 +349,10 @@ mod tests {
         std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
         let got = LocalNode.resolve(&dir.path().join("link"), false).unwrap();
         assert_eq!(got, dir.path().canonicalize().unwrap().join("link"));
-        assert_eq!(LocalNode.resolve(&dir.path().join("link"), true).unwrap(), PathBuf::from("/etc"));
+        assert_eq!(
+            LocalNode.resolve(&dir.path().join("link"), true).unwrap(),
+            PathBuf::from("/etc")
+        );
     }
 
     #[tokio::test]
@@ -318,6 +367,15 @@ mod tests {
             timeout: std::time::Duration::from_secs(10),
         };
         let out = LocalNode.exec(&req).await.unwrap();
-        assert_eq!((out.status, out.stdout.as_slice(), out.stderr.as_slice()), (3, &b"out\n"[..], &b"err\n"[..]));
+        assert_eq!(
+            (out.status, out.stdout.as_slice(), out.stderr.as_slice()),
+            (3, &b"out\n"[..], &b"err\n"[..])
+        );
+        let req = ExecRequest {
+            args: vec!["-c".into(), "kill -TERM $$".into()],
+            ..req
+        };
+        let out = LocalNode.exec(&req).await.unwrap();
+        assert_eq!((out.status, out.signal), (-1, Some(15)));
     }
 }

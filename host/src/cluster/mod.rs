@@ -47,14 +47,25 @@ impl Cluster {
             roles: vec!["core".into()],
             is_local: true,
         };
-        Cluster { nodes: vec![Arc::new(Node { info, transport: Transport::Local(LocalNode) })] }
+        Cluster {
+            nodes: vec![Arc::new(Node {
+                info,
+                transport: Transport::Local(LocalNode),
+            })],
+        }
     }
 
     /// Keep only the nodes that `selectors` pick (see [`select`]).
     pub fn select(self, selectors: &[String]) -> Result<Cluster, String> {
         let infos: Vec<NodeInfo> = self.nodes.iter().map(|n| n.info.clone()).collect();
         let keep = select(&infos, selectors)?;
-        Ok(Cluster { nodes: self.nodes.into_iter().filter(|n| keep.contains(&n.info.name)).collect() })
+        Ok(Cluster {
+            nodes: self
+                .nodes
+                .into_iter()
+                .filter(|n| keep.contains(&n.info.name))
+                .collect(),
+        })
     }
 
     /// Every node of the run.
@@ -110,6 +121,8 @@ pub struct ExecRequest {
 #[derive(Debug, Clone, Default)]
 pub struct ExecOutput {
     pub status: i32,
+    /// The signal that killed the program, if one did.
+    pub signal: Option<u32>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub truncated: bool,

@@ -12,14 +12,25 @@ pub fn select(nodes: &[NodeInfo], selectors: &[String]) -> Result<BTreeSet<Strin
         return Ok(nodes.iter().map(|n| n.name.clone()).collect());
     }
     let mut picked = BTreeSet::new();
-    for selector in selectors.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+    for selector in selectors
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let matched: Vec<&NodeInfo> = match selector.strip_prefix("role:") {
-            Some(role) => nodes.iter().filter(|n| n.roles.iter().any(|r| r == role)).collect(),
+            Some(role) => nodes
+                .iter()
+                .filter(|n| n.roles.iter().any(|r| r == role))
+                .collect(),
             None => nodes.iter().filter(|n| glob(selector, &n.name)).collect(),
         };
         if matched.is_empty() {
             let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-            return Err(format!("node selector `{selector}` matches no node (nodes: {})", names.join(", ")));
+            return Err(format!(
+                "node selector `{selector}` matches no node (nodes: {})",
+                names.join(", ")
+            ));
         }
         picked.extend(matched.into_iter().map(|n| n.name.clone()));
     }
@@ -55,12 +66,27 @@ mod tests {
 
     #[test]
     fn selects_by_name_glob_and_role() {
-        let nodes = [node("core", &["core", "controller"]), node("dea-1", &["dea"]), node("dea-2", &["dea"])];
-        let pick = |s: &[&str]| select(&nodes, &s.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let nodes = [
+            node("core", &["core", "controller"]),
+            node("dea-1", &["dea"]),
+            node("dea-2", &["dea"]),
+        ];
+        let pick = |s: &[&str]| {
+            select(&nodes, &s.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+        };
         assert_eq!(pick(&[]).len(), 3);
-        assert_eq!(pick(&["dea-*"]), ["dea-1", "dea-2"].map(String::from).into());
-        assert_eq!(pick(&["role:controller"]), ["core"].map(String::from).into());
-        assert_eq!(pick(&["core,dea-2"]), ["core", "dea-2"].map(String::from).into());
+        assert_eq!(
+            pick(&["dea-*"]),
+            ["dea-1", "dea-2"].map(String::from).into()
+        );
+        assert_eq!(
+            pick(&["role:controller"]),
+            ["core"].map(String::from).into()
+        );
+        assert_eq!(
+            pick(&["core,dea-2"]),
+            ["core", "dea-2"].map(String::from).into()
+        );
     }
 
     #[test]

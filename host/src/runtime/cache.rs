@@ -41,12 +41,15 @@ pub fn load_or_compile(
         }
     }
     let bytes = wasm()?;
-    let compiled = engine.precompile_component(&bytes).map_err(anyhow::Error::from)?;
+    let compiled = engine
+        .precompile_component(&bytes)
+        .map_err(anyhow::Error::from)?;
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, &compiled)?;
     std::fs::rename(&tmp, &path)?;
     // SAFETY: as above; these bytes were produced by this very engine.
-    let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)?;
+    let component =
+        unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)?;
     Ok((component, CacheOutcome::Compiled))
 }

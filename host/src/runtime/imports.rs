@@ -23,17 +23,29 @@ pub enum ImportError {
         "plugin `{plugin}` imports `{import}` but was not granted `{capability}`; \
          grant it (`stackhost plugin install --grant {capability}`) or remove the import"
     )]
-    NotGranted { plugin: String, import: String, capability: String },
+    NotGranted {
+        plugin: String,
+        import: String,
+        capability: String,
+    },
     #[error(
         "plugin `{plugin}` imports `{import}` but its manifest does not request `{capability}`; \
          add [capabilities.{capability}] with a reason to its stackhost.toml"
     )]
-    NotRequested { plugin: String, import: String, capability: String },
+    NotRequested {
+        plugin: String,
+        import: String,
+        capability: String,
+    },
     #[error(
         "plugin `{plugin}` imports `{import}`: the `{capability}` capability is defined in the WIT \
          but not built into this host yet"
     )]
-    NotBuilt { plugin: String, import: String, capability: String },
+    NotBuilt {
+        plugin: String,
+        import: String,
+        capability: String,
+    },
     #[error("plugin `{plugin}` imports `{import}`, which no stackhost host provides")]
     Unknown { plugin: String, import: String },
 }
@@ -58,35 +70,65 @@ pub enum Allowed<'a> {
 }
 
 /// Check every import name of a component.
-pub fn check<'a>(plugin: &str, imports: impl Iterator<Item = &'a str>, allowed: Allowed<'_>) -> Result<(), ImportError> {
+pub fn check<'a>(
+    plugin: &str,
+    imports: impl Iterator<Item = &'a str>,
+    allowed: Allowed<'_>,
+) -> Result<(), ImportError> {
     for import in imports {
         if import.starts_with("wasi:") {
             // WASI is linked with an empty context: no files, sockets or
             // environment, only clocks, random and captured stdio.
             continue;
         }
-        let Some(rest) = import.strip_prefix(WIT_PACKAGE).and_then(|r| r.strip_prefix('/')) else {
-            return Err(ImportError::Unknown { plugin: plugin.into(), import: import.into() });
+        let Some(rest) = import
+            .strip_prefix(WIT_PACKAGE)
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            return Err(ImportError::Unknown {
+                plugin: plugin.into(),
+                import: import.into(),
+            });
         };
         let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
-        let wanted = Version::parse(version)
-            .map_err(|_| ImportError::Unknown { plugin: plugin.into(), import: import.into() })?;
+        let wanted = Version::parse(version).map_err(|_| ImportError::Unknown {
+            plugin: plugin.into(),
+            import: import.into(),
+        })?;
         if !wit_compatible(&wanted) {
-            return Err(ImportError::WitVersion { plugin: plugin.into(), wanted });
+            return Err(ImportError::WitVersion {
+                plugin: plugin.into(),
+                wanted,
+            });
         }
         let capability = interface.to_string();
         if NOT_YET_BUILT.contains(&interface) {
-            return Err(ImportError::NotBuilt { plugin: plugin.into(), import: import.into(), capability });
+            return Err(ImportError::NotBuilt {
+                plugin: plugin.into(),
+                import: import.into(),
+                capability,
+            });
         }
         if !PROVIDED.contains(&interface) {
-            return Err(ImportError::Unknown { plugin: plugin.into(), import: import.into() });
+            return Err(ImportError::Unknown {
+                plugin: plugin.into(),
+                import: import.into(),
+            });
         }
         match allowed {
             Allowed::Requested(g) if !g.has(interface) => {
-                return Err(ImportError::NotRequested { plugin: plugin.into(), import: import.into(), capability });
+                return Err(ImportError::NotRequested {
+                    plugin: plugin.into(),
+                    import: import.into(),
+                    capability,
+                });
             }
             Allowed::Granted(g) if !g.has(interface) => {
-                return Err(ImportError::NotGranted { plugin: plugin.into(), import: import.into(), capability });
+                return Err(ImportError::NotGranted {
+                    plugin: plugin.into(),
+                    import: import.into(),
+                    capability,
+                });
             }
             _ => {}
         }
@@ -109,12 +151,38 @@ mod tests {
     #[test]
     fn refuses_ungranted_and_unknown() {
         let none = Grant::default();
-        let err = check("p", ["stackhost:host/fs@0.1.0"].into_iter(), Allowed::Granted(&none)).unwrap_err();
+        let err = check(
+            "p",
+            ["stackhost:host/fs@0.1.0"].into_iter(),
+            Allowed::Granted(&none),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("was not granted `fs`"), "{err}");
-        let err = check("p", ["acme:evil/net@1.0.0"].into_iter(), Allowed::Granted(&none)).unwrap_err();
-        assert!(err.to_string().contains("no stackhost host provides"), "{err}");
-        let err = check("p", ["stackhost:host/log@1.0.0"].into_iter(), Allowed::Granted(&none)).unwrap_err();
-        assert!(err.to_string().contains("stackhost:host@1.0.0") && err.to_string().contains("stackhost:host@0.1.0"));
-        check("p", ["wasi:io/streams@0.2.6", "stackhost:host/log@0.1.0"].into_iter(), Allowed::Granted(&none)).unwrap();
+        let err = check(
+            "p",
+            ["acme:evil/net@1.0.0"].into_iter(),
+            Allowed::Granted(&none),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("no stackhost host provides"),
+            "{err}"
+        );
+        let err = check(
+            "p",
+            ["stackhost:host/log@1.0.0"].into_iter(),
+            Allowed::Granted(&none),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("stackhost:host@1.0.0")
+                && err.to_string().contains("stackhost:host@0.1.0")
+        );
+        check(
+            "p",
+            ["wasi:io/streams@0.2.6", "stackhost:host/log@0.1.0"].into_iter(),
+            Allowed::Granted(&none),
+        )
+        .unwrap();
     }
 }

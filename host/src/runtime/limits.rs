@@ -17,14 +17,20 @@ pub struct CallLimits {
 
 impl Default for CallLimits {
     fn default() -> CallLimits {
-        CallLimits { memory: 512 << 20, cpu: Duration::from_secs(30), wall: Duration::from_secs(3600) }
+        CallLimits {
+            memory: 512 << 20,
+            cpu: Duration::from_secs(30),
+            wall: Duration::from_secs(3600),
+        }
     }
 }
 
 /// A limit a plugin call ran into.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LimitExceeded {
-    #[error("it tried to grow its memory to {wanted} MiB, past its limit of {limit} MiB (--memory-limit)")]
+    #[error(
+        "it tried to grow its memory to {wanted} MiB, past its limit of {limit} MiB (--memory-limit)"
+    )]
     Memory { wanted: usize, limit: usize },
     #[error("it computed for more than {0:?} without returning, past its CPU limit (--cpu-limit)")]
     Cpu(Duration),
@@ -39,14 +45,27 @@ pub struct MemoryLimiter {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
-            return Err(wasmtime::Error::new(LimitExceeded::Memory { wanted: desired >> 20, limit: self.limit >> 20 }));
+            return Err(wasmtime::Error::new(LimitExceeded::Memory {
+                wanted: desired >> 20,
+                limit: self.limit >> 20,
+            }));
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1 << 20)
     }
 }

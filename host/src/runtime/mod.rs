@@ -52,7 +52,10 @@ pub enum CallError {
     Plugin(WitError),
     /// The call ran into a limit and was stopped.
     #[error("plugin `{plugin}` was stopped: {limit}")]
-    Limit { plugin: String, limit: LimitExceeded },
+    Limit {
+        plugin: String,
+        limit: LimitExceeded,
+    },
     /// The plugin trapped (a panic, an unreachable instruction, ...).
     #[error("plugin `{plugin}` crashed: {message}")]
     Trap { plugin: String, message: String },
@@ -69,7 +72,12 @@ pub struct CallReport<T> {
 
 impl<T> CallReport<T> {
     fn map<U>(self, f: impl FnOnce(T) -> U) -> CallReport<U> {
-        CallReport { result: self.result.map(f), mutations: self.mutations, events: self.events, instantiate: self.instantiate }
+        CallReport {
+            result: self.result.map(f),
+            mutations: self.mutations,
+            events: self.events,
+            instantiate: self.instantiate,
+        }
     }
 }
 
@@ -78,16 +86,23 @@ impl Runtime {
     pub fn new(compiled_dir: &Path) -> anyhow::Result<Runtime> {
         let mut config = Config::new();
         config.epoch_interruption(true).wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(anyhow::Error::from).context("while creating the wasm engine")?;
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("while creating the wasm engine")?;
         let weak = engine.weak();
-        std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })?;
-        Ok(Runtime { engine, compiled_dir: compiled_dir.to_path_buf() })
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        Ok(Runtime {
+            engine,
+            compiled_dir: compiled_dir.to_path_buf(),
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -96,23 +111,47 @@ impl Runtime {
 
     /// Names of everything a compiled component imports.
     pub fn imports(&self, component: &Component) -> Vec<String> {
-        component.component_type().imports(&self.engine).map(|(name, _)| name.to_string()).collect()
+        component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect()
     }
 
     /// Load (from the compile cache, or by compiling) the plugin file
     /// `wasm` with content `digest`, check its imports against `grant`,
     /// and link it.
-    pub fn load(&self, name: &str, digest: &str, wasm: &Path, grant: Grant) -> anyhow::Result<LoadedPlugin> {
+    pub fn load(
+        &self,
+        name: &str,
+        digest: &str,
+        wasm: &Path,
+        grant: Grant,
+    ) -> anyhow::Result<LoadedPlugin> {
         let start = Instant::now();
         let (component, cache) = self.compile(digest, || std::fs::read(wasm))?;
         let imports = self.imports(&component);
-        imports::check(name, imports.iter().map(String::as_str), imports::Allowed::Granted(&grant))?;
+        imports::check(
+            name,
+            imports.iter().map(String::as_str),
+            imports::Allowed::Granted(&grant),
+        )?;
         let linker = self.linker(&grant)?;
-        let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from)?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)?;
         let pre = PluginPre::new(pre)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("plugin `{name}` does not export stackhost:host/plugin-api"))?;
-        Ok(LoadedPlugin { name: name.into(), pre, grant: Arc::new(grant), cache, load_time: start.elapsed() })
+            .with_context(|| {
+                format!("plugin `{name}` does not export stackhost:host/plugin-api")
+            })?;
+        Ok(LoadedPlugin {
+            name: name.into(),
+            pre,
+            grant: Arc::new(grant),
+            cache,
+            load_time: start.elapsed(),
+        })
     }
 
     /// Compile through the on-disk cache.
@@ -155,11 +194,18 @@ enum Returned {
 
 impl LoadedPlugin {
     /// Call the plugin's `plan`.
-    pub async fn plan(&self, ctx: Arc<CallCtx>, limits: CallLimits, inv: &api::Invocation) -> CallReport<api::ExecutionPlan> {
-        self.call(ctx, limits, Export::Plan(inv)).await.map(|r| match r {
-            Returned::Plan(p) => p,
-            Returned::Outcome(_) => unreachable!("plan returns a plan"),
-        })
+    pub async fn plan(
+        &self,
+        ctx: Arc<CallCtx>,
+        limits: CallLimits,
+        inv: &api::Invocation,
+    ) -> CallReport<api::ExecutionPlan> {
+        self.call(ctx, limits, Export::Plan(inv))
+            .await
+            .map(|r| match r {
+                Returned::Plan(p) => p,
+                Returned::Outcome(_) => unreachable!("plan returns a plan"),
+            })
     }
 
     /// Call the plugin's `apply-step`.
@@ -170,21 +216,33 @@ impl LoadedPlugin {
         inv: &api::Invocation,
         step: &api::Step,
     ) -> CallReport<api::StepOutcome> {
-        self.call(ctx, limits, Export::ApplyStep(inv, step)).await.map(|r| match r {
-            Returned::Outcome(o) => o,
-            Returned::Plan(_) => unreachable!("apply-step returns an outcome"),
-        })
+        self.call(ctx, limits, Export::ApplyStep(inv, step))
+            .await
+            .map(|r| match r {
+                Returned::Outcome(o) => o,
+                Returned::Plan(_) => unreachable!("apply-step returns an outcome"),
+            })
     }
 
     /// Instantiate in a fresh store and make one call under the limits.
-    async fn call(&self, ctx: Arc<CallCtx>, limits: CallLimits, export: Export<'_>) -> CallReport<Returned> {
-        let mut store = Store::new(self.pre.engine(), PluginState::new(ctx.clone(), limits.memory));
+    async fn call(
+        &self,
+        ctx: Arc<CallCtx>,
+        limits: CallLimits,
+        export: Export<'_>,
+    ) -> CallReport<Returned> {
+        let mut store = Store::new(
+            self.pre.engine(),
+            PluginState::new(ctx.clone(), limits.memory),
+        );
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         let started = Instant::now();
         let cpu = limits.cpu;
         store.epoch_deadline_callback(move |store| {
-            let guest = started.elapsed().saturating_sub(store.data().call.host_time());
+            let guest = started
+                .elapsed()
+                .saturating_sub(store.data().call.host_time());
             if guest > cpu {
                 return Err(wasmtime::Error::new(LimitExceeded::Cpu(cpu)));
             }
@@ -199,7 +257,10 @@ impl LoadedPlugin {
             let api = plugin.stackhost_host_plugin_api();
             let out = match export {
                 Export::Plan(inv) => api.call_plan(&mut store, inv).await?.map(Returned::Plan),
-                Export::ApplyStep(inv, step) => api.call_apply_step(&mut store, inv, step).await?.map(Returned::Outcome),
+                Export::ApplyStep(inv, step) => api
+                    .call_apply_step(&mut store, inv, step)
+                    .await?
+                    .map(Returned::Outcome),
             };
             Ok::<_, wasmtime::Error>((out, instantiate))
         };
@@ -209,24 +270,46 @@ impl LoadedPlugin {
             Ok(Ok((Err(e), inst))) => (Err(CallError::Plugin(e)), inst),
             Ok(Err(trap)) => (Err(self.trap_error(trap, &store)), Duration::ZERO),
             Err(_) => (
-                Err(CallError::Limit { plugin: self.name.clone(), limit: LimitExceeded::Wall(limits.wall) }),
+                Err(CallError::Limit {
+                    plugin: self.name.clone(),
+                    limit: LimitExceeded::Wall(limits.wall),
+                }),
                 Duration::ZERO,
             ),
         };
         let (mutations, events) = ctx.take();
-        CallReport { result, mutations, events, instantiate }
+        CallReport {
+            result,
+            mutations,
+            events,
+            instantiate,
+        }
     }
 
     fn trap_error(&self, trap: wasmtime::Error, store: &Store<PluginState>) -> CallError {
         if let Some(limit) = trap.chain().find_map(|e| e.downcast_ref::<LimitExceeded>()) {
-            return CallError::Limit { plugin: self.name.clone(), limit: limit.clone() };
+            return CallError::Limit {
+                plugin: self.name.clone(),
+                limit: limit.clone(),
+            };
         }
-        let printed = String::from_utf8_lossy(&store.data().output.contents()).trim().to_string();
+        let printed = String::from_utf8_lossy(&store.data().output.contents())
+            .trim()
+            .to_string();
         let message = if printed.is_empty() {
             format!("{trap:#}")
         } else {
-            format!("{printed} ({})", trap.chain().last().map(|e| e.to_string()).unwrap_or_default())
+            format!(
+                "{printed} ({})",
+                trap.chain()
+                    .last()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            )
         };
-        CallError::Trap { plugin: self.name.clone(), message }
+        CallError::Trap {
+            plugin: self.name.clone(),
+            message,
+        }
     }
 }

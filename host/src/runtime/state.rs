@@ -69,8 +69,15 @@ impl CallCtx {
 
     /// Record a mutation that a dry run did not make.
     pub fn record(&self, node: &str, call: &str, detail: String) {
-        let m = Mutation { node: node.into(), call: call.into(), detail };
-        self.mutations.lock().unwrap_or_else(|p| p.into_inner()).push(m);
+        let m = Mutation {
+            node: node.into(),
+            call: call.into(),
+            detail,
+        };
+        self.mutations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(m);
     }
 
     pub fn event(&self, level: &'static str, message: String) {
@@ -89,7 +96,8 @@ impl CallCtx {
     pub async fn timed<F: Future>(&self, fut: F) -> F::Output {
         let start = Instant::now();
         let out = fut.await;
-        self.host_nanos.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.host_nanos
+            .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         out
     }
 
@@ -129,7 +137,9 @@ impl PluginState {
         PluginState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: memory_limit },
+            limiter: MemoryLimiter {
+                limit: memory_limit,
+            },
             call,
             output,
         }
@@ -138,6 +148,9 @@ impl PluginState {
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }

@@ -9,7 +9,11 @@ use crate::cluster::{ExecRequest, Transport};
 use std::time::Duration;
 
 impl exec::Host for CapView<'_> {
-    async fn run(&mut self, node: String, cmd: Command) -> wasmtime::Result<Result<Output, WitError>> {
+    async fn run(
+        &mut self,
+        node: String,
+        cmd: Command,
+    ) -> wasmtime::Result<Result<Output, WitError>> {
         let call = self.call;
         Ok(call.timed(run(self, node, cmd)).await)
     }
@@ -34,10 +38,20 @@ async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, W
             line = format!("{line} (as {user})");
         }
         view.call.record(&node.info.name, "exec", line);
-        return Ok(Output { status: 0, stdout: vec![], stderr: vec![], truncated: false, recorded: true });
+        return Ok(Output {
+            status: 0,
+            signal: None,
+            stdout: vec![],
+            stderr: vec![],
+            truncated: false,
+            recorded: true,
+        });
     }
     let limit = view.call.exec_timeout;
-    let timeout = cmd.timeout_ms.map(|ms| Duration::from_millis(ms.into()).min(limit)).unwrap_or(limit);
+    let timeout = cmd
+        .timeout_ms
+        .map(|ms| Duration::from_millis(ms.into()).min(limit))
+        .unwrap_or(limit);
     let req = ExecRequest {
         program: cmd.program,
         args: cmd.args,
@@ -50,14 +64,24 @@ async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, W
     let out = match &node.transport {
         Transport::Local(local) => local.exec(&req).await?,
     };
-    Ok(Output { status: out.status, stdout: out.stdout, stderr: out.stderr, truncated: out.truncated, recorded: false })
+    Ok(Output {
+        status: out.status,
+        signal: out.signal,
+        stdout: out.stdout,
+        stderr: out.stderr,
+        truncated: out.truncated,
+        recorded: false,
+    })
 }
 
 /// Render argv for the operator, quoting what a shell would split.
 pub fn shell_words<'a>(argv: impl IntoIterator<Item = &'a String>) -> String {
     argv.into_iter()
         .map(|a| {
-            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))

@@ -16,5 +16,6 @@ impl HasData for Exec {
 }
 
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    exec::add_to_linker::<PluginState, Exec>(linker, |s| CapView { call: &s.call }).map_err(anyhow::Error::from)
+    exec::add_to_linker::<PluginState, Exec>(linker, |s| CapView { call: &s.call })
+        .map_err(anyhow::Error::from)
 }

@@ -16,7 +16,9 @@ pub enum ProgramAccess {
 
 pub fn check(grant: &Grant, node: &NodeInfo, program: &str) -> Result<ProgramAccess, WitError> {
     let Some(exec) = &grant.capabilities.exec else {
-        return Err(WitError::PermissionDenied("the plugin has no exec grant".into()));
+        return Err(WitError::PermissionDenied(
+            "the plugin has no exec grant".into(),
+        ));
     };
     if !roles_allow(&exec.roles, &node.roles) {
         return Err(WitError::PermissionDenied(format!(
@@ -31,17 +33,30 @@ pub fn check(grant: &Grant, node: &NodeInfo, program: &str) -> Result<ProgramAcc
     if exec.programs.iter().any(|p| p == program) {
         return Ok(ProgramAccess::Mutating);
     }
-    let all: Vec<&str> = exec.programs.iter().chain(&exec.read_only).map(String::as_str).collect();
+    let all: Vec<&str> = exec
+        .programs
+        .iter()
+        .chain(&exec.read_only)
+        .map(String::as_str)
+        .collect();
     Err(WitError::PermissionDenied(format!(
         "program `{program}` is not in the exec grant (exec programs: {})",
-        if all.is_empty() { "none".to_string() } else { all.join(", ") }
+        if all.is_empty() {
+            "none".to_string()
+        } else {
+            all.join(", ")
+        }
     )))
 }
 
 /// Environment variables a plugin may not set: they change which code a
 /// granted program runs.
 pub fn env_refused(name: &str) -> bool {
-    name.starts_with("LD_") || name == "PATH" || name == "BASH_ENV" || name == "ENV" || name.starts_with("PYTHON")
+    name.starts_with("LD_")
+        || name == "PATH"
+        || name == "BASH_ENV"
+        || name == "ENV"
+        || name.starts_with("PYTHON")
 }
 
 #[cfg(test)]
@@ -64,7 +79,12 @@ mod tests {
     }
 
     fn node(roles: &[&str]) -> NodeInfo {
-        NodeInfo { name: "n".into(), address: "".into(), roles: roles.iter().map(|r| r.to_string()).collect(), is_local: true }
+        NodeInfo {
+            name: "n".into(),
+            address: "".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            is_local: true,
+        }
     }
 
     #[test]
@@ -74,13 +94,28 @@ mod tests {
 
     #[test]
     fn classifies_and_refuses() {
-        assert_eq!(check(&grant(), &node(&["dea"]), "cat").unwrap(), ProgramAccess::ReadOnly);
-        assert_eq!(check(&grant(), &node(&["dea"]), "touch").unwrap(), ProgramAccess::Mutating);
-        let WitError::PermissionDenied(m) = check(&grant(), &node(&["dea"]), "rm").unwrap_err() else { panic!() };
-        assert!(m.contains("`rm` is not in the exec grant (exec programs: touch, cat)"), "{m}");
+        assert_eq!(
+            check(&grant(), &node(&["dea"]), "cat").unwrap(),
+            ProgramAccess::ReadOnly
+        );
+        assert_eq!(
+            check(&grant(), &node(&["dea"]), "touch").unwrap(),
+            ProgramAccess::Mutating
+        );
+        let WitError::PermissionDenied(m) = check(&grant(), &node(&["dea"]), "rm").unwrap_err()
+        else {
+            panic!()
+        };
+        assert!(
+            m.contains("`rm` is not in the exec grant (exec programs: touch, cat)"),
+            "{m}"
+        );
         // A path to a granted name is a different program.
         assert!(check(&grant(), &node(&["dea"]), "/tmp/cat").is_err());
-        let WitError::PermissionDenied(m) = check(&grant(), &node(&["router"]), "cat").unwrap_err() else { panic!() };
+        let WitError::PermissionDenied(m) = check(&grant(), &node(&["router"]), "cat").unwrap_err()
+        else {
+            panic!()
+        };
         assert!(m.contains("exec roles: dea"), "{m}");
     }
 }

@@ -27,7 +27,13 @@ fn local(node: &Node) -> &LocalNode {
 }
 
 impl CapView<'_> {
-    fn scoped(&self, node: &str, path: &str, access: Access, last: Final) -> Result<(Arc<Node>, PathBuf), WitError> {
+    fn scoped(
+        &self,
+        node: &str,
+        path: &str,
+        access: Access,
+        last: Final,
+    ) -> Result<(Arc<Node>, PathBuf), WitError> {
         let node = self.node(node)?;
         let resolved = check(&self.call.grant, &node, path, access, last)?;
         Ok((node, resolved))
@@ -64,7 +70,13 @@ impl fs::Host for CapView<'_> {
         })())
     }
 
-    async fn write(&mut self, node: String, path: String, data: Vec<u8>, mode: Option<u32>) -> R<()> {
+    async fn write(
+        &mut self,
+        node: String,
+        path: String,
+        data: Vec<u8>,
+        mode: Option<u32>,
+    ) -> R<()> {
         Ok((|| {
             let (node, p) = self.scoped(&node, &path, Access::Write, Final::Follow)?;
             if self.recorded(&node, "fs.write", format!("{path} ({} bytes)", data.len())) {
@@ -78,7 +90,13 @@ impl fs::Host for CapView<'_> {
         Ok((|| {
             let (node, p) = self.scoped(&node, &path, Access::Read, Final::Follow)?;
             let entries = local(&node).list_dir(&p)?;
-            Ok(entries.into_iter().map(|(name, k)| DirEntry { name, file_type: kind(k) }).collect())
+            Ok(entries
+                .into_iter()
+                .map(|(name, k)| DirEntry {
+                    name,
+                    file_type: kind(k),
+                })
+                .collect())
         })())
     }
 
@@ -106,7 +124,11 @@ impl fs::Host for CapView<'_> {
     async fn remove(&mut self, node: String, path: String, recursive: bool) -> R<()> {
         Ok((|| {
             let (node, p) = self.scoped(&node, &path, Access::Write, Final::Keep)?;
-            let what = if recursive { format!("{path} (recursively)") } else { path.clone() };
+            let what = if recursive {
+                format!("{path} (recursively)")
+            } else {
+                path.clone()
+            };
             if self.recorded(&node, "fs.remove", what) {
                 return Ok(());
             }
@@ -127,13 +149,25 @@ impl fs::Host for CapView<'_> {
         })())
     }
 
-    async fn copy(&mut self, source_node: String, source: String, target_node: String, target: String) -> R<u64> {
+    async fn copy(
+        &mut self,
+        source_node: String,
+        source: String,
+        target_node: String,
+        target: String,
+    ) -> R<u64> {
         let call = self.call;
         let result = call
             .timed(async {
-                let (from_node, from) = self.scoped(&source_node, &source, Access::Read, Final::Follow)?;
-                let (to_node, to) = self.scoped(&target_node, &target, Access::Write, Final::Follow)?;
-                if self.recorded(&to_node, "fs.copy", format!("{source_node}:{source} -> {target}")) {
+                let (from_node, from) =
+                    self.scoped(&source_node, &source, Access::Read, Final::Follow)?;
+                let (to_node, to) =
+                    self.scoped(&target_node, &target, Access::Write, Final::Follow)?;
+                if self.recorded(
+                    &to_node,
+                    "fs.copy",
+                    format!("{source_node}:{source} -> {target}"),
+                ) {
                     return Ok(0);
                 }
                 match (&from_node.transport, &to_node.transport) {

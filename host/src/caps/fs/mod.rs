@@ -16,5 +16,6 @@ impl HasData for Fs {
 }
 
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    fs::add_to_linker::<PluginState, Fs>(linker, |s| CapView { call: &s.call }).map_err(anyhow::Error::from)
+    fs::add_to_linker::<PluginState, Fs>(linker, |s| CapView { call: &s.call })
+        .map_err(anyhow::Error::from)
 }

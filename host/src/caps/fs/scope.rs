@@ -24,9 +24,17 @@ pub enum Final {
 
 /// Check `path` for `access` on `node`; returns the resolved path the call
 /// must use.
-pub fn check(grant: &Grant, node: &Node, path: &str, access: Access, last: Final) -> Result<PathBuf, WitError> {
+pub fn check(
+    grant: &Grant,
+    node: &Node,
+    path: &str,
+    access: Access,
+    last: Final,
+) -> Result<PathBuf, WitError> {
     let Some(fs) = &grant.capabilities.fs else {
-        return Err(WitError::PermissionDenied("the plugin has no fs grant".into()));
+        return Err(WitError::PermissionDenied(
+            "the plugin has no fs grant".into(),
+        ));
     };
     let name = &node.info.name;
     let what = match access {
@@ -39,7 +47,14 @@ pub fn check(grant: &Grant, node: &Node, path: &str, access: Access, last: Final
     };
     let grant_text = || {
         let list: Vec<&str> = roots.iter().map(|s| s.as_str()).collect();
-        format!("fs {what}: {}", if list.is_empty() { "none".into() } else { list.join(", ") })
+        format!(
+            "fs {what}: {}",
+            if list.is_empty() {
+                "none".into()
+            } else {
+                list.join(", ")
+            }
+        )
     };
     if !roles_allow(&fs.roles, &node.info.roles) {
         return Err(WitError::PermissionDenied(format!(
@@ -49,7 +64,9 @@ pub fn check(grant: &Grant, node: &Node, path: &str, access: Access, last: Final
     }
     let p = Path::new(path);
     if !p.is_absolute() {
-        return Err(WitError::InvalidArgument(format!("fs path `{path}` is not absolute")));
+        return Err(WitError::InvalidArgument(format!(
+            "fs path `{path}` is not absolute"
+        )));
     }
     if p.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(WitError::PermissionDenied(format!(
@@ -67,7 +84,11 @@ pub fn check(grant: &Grant, node: &Node, path: &str, access: Access, last: Final
             return Ok(resolved);
         }
     }
-    let landing = if resolved != p { format!(" resolves to `{}`, which", resolved.display()) } else { String::new() };
+    let landing = if resolved != p {
+        format!(" resolves to `{}`, which", resolved.display())
+    } else {
+        String::new()
+    };
     Err(WitError::PermissionDenied(format!(
         "fs {what} of `{path}` on node {name}{landing} is outside the grant ({})",
         grant_text()

@@ -14,7 +14,8 @@ impl HasData for Log {
 }
 
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    log::add_to_linker::<PluginState, Log>(linker, |s| CapView { call: &s.call }).map_err(anyhow::Error::from)
+    log::add_to_linker::<PluginState, Log>(linker, |s| CapView { call: &s.call })
+        .map_err(anyhow::Error::from)
 }
 
 /// Longest message kept; longer ones are cut, so a chatty plugin cannot
@@ -43,7 +44,12 @@ impl log::Host for CapView<'_> {
         Ok(())
     }
 
-    async fn progress(&mut self, done: u64, total: Option<u64>, unit: String) -> wasmtime::Result<()> {
+    async fn progress(
+        &mut self,
+        done: u64,
+        total: Option<u64>,
+        unit: String,
+    ) -> wasmtime::Result<()> {
         // Progress bars for long steps come with the rollout work; until then
         // progress is visible with RUST_LOG=debug.
         tracing::debug!(plugin = %self.call.plugin, done, ?total, %unit, "progress");

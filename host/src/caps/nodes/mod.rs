@@ -15,20 +15,39 @@ impl HasData for Nodes {
 }
 
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    nodes::add_to_linker::<PluginState, Nodes>(linker, |s| CapView { call: &s.call }).map_err(anyhow::Error::from)
+    nodes::add_to_linker::<PluginState, Nodes>(linker, |s| CapView { call: &s.call })
+        .map_err(anyhow::Error::from)
 }
 
 fn to_wit(info: &NodeInfo) -> Node {
-    Node { name: info.name.clone(), address: info.address.clone(), roles: info.roles.clone(), is_local: info.is_local }
+    Node {
+        name: info.name.clone(),
+        address: info.address.clone(),
+        roles: info.roles.clone(),
+        is_local: info.is_local,
+    }
 }
 
 impl nodes::Host for CapView<'_> {
     async fn list(&mut self) -> wasmtime::Result<Vec<Node>> {
-        Ok(self.call.cluster.nodes().iter().map(|n| to_wit(&n.info)).collect())
+        Ok(self
+            .call
+            .cluster
+            .nodes()
+            .iter()
+            .map(|n| to_wit(&n.info))
+            .collect())
     }
 
     async fn with_role(&mut self, role: String) -> wasmtime::Result<Vec<Node>> {
-        Ok(self.call.cluster.nodes().iter().filter(|n| n.info.roles.contains(&role)).map(|n| to_wit(&n.info)).collect())
+        Ok(self
+            .call
+            .cluster
+            .nodes()
+            .iter()
+            .filter(|n| n.info.roles.contains(&role))
+            .map(|n| to_wit(&n.info))
+            .collect())
     }
 
     async fn get(&mut self, name: String) -> wasmtime::Result<Option<Node>> {

@@ -15,5 +15,6 @@ impl HasData for Types {
 impl types::Host for CapView<'_> {}
 
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    types::add_to_linker::<PluginState, Types>(linker, |s| CapView { call: &s.call }).map_err(anyhow::Error::from)
+    types::add_to_linker::<PluginState, Types>(linker, |s| CapView { call: &s.call })
+        .map_err(anyhow::Error::from)
 }
