@@ -5,8 +5,10 @@
 
 use crate::bindings::exports::stackhost::host::plugin_api as api;
 use crate::cluster::Cluster;
+use crate::journal::{Journal, RunRecord, StepRecord, StepState};
 use crate::runtime::{CallCtx, CallError, CallLimits, CallReport, Event, LoadedPlugin, Mutation};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +45,25 @@ impl StepStatus {
             StepStatus::NotRun => "not-run",
         }
     }
+}
+
+impl From<StepStatus> for StepState {
+    fn from(s: StepStatus) -> StepState {
+        match s {
+            StepStatus::Ok => StepState::Ok,
+            StepStatus::Changed => StepState::Changed,
+            StepStatus::Skipped => StepState::Skipped,
+            StepStatus::Failed => StepState::Failed,
+            StepStatus::NotRun => StepState::NotRun,
+        }
+    }
+}
+
+/// Where a run's steps are journaled.
+#[derive(Clone)]
+pub struct JournalHandle {
+    pub journal: Journal,
+    pub run: i64,
 }
 
 /// The result of one step.
@@ -109,31 +130,134 @@ impl RunReport {
     }
 }
 
-/// Plan and apply `invocation` with `plugin` on `cluster`.
+/// Plan and apply `invocation` with `plugin` on `cluster`, journaling the
+/// plan and every step when `journal` is given.
 pub async fn run(
     plugin: Arc<LoadedPlugin>,
     version: String,
     cluster: Arc<Cluster>,
     invocation: api::Invocation,
     opts: RunOptions,
+    journal: Option<JournalHandle>,
 ) -> RunReport {
     let start = Instant::now();
-    let ctx = |opts: &RunOptions| {
-        Arc::new(CallCtx::new(
-            plugin.name.clone(),
-            cluster.clone(),
-            plugin.grant.clone(),
-            opts.dry_run,
-            opts.exec_timeout,
-        ))
-    };
+    let ctx = call_ctx(&plugin, &cluster, &opts);
     let CallReport {
         result,
         events: plan_events,
         instantiate,
         ..
-    } = plugin.plan(ctx(&opts), opts.limits, &invocation).await;
-    let mut report = RunReport {
+    } = plugin.plan(ctx, opts.limits, &invocation).await;
+    let mut report = new_report(
+        &plugin,
+        version,
+        &invocation,
+        &opts,
+        plan_events,
+        instantiate,
+    );
+    let plan = match result {
+        Ok(plan) => plan,
+        Err(e) => {
+            report.plan_error = Some(e.to_string());
+            report.metrics.total_ms = start.elapsed().as_secs_f64() * 1e3;
+            return report;
+        }
+    };
+    if let Some(j) = &journal
+        && let Err(e) = j.journal.record_plan(j.run, &plan_records(&plan))
+    {
+        report.plan_error = Some(format!("cannot journal the plan, so nothing was run: {e}"));
+        return report;
+    }
+    apply_plan(
+        &plugin,
+        &cluster,
+        invocation,
+        &opts,
+        journal,
+        plan,
+        HashMap::new(),
+        &mut report,
+    )
+    .await;
+    report.metrics.total_ms = start.elapsed().as_secs_f64() * 1e3;
+    report
+}
+
+/// Resume a journaled run: its recorded plan, without planning again;
+/// finished steps are reported, never run again.
+pub async fn resume(
+    plugin: Arc<LoadedPlugin>,
+    cluster: Arc<Cluster>,
+    invocation: api::Invocation,
+    opts: RunOptions,
+    journal: JournalHandle,
+    record: &RunRecord,
+) -> RunReport {
+    let start = Instant::now();
+    let mut report = new_report(
+        &plugin,
+        record.version.clone(),
+        &invocation,
+        &opts,
+        vec![],
+        Duration::ZERO,
+    );
+    let mut phases: Vec<api::Phase> = Vec::new();
+    let mut done = HashMap::new();
+    for s in &record.steps {
+        if phases.len() <= s.phase_index {
+            phases.push(api::Phase {
+                name: s.phase.clone(),
+                always: s.always,
+                steps: vec![],
+            });
+        }
+        phases[s.phase_index].steps.push(api::Step {
+            node: s.node.clone(),
+            name: s.name.clone(),
+            payload: s.payload.clone(),
+        });
+        if s.state.finished() {
+            done.insert((s.phase_index, s.step_index), (s.state, s.message.clone()));
+        }
+    }
+    let plan = api::ExecutionPlan { phases };
+    apply_plan(
+        &plugin,
+        &cluster,
+        invocation,
+        &opts,
+        Some(journal),
+        plan,
+        done,
+        &mut report,
+    )
+    .await;
+    report.metrics.total_ms = start.elapsed().as_secs_f64() * 1e3;
+    report
+}
+
+fn call_ctx(plugin: &LoadedPlugin, cluster: &Arc<Cluster>, opts: &RunOptions) -> Arc<CallCtx> {
+    Arc::new(CallCtx::new(
+        plugin.name.clone(),
+        cluster.clone(),
+        plugin.grant.clone(),
+        opts.dry_run,
+        opts.exec_timeout,
+    ))
+}
+
+fn new_report(
+    plugin: &LoadedPlugin,
+    version: String,
+    invocation: &api::Invocation,
+    opts: &RunOptions,
+    plan_events: Vec<Event>,
+    instantiate: Duration,
+) -> RunReport {
+    RunReport {
         plugin: plugin.name.clone(),
         version,
         command: invocation.command.clone(),
@@ -147,25 +271,65 @@ pub async fn run(
             plan_instantiate_us: instantiate.as_micros() as u64,
             total_ms: 0.0,
         },
-    };
-    let plan = match result {
-        Ok(plan) => plan,
-        Err(e) => {
-            report.plan_error = Some(e.to_string());
-            report.metrics.total_ms = start.elapsed().as_secs_f64() * 1e3;
-            return report;
-        }
-    };
+    }
+}
+
+/// The journal rows of a fresh plan, all pending.
+fn plan_records(plan: &api::ExecutionPlan) -> Vec<StepRecord> {
+    plan.phases
+        .iter()
+        .enumerate()
+        .flat_map(|(pi, phase)| {
+            phase
+                .steps
+                .iter()
+                .enumerate()
+                .map(move |(si, step)| StepRecord {
+                    phase_index: pi,
+                    step_index: si,
+                    phase: phase.name.clone(),
+                    always: phase.always,
+                    node: step.node.clone(),
+                    name: step.name.clone(),
+                    payload: step.payload.clone(),
+                    state: StepState::Pending,
+                    message: String::new(),
+                    attempts: 0,
+                })
+        })
+        .collect()
+}
+
+/// Run the phases in order, skipping the steps in `done`.
+#[allow(clippy::too_many_arguments)]
+async fn apply_plan(
+    plugin: &Arc<LoadedPlugin>,
+    cluster: &Arc<Cluster>,
+    invocation: api::Invocation,
+    opts: &RunOptions,
+    journal: Option<JournalHandle>,
+    plan: api::ExecutionPlan,
+    done: HashMap<(usize, usize), (StepState, String)>,
+    report: &mut RunReport,
+) {
     let invocation = Arc::new(invocation);
     let semaphore = Arc::new(tokio::sync::Semaphore::new(opts.max_in_flight.max(1)));
     let mut failed = false;
-    for phase in plan.phases {
+    for (pi, phase) in plan.phases.into_iter().enumerate() {
         if failed && !phase.always {
-            let steps = phase
-                .steps
-                .into_iter()
-                .map(|s| not_run(s, "an earlier phase failed"))
-                .collect();
+            let mut steps = Vec::new();
+            for (si, s) in phase.steps.into_iter().enumerate() {
+                if let Some(j) = &journal {
+                    let _ = j.journal.step_finished(
+                        j.run,
+                        pi,
+                        si,
+                        StepState::NotRun,
+                        "an earlier phase failed",
+                    );
+                }
+                steps.push(not_run(s, "an earlier phase failed"));
+            }
             report.phases.push(PhaseReport {
                 name: phase.name,
                 always: false,
@@ -174,25 +338,73 @@ pub async fn run(
             continue;
         }
         let mut tasks = tokio::task::JoinSet::new();
-        for (index, step) in phase.steps.into_iter().enumerate() {
+        for (si, step) in phase.steps.into_iter().enumerate() {
+            if let Some((state, message)) = done.get(&(pi, si)) {
+                let status = match state {
+                    StepState::Changed => StepStatus::Changed,
+                    StepState::Skipped => StepStatus::Skipped,
+                    _ => StepStatus::Ok,
+                };
+                let message = format!("done in an earlier attempt: {message}");
+                tasks.spawn(async move {
+                    (
+                        si,
+                        StepReport {
+                            status,
+                            message,
+                            ..not_run(step, "")
+                        },
+                    )
+                });
+                continue;
+            }
             if cluster.get(&step.node).is_none() {
                 let msg = format!(
                     "the plan names node `{}`, which is not part of this run",
                     step.node
                 );
-                tasks.spawn(async move { (index, failed_step(step, msg)) });
+                if let Some(j) = &journal {
+                    let _ = j
+                        .journal
+                        .step_finished(j.run, pi, si, StepState::Failed, &msg);
+                }
+                tasks.spawn(async move { (si, failed_step(step, msg)) });
                 continue;
             }
             let (plugin, inv, sem, ctx) = (
                 plugin.clone(),
                 invocation.clone(),
                 semaphore.clone(),
-                ctx(&opts),
+                call_ctx(plugin, cluster, opts),
             );
-            let limits = opts.limits;
+            let (limits, journal) = (opts.limits, journal.clone());
             tasks.spawn(async move {
                 let _permit = sem.acquire_owned().await.expect("semaphore never closes");
-                (index, apply(&plugin, ctx, limits, &inv, step).await)
+                if let Some(j) = &journal
+                    && let Err(e) = j.journal.step_started(j.run, pi, si)
+                {
+                    // Nothing lost: a step that cannot be journaled does not run.
+                    return (
+                        si,
+                        failed_step(
+                            step,
+                            format!("cannot journal the step, so it did not run: {e}"),
+                        ),
+                    );
+                }
+                let report = apply(&plugin, ctx, limits, &inv, step).await;
+                if let Some(j) = &journal
+                    && let Err(e) = j.journal.step_finished(
+                        j.run,
+                        pi,
+                        si,
+                        report.status.into(),
+                        &report.message,
+                    )
+                {
+                    tracing::error!("cannot journal the end of step {}: {e}", report.name);
+                }
+                (si, report)
             });
         }
         let mut steps: Vec<(usize, StepReport)> = Vec::new();
@@ -212,8 +424,6 @@ pub async fn run(
             steps,
         });
     }
-    report.metrics.total_ms = start.elapsed().as_secs_f64() * 1e3;
-    report
 }
 
 async fn apply(

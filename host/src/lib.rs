@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod executor;
 pub mod grant;
 pub mod inspect;
+pub mod journal;
 pub mod manifest;
 pub mod paths;
 pub mod runtime;

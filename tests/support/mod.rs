@@ -130,14 +130,28 @@ impl Sandbox {
         all.push("--json");
         all.extend_from_slice(&args[2.min(args.len())..]);
         let out = self.run(&all);
-        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "stackhost {all:?} printed no JSON report ({e}):\nstdout:\n{}\nstderr:\n{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             )
         });
-        (out.status.code().unwrap_or(-1), json)
+        (out.status.code().unwrap_or(-1), json["report"].clone())
+    }
+
+    /// Run a plugin command with --json; returns (exit code, run id, report).
+    pub fn journaled(&self, args: &[&str]) -> (i32, i64, serde_json::Value) {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let out = self.run(&all);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+        (
+            out.status.code().unwrap_or(-1),
+            json["run"].as_i64().expect("run id"),
+            json["report"].clone(),
+        )
     }
 }
 

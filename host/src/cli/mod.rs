@@ -6,6 +6,7 @@ mod node;
 mod plugin;
 mod report;
 mod run;
+mod runs;
 mod scaffold;
 
 use crate::paths::Paths;
@@ -35,6 +36,8 @@ Examples:
   stackhost run hello info
   stackhost run hello stamp --message 'maintenance at 3am' --dry-run
   stackhost run hello@^0.1 info --json
+  stackhost runs list
+  stackhost resume 12
   stackhost plugin new my-plugin";
 
 /// stackhost: cluster maintenance with sandboxed WebAssembly plugins.
@@ -56,6 +59,11 @@ enum Command {
     /// Show the cluster's nodes.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Show journaled runs and their steps.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Resume a failed or interrupted run: re-run what did not finish.
+    Resume(runs::ResumeArgs),
 }
 
 /// Parse the command line and run it.
@@ -66,6 +74,8 @@ pub fn main() -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&paths, args),
         Command::Plugin(cmd) => plugin::run(&paths, cmd),
         Command::Node(cmd) => node::run(cmd),
+        Command::Runs(cmd) => runs::run(&paths, cmd),
+        Command::Resume(args) => runs::resume(&paths, args),
     }
 }
 
@@ -79,7 +89,7 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 /// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM UTC`.
-fn format_time(secs: u64) -> String {
+pub fn format_time(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Civil-from-days (Howard Hinnant's algorithm).

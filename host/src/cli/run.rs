@@ -3,11 +3,12 @@
 
 use crate::bindings::exports::stackhost::host::plugin_api as api;
 use crate::cluster::Cluster;
-use crate::executor::{self, RunOptions};
+use crate::executor::{self, JournalHandle, RunOptions, RunReport};
+use crate::journal::Journal;
 use crate::manifest::{ArgKind, Manifest};
 use crate::paths::Paths;
-use crate::runtime::{CallLimits, Runtime};
-use crate::store::{self, PluginStore};
+use crate::runtime::{CallLimits, LoadedPlugin, Runtime};
+use crate::store::{self, Installed, PluginStore};
 use anyhow::Context as _;
 use clap::builder::ValueRange;
 use clap::{Arg, ArgAction, Args, Command, FromArgMatches};
@@ -34,12 +35,19 @@ pub struct RunFlags {
     /// Run read-only calls for real and record mutating ones instead of making them.
     #[arg(long)]
     dry_run: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
     /// Nodes to run on: names, globs (`dea-*`) or roles (`role:dea`); comma-separated or repeated.
     #[arg(long, value_name = "SELECTOR")]
     nodes: Vec<String>,
+    #[command(flatten)]
+    exec: ExecFlags,
+}
+
+/// Flags shared by `run` and `resume`.
+#[derive(Debug, Clone, Args)]
+pub struct ExecFlags {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
     /// Most linear memory one plugin instance may use, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512)]
     memory_limit: usize,
@@ -55,6 +63,27 @@ pub struct RunFlags {
     /// Most steps running at once.
     #[arg(long, value_name = "N", default_value_t = 16)]
     max_in_flight: usize,
+    /// Take the cluster lock even from a live holder (prints a warning).
+    #[arg(long)]
+    force_unlock: bool,
+    /// How long the cluster lock outlives its holder if the holder dies.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    lock_ttl: Duration,
+}
+
+impl ExecFlags {
+    pub fn options(&self, dry_run: bool) -> RunOptions {
+        RunOptions {
+            dry_run,
+            limits: CallLimits {
+                memory: self.memory_limit << 20,
+                cpu: self.cpu_limit,
+                wall: self.timeout,
+            },
+            exec_timeout: self.exec_timeout,
+            max_in_flight: self.max_in_flight,
+        }
+    }
 }
 
 const RUN_HELP: &str = "\
@@ -98,6 +127,8 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let (command, sub) = matches.subcommand().expect("a subcommand is required");
     let flags = RunFlags::from_arg_matches(sub)?;
+    let command = command.to_string();
+    let command = command.as_str();
     let spec_cmd = manifest
         .command(command)
         .expect("clap only accepts declared commands");
@@ -126,54 +157,171 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
         dry_run: flags.dry_run,
     };
 
-    store.verified_digest(&installed)?;
+    let plugin = load(paths, &installed)?;
+    let cluster = Cluster::local()
+        .select(&flags.nodes)
+        .map_err(anyhow::Error::msg)?;
+    let journal = Journal::open(&paths.data.join("journal.sqlite"))?;
+    let invocation_json = serde_json::to_string(&InvocationRecord::from(&invocation))?;
+    let run = journal.begin_run(
+        &manifest.name,
+        &manifest.version.to_string(),
+        &installed.record.digest,
+        command,
+        &invocation_json,
+        flags.dry_run,
+    )?;
+    let handle = JournalHandle {
+        journal: journal.clone(),
+        run,
+    };
+    let opts = flags.exec.options(flags.dry_run);
+    let version = manifest.version.to_string();
+    let report = execute(&flags.exec, handle, !flags.dry_run, |h| {
+        executor::run(
+            Arc::new(plugin),
+            version,
+            Arc::new(cluster),
+            invocation,
+            opts,
+            Some(h),
+        )
+    })?;
+    finish(&flags.exec, run, &report)
+}
+
+/// Verify the installed file against its grant and load it.
+pub(super) fn load(paths: &Paths, installed: &Installed) -> anyhow::Result<LoadedPlugin> {
+    let store = PluginStore::new(&paths.plugins());
+    store.verified_digest(installed)?;
     let runtime = Runtime::new(&paths.compiled())?;
-    let plugin = runtime
+    let m = &installed.record.manifest;
+    runtime
         .load(
-            manifest.name.as_str(),
+            m.name.as_str(),
             &installed.record.digest,
             &installed.wasm_path(),
             installed.record.grant.clone(),
         )
-        .with_context(|| {
-            format!(
-                "while loading plugin {} {}",
-                manifest.name, manifest.version
-            )
-        })?;
-    let cluster = Cluster::local()
-        .select(&flags.nodes)
-        .map_err(anyhow::Error::msg)?;
-    let opts = RunOptions {
-        dry_run: flags.dry_run,
-        limits: CallLimits {
-            memory: flags.memory_limit << 20,
-            cpu: flags.cpu_limit,
-            wall: flags.timeout,
-        },
-        exec_timeout: flags.exec_timeout,
-        max_in_flight: flags.max_in_flight,
-    };
+        .with_context(|| format!("while loading plugin {} {}", m.name, m.version))
+}
+
+/// Run `work` on a tokio runtime; a mutating run holds the cluster lock,
+/// renewed while it runs and released after, and is journaled to the end.
+pub(super) fn execute<F, Fut>(
+    flags: &ExecFlags,
+    h: JournalHandle,
+    mutating: bool,
+    work: F,
+) -> anyhow::Result<RunReport>
+where
+    F: FnOnce(JournalHandle) -> Fut,
+    Fut: Future<Output = RunReport>,
+{
+    let (journal, run) = (h.journal.clone(), h.run);
+    if mutating {
+        match journal.lock(run, flags.lock_ttl, flags.force_unlock) {
+            Ok(None) => {}
+            Ok(Some(prev)) if flags.force_unlock => eprintln!(
+                "warning: --force-unlock took the cluster lock from run {prev}; \
+                 if that run is still going, two mutating runs now overlap"
+            ),
+            Ok(Some(prev)) => eprintln!(
+                "note: the cluster lock of run {prev} had expired (its holder is gone); taking it over"
+            ),
+            Err(e) => {
+                journal.finish_run(run, false)?;
+                return Err(e.into());
+            }
+        }
+    }
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let report = tokio.block_on(executor::run(
-        Arc::new(plugin),
-        manifest.version.to_string(),
-        Arc::new(cluster),
-        invocation,
-        opts,
-    ));
+    let report = tokio.block_on(async {
+        let ttl = flags.lock_ttl;
+        let heartbeat = mutating.then(|| {
+            let journal = journal.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    match journal.renew(run, ttl) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            eprintln!("warning: run {run} lost the cluster lock (taken with --force-unlock?)");
+                            break;
+                        }
+                        Err(e) => tracing::warn!("cannot renew the cluster lock: {e}"),
+                    }
+                }
+            })
+        });
+        let report = work(h).await;
+        if let Some(hb) = heartbeat {
+            hb.abort();
+        }
+        report
+    });
+    journal.finish_run(run, report.succeeded())?;
+    if mutating {
+        journal.unlock(run)?;
+    }
+    Ok(report)
+}
+
+/// Print the report and pick the exit code.
+pub(super) fn finish(flags: &ExecFlags, run: i64, report: &RunReport) -> anyhow::Result<ExitCode> {
     if flags.json {
-        super::print_json(&report)?;
+        super::print_json(&serde_json::json!({ "run": run, "report": report }))?;
     } else {
-        super::report::print(&report)?;
+        super::report::print(report)?;
+        if !report.succeeded() && !report.dry_run {
+            println!(
+                "\nrun {run} is journaled: `stackhost runs show {run}`; after fixing the cause, `stackhost resume {run}`"
+            );
+        }
     }
     Ok(if report.succeeded() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::EXIT_FAILED_STEPS)
     })
+}
+
+/// The invocation as the journal keeps it, for `resume`.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct InvocationRecord {
+    pub command: String,
+    pub args: Vec<(String, Vec<String>)>,
+    pub dry_run: bool,
+}
+
+impl From<&api::Invocation> for InvocationRecord {
+    fn from(i: &api::Invocation) -> InvocationRecord {
+        InvocationRecord {
+            command: i.command.clone(),
+            args: i
+                .args
+                .iter()
+                .map(|a| (a.name.clone(), a.values.clone()))
+                .collect(),
+            dry_run: i.dry_run,
+        }
+    }
+}
+
+impl From<InvocationRecord> for api::Invocation {
+    fn from(r: InvocationRecord) -> api::Invocation {
+        api::Invocation {
+            command: r.command,
+            args: r
+                .args
+                .into_iter()
+                .map(|(name, values)| api::Arg { name, values })
+                .collect(),
+            dry_run: r.dry_run,
+        }
+    }
 }
 
 /// The plugin's command line, built from its manifest, with the host's

@@ -1,0 +1,160 @@
+//! `stackhost runs list|show` and `stackhost resume ID`: the journal from
+//! the operator's side.
+
+use super::run::{ExecFlags, InvocationRecord, execute, finish, load};
+use crate::cluster::Cluster;
+use crate::executor::{self, JournalHandle};
+use crate::journal::Journal;
+use crate::paths::Paths;
+use crate::store::PluginStore;
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use semver::VersionReq;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List recent runs, newest first.
+    List {
+        /// How many runs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run and each of its steps.
+    Show {
+        /// The run's id (from `runs list`).
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Arguments of `stackhost resume`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  stackhost runs list\n  stackhost resume 12")]
+pub struct ResumeArgs {
+    /// The run to resume (from `runs list`).
+    id: i64,
+    #[command(flatten)]
+    flags: ExecFlags,
+}
+
+fn journal(paths: &Paths) -> anyhow::Result<Journal> {
+    Ok(Journal::open(&paths.data.join("journal.sqlite"))?)
+}
+
+pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
+    let journal = journal(paths)?;
+    match cmd {
+        RunsCommand::List { limit, json } => {
+            let runs = journal.list(limit)?;
+            if json {
+                super::print_json(&runs)?;
+            } else if runs.is_empty() {
+                println!("no runs yet");
+            } else {
+                println!(
+                    "{:>5}  {:<10} {:<22} {:<24} COMMAND",
+                    "ID", "STATUS", "STARTED", "PLUGIN"
+                );
+                for r in runs {
+                    let dry = if r.dry_run { " (dry run)" } else { "" };
+                    println!(
+                        "{:>5}  {:<10} {:<22} {:<24} {}{dry}",
+                        r.id,
+                        r.status,
+                        super::format_time(r.started_at.max(0) as u64),
+                        format!("{} {}", r.plugin, r.version),
+                        r.command
+                    );
+                }
+            }
+        }
+        RunsCommand::Show { id, json } => {
+            let r = journal.get(id)?;
+            if json {
+                super::print_json(&r)?;
+            } else {
+                let dry = if r.dry_run { " (dry run)" } else { "" };
+                println!(
+                    "run {} · {} {} · {}{dry} · {}",
+                    r.id, r.plugin, r.version, r.command, r.status
+                );
+                println!(
+                    "  started {}",
+                    super::format_time(r.started_at.max(0) as u64)
+                );
+                for s in &r.steps {
+                    println!(
+                        "  {:<12} {:<10} {:<9} {} (attempts: {}) {}",
+                        s.phase,
+                        s.node,
+                        s.state.as_str(),
+                        s.name,
+                        s.attempts,
+                        s.message
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Re-run what did not finish in run `id`; finished steps never run again.
+pub fn resume(paths: &Paths, args: ResumeArgs) -> anyhow::Result<ExitCode> {
+    let journal = journal(paths)?;
+    let record = journal.get(args.id)?;
+    if record.dry_run {
+        bail!(
+            "run {} was a dry run; nothing to resume (run the command again without --dry-run)",
+            record.id
+        );
+    }
+    if record.status == "succeeded" {
+        bail!("run {} already succeeded; nothing to resume", record.id);
+    }
+    if record.steps.is_empty() {
+        bail!(
+            "run {} never got a plan (its plan failed); run the command again instead",
+            record.id
+        );
+    }
+    let store = PluginStore::new(&paths.plugins());
+    let exact = VersionReq::parse(&format!("={}", record.version))?;
+    let installed = store.resolve(&record.plugin, Some(&exact))?;
+    if installed.record.digest != record.digest {
+        bail!(
+            "plugin {} {} was reinstalled with different content since run {}; \
+             resuming would mix two plugins' steps, so run the command again instead",
+            record.plugin,
+            record.version,
+            record.id
+        );
+    }
+    let plugin = load(paths, &installed)?;
+    let invocation: InvocationRecord = serde_json::from_str(&record.invocation)?;
+    let invocation = invocation.into();
+    journal.reopen_run(record.id)?;
+    let handle = JournalHandle {
+        journal,
+        run: record.id,
+    };
+    let opts = args.flags.options(false);
+    let report = execute(&args.flags, handle, true, |h| {
+        executor::resume(
+            Arc::new(plugin),
+            Arc::new(Cluster::local()),
+            invocation,
+            opts,
+            h,
+            &record,
+        )
+    })?;
+    finish(&args.flags, record.id, &report)
+}

@@ -1,0 +1,436 @@
+//! The journal: every run and every step, recorded in SQLite before and
+//! after it executes, so a failed or crashed run can be shown and resumed;
+//! and the cluster lock that keeps two mutating runs apart. The lock has a
+//! TTL that its holder keeps extending, so a dead holder never wedges the
+//! cluster.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Why the journal refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("the journal database failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create the journal directory {0}: {1}")]
+    Dir(String, std::io::Error),
+    #[error("no run with id {0} in the journal (see `stackhost runs list`)")]
+    NoSuchRun(i64),
+    #[error(
+        "the cluster is locked by run {run} ({plugin} {command}, pid {pid}, since {since}); \
+         the lock expires in {expires_in}s unless its holder renews it. Wait for that run, or \
+         pass --force-unlock if its holder is gone"
+    )]
+    Locked {
+        run: i64,
+        plugin: String,
+        command: String,
+        pid: u32,
+        since: String,
+        expires_in: u64,
+    },
+}
+
+/// A step's state in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepState {
+    Pending,
+    Running,
+    Ok,
+    Changed,
+    Skipped,
+    Failed,
+    NotRun,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Ok => "ok",
+            StepState::Changed => "changed",
+            StepState::Skipped => "skipped",
+            StepState::Failed => "failed",
+            StepState::NotRun => "not-run",
+        }
+    }
+
+    fn parse(s: &str) -> StepState {
+        match s {
+            "running" => StepState::Running,
+            "ok" => StepState::Ok,
+            "changed" => StepState::Changed,
+            "skipped" => StepState::Skipped,
+            "failed" => StepState::Failed,
+            "not-run" => StepState::NotRun,
+            _ => StepState::Pending,
+        }
+    }
+
+    /// Finished steps are never run again by `resume`.
+    pub fn finished(self) -> bool {
+        matches!(
+            self,
+            StepState::Ok | StepState::Changed | StepState::Skipped
+        )
+    }
+}
+
+/// A run as the journal holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub plugin: String,
+    pub version: String,
+    pub digest: String,
+    pub command: String,
+    /// The invocation as JSON (command, args, dry-run).
+    pub invocation: String,
+    pub dry_run: bool,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// `running`, `succeeded`, `failed`.
+    pub status: String,
+    pub steps: Vec<StepRecord>,
+}
+
+/// A step as the journal holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub phase_index: usize,
+    pub step_index: usize,
+    pub phase: String,
+    pub always: bool,
+    pub node: String,
+    pub name: String,
+    pub payload: String,
+    pub state: StepState,
+    pub message: String,
+    /// How many times the step was started, over the run and its resumes.
+    pub attempts: u32,
+}
+
+/// The journal database.
+#[derive(Clone)]
+pub struct Journal {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    plugin TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL,
+    command TEXT NOT NULL, invocation TEXT NOT NULL, dry_run INTEGER NOT NULL,
+    started_at INTEGER NOT NULL, finished_at INTEGER, status TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    phase_index INTEGER NOT NULL, step_index INTEGER NOT NULL,
+    phase TEXT NOT NULL, always INTEGER NOT NULL,
+    node TEXT NOT NULL, name TEXT NOT NULL, payload TEXT NOT NULL,
+    state TEXT NOT NULL, message TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0, updated_at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, phase_index, step_index)
+);
+CREATE TABLE IF NOT EXISTS cluster_lock (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    run_id INTEGER NOT NULL, pid INTEGER NOT NULL,
+    acquired_at INTEGER NOT NULL, expires_at INTEGER NOT NULL
+);
+";
+
+/// Seconds since the Unix epoch (SQLite integers are signed).
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Journal {
+    /// Open (creating) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| JournalError::Dir(dir.display().to_string(), e))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Journal {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Record a new run; returns its id.
+    pub fn begin_run(
+        &self,
+        plugin: &str,
+        version: &str,
+        digest: &str,
+        command: &str,
+        invocation: &str,
+        dry_run: bool,
+    ) -> Result<i64, JournalError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO runs (plugin, version, digest, command, invocation, dry_run, started_at, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running')",
+            params![plugin, version, digest, command, invocation, dry_run, now()],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Record the plan's steps, all pending.
+    pub fn record_plan(&self, run: i64, steps: &[StepRecord]) -> Result<(), JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for s in steps {
+            tx.execute(
+                "INSERT INTO steps (run_id, phase_index, step_index, phase, always, node, name, payload, state, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9)",
+                params![run, s.phase_index as i64, s.step_index as i64, s.phase, s.always, s.node, s.name, s.payload, now()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Mark a step as started (before it runs).
+    pub fn step_started(&self, run: i64, phase: usize, step: usize) -> Result<(), JournalError> {
+        self.conn().execute(
+            "UPDATE steps SET state = 'running', attempts = attempts + 1, updated_at = ?4
+             WHERE run_id = ?1 AND phase_index = ?2 AND step_index = ?3",
+            params![run, phase as i64, step as i64, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Record how a step ended (after it ran).
+    pub fn step_finished(
+        &self,
+        run: i64,
+        phase: usize,
+        step: usize,
+        state: StepState,
+        message: &str,
+    ) -> Result<(), JournalError> {
+        self.conn().execute(
+            "UPDATE steps SET state = ?4, message = ?5, updated_at = ?6
+             WHERE run_id = ?1 AND phase_index = ?2 AND step_index = ?3",
+            params![
+                run,
+                phase as i64,
+                step as i64,
+                state.as_str(),
+                message,
+                now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Record how the run ended.
+    pub fn finish_run(&self, run: i64, succeeded: bool) -> Result<(), JournalError> {
+        self.conn().execute(
+            "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
+            params![run, if succeeded { "succeeded" } else { "failed" }, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Mark a run as running again (for `resume`).
+    pub fn reopen_run(&self, run: i64) -> Result<(), JournalError> {
+        self.conn().execute(
+            "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?1",
+            params![run],
+        )?;
+        Ok(())
+    }
+
+    /// The most recent runs, newest first (steps not loaded).
+    pub fn list(&self, limit: usize) -> Result<Vec<RunRecord>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, plugin, version, digest, command, invocation, dry_run, started_at, finished_at, status
+             FROM runs ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit as i64], run_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One run with its steps.
+    pub fn get(&self, id: i64) -> Result<RunRecord, JournalError> {
+        let conn = self.conn();
+        let mut run = conn
+            .query_row(
+                "SELECT id, plugin, version, digest, command, invocation, dry_run, started_at, finished_at, status
+                 FROM runs WHERE id = ?1",
+                params![id],
+                run_from_row,
+            )
+            .optional()?
+            .ok_or(JournalError::NoSuchRun(id))?;
+        let mut stmt = conn.prepare(
+            "SELECT phase_index, step_index, phase, always, node, name, payload, state, message, attempts
+             FROM steps WHERE run_id = ?1 ORDER BY phase_index, step_index",
+        )?;
+        run.steps = stmt
+            .query_map(params![id], |r| {
+                Ok(StepRecord {
+                    phase_index: r.get::<_, i64>(0)? as usize,
+                    step_index: r.get::<_, i64>(1)? as usize,
+                    phase: r.get(2)?,
+                    always: r.get(3)?,
+                    node: r.get(4)?,
+                    name: r.get(5)?,
+                    payload: r.get(6)?,
+                    state: StepState::parse(&r.get::<_, String>(7)?),
+                    message: r.get(8)?,
+                    attempts: r.get(9)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(run)
+    }
+
+    /// Take the cluster lock for `run`, or say who holds it. An expired
+    /// lock is taken over; `force` takes a live one.
+    pub fn lock(&self, run: i64, ttl: Duration, force: bool) -> Result<Option<i64>, JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let held: Option<(i64, u32, i64, i64)> = tx
+            .query_row(
+                "SELECT run_id, pid, acquired_at, expires_at FROM cluster_lock WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let now = now();
+        let mut taken_from = None;
+        if let Some((holder, pid, acquired, expires)) = held {
+            if expires > now && !force {
+                let (plugin, command) = tx
+                    .query_row(
+                        "SELECT plugin, command FROM runs WHERE id = ?1",
+                        params![holder],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?
+                    .unwrap_or_default();
+                return Err(JournalError::Locked {
+                    run: holder,
+                    plugin,
+                    command,
+                    pid,
+                    since: crate::cli::format_time(acquired.max(0) as u64),
+                    expires_in: (expires - now) as u64,
+                });
+            }
+            taken_from = Some(holder);
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO cluster_lock (id, run_id, pid, acquired_at, expires_at) VALUES (1, ?1, ?2, ?3, ?4)",
+            params![run, std::process::id(), now, now + ttl.as_secs().max(1) as i64],
+        )?;
+        tx.commit()?;
+        Ok(taken_from)
+    }
+
+    /// Extend the lock held by `run`; false when it is no longer ours.
+    pub fn renew(&self, run: i64, ttl: Duration) -> Result<bool, JournalError> {
+        let n = self.conn().execute(
+            "UPDATE cluster_lock SET expires_at = ?2 WHERE id = 1 AND run_id = ?1",
+            params![run, now() + ttl.as_secs().max(1) as i64],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Release the lock if `run` holds it.
+    pub fn unlock(&self, run: i64) -> Result<(), JournalError> {
+        self.conn().execute(
+            "DELETE FROM cluster_lock WHERE id = 1 AND run_id = ?1",
+            params![run],
+        )?;
+        Ok(())
+    }
+}
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        id: r.get(0)?,
+        plugin: r.get(1)?,
+        version: r.get(2)?,
+        digest: r.get(3)?,
+        command: r.get(4)?,
+        invocation: r.get(5)?,
+        dry_run: r.get(6)?,
+        started_at: r.get(7)?,
+        finished_at: r.get(8)?,
+        status: r.get(9)?,
+        steps: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_steps_and_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let run = j.begin_run("p", "1.0.0", "d", "c", "{}", false).unwrap();
+        let step = StepRecord {
+            phase_index: 0,
+            step_index: 0,
+            phase: "ph".into(),
+            always: false,
+            node: "local".into(),
+            name: "s".into(),
+            payload: "x".into(),
+            state: StepState::Pending,
+            message: String::new(),
+            attempts: 0,
+        };
+        j.record_plan(run, &[step]).unwrap();
+        j.step_started(run, 0, 0).unwrap();
+        j.step_finished(run, 0, 0, StepState::Changed, "done")
+            .unwrap();
+        let got = j.get(run).unwrap();
+        assert_eq!(
+            (got.steps[0].state, got.steps[0].attempts),
+            (StepState::Changed, 1)
+        );
+
+        assert_eq!(j.lock(run, Duration::from_secs(60), false).unwrap(), None);
+        let other = j.begin_run("q", "1.0.0", "d", "c", "{}", false).unwrap();
+        let err = j.lock(other, Duration::from_secs(60), false).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("locked by run {run} (p c")),
+            "{err}"
+        );
+        assert_eq!(
+            j.lock(other, Duration::from_secs(60), true).unwrap(),
+            Some(run)
+        );
+        assert!(
+            !j.renew(run, Duration::from_secs(60)).unwrap(),
+            "the old holder lost the lock"
+        );
+        j.unlock(other).unwrap();
+        assert_eq!(j.lock(run, Duration::from_secs(60), false).unwrap(), None);
+    }
+}
