@@ -39,6 +39,7 @@ impl From<NodeError> for WitError {
     fn from(e: NodeError) -> WitError {
         match e {
             NodeError::NotFound(m) => WitError::NotFound(m),
+            NodeError::Unreachable(m) => WitError::Unreachable(m),
             NodeError::Timeout(m) => WitError::Timeout(m),
             NodeError::InvalidArgument(m) => WitError::InvalidArgument(m),
             NodeError::Io(m) => WitError::Io(m),

@@ -73,7 +73,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(&paths, args),
         Command::Plugin(cmd) => plugin::run(&paths, cmd),
-        Command::Node(cmd) => node::run(cmd),
+        Command::Node(cmd) => node::run(&paths, cmd),
         Command::Runs(cmd) => runs::run(&paths, cmd),
         Command::Resume(args) => runs::resume(&paths, args),
     }

@@ -1,6 +1,7 @@
 //! `stackhost node list`: the cluster's nodes, like `kato node list`.
 
-use crate::cluster::Cluster;
+use super::run::ClusterFlags;
+use crate::paths::Paths;
 use clap::Subcommand;
 use std::process::ExitCode;
 
@@ -11,15 +12,15 @@ pub enum NodeCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        cluster: ClusterFlags,
     },
 }
 
-pub fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
-    // Inventories (remote nodes over SSH) are not built yet: the cluster is
-    // the embedded default, this machine.
-    let cluster = Cluster::local();
+pub fn run(paths: &Paths, cmd: NodeCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        NodeCommand::List { json } => {
+        NodeCommand::List { json, cluster } => {
+            let cluster = cluster.open(paths)?;
             let infos: Vec<_> = cluster.nodes().iter().map(|n| &n.info).collect();
             if json {
                 super::print_json(&infos)?;

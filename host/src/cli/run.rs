@@ -3,6 +3,8 @@
 
 use crate::bindings::exports::stackhost::host::plugin_api as api;
 use crate::cluster::Cluster;
+use crate::cluster::inventory;
+use crate::cluster::ssh::SshOptions;
 use crate::executor::{self, JournalHandle, RunOptions, RunReport};
 use crate::journal::Journal;
 use crate::manifest::{ArgKind, Manifest};
@@ -69,6 +71,48 @@ pub struct ExecFlags {
     /// How long the cluster lock outlives its holder if the holder dies.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     lock_ttl: Duration,
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
+}
+
+/// Which cluster a command works on, and how to reach it.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterFlags {
+    /// Inventory file (default: ~/.config/stackhost/inventory.toml if it exists, else this machine alone).
+    #[arg(long, value_name = "FILE")]
+    inventory: Option<std::path::PathBuf>,
+    /// Record the host key of a node not yet in known_hosts instead of refusing it.
+    #[arg(long)]
+    accept_new_host_keys: bool,
+    /// Most time to wait for a node's SSH connection.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    /// known_hosts file for node host keys.
+    #[arg(long, value_name = "FILE", default_value = "~/.ssh/known_hosts")]
+    known_hosts: String,
+}
+
+impl ClusterFlags {
+    /// The cluster: the inventory's nodes, or the local node alone.
+    pub fn open(&self, paths: &Paths) -> anyhow::Result<Cluster> {
+        let default = paths.config.join("inventory.toml");
+        let path = match &self.inventory {
+            Some(p) => p.clone(),
+            None if default.exists() => default,
+            None => return Ok(Cluster::local()),
+        };
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        let known_hosts = match self.known_hosts.strip_prefix("~/") {
+            Some(rest) => std::path::Path::new(&home).join(rest),
+            None => self.known_hosts.clone().into(),
+        };
+        let ssh = SshOptions {
+            known_hosts,
+            accept_new_host_keys: self.accept_new_host_keys,
+            connect_timeout: self.connect_timeout,
+        };
+        Ok(inventory::load(&path, ssh)?)
+    }
 }
 
 impl ExecFlags {
@@ -158,7 +202,10 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
 
     let plugin = load(paths, &installed)?;
-    let cluster = Cluster::local()
+    let cluster = flags
+        .exec
+        .cluster
+        .open(paths)?
         .select(&flags.nodes)
         .map_err(anyhow::Error::msg)?;
     let journal = Journal::open(&paths.data.join("journal.sqlite"))?;

@@ -2,7 +2,6 @@
 //! the operator's side.
 
 use super::run::{ExecFlags, InvocationRecord, execute, finish, load};
-use crate::cluster::Cluster;
 use crate::executor::{self, JournalHandle};
 use crate::journal::Journal;
 use crate::paths::Paths;
@@ -138,6 +137,7 @@ pub fn resume(paths: &Paths, args: ResumeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let plugin = load(paths, &installed)?;
+    let cluster = args.flags.cluster.open(paths)?;
     let invocation: InvocationRecord = serde_json::from_str(&record.invocation)?;
     let invocation = invocation.into();
     journal.reopen_run(record.id)?;
@@ -149,7 +149,7 @@ pub fn resume(paths: &Paths, args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let report = execute(&args.flags, handle, true, |h| {
         executor::resume(
             Arc::new(plugin),
-            Arc::new(Cluster::local()),
+            Arc::new(cluster),
             invocation,
             opts,
             h,

@@ -1,8 +1,11 @@
 //! The cluster a run works on: its nodes, their roles, and the transport
 //! that reaches each. With no inventory the cluster is the local node.
 
+pub mod inventory;
 pub mod local;
 mod select;
+pub mod ssh;
+mod transport;
 
 pub use local::LocalNode;
 pub use select::select;
@@ -18,10 +21,11 @@ pub struct NodeInfo {
     pub is_local: bool,
 }
 
-/// How the host reaches a node. Remote nodes (SSH) are not built yet.
+/// How the host reaches a node.
 #[derive(Debug)]
 pub enum Transport {
     Local(LocalNode),
+    Ssh(ssh::SshNode),
 }
 
 /// A node and its transport.
@@ -84,6 +88,8 @@ impl Cluster {
 pub enum NodeError {
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Unreachable(String),
     #[error("{0}")]
     Timeout(String),
     #[error("{0}")]

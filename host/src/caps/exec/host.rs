@@ -5,7 +5,7 @@ use super::scope::{self, ProgramAccess};
 use crate::bindings::WitError;
 use crate::bindings::stackhost::host::exec::{self, Command, Output};
 use crate::caps::CapView;
-use crate::cluster::{ExecRequest, Transport};
+use crate::cluster::ExecRequest;
 use std::time::Duration;
 
 impl exec::Host for CapView<'_> {
@@ -61,9 +61,7 @@ async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, W
         cwd: cmd.cwd,
         timeout,
     };
-    let out = match &node.transport {
-        Transport::Local(local) => local.exec(&req).await?,
-    };
+    let out = node.transport.exec(&req).await?;
     Ok(Output {
         status: out.status,
         signal: out.signal,

@@ -5,7 +5,7 @@ use super::scope::{Access, Final, check};
 use crate::bindings::WitError;
 use crate::bindings::stackhost::host::fs::{self, DirEntry, FileType, Metadata};
 use crate::caps::CapView;
-use crate::cluster::{LocalNode, Node, Transport, local::FileKind};
+use crate::cluster::{Node, local::FileKind};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,14 +20,8 @@ fn kind(k: FileKind) -> FileType {
     }
 }
 
-fn local(node: &Node) -> &LocalNode {
-    match &node.transport {
-        Transport::Local(l) => l,
-    }
-}
-
 impl CapView<'_> {
-    fn scoped(
+    async fn scoped(
         &self,
         node: &str,
         path: &str,
@@ -35,7 +29,7 @@ impl CapView<'_> {
         last: Final,
     ) -> Result<(Arc<Node>, PathBuf), WitError> {
         let node = self.node(node)?;
-        let resolved = check(&self.call.grant, &node, path, access, last)?;
+        let resolved = check(&self.call.grant, &node, path, access, last).await?;
         Ok((node, resolved))
     }
 
@@ -50,24 +44,34 @@ impl CapView<'_> {
 
 impl fs::Host for CapView<'_> {
     async fn stat(&mut self, node: String, path: String) -> R<Option<Metadata>> {
-        Ok((|| {
-            let (node, p) = self.scoped(&node, &path, Access::Read, Final::Keep)?;
-            Ok(local(&node).stat(&p)?.map(|s| Metadata {
-                file_type: kind(s.kind),
-                size: s.size,
-                mode: s.mode,
-                uid: s.uid,
-                gid: s.gid,
-                modified: s.modified,
-            }))
-        })())
+        let this = &*self;
+        Ok(this
+            .call
+            .timed(async {
+                let (node, p) = this.scoped(&node, &path, Access::Read, Final::Keep).await?;
+                Ok(node.transport.stat(&p).await?.map(|s| Metadata {
+                    file_type: kind(s.kind),
+                    size: s.size,
+                    mode: s.mode,
+                    uid: s.uid,
+                    gid: s.gid,
+                    modified: s.modified,
+                }))
+            })
+            .await)
     }
 
     async fn read(&mut self, node: String, path: String, max_bytes: u64) -> R<Vec<u8>> {
-        Ok((|| {
-            let (node, p) = self.scoped(&node, &path, Access::Read, Final::Follow)?;
-            Ok(local(&node).read(&p, max_bytes)?)
-        })())
+        let this = &*self;
+        Ok(this
+            .call
+            .timed(async {
+                let (node, p) = this
+                    .scoped(&node, &path, Access::Read, Final::Follow)
+                    .await?;
+                Ok(node.transport.read(&p, max_bytes).await?)
+            })
+            .await)
     }
 
     async fn write(
@@ -77,76 +81,116 @@ impl fs::Host for CapView<'_> {
         data: Vec<u8>,
         mode: Option<u32>,
     ) -> R<()> {
-        Ok((|| {
-            let (node, p) = self.scoped(&node, &path, Access::Write, Final::Follow)?;
-            if self.recorded(&node, "fs.write", format!("{path} ({} bytes)", data.len())) {
-                return Ok(());
-            }
-            Ok(local(&node).write(&p, &data, mode)?)
-        })())
+        let this = &*self;
+        Ok(this
+            .call
+            .timed(async {
+                let (node, p) = this
+                    .scoped(&node, &path, Access::Write, Final::Follow)
+                    .await?;
+                if this.recorded(&node, "fs.write", format!("{path} ({} bytes)", data.len())) {
+                    return Ok(());
+                }
+                Ok(node.transport.write(&p, &data, mode).await?)
+            })
+            .await)
     }
 
     async fn list_dir(&mut self, node: String, path: String) -> R<Vec<DirEntry>> {
-        Ok((|| {
-            let (node, p) = self.scoped(&node, &path, Access::Read, Final::Follow)?;
-            let entries = local(&node).list_dir(&p)?;
-            Ok(entries
-                .into_iter()
-                .map(|(name, k)| DirEntry {
-                    name,
-                    file_type: kind(k),
-                })
-                .collect())
-        })())
+        let this = &*self;
+        Ok(this
+            .call
+            .timed(async {
+                let (node, p) = this
+                    .scoped(&node, &path, Access::Read, Final::Follow)
+                    .await?;
+                let entries = node.transport.list_dir(&p).await?;
+                Ok(entries
+                    .into_iter()
+                    .map(|(name, k)| DirEntry {
+                        name,
+                        file_type: kind(k),
+                    })
+                    .collect())
+            })
+            .await)
     }
 
     async fn mkdir(&mut self, node: String, path: String, recursive: bool) -> R<()> {
-        Ok((|| {
-            let (node, p) = self.scoped(&node, &path, Access::Write, Final::Follow)?;
-            if self.recorded(&node, "fs.mkdir", path.clone()) {
-                return Ok(());
-            }
-            Ok(local(&node).mkdir(&p, recursive)?)
-        })())
+        let this = &*self;
+        Ok(this
+            .call
+            .timed(async {
+                let (node, p) = this
+                    .scoped(&node, &path, Access::Write, Final::Follow)
+                    .await?;
+                if this.recorded(&node, "fs.mkdir", path.clone()) {
+                    return Ok(());
+                }
+                Ok(node.transport.mkdir(&p, recursive).await?)
+            })
+            .await)
     }
 
     async fn rename(&mut self, node: String, source: String, target: String) -> R<()> {
-        Ok((|| {
-            let (node, from) = self.scoped(&node, &source, Access::Write, Final::Keep)?;
-            let (_, to) = self.scoped(&node.info.name, &target, Access::Write, Final::Keep)?;
-            if self.recorded(&node, "fs.rename", format!("{source} -> {target}")) {
-                return Ok(());
-            }
-            Ok(local(&node).rename(&from, &to)?)
-        })())
+        let this = &*self;
+        Ok(this
+            .call
+            .timed(async {
+                let (node, from) = this
+                    .scoped(&node, &source, Access::Write, Final::Keep)
+                    .await?;
+                let (_, to) = this
+                    .scoped(&node.info.name, &target, Access::Write, Final::Keep)
+                    .await?;
+                if this.recorded(&node, "fs.rename", format!("{source} -> {target}")) {
+                    return Ok(());
+                }
+                Ok(node.transport.rename(&from, &to).await?)
+            })
+            .await)
     }
 
     async fn remove(&mut self, node: String, path: String, recursive: bool) -> R<()> {
-        Ok((|| {
-            let (node, p) = self.scoped(&node, &path, Access::Write, Final::Keep)?;
-            let what = if recursive {
-                format!("{path} (recursively)")
-            } else {
-                path.clone()
-            };
-            if self.recorded(&node, "fs.remove", what) {
-                return Ok(());
-            }
-            Ok(local(&node).remove(&p, recursive)?)
-        })())
+        let this = &*self;
+        Ok(this
+            .call
+            .timed(async {
+                let (node, p) = this
+                    .scoped(&node, &path, Access::Write, Final::Keep)
+                    .await?;
+                let what = if recursive {
+                    format!("{path} (recursively)")
+                } else {
+                    path.clone()
+                };
+                if this.recorded(&node, "fs.remove", what) {
+                    return Ok(());
+                }
+                Ok(node.transport.remove(&p, recursive).await?)
+            })
+            .await)
     }
 
     async fn symlink(&mut self, node: String, target: String, link: String) -> R<()> {
-        Ok((|| {
-            let (node, l) = self.scoped(&node, &link, Access::Write, Final::Keep)?;
-            // The target must lie in the write scope too, so a plugin cannot
-            // plant a link that hands another program a way out.
-            let (_, t) = self.scoped(&node.info.name, &target, Access::Write, Final::Follow)?;
-            if self.recorded(&node, "fs.symlink", format!("{link} -> {target}")) {
-                return Ok(());
-            }
-            Ok(local(&node).symlink(&t, &l)?)
-        })())
+        let this = &*self;
+        Ok(this
+            .call
+            .timed(async {
+                let (node, l) = this
+                    .scoped(&node, &link, Access::Write, Final::Keep)
+                    .await?;
+                // The target must lie in the write scope too, so a plugin cannot
+                // plant a link that hands another program a way out.
+                let (_, t) = this
+                    .scoped(&node.info.name, &target, Access::Write, Final::Follow)
+                    .await?;
+                if this.recorded(&node, "fs.symlink", format!("{link} -> {target}")) {
+                    return Ok(());
+                }
+                Ok(node.transport.symlink(&t, &l).await?)
+            })
+            .await)
     }
 
     async fn copy(
@@ -156,27 +200,23 @@ impl fs::Host for CapView<'_> {
         target_node: String,
         target: String,
     ) -> R<u64> {
-        let call = self.call;
-        let result = call
+        let this = &*self;
+        Ok(this
+            .call
             .timed(async {
-                let (from_node, from) =
-                    self.scoped(&source_node, &source, Access::Read, Final::Follow)?;
-                let (to_node, to) =
-                    self.scoped(&target_node, &target, Access::Write, Final::Follow)?;
-                if self.recorded(
-                    &to_node,
-                    "fs.copy",
-                    format!("{source_node}:{source} -> {target}"),
-                ) {
+                let (from_node, from) = this.scoped(&source_node, &source, Access::Read, Final::Follow).await?;
+                let (to_node, to) = this.scoped(&target_node, &target, Access::Write, Final::Follow).await?;
+                if this.recorded(&to_node, "fs.copy", format!("{source_node}:{source} -> {target}")) {
                     return Ok(0);
                 }
-                match (&from_node.transport, &to_node.transport) {
-                    (Transport::Local(l), Transport::Local(_)) => {
-                        tokio::task::block_in_place(|| l.copy(&from, &to)).map_err(WitError::from)
-                    }
+                if !Arc::ptr_eq(&from_node, &to_node) {
+                    return Err(WitError::Unsupported(
+                        "copying between two different nodes is not built yet (it comes with the archive capability)"
+                            .into(),
+                    ));
                 }
+                Ok(from_node.transport.copy_within(&from, &to).await?)
             })
-            .await;
-        Ok(result)
+            .await)
     }
 }

@@ -3,7 +3,7 @@
 //! really lands, and a link that points out of the grant is refused.
 
 use crate::bindings::WitError;
-use crate::cluster::{Node, Transport};
+use crate::cluster::Node;
 use crate::grant::{Grant, path_within, roles_allow};
 use std::path::{Component, Path, PathBuf};
 
@@ -24,7 +24,7 @@ pub enum Final {
 
 /// Check `path` for `access` on `node`; returns the resolved path the call
 /// must use.
-pub fn check(
+pub async fn check(
     grant: &Grant,
     node: &Node,
     path: &str,
@@ -74,12 +74,12 @@ pub fn check(
             grant_text()
         )));
     }
-    let resolve = |p: &Path, last: Final| match &node.transport {
-        Transport::Local(local) => local.resolve(p, last == Final::Follow),
-    };
-    let resolved = resolve(p, last)?;
+    let resolved = node.transport.resolve(p, last == Final::Follow).await?;
     for root in &roots {
-        let root = resolve(Path::new(root.as_str()), Final::Follow)?;
+        let root = node
+            .transport
+            .resolve(Path::new(root.as_str()), true)
+            .await?;
         if path_within(&resolved, &root) {
             return Ok(resolved);
         }

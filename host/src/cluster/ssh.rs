@@ -1,0 +1,387 @@
+//! Remote nodes over SSH (russh): one connection per node per run, opened
+//! on first use and shared by every step's channels; host keys verified
+//! against known_hosts; public-key authentication from the inventory's key
+//! or `~/.ssh`. Files are handled with small POSIX commands on the node, so
+//! exec and fs behave as on the local node.
+
+use super::{CAPTURE_LIMIT, DEFAULT_PATH, ExecOutput, ExecRequest, NodeError};
+use russh::ChannelMsg;
+use russh::client::{self, Handle};
+use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where and how to reach one node.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    /// Private key file; default: `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`.
+    pub identity: Option<PathBuf>,
+    /// Run file operations through `sudo -n` (for a non-root login user).
+    pub sudo: bool,
+}
+
+/// Settings shared by every SSH node of a run.
+#[derive(Debug, Clone)]
+pub struct SshOptions {
+    pub known_hosts: PathBuf,
+    /// Record an unknown host key instead of refusing it.
+    pub accept_new_host_keys: bool,
+    pub connect_timeout: Duration,
+}
+
+/// A node reached over SSH.
+pub struct SshNode {
+    name: String,
+    target: SshTarget,
+    options: Arc<SshOptions>,
+    handle: tokio::sync::Mutex<Option<Arc<Handle<Verifier>>>>,
+}
+
+impl std::fmt::Debug for SshNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshNode")
+            .field("name", &self.name)
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+/// Checks the server's key against known_hosts and remembers why it
+/// refused one, for the error message.
+struct Verifier {
+    host: String,
+    port: u16,
+    options: Arc<SshOptions>,
+    refusal: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for Verifier {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let refuse = |why: String| {
+            *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            Ok(false)
+        };
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return refuse(
+                "the server offered a host certificate; only plain host keys are supported".into(),
+            );
+        };
+        let fingerprint = key.fingerprint(HashAlg::Sha256);
+        let path = &self.options.known_hosts;
+        let known = if path.exists() {
+            keys::check_known_hosts_path(&self.host, self.port, key, path)
+        } else {
+            Ok(false)
+        };
+        match known {
+            Ok(true) => Ok(true),
+            Ok(false) if self.options.accept_new_host_keys => {
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                match keys::known_hosts::learn_known_hosts_path(&self.host, self.port, key, path) {
+                    Ok(()) => Ok(true),
+                    Err(e) => refuse(format!(
+                        "cannot record the host key in {}: {e}",
+                        path.display()
+                    )),
+                }
+            }
+            Ok(false) => refuse(format!(
+                "its host key ({fingerprint}) is not in {}; check it and pass --accept-new-host-keys to record it",
+                path.display()
+            )),
+            Err(keys::Error::KeyChanged { line }) => refuse(format!(
+                "ITS HOST KEY HAS CHANGED: it now presents {fingerprint}, which does not match line {line} of {}. \
+                 This may be an attack; if the node was reinstalled, remove that line and reconnect",
+                path.display()
+            )),
+            Err(e) => refuse(format!(
+                "cannot check its host key against {}: {e}",
+                path.display()
+            )),
+        }
+    }
+}
+
+/// Quote one word for a POSIX shell.
+pub fn quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+impl SshNode {
+    pub fn new(name: &str, target: SshTarget, options: Arc<SshOptions>) -> SshNode {
+        SshNode {
+            name: name.into(),
+            target,
+            options,
+            handle: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn unreachable(&self, why: impl std::fmt::Display) -> NodeError {
+        NodeError::Unreachable(format!(
+            "node {} ({}@{}:{}): {why}",
+            self.name, self.target.user, self.target.address, self.target.port
+        ))
+    }
+
+    /// The run's connection to this node, opened on first use.
+    async fn connection(&self) -> Result<Arc<Handle<Verifier>>, NodeError> {
+        let mut slot = self.handle.lock().await;
+        if let Some(h) = slot.as_ref().filter(|h| !h.is_closed()) {
+            return Ok(h.clone());
+        }
+        let handle = Arc::new(self.connect().await?);
+        *slot = Some(handle.clone());
+        Ok(handle)
+    }
+
+    async fn connect(&self) -> Result<Handle<Verifier>, NodeError> {
+        let config = Arc::new(client::Config {
+            inactivity_timeout: Some(Duration::from_secs(3600)),
+            keepalive_interval: Some(Duration::from_secs(15)),
+            nodelay: true,
+            ..Default::default()
+        });
+        let refusal = Arc::new(Mutex::new(None));
+        let verifier = Verifier {
+            host: self.target.address.clone(),
+            port: self.target.port,
+            options: self.options.clone(),
+            refusal: refusal.clone(),
+        };
+        let addr = (self.target.address.as_str(), self.target.port);
+        let connecting = client::connect(config, addr, verifier);
+        let mut handle = match tokio::time::timeout(self.options.connect_timeout, connecting).await
+        {
+            Err(_) => {
+                return Err(self.unreachable(format!(
+                    "no answer within {:?}",
+                    self.options.connect_timeout
+                )));
+            }
+            Ok(Err(e)) => {
+                let why = refusal.lock().unwrap_or_else(|p| p.into_inner()).take();
+                return Err(self.unreachable(why.unwrap_or_else(|| e.to_string())));
+            }
+            Ok(Ok(h)) => h,
+        };
+        let keys = self.identities();
+        let mut tried = Vec::new();
+        for path in &keys {
+            let key = match keys::load_secret_key(path, None) {
+                Ok(k) => k,
+                Err(e) => {
+                    tried.push(format!("{} (unreadable: {e})", path.display()));
+                    continue;
+                }
+            };
+            let hash = handle
+                .best_supported_rsa_hash()
+                .await
+                .ok()
+                .flatten()
+                .flatten();
+            let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+            match handle.authenticate_publickey(&self.target.user, key).await {
+                Ok(r) if r.success() => return Ok(handle),
+                Ok(_) => tried.push(format!("{} (refused)", path.display())),
+                Err(e) => return Err(self.unreachable(format!("authentication failed: {e}"))),
+            }
+        }
+        let tried = if tried.is_empty() {
+            "no key files found".to_string()
+        } else {
+            tried.join(", ")
+        };
+        Err(self.unreachable(format!(
+            "public-key authentication as {} failed; tried {tried}",
+            self.target.user
+        )))
+    }
+
+    fn identities(&self) -> Vec<PathBuf> {
+        if let Some(p) = &self.target.identity {
+            return vec![p.clone()];
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/root"));
+        ["id_ed25519", "id_ecdsa", "id_rsa"]
+            .iter()
+            .map(|n| home.join(".ssh").join(n))
+            .filter(|p| p.exists())
+            .collect()
+    }
+
+    /// Run a command line on the node, feeding `stdin`.
+    async fn run_line(
+        &self,
+        line: String,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, NodeError> {
+        let handle = self.connection().await?;
+        let work = async {
+            let mut channel = handle
+                .channel_open_session()
+                .await
+                .map_err(|e| self.unreachable(e))?;
+            channel
+                .exec(true, line.as_bytes())
+                .await
+                .map_err(|e| self.unreachable(e))?;
+            if let Some(data) = stdin {
+                channel.data(data).await.map_err(|e| self.unreachable(e))?;
+            }
+            channel.eof().await.map_err(|e| self.unreachable(e))?;
+            let mut out = ExecOutput {
+                status: -1,
+                ..Default::default()
+            };
+            let keep = |buf: &mut Vec<u8>, data: &[u8], cut: &mut bool| {
+                let room = CAPTURE_LIMIT - buf.len();
+                *cut |= data.len() > room;
+                buf.extend_from_slice(&data[..data.len().min(room)]);
+            };
+            while let Some(msg) = channel.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => keep(&mut out.stdout, &data, &mut out.truncated),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        keep(&mut out.stderr, &data, &mut out.truncated)
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => out.status = exit_status as i32,
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        out.signal = Some(signal_number(&format!("{signal_name:?}")));
+                    }
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            Ok(out)
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(NodeError::Timeout(format!(
+                "command on node {} ran past {timeout:?}",
+                self.name
+            ))),
+        }
+    }
+
+    /// Run a program as `exec` asks.
+    pub async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput, NodeError> {
+        let mut argv: Vec<String> = Vec::new();
+        if let Some(user) = req.user.as_ref().filter(|u| **u != self.target.user) {
+            argv.extend(["sudo", "-n", "-u", user.as_str(), "--"].map(String::from));
+        }
+        argv.extend(["env", "-i"].map(String::from));
+        argv.push(format!("PATH={DEFAULT_PATH}"));
+        argv.extend(req.env.iter().map(|(k, v)| format!("{k}={v}")));
+        argv.push(req.program.clone());
+        argv.extend(req.args.iter().cloned());
+        let words: Vec<String> = argv.iter().map(|w| quote(w)).collect();
+        let mut line = format!("exec {}", words.join(" "));
+        if let Some(cwd) = &req.cwd {
+            line = format!("cd {} && {line}", quote(cwd));
+        }
+        self.run_line(line, req.stdin.as_deref(), req.timeout).await
+    }
+
+    /// Run a small POSIX shell script with positional arguments, through
+    /// sudo when the inventory asks for it. Exit status 0 or an error
+    /// carrying the script's stderr.
+    pub async fn script(
+        &self,
+        op: &str,
+        script: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<Vec<u8>, NodeError> {
+        let mut words = Vec::new();
+        if self.target.sudo {
+            words.extend(["sudo", "-n", "--"].map(String::from));
+        }
+        words.extend(["sh", "-c", script, "stackhost"].map(quote));
+        words.extend(args.iter().map(|a| quote(a)));
+        let out = self
+            .run_line(words.join(" "), stdin, Duration::from_secs(600))
+            .await?;
+        if out.status == 0 {
+            return Ok(out.stdout);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let msg = format!(
+            "{op} `{}` on node {}: {stderr}",
+            args.first().unwrap_or(&""),
+            self.name
+        );
+        Err(if stderr.contains("No such file") {
+            NodeError::NotFound(msg)
+        } else {
+            NodeError::Io(msg)
+        })
+    }
+}
+
+/// Map an SSH signal name to its Linux number (0 when unknown).
+fn signal_number(name: &str) -> u32 {
+    match name.trim_start_matches("SIG").to_ascii_uppercase().as_str() {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "ILL" => 4,
+        "ABRT" => 6,
+        "FPE" => 8,
+        "KILL" => 9,
+        "SEGV" => 11,
+        "PIPE" => 13,
+        "ALRM" => 14,
+        "TERM" => 15,
+        "USR1" => 10,
+        "USR2" => 12,
+        _ => 0,
+    }
+}
+
+/// The fingerprint of a public key, for messages.
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(quote("plain-word_1.txt"), "plain-word_1.txt");
+        assert_eq!(quote("two words"), "'two words'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote(""), "''");
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_number("TERM"), 15);
+        assert_eq!(signal_number("KILL"), 9);
+    }
+}

@@ -1,0 +1,247 @@
+//! Remote nodes over real SSH (OpenSSH's sshd on a loopback port): exec
+//! and fs behave as on the local node, grants hold, host keys are verified,
+//! and an unreachable node is reported while the others go on.
+
+mod support;
+
+#[path = "support/sshd.rs"]
+mod sshd;
+
+use sshd::Sshd;
+use support::{Sandbox, only_step, scratch_rw};
+
+/// `args` with the inventory and the server's known_hosts right after the
+/// command, so a trailing `-- ARGS` stays the plugin's.
+fn with_inventory(sshd: &Sshd, inv: &std::path::Path, args: &[&str]) -> Vec<String> {
+    let at = if args.first() == Some(&"run") { 3 } else { 2 }.min(args.len());
+    let mut all: Vec<String> = args[..at].iter().map(|a| a.to_string()).collect();
+    all.extend([
+        "--inventory".into(),
+        inv.display().to_string(),
+        "--known-hosts".into(),
+    ]);
+    all.push(sshd.path("known_hosts").display().to_string());
+    all.extend(args[at..].iter().map(|a| a.to_string()));
+    all
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn exec_and_fs_over_ssh_behave_as_on_the_local_node() {
+    let sshd = Sshd::start();
+    let inv = sshd.inventory("remote-1", &["dea"], "");
+    let s = Sandbox::new();
+    s.install("hello");
+    s.install("probe");
+
+    let list = s.ok(&refs(&with_inventory(&sshd, &inv, &["node", "list"])));
+    assert_eq!(list.trim(), "127.0.0.1 dea (remote-1)");
+
+    let (code, r) = s.report(&refs(&with_inventory(&sshd, &inv, &["hello", "info"])));
+    assert_eq!(code, 0, "{r:#}");
+    let (local_code, local) = s.report(&["hello", "info"]);
+    assert_eq!(local_code, 0);
+    assert_eq!(
+        only_step(&r).1,
+        only_step(&local).1,
+        "same machine, same answer over SSH"
+    );
+    assert_eq!(r["phases"][0]["steps"][0]["node"], "remote-1");
+
+    let dir = scratch_rw();
+    let file = dir.path().join("over-ssh.txt");
+    let f = file.to_str().unwrap();
+    let (code, r) = s.report(&refs(&with_inventory(
+        &sshd,
+        &inv,
+        &["probe", "write", f, "written over ssh"],
+    )));
+    assert_eq!((code, only_step(&r).0.as_str()), (0, "changed"), "{r:#}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "written over ssh");
+    let (_, r) = s.report(&refs(&with_inventory(&sshd, &inv, &["probe", "read", f])));
+    assert_eq!(only_step(&r).1, "written over ssh");
+    let (_, r) = s.report(&refs(&with_inventory(
+        &sshd,
+        &inv,
+        &["probe", "list", dir.path().to_str().unwrap()],
+    )));
+    assert_eq!(only_step(&r).1, "over-ssh.txt");
+
+    // The grant holds over SSH too, symlinks resolved on the node.
+    let (_, r) = s.report(&refs(&with_inventory(
+        &sshd,
+        &inv,
+        &["probe", "read", "/etc/hostname"],
+    )));
+    assert!(
+        only_step(&r)
+            .1
+            .contains("permission denied: fs read of `/etc/hostname` on node remote-1"),
+        "{r:#}"
+    );
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+    let via = format!("{}/link/planted", dir.path().display());
+    let (_, r) = s.report(&refs(&with_inventory(
+        &sshd,
+        &inv,
+        &["probe", "write", &via, "x"],
+    )));
+    assert!(
+        only_step(&r).1.contains("which is outside the grant"),
+        "{r:#}"
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+
+    // Program output and exit status come back over the channel.
+    let (_, r) = s.report(&refs(&with_inventory(
+        &sshd,
+        &inv,
+        &["probe", "exec", "--", "echo", "-n", "it's quoted"],
+    )));
+    assert_eq!(only_step(&r).1, "it's quoted");
+}
+
+#[test]
+fn an_unknown_host_key_is_refused_unless_accepted() {
+    let sshd = Sshd::start();
+    let inv = sshd.inventory("remote-1", &["dea"], "");
+    std::fs::write(sshd.path("known_hosts"), "").unwrap();
+    let s = Sandbox::new();
+    s.install("probe");
+    let (code, r) = s.report(&refs(&with_inventory(
+        &sshd,
+        &inv,
+        &["probe", "exec", "true"],
+    )));
+    let message = only_step(&r).1;
+    assert_eq!(code, 3);
+    assert!(
+        message.starts_with("unreachable: node remote-1"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("its host key ({}) is not in", sshd.fingerprint())),
+        "{message}"
+    );
+    assert!(message.contains("--accept-new-host-keys"), "{message}");
+
+    let mut args = with_inventory(&sshd, &inv, &["probe", "exec", "true"]);
+    args.push("--accept-new-host-keys".into());
+    let (code, _) = s.report(&refs(&args));
+    assert_eq!(code, 0);
+    assert!(
+        std::fs::read_to_string(sshd.path("known_hosts"))
+            .unwrap()
+            .contains("ssh-ed25519")
+    );
+    let (code, _) = s.report(&refs(&with_inventory(
+        &sshd,
+        &inv,
+        &["probe", "exec", "true"],
+    )));
+    assert_eq!(code, 0, "the recorded key is trusted from now on");
+}
+
+#[test]
+fn a_changed_host_key_is_always_refused_with_its_fingerprint() {
+    let sshd = Sshd::start();
+    let inv = sshd.inventory("remote-1", &["dea"], "");
+    let other = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(other.path().join("k"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    sshd.write_known_hosts(&std::fs::read_to_string(other.path().join("k.pub")).unwrap());
+    let s = Sandbox::new();
+    s.install("probe");
+    let mut args = with_inventory(&sshd, &inv, &["probe", "exec", "true"]);
+    args.push("--accept-new-host-keys".into());
+    let (code, r) = s.report(&refs(&args));
+    let message = only_step(&r).1;
+    assert_eq!(code, 3);
+    assert!(
+        message.contains(&format!(
+            "ITS HOST KEY HAS CHANGED: it now presents {}",
+            sshd.fingerprint()
+        )),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_unreachable_node_is_reported_while_the_others_go_on() {
+    let sshd = Sshd::start();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let inv = sshd.inventory(
+        "remote-1",
+        &["dea"],
+        &format!("[[node]]\nname = \"gone\"\naddress = \"127.0.0.1\"\nport = {closed}\nroles = [\"dea\"]\n"),
+    );
+    let s = Sandbox::new();
+    s.install("hello");
+    let (code, r) = s.report(&refs(&with_inventory(&sshd, &inv, &["hello", "info"])));
+    assert_eq!(code, 3);
+    let steps = r["phases"][0]["steps"].as_array().unwrap();
+    assert_eq!(
+        (steps[0]["node"].as_str(), steps[0]["status"].as_str()),
+        (Some("remote-1"), Some("ok"))
+    );
+    assert_eq!(
+        (steps[1]["node"].as_str(), steps[1]["status"].as_str()),
+        (Some("gone"), Some("failed"))
+    );
+    assert!(
+        steps[1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreachable: node gone"),
+        "{r:#}"
+    );
+
+    // --nodes picks nodes from the inventory; an unknown selector is an error.
+    let (code, r) = s.report(&refs(&with_inventory(
+        &sshd,
+        &inv,
+        &["hello", "info", "--nodes", "remote-*"],
+    )));
+    assert_eq!(
+        (code, r["phases"][0]["steps"].as_array().unwrap().len()),
+        (0, 1)
+    );
+    let out = s.fails(
+        1,
+        &refs(&with_inventory(
+            &sshd,
+            &inv,
+            &["run", "hello", "info", "--nodes", "role:router"],
+        )),
+    );
+    assert!(out.contains("`role:router` matches no node"), "{out}");
+}
+
+#[test]
+fn a_malformed_inventory_gets_a_clear_error() {
+    let s = Sandbox::new();
+    s.install("hello");
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(&inv, "[[node]]\nname = \"a\"\nadress = \"10.0.0.1\"\n").unwrap();
+    let out = s.fails(
+        1,
+        &["run", "hello", "info", "--inventory", inv.to_str().unwrap()],
+    );
+    assert!(
+        out.contains("is not valid") && out.contains("unknown field `adress`"),
+        "{out}"
+    );
+}
