@@ -8,7 +8,7 @@ use crate::cluster::Cluster;
 use crate::journal::{Journal, RunRecord, StepRecord, StepState};
 use crate::runtime::{CallCtx, CallError, CallLimits, CallReport, Event, LoadedPlugin, Mutation};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,8 @@ pub struct RunOptions {
     pub limits: CallLimits,
     /// Default and upper bound for one program's run time.
     pub exec_timeout: Duration,
-    /// Most steps running at once.
-    pub max_in_flight: usize,
+    /// Serial batches, canaries, concurrency and the failure budget.
+    pub rollout: crate::rollout::RolloutPolicy,
 }
 
 /// How a step ended.
@@ -31,17 +31,25 @@ pub enum StepStatus {
     Changed,
     Skipped,
     Failed,
-    /// Not run because an earlier phase failed.
+    /// The node could not be reached.
+    Unreachable,
+    /// Not run: the run halted, or the node failed earlier.
     NotRun,
 }
 
 impl StepStatus {
+    /// Failed and unreachable steps count against the failure budget.
+    pub fn is_failure(self) -> bool {
+        matches!(self, StepStatus::Failed | StepStatus::Unreachable)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             StepStatus::Ok => "ok",
             StepStatus::Changed => "changed",
             StepStatus::Skipped => "skipped",
             StepStatus::Failed => "failed",
+            StepStatus::Unreachable => "unreachable",
             StepStatus::NotRun => "not-run",
         }
     }
@@ -53,7 +61,7 @@ impl From<StepStatus> for StepState {
             StepStatus::Ok => StepState::Ok,
             StepStatus::Changed => StepState::Changed,
             StepStatus::Skipped => StepState::Skipped,
-            StepStatus::Failed => StepState::Failed,
+            StepStatus::Failed | StepStatus::Unreachable => StepState::Failed,
             StepStatus::NotRun => StepState::NotRun,
         }
     }
@@ -105,6 +113,8 @@ pub struct RunReport {
     pub dry_run: bool,
     /// Set when the plan itself failed; no phase ran then.
     pub plan_error: Option<String>,
+    /// Why the rollout stopped early, if it did.
+    pub halted: Option<String>,
     pub plan_events: Vec<Event>,
     pub phases: Vec<PhaseReport>,
     pub metrics: Metrics,
@@ -263,6 +273,7 @@ fn new_report(
         command: invocation.command.clone(),
         dry_run: opts.dry_run,
         plan_error: None,
+        halted: None,
         plan_events,
         phases: Vec::new(),
         metrics: Metrics {
@@ -300,7 +311,9 @@ fn plan_records(plan: &api::ExecutionPlan) -> Vec<StepRecord> {
         .collect()
 }
 
-/// Run the phases in order, skipping the steps in `done`.
+/// Run the phases in order under the rollout policy, skipping the steps
+/// in `done`. One failure budget covers the whole run; a node whose step
+/// failed takes no part in later phases except `always` ones.
 #[allow(clippy::too_many_arguments)]
 async fn apply_plan(
     plugin: &Arc<LoadedPlugin>,
@@ -313,117 +326,139 @@ async fn apply_plan(
     report: &mut RunReport,
 ) {
     let invocation = Arc::new(invocation);
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(opts.max_in_flight.max(1)));
-    let mut failed = false;
+    let nodes: BTreeSet<&str> = plan
+        .phases
+        .iter()
+        .flat_map(|p| &p.steps)
+        .map(|s| s.node.as_str())
+        .collect();
+    let budget = opts.rollout.budget(nodes.len());
+    let mut failures = 0usize;
+    let mut failed_nodes: BTreeSet<String> = BTreeSet::new();
+    let mut halted: Option<String> = None;
+    let not_run_here = |j: &Option<JournalHandle>, pi, si, why: &str| {
+        if let Some(j) = j {
+            let _ = j
+                .journal
+                .step_finished(j.run, pi, si, StepState::NotRun, why);
+        }
+    };
     for (pi, phase) in plan.phases.into_iter().enumerate() {
-        if failed && !phase.always {
-            let mut steps = Vec::new();
-            for (si, s) in phase.steps.into_iter().enumerate() {
-                if let Some(j) = &journal {
-                    let _ = j.journal.step_finished(
-                        j.run,
-                        pi,
-                        si,
-                        StepState::NotRun,
-                        "an earlier phase failed",
-                    );
+        let n = phase.steps.len();
+        let mut pending: Vec<Option<api::Step>> = phase.steps.into_iter().map(Some).collect();
+        let mut results: Vec<Option<StepReport>> = (0..n).map(|_| None).collect();
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(opts.rollout.in_flight(n)));
+        for (bi, batch) in opts.rollout.batches(n).into_iter().enumerate() {
+            let canary = opts.rollout.canaries > 0 && bi == 0;
+            let mut tasks = tokio::task::JoinSet::new();
+            for si in batch {
+                let step = pending[si].take().expect("each step is in one batch");
+                if let Some(why) = halted.as_deref().filter(|_| !phase.always) {
+                    not_run_here(&journal, pi, si, why);
+                    results[si] = Some(not_run(step, why));
+                    continue;
                 }
-                steps.push(not_run(s, "an earlier phase failed"));
-            }
-            report.phases.push(PhaseReport {
-                name: phase.name,
-                always: false,
-                steps,
-            });
-            continue;
-        }
-        let mut tasks = tokio::task::JoinSet::new();
-        for (si, step) in phase.steps.into_iter().enumerate() {
-            if let Some((state, message)) = done.get(&(pi, si)) {
-                let status = match state {
-                    StepState::Changed => StepStatus::Changed,
-                    StepState::Skipped => StepStatus::Skipped,
-                    _ => StepStatus::Ok,
-                };
-                let message = format!("done in an earlier attempt: {message}");
-                tasks.spawn(async move {
-                    (
-                        si,
-                        StepReport {
-                            status,
-                            message,
-                            ..not_run(step, "")
-                        },
-                    )
-                });
-                continue;
-            }
-            if cluster.get(&step.node).is_none() {
-                let msg = format!(
-                    "the plan names node `{}`, which is not part of this run",
-                    step.node
+                if !phase.always && failed_nodes.contains(&step.node) {
+                    let why = "this node failed earlier in the run";
+                    not_run_here(&journal, pi, si, why);
+                    results[si] = Some(not_run(step, why));
+                    continue;
+                }
+                if let Some((state, message)) = done.get(&(pi, si)) {
+                    let status = match state {
+                        StepState::Changed => StepStatus::Changed,
+                        StepState::Skipped => StepStatus::Skipped,
+                        _ => StepStatus::Ok,
+                    };
+                    let message = format!("done in an earlier attempt: {message}");
+                    results[si] = Some(StepReport {
+                        status,
+                        message,
+                        ..not_run(step, "")
+                    });
+                    continue;
+                }
+                if cluster.get(&step.node).is_none() {
+                    let msg = format!(
+                        "the plan names node `{}`, which is not part of this run",
+                        step.node
+                    );
+                    if let Some(j) = &journal {
+                        let _ = j
+                            .journal
+                            .step_finished(j.run, pi, si, StepState::Failed, &msg);
+                    }
+                    tasks.spawn(async move { (si, failed_step(step, msg)) });
+                    continue;
+                }
+                let (plugin, inv, sem) = (plugin.clone(), invocation.clone(), semaphore.clone());
+                let (ctx, limits, journal) = (
+                    call_ctx(&plugin, cluster, opts),
+                    opts.limits,
+                    journal.clone(),
                 );
-                if let Some(j) = &journal {
-                    let _ = j
-                        .journal
-                        .step_finished(j.run, pi, si, StepState::Failed, &msg);
-                }
-                tasks.spawn(async move { (si, failed_step(step, msg)) });
-                continue;
+                tasks.spawn(async move {
+                    let _permit = sem.acquire_owned().await.expect("semaphore never closes");
+                    if let Some(j) = &journal
+                        && let Err(e) = j.journal.step_started(j.run, pi, si)
+                    {
+                        // Nothing lost: a step that cannot be journaled does not run.
+                        return (
+                            si,
+                            failed_step(
+                                step,
+                                format!("cannot journal the step, so it did not run: {e}"),
+                            ),
+                        );
+                    }
+                    let report = apply(&plugin, ctx, limits, &inv, step).await;
+                    if let Some(j) = &journal
+                        && let Err(e) = j.journal.step_finished(
+                            j.run,
+                            pi,
+                            si,
+                            report.status.into(),
+                            &report.message,
+                        )
+                    {
+                        tracing::error!("cannot journal the end of step {}: {e}", report.name);
+                    }
+                    (si, report)
+                });
             }
-            let (plugin, inv, sem, ctx) = (
-                plugin.clone(),
-                invocation.clone(),
-                semaphore.clone(),
-                call_ctx(plugin, cluster, opts),
-            );
-            let (limits, journal) = (opts.limits, journal.clone());
-            tasks.spawn(async move {
-                let _permit = sem.acquire_owned().await.expect("semaphore never closes");
-                if let Some(j) = &journal
-                    && let Err(e) = j.journal.step_started(j.run, pi, si)
-                {
-                    // Nothing lost: a step that cannot be journaled does not run.
-                    return (
-                        si,
-                        failed_step(
-                            step,
-                            format!("cannot journal the step, so it did not run: {e}"),
-                        ),
-                    );
+            let mut batch_failed = Vec::new();
+            while let Some(joined) = tasks.join_next().await {
+                let (si, step) = match joined {
+                    Ok(pair) => pair,
+                    // A panic here is a host bug; let it surface as one.
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                };
+                if step.status.is_failure() {
+                    failures += 1;
+                    failed_nodes.insert(step.node.clone());
+                    batch_failed.push(step.node.clone());
                 }
-                let report = apply(&plugin, ctx, limits, &inv, step).await;
-                if let Some(j) = &journal
-                    && let Err(e) = j.journal.step_finished(
-                        j.run,
-                        pi,
-                        si,
-                        report.status.into(),
-                        &report.message,
-                    )
-                {
-                    tracing::error!("cannot journal the end of step {}: {e}", report.name);
-                }
-                (si, report)
-            });
-        }
-        let mut steps: Vec<(usize, StepReport)> = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(pair) => steps.push(pair),
-                // A panic here is a host bug; let it surface as one.
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
+                results[si] = Some(step);
+            }
+            if halted.is_none() && canary && !batch_failed.is_empty() {
+                halted = Some(format!("canary step failed on {}", batch_failed.join(", ")));
+            } else if halted.is_none() && failures > budget {
+                halted = Some(format!(
+                    "{failures} failed step(s) exceeded the run's failure budget of {budget} (--max-fail)"
+                ));
             }
         }
-        steps.sort_by_key(|(i, _)| *i);
-        let steps: Vec<StepReport> = steps.into_iter().map(|(_, s)| s).collect();
-        failed |= steps.iter().any(|s| s.status == StepStatus::Failed);
+        let steps = results
+            .into_iter()
+            .map(|r| r.expect("every step has a result"))
+            .collect();
         report.phases.push(PhaseReport {
             name: phase.name,
             always: phase.always,
             steps,
         });
     }
+    report.halted = halted;
 }
 
 async fn apply(
@@ -449,6 +484,9 @@ async fn apply(
             },
             out.message,
         ),
+        Err(e @ CallError::Plugin(crate::bindings::WitError::Unreachable(_))) => {
+            (StepStatus::Unreachable, e.to_string())
+        }
         Err(e @ (CallError::Plugin(_) | CallError::Limit { .. } | CallError::Trap { .. })) => {
             (StepStatus::Failed, e.to_string())
         }

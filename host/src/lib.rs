@@ -14,5 +14,6 @@ pub mod inspect;
 pub mod journal;
 pub mod manifest;
 pub mod paths;
+pub mod rollout;
 pub mod runtime;
 pub mod store;

@@ -62,8 +62,11 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
             }
         }
     }
+    if let Some(why) = &r.halted {
+        writeln!(out, "\nThe rollout halted: {why}.")?;
+    }
     writeln!(out, "\nRECAP")?;
-    let mut recap: BTreeMap<&str, [usize; 5]> = BTreeMap::new();
+    let mut recap: BTreeMap<&str, [usize; 6]> = BTreeMap::new();
     for s in r.phases.iter().flat_map(|p| &p.steps) {
         let slot = match s.status {
             StepStatus::Ok => 0,
@@ -71,13 +74,14 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
             StepStatus::Failed => 2,
             StepStatus::Skipped => 3,
             StepStatus::NotRun => 4,
+            StepStatus::Unreachable => 5,
         };
         recap.entry(s.node.as_str()).or_default()[slot] += 1;
     }
-    for (node, [ok, changed, failed, skipped, not_run]) in recap {
+    for (node, [ok, changed, failed, skipped, not_run, unreachable]) in recap {
         writeln!(
             out,
-            "  {node:<width$}  ok={ok} changed={changed} failed={failed} skipped={skipped} not-run={not_run}"
+            "  {node:<width$}  ok={ok} changed={changed} unreachable={unreachable} failed={failed} skipped={skipped} not-run={not_run}"
         )?;
     }
     Ok(())

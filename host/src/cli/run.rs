@@ -9,6 +9,7 @@ use crate::executor::{self, JournalHandle, RunOptions, RunReport};
 use crate::journal::Journal;
 use crate::manifest::{ArgKind, Manifest};
 use crate::paths::Paths;
+use crate::rollout::{Amount, RolloutPolicy};
 use crate::runtime::{CallLimits, LoadedPlugin, Runtime};
 use crate::store::{self, Installed, PluginStore};
 use anyhow::Context as _;
@@ -62,9 +63,18 @@ pub struct ExecFlags {
     /// Default and upper bound for one program run by a plugin.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     exec_timeout: Duration,
-    /// Most steps running at once.
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    max_in_flight: usize,
+    /// Steps per batch: each batch finishes before the next starts (default: all at once).
+    #[arg(long, value_name = "N")]
+    serial: Option<usize>,
+    /// Most steps running at once: a count or a percentage of the phase's steps.
+    #[arg(long, value_name = "N|P%", default_value = "16")]
+    max_in_flight: Amount,
+    /// Run this many steps first, alone; any failure among them halts the run.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    canaries: usize,
+    /// Failed or unreachable steps the whole run may absorb and go on (a count or a percentage of its nodes).
+    #[arg(long, value_name = "N|P%", default_value = "0")]
+    max_fail: Amount,
     /// Take the cluster lock even from a live holder (prints a warning).
     #[arg(long)]
     force_unlock: bool,
@@ -125,7 +135,12 @@ impl ExecFlags {
                 wall: self.timeout,
             },
             exec_timeout: self.exec_timeout,
-            max_in_flight: self.max_in_flight,
+            rollout: RolloutPolicy {
+                serial: self.serial,
+                max_in_flight: self.max_in_flight,
+                canaries: self.canaries,
+                max_fail: self.max_fail,
+            },
         }
     }
 }
