@@ -128,7 +128,7 @@ impl RunReport {
                 .phases
                 .iter()
                 .flat_map(|p| &p.steps)
-                .all(|s| s.status != StepStatus::Failed)
+                .all(|s| !s.status.is_failure())
     }
 
     /// Every mutation recorded during a dry run, in order.
