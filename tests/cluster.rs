@@ -1,0 +1,158 @@
+//! stackhost against a real cluster: Debian bookworm containers running
+//! sshd (tests/cluster). exec on every node, selectors, a node stopped
+//! during a serial rollout and the run resumed, host keys checked.
+
+mod support;
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use cluster::TestCluster;
+use support::Sandbox;
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn nodes_of(r: &serde_json::Value, phase: usize) -> Vec<(String, String)> {
+    r["phases"][phase]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["node"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn exec_on_every_node_and_selectors_pick_the_right_ones() {
+    let c = TestCluster::up(3, "sh-sel");
+    let s = Sandbox::new();
+    s.install("hello");
+    let (code, r) = s.report(&refs(&c.args(&["hello", "info"])));
+    assert_eq!(code, 0, "{r:#}");
+    let steps = r["phases"][0]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    for (i, step) in steps.iter().enumerate() {
+        assert_eq!(step["node"], c.node(i + 1));
+        assert!(
+            step["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Debian GNU/Linux 12 (bookworm)"),
+            "{step}"
+        );
+    }
+    let picked = |sel: &str| {
+        let (_, r) = s.report(&refs(&c.args(&["hello", "info", "--nodes", sel])));
+        nodes_of(&r, 0)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(picked("role:dea"), [c.node(2), c.node(3)]);
+    assert_eq!(picked("role:core"), [c.node(1)]);
+    assert_eq!(
+        picked(&format!("{}-3,{}-1", c.name, c.name)),
+        [c.node(1), c.node(3)]
+    );
+    assert_eq!(picked(&format!("{}-*", c.name)).len(), 3);
+    let list = s.ok(&refs(&c.args(&["node", "list"])));
+    assert!(
+        list.contains(&format!(
+            "127.0.0.1 core controller postgresql ({})",
+            c.node(1)
+        )),
+        "{list}"
+    );
+}
+
+#[test]
+fn a_node_stopped_during_a_serial_rollout_halts_it_and_resume_finishes_without_repeats() {
+    let c = TestCluster::up(3, "sh-res");
+    let s = Sandbox::new();
+    s.install("probe");
+    let dir = "/tmp/stackhost-test/rw/rollout";
+    for i in 1..=3 {
+        c.sh(i, &format!("mkdir -p {dir}"));
+    }
+    c.docker(&["stop", "-t", "1", &c.node(2)]);
+    let (code, run, r) = s.journaled(&refs(&c.args(&["probe", "each", dir, "--serial", "1"])));
+    assert_eq!(code, 3, "{r:#}");
+    let work = nodes_of(&r, 0);
+    assert_eq!(
+        work.iter().map(|(_, st)| st.as_str()).collect::<Vec<_>>(),
+        ["changed", "unreachable", "not-run"]
+    );
+    assert!(
+        r["halted"]
+            .as_str()
+            .unwrap()
+            .contains("failure budget of 0"),
+        "{r:#}"
+    );
+
+    c.docker(&["start", &c.node(2)]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (code, _) = s.report(&refs(&c.args(&[
+            "probe",
+            "exec",
+            "true",
+            "--nodes",
+            &c.node(2),
+        ])));
+        if code == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 2 did not come back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = s.ok(&refs(&c.args(&["resume", &run.to_string()])));
+    assert!(out.contains("done in an earlier attempt"), "{out}");
+    // From the nodes themselves: every step ran exactly once on every node.
+    for i in 1..=3 {
+        let node = c.node(i);
+        for phase in ["work", "after", "cleanup"] {
+            // One line per run of the step: node 1's work and the cleanup on
+            // nodes 1 and 3 ran in the first attempt and were not repeated.
+            let log = c.sh(i, &format!("cat {dir}/{node}.{phase} 2>/dev/null || true"));
+            assert_eq!(log, "ran\n", "{node} {phase}");
+        }
+    }
+}
+
+#[test]
+fn a_changed_host_key_on_one_node_is_refused_while_the_others_go_on() {
+    let c = TestCluster::up(2, "sh-key");
+    let s = Sandbox::new();
+    s.install("hello");
+    // Node 2 is "reinstalled": new host keys.
+    c.sh(2, "rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null");
+    c.docker(&["restart", "-t", "1", &c.node(2)]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let fingerprint = c.sh(
+        2,
+        "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2",
+    );
+    let (code, r) = s.report(&refs(&c.args(&["hello", "info", "--max-fail", "1"])));
+    assert_eq!(code, 3);
+    let steps = nodes_of(&r, 0);
+    assert_eq!(steps[0].1, "ok");
+    assert_eq!(steps[1].1, "unreachable");
+    let message = r["phases"][0]["steps"][1]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "ITS HOST KEY HAS CHANGED: it now presents {}",
+            fingerprint.trim()
+        )),
+        "{message}"
+    );
+}

@@ -1,0 +1,81 @@
+//! A test cluster of Debian containers (tests/cluster), private to one test
+//! and removed when dropped.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+pub struct TestCluster {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Start `n` nodes named `<tag>-<pid>-1..n`.
+    pub fn up(n: usize, tag: &str) -> TestCluster {
+        let name = format!("{tag}-{}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(crate::support::repo().join("tests/cluster"))
+            .args(["up", &n.to_string(), &name])
+            .arg(dir.path())
+            .output()
+            .expect("tests/cluster runs");
+        assert!(
+            out.status.success(),
+            "tests/cluster up failed (is dockerd running? .ci/run starts it):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TestCluster { name, dir }
+    }
+
+    pub fn node(&self, i: usize) -> String {
+        format!("{}-{i}", self.name)
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// `args` with the cluster's inventory and known_hosts after the
+    /// plugin's command (or after `node list`).
+    pub fn args(&self, args: &[&str]) -> Vec<String> {
+        let at = 2.min(args.len());
+        let mut all: Vec<String> = args[..at].iter().map(|a| a.to_string()).collect();
+        all.extend([
+            "--inventory".to_string(),
+            self.path("inventory.toml").display().to_string(),
+        ]);
+        all.extend([
+            "--known-hosts".to_string(),
+            self.path("known_hosts").display().to_string(),
+        ]);
+        all.extend(args[at..].iter().map(|a| a.to_string()));
+        all
+    }
+
+    /// Run `docker ARGS`, expecting success; returns stdout.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let out = Command::new("docker")
+            .args(args)
+            .output()
+            .expect("docker runs");
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run a shell command on node `i` through docker (not through stackhost).
+    pub fn sh(&self, i: usize, script: &str) -> String {
+        self.docker(&["exec", &self.node(i), "sh", "-c", script])
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(crate::support::repo().join("tests/cluster"))
+            .args(["down", &self.name])
+            .output();
+    }
+}
