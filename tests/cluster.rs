@@ -156,3 +156,120 @@ fn a_changed_host_key_on_one_node_is_refused_while_the_others_go_on() {
         "{message}"
     );
 }
+
+#[test]
+fn ssh_keys_distribute_is_idempotent_and_the_key_really_logs_in() {
+    let c = TestCluster::up(3, "sh-keys");
+    let s = Sandbox::new();
+    s.install("ssh-keys");
+    s.install("hello");
+    c.sh(1, "ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/id_ed25519");
+    let core_key = c.sh(1, "cat /root/.ssh/id_ed25519.pub");
+
+    let (code, r) = s.report(&refs(&c.args(&["ssh-keys", "distribute", "--dry-run"])));
+    assert_eq!(code, 0, "{r:#}");
+    assert!(
+        !c.sh(2, "cat /root/.ssh/authorized_keys")
+            .contains(core_key.trim()),
+        "dry run changed a node"
+    );
+
+    let (code, r) = s.report(&refs(&c.args(&["ssh-keys", "distribute"])));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        nodes_of(&r, 0),
+        [(c.node(2), "changed".into()), (c.node(3), "changed".into())]
+    );
+    let (_, r) = s.report(&refs(&c.args(&["ssh-keys", "distribute"])));
+    assert_eq!(
+        nodes_of(&r, 0),
+        [(c.node(2), "ok".into()), (c.node(3), "ok".into())]
+    );
+    for i in [2, 3] {
+        let keys = c.sh(i, "cat /root/.ssh/authorized_keys");
+        assert_eq!(keys.matches(core_key.trim()).count(), 1, "node {i}: {keys}");
+    }
+    // The proof: the core node logs in to node 2 with its own key.
+    let ip = c.docker(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.IPAddress}}",
+        &c.node(2),
+    ]);
+    let login = format!(
+        "ssh -o BatchMode=yes -o StrictHostKeyChecking=no root@{} hostname",
+        ip.trim()
+    );
+    assert_eq!(c.sh(1, &login).trim(), c.node(2));
+
+    // --self: node 3 gets a key pair and authorizes it on itself.
+    let (code, r) = s.report(&refs(&c.args(&[
+        "ssh-keys",
+        "distribute",
+        "--self",
+        "--nodes",
+        &format!("role:core,{}", c.node(3)),
+    ])));
+    assert_eq!(code, 0, "{r:#}");
+    let own = c.sh(3, "cat /root/.ssh/id_ed25519.pub");
+    assert!(
+        c.sh(3, "cat /root/.ssh/authorized_keys")
+            .contains(own.trim())
+    );
+    assert_eq!(
+        c.sh(
+            3,
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=no root@127.0.0.1 hostname"
+        )
+        .trim(),
+        c.node(3)
+    );
+}
+
+#[test]
+fn disable_passwords_turns_passwords_off_and_key_login_keeps_working() {
+    let c = TestCluster::up(2, "sh-pw");
+    let s = Sandbox::new();
+    s.install("ssh-keys");
+    s.install("hello");
+    let out = s.ok(&refs(&c.args(&[
+        "run",
+        "ssh-keys",
+        "disable-passwords",
+        "--dry-run",
+    ])));
+    assert!(
+        out.contains("50-stackhost-no-passwords.conf") && out.contains("kill -HUP"),
+        "{out}"
+    );
+    assert!(
+        c.sh(1, "sshd -T").contains("passwordauthentication yes"),
+        "dry run changed sshd"
+    );
+
+    let (code, r) = s.report(&refs(&c.args(&[
+        "ssh-keys",
+        "disable-passwords",
+        "--serial",
+        "1",
+    ])));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        nodes_of(&r, 0),
+        [(c.node(1), "changed".into()), (c.node(2), "changed".into())]
+    );
+    for i in [1, 2] {
+        assert!(
+            c.sh(i, "sshd -T").contains("passwordauthentication no"),
+            "node {i}"
+        );
+    }
+    // New connections still log in with keys; a second run is a no-op.
+    let (code, _) = s.report(&refs(&c.args(&["hello", "info"])));
+    assert_eq!(code, 0);
+    let (_, r) = s.report(&refs(&c.args(&["ssh-keys", "disable-passwords"])));
+    assert_eq!(
+        nodes_of(&r, 0),
+        [(c.node(1), "ok".into()), (c.node(2), "ok".into())]
+    );
+}

@@ -38,7 +38,7 @@ impl TestCluster {
     /// `args` with the cluster's inventory and known_hosts after the
     /// plugin's command (or after `node list`).
     pub fn args(&self, args: &[&str]) -> Vec<String> {
-        let at = 2.min(args.len());
+        let at = if args.first() == Some(&"run") { 3 } else { 2 }.min(args.len());
         let mut all: Vec<String> = args[..at].iter().map(|a| a.to_string()).collect();
         all.extend([
             "--inventory".to_string(),

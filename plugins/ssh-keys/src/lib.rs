@@ -1,0 +1,179 @@
+//! The `ssh-keys` plugin: the operations guide's "passwordless SSH".
+//! `distribute` authorizes the core node's public key for root on every
+//! node (and, with `--self`, each node's own key on itself);
+//! `disable-passwords` turns password logins off on a node only once key
+//! login is proven there, validating sshd's configuration before reloading.
+
+use stackhost_sdk::prelude::*;
+
+struct SshKeys;
+
+const SSH_DIR: &str = "/root/.ssh";
+const AUTHORIZED: &str = "/root/.ssh/authorized_keys";
+const DROP_IN: &str = "/etc/ssh/sshd_config.d/50-stackhost-no-passwords.conf";
+const DEFAULT_KEYS: [&str; 3] = ["/root/.ssh/id_ed25519.pub", "/root/.ssh/id_ecdsa.pub", "/root/.ssh/id_rsa.pub"];
+
+/// The type and base64 of a public key line; comments do not matter.
+fn key_id(line: &str) -> Option<(String, String)> {
+    let mut words = line.split_whitespace();
+    let (kind, blob) = (words.next()?, words.next()?);
+    let is_key = ["ssh-", "ecdsa-", "sk-"].iter().any(|p| kind.starts_with(p));
+    is_key.then(|| (kind.to_string(), blob.to_string()))
+}
+
+/// Read a file that may not exist.
+fn read_optional(node: &Node, path: &str) -> Result<Option<String>> {
+    match node.read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Add `key` to root's authorized_keys on `node`; true when it changed.
+fn authorize(node: &Node, key: &str) -> Result<bool> {
+    let wanted = key_id(key).ok_or_else(|| Error::plugin(format!("`{key}` is not an SSH public key")))?;
+    let current = read_optional(node, AUTHORIZED)?.unwrap_or_default();
+    if current.lines().filter_map(key_id).any(|k| k == wanted) {
+        return Ok(false);
+    }
+    node.mkdir_all(SSH_DIR)?;
+    let mut text = current;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(key.trim());
+    text.push('\n');
+    node.write_with_mode(AUTHORIZED, text, 0o600)?;
+    Ok(true)
+}
+
+/// The core node's public key: `--key`, or the first default that exists.
+fn core_key(inv: &Invocation) -> Result<(Node, String)> {
+    let core = nodes::with_role("core").into_iter().next().ok_or_else(|| {
+        Error::plugin("no node with the `core` role is selected; its key is the one distributed (add it to --nodes)")
+    })?;
+    let candidates: Vec<&str> = match inv.value("key") {
+        Some(k) => vec![k],
+        None => DEFAULT_KEYS.to_vec(),
+    };
+    for path in &candidates {
+        if let Some(text) = read_optional(&core, path)? {
+            let line = text.lines().find(|l| key_id(l).is_some()).map(str::to_string);
+            return line.map(|l| (core.clone(), l)).ok_or_else(|| Error::plugin(format!("{path} on {} holds no public key", core.name())));
+        }
+    }
+    bail!(
+        "the core node {} has no public key at {} (make one with ssh-keygen, or pass --key)",
+        core.name(),
+        candidates.join(", ")
+    )
+}
+
+impl Plugin for SshKeys {
+    fn plan(inv: &Invocation) -> Result<Plan> {
+        match inv.command() {
+            "distribute" => {
+                let (core, key) = core_key(inv)?;
+                let mut phase = Phase::new("distribute");
+                for node in nodes::all().iter().filter(|n| n.name() != core.name()) {
+                    phase.push_step(node, "authorize core key", key.clone());
+                }
+                let mut plan = Plan::new().phase(phase);
+                if inv.flag("self") {
+                    plan.push(nodes::all().iter().fold(Phase::new("self"), |p, n| p.step(n, "authorize own key", "")));
+                }
+                Ok(plan)
+            }
+            "disable-passwords" => {
+                let phase = nodes::all().iter().fold(Phase::new("disable-passwords"), |p, n| p.step(n, "disable passwords", ""));
+                Ok(Plan::new().phase(phase))
+            }
+            _ => Err(inv.unknown_command()),
+        }
+    }
+
+    fn apply(inv: &Invocation, step: &Step) -> Result<Outcome> {
+        let node = step.node();
+        match (inv.command(), step.name()) {
+            ("distribute", "authorize core key") => Ok(if authorize(&node, step.payload())? {
+                Outcome::changed(format!("authorized the core key for root on {}", node.name()))
+            } else {
+                Outcome::ok("core key already authorized")
+            }),
+            ("distribute", "authorize own key") => {
+                let mut made = false;
+                if !node.exists("/root/.ssh/id_ed25519.pub")? {
+                    node.mkdir_all(SSH_DIR)?;
+                    node.run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f", "/root/.ssh/id_ed25519"]))?
+                        .check()?;
+                    made = true;
+                }
+                if inv.dry_run() && made {
+                    return Ok(Outcome::changed("would make a key pair and authorize it"));
+                }
+                let key = node.read_to_string("/root/.ssh/id_ed25519.pub")?;
+                Ok(if authorize(&node, &key)? || made {
+                    Outcome::changed("authorized the node's own key on itself")
+                } else {
+                    Outcome::ok("own key already authorized")
+                })
+            }
+            ("disable-passwords", _) => disable_passwords(&node),
+            (command, name) => bail!("unknown step `{name}` of `{command}`"),
+        }
+    }
+}
+
+/// sshd's effective setting `name` (lower case), from `sshd -T`.
+fn effective(node: &Node, name: &str) -> Result<Option<String>> {
+    let out = node.run(Command::new("sshd").arg("-T"))?.check()?;
+    Ok(out
+        .stdout_str()
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).map(str::to_string)))
+}
+
+fn disable_passwords(node: &Node) -> Result<Outcome> {
+    // Proof that key login works here: this very step reached the node over
+    // a key-authenticated session, root has authorized keys, and sshd
+    // accepts public keys. Without all three, leave passwords alone.
+    let keys = read_optional(node, AUTHORIZED)?.unwrap_or_default();
+    if !keys.lines().any(|l| key_id(l).is_some()) {
+        bail!("root has no authorized keys on {}; run `ssh-keys distribute` first", node.name());
+    }
+    if effective(node, "pubkeyauthentication")?.as_deref() != Some("yes") {
+        bail!("sshd on {} does not accept public keys; not disabling passwords", node.name());
+    }
+    if effective(node, "passwordauthentication")?.as_deref() == Some("no") {
+        return Ok(Outcome::ok("password authentication is already off"));
+    }
+    node.write_with_mode(
+        DROP_IN,
+        "# Written by stackhost ssh-keys disable-passwords.\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n",
+        0o644,
+    )?;
+    let check = node.run(Command::new("sshd").arg("-t"))?;
+    if !check.success() {
+        node.remove(DROP_IN)?;
+        bail!("sshd rejected the new configuration, which was removed again: {}", check.stderr_str().trim());
+    }
+    reload_sshd(node)?;
+    Ok(Outcome::changed("password authentication off; sshd reloaded"))
+}
+
+fn reload_sshd(node: &Node) -> Result<()> {
+    match read_optional(node, "/run/sshd.pid")? {
+        // SIGHUP to the listener only: it re-reads its configuration and
+        // leaves running sessions (this one included) alone.
+        Some(pid) if !pid.trim().is_empty() => {
+            node.run(Command::new("kill").args(["-HUP", pid.trim()]))?.check()?;
+        }
+        _ => {
+            node.run(Command::new("systemctl").args(["reload", "ssh"]))?.check()?;
+        }
+    }
+    Ok(())
+}
+
+export_plugin!(SshKeys);
