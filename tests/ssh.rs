@@ -247,3 +247,76 @@ fn a_malformed_inventory_gets_a_clear_error() {
         "{out}"
     );
 }
+
+#[test]
+fn keys_from_ssh_agent_are_used_when_the_inventory_names_none() {
+    let sshd = Sshd::start();
+    // The inventory names no key and HOME has no ~/.ssh: only the agent can log in.
+    let inv = sshd.path("agent-inventory.toml");
+    std::fs::write(
+        &inv,
+        format!(
+            "[[node]]\nname = \"remote-1\"\naddress = \"127.0.0.1\"\nport = {}\nuser = \"root\"\n",
+            sshd.port
+        ),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let sock = sshd.path("agent.sock");
+    let agent = std::process::Command::new("ssh-agent")
+        .arg("-a")
+        .arg(&sock)
+        .output()
+        .unwrap();
+    assert!(
+        agent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&agent.stderr)
+    );
+    let pid = String::from_utf8_lossy(&agent.stdout)
+        .split("SSH_AGENT_PID=")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .map(str::to_string)
+        .expect("ssh-agent prints its pid");
+    let s = Sandbox::new();
+    s.install("probe");
+    let owned = with_inventory(
+        &sshd,
+        &inv,
+        &["run", "probe", "exec", "--", "echo", "via agent"],
+    );
+    let args = refs(&owned);
+    let sock_text = sock.display().to_string();
+    let home_text = home.path().display().to_string();
+
+    let without = s.run_env(
+        &args,
+        &[("HOME", &home_text), ("SSH_AUTH_SOCK", &sock_text)],
+    );
+    let text = String::from_utf8_lossy(&without.stdout).into_owned();
+    assert_eq!(without.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("public-key authentication as root failed; tried no key files found"),
+        "{text}"
+    );
+
+    let add = std::process::Command::new("ssh-add")
+        .arg(sshd.path("client_key"))
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let with = s.run_env(
+        &args,
+        &[("HOME", &home_text), ("SSH_AUTH_SOCK", &sock_text)],
+    );
+    let _ = std::process::Command::new("kill").arg(&pid).output();
+    let text = String::from_utf8_lossy(&with.stdout).into_owned();
+    assert!(with.status.success(), "{text}");
+    assert!(text.contains("via agent"), "{text}");
+}

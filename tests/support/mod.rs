@@ -73,10 +73,16 @@ impl Sandbox {
 
     /// Run `stackhost ARGS`.
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    /// Run `stackhost ARGS` with extra environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_stackhost"))
             .args(args)
             .env("STACKHOST_HOME", self.home.path())
             .env_remove("STACKHOST_LOG")
+            .envs(env.iter().copied())
             .output()
             .expect("stackhost runs")
     }

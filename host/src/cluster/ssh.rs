@@ -1,8 +1,8 @@
 //! Remote nodes over SSH (russh): one connection per node per run, opened
 //! on first use and shared by every step's channels; host keys verified
-//! against known_hosts; public-key authentication from the inventory's key
-//! or `~/.ssh`. Files are handled with small POSIX commands on the node, so
-//! exec and fs behave as on the local node.
+//! against known_hosts; public-key authentication with the inventory's key,
+//! or ssh-agent and then `~/.ssh`. Files are handled with small POSIX
+//! commands on the node, so exec and fs behave as on the local node.
 
 use super::{CAPTURE_LIMIT, DEFAULT_PATH, ExecOutput, ExecRequest, NodeError};
 use russh::ChannelMsg;
@@ -184,8 +184,34 @@ impl SshNode {
             }
             Ok(Ok(h)) => h,
         };
-        let keys = self.identities();
         let mut tried = Vec::new();
+        // The agent first (unless the inventory names a key file), as ssh does.
+        if self.target.identity.is_none()
+            && let Ok(mut agent) = keys::agent::client::AgentClient::connect_env().await
+        {
+            let identities = agent.request_identities().await.unwrap_or_default();
+            for identity in identities {
+                let keys::agent::AgentIdentity::PublicKey { key, .. } = identity else {
+                    continue;
+                };
+                let hash = handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .ok()
+                    .flatten()
+                    .flatten();
+                let print = key.fingerprint(HashAlg::Sha256);
+                match handle
+                    .authenticate_publickey_with(&self.target.user, key, hash, &mut agent)
+                    .await
+                {
+                    Ok(r) if r.success() => return Ok(handle),
+                    Ok(_) => tried.push(format!("agent key {print} (refused)")),
+                    Err(e) => tried.push(format!("agent key {print} ({e})")),
+                }
+            }
+        }
+        let keys = self.identities();
         for path in &keys {
             let key = match keys::load_secret_key(path, None) {
                 Ok(k) => k,
