@@ -72,7 +72,7 @@ fn exec_on_every_node_and_selectors_pick_the_right_ones() {
 }
 
 #[test]
-fn a_node_stopped_during_a_serial_rollout_halts_it_and_resume_finishes_without_repeats() {
+fn a_node_stopped_mid_rollout_halts_it_and_resume_finishes_without_repeats() {
     let c = TestCluster::up(3, "sh-res");
     let s = Sandbox::new();
     s.install("probe");
@@ -80,8 +80,39 @@ fn a_node_stopped_during_a_serial_rollout_halts_it_and_resume_finishes_without_r
     for i in 1..=3 {
         c.sh(i, &format!("mkdir -p {dir}"));
     }
+    // Node 1's step holds until released; node 2 is stopped while it runs.
+    c.sh(1, &format!("touch {dir}/hold-{}", c.node(1)));
+    let owned = c.args(&["run", "probe", "each", dir, "--serial", "1", "--json"]);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_stackhost"))
+        .args(&owned)
+        .env("STACKHOST_HOME", s.home.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let shown = s.run(&["runs", "show", "1", "--json"]);
+        let running = serde_json::from_slice::<serde_json::Value>(&shown.stdout)
+            .is_ok_and(|r| r["steps"][0]["state"] == "running");
+        if running {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 1's step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     c.docker(&["stop", "-t", "1", &c.node(2)]);
-    let (code, run, r) = s.journaled(&refs(&c.args(&["probe", "each", dir, "--serial", "1"])));
+    c.sh(1, &format!("rm {dir}/hold-{}", c.node(1)));
+    let out = child.wait_with_output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let (code, run, r) = (
+        out.status.code().unwrap(),
+        json["run"].as_i64().unwrap(),
+        json["report"].clone(),
+    );
     assert_eq!(code, 3, "{r:#}");
     let work = nodes_of(&r, 0);
     assert_eq!(
@@ -271,5 +302,61 @@ fn disable_passwords_turns_passwords_off_and_key_login_keeps_working() {
     assert_eq!(
         nodes_of(&r, 0),
         [(c.node(1), "ok".into()), (c.node(2), "ok".into())]
+    );
+}
+
+#[test]
+fn a_non_root_login_reaches_root_through_sudo() {
+    let c = TestCluster::up(2, "sh-sudo");
+    let s = Sandbox::new();
+    s.install("ssh-keys");
+    for i in [1, 2] {
+        c.sh(
+            i,
+            "useradd -m -s /bin/sh stackato && echo 'stackato ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/stackato \
+             && mkdir -p /home/stackato/.ssh && cp /root/.ssh/authorized_keys /home/stackato/.ssh/ \
+             && chown -R stackato: /home/stackato/.ssh",
+        );
+    }
+    c.sh(1, "ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/id_ed25519");
+    let inv = std::fs::read_to_string(c.path("inventory.toml")).unwrap();
+    std::fs::write(
+        c.path("inventory.toml"),
+        inv.replace("user = \"root\"", "user = \"stackato\"\nsudo = true"),
+    )
+    .unwrap();
+
+    let (code, r) = s.report(&refs(&c.args(&["ssh-keys", "distribute"])));
+    assert_eq!(code, 0, "{r:#}");
+    let core_key = c.sh(1, "cat /root/.ssh/id_ed25519.pub");
+    assert!(
+        c.sh(2, "cat /root/.ssh/authorized_keys")
+            .contains(core_key.trim()),
+        "written as root through sudo"
+    );
+    let (code, r) = s.report(&refs(&c.args(&["ssh-keys", "disable-passwords"])));
+    assert_eq!(code, 0, "{r:#}");
+    assert!(c.sh(2, "sshd -T").contains("passwordauthentication no"));
+
+    // Without sudo the same login cannot touch root's files, and says so.
+    let inv = std::fs::read_to_string(c.path("inventory.toml")).unwrap();
+    std::fs::write(
+        c.path("inventory.toml"),
+        inv.replace("sudo = true", "sudo = false"),
+    )
+    .unwrap();
+    c.sh(2, "rm /root/.ssh/authorized_keys");
+    let (code, r) = s.report(&refs(&c.args(&[
+        "ssh-keys",
+        "distribute",
+        "--nodes",
+        &format!("role:core,{}", c.node(2)),
+    ])));
+    assert_eq!(code, 3, "{r:#}");
+    // The plan already fails: it cannot read root's key on the core node.
+    let error = r["plan_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("Permission denied") && error.contains("/root/.ssh"),
+        "{r:#}"
     );
 }

@@ -3,6 +3,9 @@
 //! node (and, with `--self`, each node's own key on itself);
 //! `disable-passwords` turns password logins off on a node only once key
 //! login is proven there, validating sshd's configuration before reloading.
+//! Privileged programs run as root (through sudo when the node's login user
+//! is not root); file edits need the inventory's `sudo = true` for such a
+//! login.
 
 use stackhost_sdk::prelude::*;
 
@@ -105,7 +108,7 @@ impl Plugin for SshKeys {
                 let mut made = false;
                 if !node.exists("/root/.ssh/id_ed25519.pub")? {
                     node.mkdir_all(SSH_DIR)?;
-                    node.run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f", "/root/.ssh/id_ed25519"]))?
+                    node.run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f", "/root/.ssh/id_ed25519"]).user("root"))?
                         .check()?;
                     made = true;
                 }
@@ -127,7 +130,7 @@ impl Plugin for SshKeys {
 
 /// sshd's effective setting `name` (lower case), from `sshd -T`.
 fn effective(node: &Node, name: &str) -> Result<Option<String>> {
-    let out = node.run(Command::new("sshd").arg("-T"))?.check()?;
+    let out = node.run(Command::new("sshd").arg("-T").user("root"))?.check()?;
     Ok(out
         .stdout_str()
         .lines()
@@ -153,7 +156,7 @@ fn disable_passwords(node: &Node) -> Result<Outcome> {
         "# Written by stackhost ssh-keys disable-passwords.\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n",
         0o644,
     )?;
-    let check = node.run(Command::new("sshd").arg("-t"))?;
+    let check = node.run(Command::new("sshd").arg("-t").user("root"))?;
     if !check.success() {
         node.remove(DROP_IN)?;
         bail!("sshd rejected the new configuration, which was removed again: {}", check.stderr_str().trim());
@@ -167,10 +170,10 @@ fn reload_sshd(node: &Node) -> Result<()> {
         // SIGHUP to the listener only: it re-reads its configuration and
         // leaves running sessions (this one included) alone.
         Some(pid) if !pid.trim().is_empty() => {
-            node.run(Command::new("kill").args(["-HUP", pid.trim()]))?.check()?;
+            node.run(Command::new("kill").args(["-HUP", pid.trim()]).user("root"))?.check()?;
         }
         _ => {
-            node.run(Command::new("systemctl").args(["reload", "ssh"]))?.check()?;
+            node.run(Command::new("systemctl").args(["reload", "ssh"]).user("root"))?.check()?;
         }
     }
     Ok(())
