@@ -135,7 +135,7 @@ fn a_program_not_in_the_grant_is_denied_and_does_not_run() {
     );
     assert!(
         m.contains(
-            "program `rm` is not in the exec grant (exec programs: touch, mkdir, echo, cat, true)"
+            "program `rm` is not in the exec grant (exec programs: touch, mkdir, echo, cat, true, sleep)"
         ),
         "{m}"
     );
