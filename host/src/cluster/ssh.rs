@@ -7,7 +7,7 @@
 use super::{CAPTURE_LIMIT, DEFAULT_PATH, ExecOutput, ExecRequest, NodeError};
 use russh::ChannelMsg;
 use russh::client::{self, Handle};
-use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -185,6 +185,13 @@ impl SshNode {
             Ok(Ok(h)) => h,
         };
         let mut tried = Vec::new();
+        // Which signature hash an RSA key should use with this server.
+        let hash = handle
+            .best_supported_rsa_hash()
+            .await
+            .ok()
+            .flatten()
+            .flatten();
         // The agent first (unless the inventory names a key file), as ssh does.
         if self.target.identity.is_none()
             && let Ok(mut agent) = keys::agent::client::AgentClient::connect_env().await
@@ -194,12 +201,6 @@ impl SshNode {
                 let keys::agent::AgentIdentity::PublicKey { key, .. } = identity else {
                     continue;
                 };
-                let hash = handle
-                    .best_supported_rsa_hash()
-                    .await
-                    .ok()
-                    .flatten()
-                    .flatten();
                 let print = key.fingerprint(HashAlg::Sha256);
                 match handle
                     .authenticate_publickey_with(&self.target.user, key, hash, &mut agent)
@@ -220,12 +221,6 @@ impl SshNode {
                     continue;
                 }
             };
-            let hash = handle
-                .best_supported_rsa_hash()
-                .await
-                .ok()
-                .flatten()
-                .flatten();
             let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
             match handle.authenticate_publickey(&self.target.user, key).await {
                 Ok(r) if r.success() => return Ok(handle),
@@ -386,11 +381,6 @@ fn signal_number(name: &str) -> u32 {
         "USR2" => 12,
         _ => 0,
     }
-}
-
-/// The fingerprint of a public key, for messages.
-pub fn fingerprint(key: &PublicKey) -> String {
-    key.fingerprint(HashAlg::Sha256).to_string()
 }
 
 #[cfg(test)]
