@@ -41,7 +41,8 @@ fn main() {
     let mut step_us = Vec::new();
     for _ in 0..RUNS {
         let out = stackhost(true).output().expect("stackhost runs");
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+        let r = &json["report"];
         plan_us.push(r["metrics"]["plan_instantiate_us"].as_u64().unwrap());
         step_us.push(
             r["phases"][0]["steps"][0]["instantiate_us"]
