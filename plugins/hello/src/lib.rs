@@ -29,7 +29,7 @@ impl Plugin for Hello {
     fn apply(inv: &Invocation, step: &Step) -> Result<Outcome> {
         match inv.command() {
             "info" => info(step),
-            "stamp" => stamp(step),
+            "stamp" => stamp(inv, step),
             _ => Err(inv.unknown_command()),
         }
     }
@@ -55,7 +55,7 @@ fn pretty_name(os_release: &str) -> Option<&str> {
     Some(unquoted)
 }
 
-fn stamp(step: &Step) -> Result<Outcome> {
+fn stamp(inv: &Invocation, step: &Step) -> Result<Outcome> {
     let node = step.node();
     let wanted = format!("{}\n", step.payload());
     node.mkdir_all(STAMP_DIR)?;
@@ -72,7 +72,8 @@ fn stamp(step: &Step) -> Result<Outcome> {
     }
     node.write(STAMP_FILE, &wanted)?;
     node.run(Command::new("touch").arg(TOUCHED))?.check()?;
-    Ok(Outcome::changed(format!("wrote {STAMP_FILE}")))
+    let verb = if inv.dry_run() { "would write" } else { "wrote" };
+    Ok(Outcome::changed(format!("{verb} {STAMP_FILE}")))
 }
 
 export_plugin!(Hello);
