@@ -68,7 +68,7 @@ fn hello_stamp_dry_run_lists_mkdir_write_and_touch() {
     let out = s.ok(&["run", "hello", "stamp", "--message", &message, "--dry-run"]);
     for needle in [
         "fs.mkdir",
-        "/var/tmp/stackhost-hello",
+        "would write /var/tmp/stackhost-hello/stamp.txt",
         "fs.write",
         "exec       touch",
     ] {
