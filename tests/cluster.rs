@@ -8,11 +8,7 @@ mod support;
 mod cluster;
 
 use cluster::TestCluster;
-use support::Sandbox;
-
-fn refs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
+use support::{Sandbox, refs};
 
 fn nodes_of(r: &serde_json::Value, phase: usize) -> Vec<(String, String)> {
     r["phases"][phase]["steps"]

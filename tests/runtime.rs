@@ -110,9 +110,9 @@ fn limits_in_one_process_leave_the_runtime_usable() {
     let cache = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(cache.path()).unwrap();
     let load = |krate: &str, grant: Grant| {
-        let path = support::wasm(krate);
-        let digest = stackhost::store::digest(&std::fs::read(&path).unwrap());
-        runtime.load(krate, &digest, &path, grant).unwrap()
+        let wasm = std::fs::read(support::wasm(krate)).unwrap();
+        let digest = stackhost::store::digest(&wasm);
+        runtime.load(krate, &digest, &wasm, grant).unwrap()
     };
     let spin = load("spin", Grant::default());
     let hog = load("hog", Grant::default());

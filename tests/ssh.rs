@@ -8,25 +8,17 @@ mod support;
 mod sshd;
 
 use sshd::Sshd;
-use support::{Sandbox, only_step, scratch_rw};
+use support::{Sandbox, only_step, refs, scratch_rw};
 
-/// `args` with the inventory and the server's known_hosts right after the
-/// command, so a trailing `-- ARGS` stays the plugin's.
+/// `args` with the inventory and the server's known_hosts after the command.
 fn with_inventory(sshd: &Sshd, inv: &std::path::Path, args: &[&str]) -> Vec<String> {
-    let at = if args.first() == Some(&"run") { 3 } else { 2 }.min(args.len());
-    let mut all: Vec<String> = args[..at].iter().map(|a| a.to_string()).collect();
-    all.extend([
-        "--inventory".into(),
+    let flags = [
+        "--inventory".to_string(),
         inv.display().to_string(),
-        "--known-hosts".into(),
-    ]);
-    all.push(sshd.path("known_hosts").display().to_string());
-    all.extend(args[at..].iter().map(|a| a.to_string()));
-    all
-}
-
-fn refs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
+        "--known-hosts".to_string(),
+        sshd.path("known_hosts").display().to_string(),
+    ];
+    support::with_flags(args, &flags)
 }
 
 #[test]

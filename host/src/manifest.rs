@@ -260,14 +260,18 @@ impl Manifest {
     }
 }
 
-fn check_name(what: &str, name: &str) -> Result<(), ManifestError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
+/// Plugin, command and argument names: lower-case letters, digits and
+/// `-`, starting with a letter, at most 64 characters.
+pub fn is_valid_name(name: &str) -> bool {
+    name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), ManifestError> {
+    if is_valid_name(name) {
         Ok(())
     } else {
         Err(ManifestError::Invalid(format!(

@@ -240,8 +240,9 @@ impl PluginStore {
         Ok(matching)
     }
 
-    /// Read the installed file and check it still has the granted digest.
-    pub fn verified_digest(&self, p: &Installed) -> Result<(), StoreError> {
+    /// Read the installed file and check it still has the granted digest;
+    /// returns its bytes.
+    pub fn verified_bytes(&self, p: &Installed) -> Result<Vec<u8>, StoreError> {
         let path = p.wasm_path();
         let bytes = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
         let found = digest(&bytes);
@@ -253,7 +254,7 @@ impl PluginStore {
                 found,
             });
         }
-        Ok(())
+        Ok(bytes)
     }
 }
 

@@ -36,20 +36,15 @@ impl TestCluster {
     }
 
     /// `args` with the cluster's inventory and known_hosts after the
-    /// plugin's command (or after `node list`).
+    /// command.
     pub fn args(&self, args: &[&str]) -> Vec<String> {
-        let at = if args.first() == Some(&"run") { 3 } else { 2 }.min(args.len());
-        let mut all: Vec<String> = args[..at].iter().map(|a| a.to_string()).collect();
-        all.extend([
+        let flags = [
             "--inventory".to_string(),
             self.path("inventory.toml").display().to_string(),
-        ]);
-        all.extend([
             "--known-hosts".to_string(),
             self.path("known_hosts").display().to_string(),
-        ]);
-        all.extend(args[at..].iter().map(|a| a.to_string()));
-        all
+        ];
+        crate::support::with_flags(args, &flags)
     }
 
     /// Run `docker ARGS`, expecting success; returns stdout.

@@ -129,13 +129,8 @@ impl Sandbox {
 
     /// Run a plugin command with --json and parse the report.
     pub fn report(&self, args: &[&str]) -> (i32, serde_json::Value) {
-        // Host flags go right after the command, so a trailing `-- ARGS`
-        // stays the plugin's.
-        let mut all = vec!["run"];
-        all.extend_from_slice(&args[..2.min(args.len())]);
-        all.push("--json");
-        all.extend_from_slice(&args[2.min(args.len())..]);
-        let out = self.run(&all);
+        let all = json_run_args(args);
+        let out = self.run(&refs(&all));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "stackhost {all:?} printed no JSON report ({e}):\nstdout:\n{}\nstderr:\n{}",
@@ -148,10 +143,8 @@ impl Sandbox {
 
     /// Run a plugin command with --json; returns (exit code, run id, report).
     pub fn journaled(&self, args: &[&str]) -> (i32, i64, serde_json::Value) {
-        let mut all = vec!["run"];
-        all.extend_from_slice(args);
-        all.push("--json");
-        let out = self.run(&all);
+        let all = json_run_args(args);
+        let out = self.run(&refs(&all));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
         (
             out.status.code().unwrap_or(-1),
@@ -174,6 +167,29 @@ pub fn only_step(report: &serde_json::Value) -> (String, String) {
         steps[0]["status"].as_str().unwrap().into(),
         steps[0]["message"].as_str().unwrap().into(),
     )
+}
+
+/// `run ARGS` with `--json` after the plugin's command.
+fn json_run_args(args: &[&str]) -> Vec<String> {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    with_flags(&all, &["--json".to_string()])
+}
+
+/// Borrow a list of owned arguments.
+pub fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// `args` with `flags` placed right after the command (`run PLUGIN CMD`
+/// or `PLUGIN CMD`, `node list`), so a trailing `-- ARGS` stays the
+/// plugin's.
+pub fn with_flags(args: &[&str], flags: &[String]) -> Vec<String> {
+    let at = if args.first() == Some(&"run") { 3 } else { 2 }.min(args.len());
+    let mut all: Vec<String> = args[..at].iter().map(|a| a.to_string()).collect();
+    all.extend(flags.iter().cloned());
+    all.extend(args[at..].iter().map(|a| a.to_string()));
+    all
 }
 
 /// A fresh directory inside the probe fixture's write grant.

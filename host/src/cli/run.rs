@@ -255,14 +255,14 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
 /// Verify the installed file against its grant and load it.
 pub(super) fn load(paths: &Paths, installed: &Installed) -> anyhow::Result<LoadedPlugin> {
     let store = PluginStore::new(&paths.plugins());
-    store.verified_digest(installed)?;
+    let wasm = store.verified_bytes(installed)?;
     let runtime = Runtime::new(&paths.compiled())?;
     let m = &installed.record.manifest;
     runtime
         .load(
             m.name.as_str(),
             &installed.record.digest,
-            &installed.wasm_path(),
+            &wasm,
             installed.record.grant.clone(),
         )
         .with_context(|| format!("while loading plugin {} {}", m.name, m.version))

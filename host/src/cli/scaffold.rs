@@ -4,11 +4,7 @@ use anyhow::{Context as _, bail};
 use std::path::PathBuf;
 
 pub fn new_plugin(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> anyhow::Result<()> {
-    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid {
+    if !crate::manifest::is_valid_name(name) {
         bail!(
             "plugin name `{name}` must be lower-case letters, digits and `-`, starting with a letter"
         );

@@ -37,7 +37,7 @@ impl LocalNode {
     /// Run a program and capture its output.
     pub async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput, NodeError> {
         let current_user = std::env::var("USER").unwrap_or_default();
-        let is_root = rustix_is_root();
+        let is_root = is_root();
         let needs_sudo = match req.user.as_deref() {
             None => false,
             Some("root") => !is_root,
@@ -319,7 +319,7 @@ async fn capture(mut stream: impl AsyncRead + Unpin) -> (Vec<u8>, bool) {
     (kept, truncated)
 }
 
-fn rustix_is_root() -> bool {
+fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe extern "C" {
         fn geteuid() -> u32;

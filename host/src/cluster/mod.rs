@@ -137,5 +137,30 @@ pub struct ExecOutput {
 /// Output beyond this many bytes per stream is dropped (and flagged).
 pub const CAPTURE_LIMIT: usize = 4 << 20;
 
+/// Quote one word for a POSIX shell: plain words stay as they are.
+pub fn shell_quote(word: &str) -> String {
+    let plain = word
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if !word.is_empty() && plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// The `PATH` programs get on a node.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote as quote;
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(quote("plain-word_1.txt"), "plain-word_1.txt");
+        assert_eq!(quote("two words"), "'two words'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote(""), "''");
+    }
+}

@@ -4,7 +4,9 @@
 //! or ssh-agent and then `~/.ssh`. Files are handled with small POSIX
 //! commands on the node, so exec and fs behave as on the local node.
 
-use super::{CAPTURE_LIMIT, DEFAULT_PATH, ExecOutput, ExecRequest, NodeError};
+use super::{
+    CAPTURE_LIMIT, DEFAULT_PATH, ExecOutput, ExecRequest, NodeError, shell_quote as quote,
+};
 use russh::ChannelMsg;
 use russh::client::{self, Handle};
 use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
@@ -110,19 +112,6 @@ impl client::Handler for Verifier {
                 path.display()
             )),
         }
-    }
-}
-
-/// Quote one word for a POSIX shell.
-pub fn quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 
@@ -386,14 +375,6 @@ fn signal_number(name: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quotes_for_the_shell() {
-        assert_eq!(quote("plain-word_1.txt"), "plain-word_1.txt");
-        assert_eq!(quote("two words"), "'two words'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        assert_eq!(quote(""), "''");
-    }
 
     #[test]
     fn signal_names() {

@@ -118,18 +118,18 @@ impl Runtime {
             .collect()
     }
 
-    /// Load (from the compile cache, or by compiling) the plugin file
-    /// `wasm` with content `digest`, check its imports against `grant`,
-    /// and link it.
+    /// Load (from the compile cache, or by compiling) the plugin `wasm`
+    /// with content `digest`, check its imports against `grant`, and link
+    /// it.
     pub fn load(
         &self,
         name: &str,
         digest: &str,
-        wasm: &Path,
+        wasm: &[u8],
         grant: Grant,
     ) -> anyhow::Result<LoadedPlugin> {
         let start = Instant::now();
-        let (component, cache) = self.compile(digest, || std::fs::read(wasm))?;
+        let (component, cache) = self.compile(digest, || Ok(wasm.to_vec()))?;
         let imports = self.imports(&component);
         imports::check(
             name,

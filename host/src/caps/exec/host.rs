@@ -5,7 +5,7 @@ use super::scope::{self, ProgramAccess};
 use crate::bindings::WitError;
 use crate::bindings::stackhost::host::exec::{self, Command, Output};
 use crate::caps::CapView;
-use crate::cluster::ExecRequest;
+use crate::cluster::{ExecRequest, shell_quote};
 use std::time::Duration;
 
 impl exec::Host for CapView<'_> {
@@ -33,7 +33,11 @@ async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, W
         )));
     }
     if view.call.dry_run && access == ProgramAccess::Mutating {
-        let mut line = shell_words(std::iter::once(&cmd.program).chain(&cmd.args));
+        let words: Vec<String> = std::iter::once(&cmd.program)
+            .chain(&cmd.args)
+            .map(|w| shell_quote(w))
+            .collect();
+        let mut line = words.join(" ");
         if let Some(user) = &cmd.user {
             line = format!("{line} (as {user})");
         }
@@ -70,21 +74,4 @@ async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, W
         truncated: out.truncated,
         recorded: false,
     })
-}
-
-/// Render argv for the operator, quoting what a shell would split.
-pub fn shell_words<'a>(argv: impl IntoIterator<Item = &'a String>) -> String {
-    argv.into_iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
