@@ -87,11 +87,7 @@ fn main() {
 
         let stackhost = median(|| {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_stackhost"));
-            cmd.args(["run", "probe", "exec", "--inventory"])
-                .arg(&inv)
-                .arg("--known-hosts")
-                .arg(&kh)
-                .args(["--max-in-flight", "50", "true"])
+            cmd.args(c.args(&["run", "probe", "exec", "--max-in-flight", "50", "true"]))
                 .env("STACKHOST_HOME", s.home.path());
             cmd
         });

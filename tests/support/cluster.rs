@@ -1,6 +1,8 @@
 //! A test cluster of Debian containers (tests/cluster), private to one test
 //! and removed when dropped.
 
+#![allow(dead_code)] // each test binary and bench uses a different part
+
 use std::path::PathBuf;
 use std::process::Command;
 
