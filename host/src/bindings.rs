@@ -1,4 +1,6 @@
-//! Host bindings generated from `wit/` (package `stackhost:host`).
+//! Host bindings generated from `wit/` (package `stackhost:host`): world
+//! `plugin` at the top, world `patch` in [`patch`], sharing the imported
+//! interfaces so one `Host` impl serves both.
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -6,6 +8,23 @@ wasmtime::component::bindgen!({
     imports: { default: async | trappable },
     exports: { default: async },
 });
+
+/// World `patch`: a vendor patch.
+pub mod patch {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "patch",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "stackhost:host/types": crate::bindings::stackhost::host::types,
+            "stackhost:host/nodes": crate::bindings::stackhost::host::nodes,
+            "stackhost:host/exec": crate::bindings::stackhost::host::exec,
+            "stackhost:host/fs": crate::bindings::stackhost::host::fs,
+            "stackhost:host/log": crate::bindings::stackhost::host::log,
+        },
+    });
+}
 
 pub use self::stackhost::host::types::Error as WitError;
 

@@ -21,6 +21,10 @@ pub struct RunOptions {
     pub exec_timeout: Duration,
     /// Serial batches, canaries, concurrency and the failure budget.
     pub rollout: crate::rollout::RolloutPolicy,
+    /// The command is declared read-only: mutating calls are refused.
+    pub read_only: bool,
+    /// The installed vendor patches, for a plugin granted `patches`.
+    pub patches: Option<Arc<crate::caps::patches::PatchHost>>,
 }
 
 /// How a step ended.
@@ -250,13 +254,17 @@ pub async fn resume(
 }
 
 fn call_ctx(plugin: &LoadedPlugin, cluster: &Arc<Cluster>, opts: &RunOptions) -> Arc<CallCtx> {
-    Arc::new(CallCtx::new(
-        plugin.name.clone(),
-        cluster.clone(),
-        plugin.grant.clone(),
-        opts.dry_run,
-        opts.exec_timeout,
-    ))
+    Arc::new(
+        CallCtx::new(
+            plugin.name.clone(),
+            cluster.clone(),
+            plugin.grant.clone(),
+            opts.dry_run,
+            opts.exec_timeout,
+        )
+        .read_only(opts.read_only)
+        .with_patches(opts.patches.clone()),
+    )
 }
 
 fn new_report(

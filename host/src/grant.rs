@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// The stackhost interfaces a grant can name. `nodes`, `log` and `types`
 /// come with every plugin.
-pub const GRANTABLE: &[&str] = &["exec", "fs", "archive", "postgres", "docker"];
+pub const GRANTABLE: &[&str] = &["exec", "fs", "archive", "postgres", "docker", "patches"];
 
 /// What the operator granted a plugin: a subset of its requests, each with
 /// the scope the manifest asked for.
@@ -36,6 +36,7 @@ impl Grant {
                 "archive" => caps.archive = Some(requested.archive.clone().ok_or_else(missing)?),
                 "postgres" => caps.postgres = Some(requested.postgres.clone().ok_or_else(missing)?),
                 "docker" => caps.docker = Some(requested.docker.clone().ok_or_else(missing)?),
+                "patches" => caps.patches = Some(requested.patches.clone().ok_or_else(missing)?),
                 other => {
                     return Err(format!(
                         "unknown capability `{other}` (known: {})",
@@ -57,6 +58,7 @@ impl Grant {
             "archive" => c.archive.is_some(),
             "postgres" => c.postgres.is_some(),
             "docker" => c.docker.is_some(),
+            "patches" => c.patches.is_some(),
             _ => false,
         }
     }

@@ -16,4 +16,5 @@ pub mod manifest;
 pub mod paths;
 pub mod rollout;
 pub mod runtime;
+pub mod signing;
 pub mod store;

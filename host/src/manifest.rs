@@ -30,10 +30,47 @@ pub struct Manifest {
     /// Version of the `stackhost:host` WIT package the plugin targets.
     pub wit: Version,
     pub description: String,
+    /// `plugin` (world `plugin`, the default) or `patch` (world `patch`,
+    /// a vendor patch driven by the `patches` capability).
+    #[serde(default)]
+    pub kind: Kind,
     #[serde(default, rename = "command")]
     pub commands: Vec<CommandSpec>,
     #[serde(default)]
     pub capabilities: Capabilities,
+}
+
+/// Which world a component implements.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// A maintenance plugin: `stackhost run NAME COMMAND`.
+    #[default]
+    Plugin,
+    /// A vendor patch: applied through the `patch` plugin.
+    Patch,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Plugin => "plugin",
+            Kind::Patch => "patch",
+        }
+    }
+}
+
+/// How the host prints a command's result.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Output {
+    /// The run report: a line per step, then a recap per node.
+    #[default]
+    Report,
+    /// The steps' messages as they are, for commands whose result is a
+    /// document (`patch status`). The plugin is told about `--json`
+    /// through an argument named `json`, and writes JSON itself then.
+    Message,
 }
 
 /// One command of a plugin (`stackhost run NAME COMMAND`).
@@ -44,6 +81,12 @@ pub struct CommandSpec {
     pub about: String,
     #[serde(default)]
     pub examples: Vec<String>,
+    #[serde(default)]
+    pub output: Output,
+    /// The command only reads: the host runs it without the cluster lock
+    /// and refuses any mutating call it makes.
+    #[serde(default, rename = "read-only")]
+    pub read_only: bool,
     #[serde(default, rename = "arg")]
     pub args: Vec<ArgSpec>,
 }
@@ -85,6 +128,14 @@ pub struct Capabilities {
     pub archive: Option<ArchiveRequest>,
     pub postgres: Option<PostgresRequest>,
     pub docker: Option<DockerRequest>,
+    pub patches: Option<PatchesRequest>,
+}
+
+/// Use of the installed vendor patches (list, check, apply, revert).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PatchesRequest {
+    pub reason: String,
 }
 
 /// Programs a plugin may run.
@@ -177,8 +228,24 @@ impl Manifest {
     fn validate(&self) -> Result<(), ManifestError> {
         let invalid = |m: String| Err(ManifestError::Invalid(m));
         check_name("plugin name", &self.name)?;
-        if self.commands.is_empty() {
-            return invalid(format!("plugin `{}` declares no [[command]]", self.name));
+        match self.kind {
+            Kind::Plugin if self.commands.is_empty() => {
+                return invalid(format!("plugin `{}` declares no [[command]]", self.name));
+            }
+            Kind::Patch if !self.commands.is_empty() => {
+                return invalid(format!(
+                    "patch `{}` declares commands; a vendor patch has none (it is applied with \
+                     `stackhost run patch install`)",
+                    self.name
+                ));
+            }
+            Kind::Patch if self.capabilities.patches.is_some() => {
+                return invalid(format!(
+                    "patch `{}` requests [capabilities.patches]; only plugins may",
+                    self.name
+                ));
+            }
+            _ => {}
         }
         let mut seen = BTreeSet::new();
         for command in &self.commands {
@@ -222,6 +289,15 @@ impl Manifest {
             }
         }
         let caps = &self.capabilities;
+        if self.kind == Kind::Patch
+            && (caps.archive.is_some() || caps.postgres.is_some() || caps.docker.is_some())
+        {
+            return invalid(format!(
+                "patch `{}` requests a capability the `patch` world does not import \
+                 (a vendor patch may use exec and fs only)",
+                self.name
+            ));
+        }
         if let Some(exec) = &caps.exec {
             for program in exec.programs.iter().chain(&exec.read_only) {
                 if program.is_empty() || (program.contains('/') && !program.starts_with('/')) {
@@ -346,6 +422,26 @@ read-only = ["uname"]
             err.contains("must be absolute and contain no `..`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn patch_kind_has_no_commands() {
+        let patch = r#"
+name = "fix"
+version = "1.0.0"
+wit = "0.1.0"
+description = "A fix"
+kind = "patch"
+"#;
+        let m = Manifest::parse(patch.as_bytes()).unwrap();
+        assert_eq!(m.kind, Kind::Patch);
+        let err = Manifest::parse(
+            GOOD.replace("description =", "kind = \"patch\"\ndescription =")
+                .as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("a vendor patch has none"), "{err}");
     }
 
     #[test]

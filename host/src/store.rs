@@ -4,7 +4,8 @@
 //! granted is refused.
 
 use crate::grant::Grant;
-use crate::manifest::Manifest;
+use crate::manifest::{Kind, Manifest};
+use crate::signing::{SignError, Signer, TrustedKeys};
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -24,6 +25,11 @@ pub struct InstallRecord {
     pub installed_at: u64,
     /// The file it was installed from.
     pub source: String,
+    /// Who signed it, when it came with a `.minisig` that verified against
+    /// a trusted key. The signature is kept beside the file and checked
+    /// again before every run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<Signer>,
 }
 
 /// An installed plugin version.
@@ -42,6 +48,12 @@ impl Installed {
     }
     pub fn wasm_path(&self) -> PathBuf {
         self.dir.join("plugin.wasm")
+    }
+    pub fn signature_path(&self) -> PathBuf {
+        self.dir.join("plugin.wasm.minisig")
+    }
+    pub fn kind(&self) -> Kind {
+        self.record.manifest.kind
     }
 }
 
@@ -74,6 +86,13 @@ pub enum StoreError {
         version: Version,
         expected: String,
         found: String,
+    },
+    #[error("the signature of {kind} {name} {version} no longer verifies: {source}")]
+    Signature {
+        kind: &'static str,
+        name: String,
+        version: Version,
+        source: SignError,
     },
     #[error(
         "`{0}` is not a valid version requirement (try `hello`, `hello@1.2`, `hello@^1`, `hello@=1.2.3`)"
@@ -183,11 +202,12 @@ impl PluginStore {
             })
     }
 
-    /// Install `wasm` with its record. Installing the same content again
-    /// only updates the grant.
+    /// Install `wasm` with its record (and its verified signature text).
+    /// Installing the same content again only updates the grant.
     pub fn install(
         &self,
         wasm: &[u8],
+        signature: Option<&str>,
         record: InstallRecord,
         replace: bool,
     ) -> Result<Installed, StoreError> {
@@ -207,6 +227,16 @@ impl PluginStore {
         }
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         write_atomic(&dir.join("plugin.wasm"), wasm)?;
+        let sig_path = dir.join("plugin.wasm.minisig");
+        match signature {
+            Some(text) => write_atomic(&sig_path, text.as_bytes())?,
+            None => match std::fs::remove_file(&sig_path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io(format!("removing {}", sig_path.display()))(e));
+                }
+                _ => {}
+            },
+        }
         let json = serde_json::to_vec_pretty(&record).expect("records serialise");
         write_atomic(&dir.join("install.json"), &json)?;
         Ok(Installed { record, dir })
@@ -240,9 +270,10 @@ impl PluginStore {
         Ok(matching)
     }
 
-    /// Read the installed file and check it still has the granted digest;
-    /// returns its bytes.
-    pub fn verified_bytes(&self, p: &Installed) -> Result<Vec<u8>, StoreError> {
+    /// Read the installed file and check it still has the granted digest
+    /// and, when it was installed signed, that its signature still
+    /// verifies against a key the operator trusts; returns its bytes.
+    pub fn verified_bytes(&self, p: &Installed, keys: &TrustedKeys) -> Result<Vec<u8>, StoreError> {
         let path = p.wasm_path();
         let bytes = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
         let found = digest(&bytes);
@@ -253,6 +284,18 @@ impl PluginStore {
                 expected: p.record.digest.clone(),
                 found,
             });
+        }
+        if p.record.signer.is_some() {
+            let sig_path = p.signature_path();
+            let failed = |source| StoreError::Signature {
+                kind: p.kind().as_str(),
+                name: p.name().into(),
+                version: p.version().clone(),
+                source,
+            };
+            let text = std::fs::read_to_string(&sig_path)
+                .map_err(|e| failed(SignError::Io(format!("{}: {e}", sig_path.display()))))?;
+            keys.verify(&bytes, &text).map_err(failed)?;
         }
         Ok(bytes)
     }

@@ -1,5 +1,5 @@
-//! Host capabilities, one module each: `exec`, `fs`, `nodes`, `log` (and
-//! the shared `types`). Each has `mod.rs` (the marker type and its
+//! Host capabilities, one module each: `exec`, `fs`, `nodes`, `log`,
+//! `patches` (and the shared `types`). Each has `mod.rs` (the marker type and its
 //! `add_to_linker`), `host.rs` (the generated `Host` trait's impl) and,
 //! where calls are scoped, `scope.rs` (the grant check). The `archive`,
 //! `postgres` and `docker` interfaces are defined in the WIT but not built
@@ -9,6 +9,7 @@ pub mod exec;
 pub mod fs;
 pub mod log;
 pub mod nodes;
+pub mod patches;
 pub mod types;
 
 use crate::bindings::WitError;

@@ -2,6 +2,7 @@
 //! validated by clap with no I/O, then each subcommand resolves what it
 //! needs (paths, store, runtime) and runs.
 
+mod keys;
 mod node;
 mod plugin;
 mod report;
@@ -36,6 +37,8 @@ Examples:
   stackhost run hello info
   stackhost run hello stamp --message 'maintenance at 3am' --dry-run
   stackhost run hello@^0.1 info --json
+  stackhost keys trust vendor.pub
+  stackhost run patch status
   stackhost runs list
   stackhost resume 12
   stackhost plugin new my-plugin";
@@ -56,6 +59,9 @@ enum Command {
     /// Install, list, inspect and remove plugins; scaffold new ones.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Trust, list and remove the keys that sign plugins and vendor patches.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Show the cluster's nodes.
     #[command(subcommand)]
     Node(node::NodeCommand),
@@ -73,6 +79,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(&paths, args),
         Command::Plugin(cmd) => plugin::run(&paths, cmd),
+        Command::Keys(cmd) => keys::run(&paths, cmd),
         Command::Node(cmd) => node::run(&paths, cmd),
         Command::Runs(cmd) => runs::run(&paths, cmd),
         Command::Resume(args) => runs::resume(&paths, args),

@@ -4,9 +4,10 @@
 
 use crate::grant::Grant;
 use crate::inspect;
-use crate::manifest::{Capabilities, Manifest};
+use crate::manifest::{Capabilities, Kind, Manifest};
 use crate::paths::Paths;
 use crate::runtime::{Runtime, imports};
+use crate::signing::{Signer, TrustedKeys};
 use crate::store::{self, InstallRecord, Installed, PluginStore};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
@@ -18,11 +19,16 @@ use std::process::ExitCode;
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Install plugin files, after showing and granting what they ask for.
+    ///
+    /// A file with a minisign signature beside it (FILE.minisig) must verify
+    /// against a trusted key (`stackhost keys trust`); it is checked again
+    /// before every run. Vendor patches must be signed.
     #[command(after_help = "\
 Examples:
   stackhost plugin install plugins/dist/hello.wasm            # asks, capability by capability
   stackhost plugin install --yes plugins/dist/*.wasm          # grants everything requested
-  stackhost plugin install --grant exec plugins/dist/hello.wasm")]
+  stackhost plugin install --grant exec plugins/dist/hello.wasm
+  stackhost keys trust acme.pub && stackhost plugin install --yes aok-endpoint-fix.wasm")]
     Install {
         /// `.wasm` component files.
         #[arg(required = true)]
@@ -36,6 +42,9 @@ Examples:
         /// Replace an installed plugin of the same name and version whose content differs.
         #[arg(long)]
         replace: bool,
+        /// Install a vendor patch with no signature, or one whose signature does not verify, as unsigned.
+        #[arg(long)]
+        allow_unsigned: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -91,20 +100,30 @@ pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
             yes,
             grant,
             replace,
+            allow_unsigned,
             json,
         } => {
             let runtime = Runtime::new(&paths.compiled())?;
+            let keys = TrustedKeys::new(&paths.config);
             let mut installed = Vec::new();
             for file in &files {
-                let p = install(&runtime, &store, file, yes, grant.as_deref(), replace)
+                let how = Install {
+                    yes,
+                    only: grant.as_deref(),
+                    replace,
+                    allow_unsigned,
+                };
+                let p = install(&runtime, &store, &keys, file, &how)
                     .with_context(|| format!("while installing {}", file.display()))?;
                 if !json {
                     println!(
-                        "installed {} {} (sha256 {}) granted: {}",
+                        "installed {} {} {} (sha256 {}) granted: {}; {}",
+                        p.kind().as_str(),
                         p.name(),
                         p.version(),
                         &p.record.digest[..16],
-                        granted_text(&p.record.grant)
+                        granted_text(&p.record.grant),
+                        signed_text(p.record.signer.as_ref())
                     );
                 }
                 installed.push(summary(&p));
@@ -121,15 +140,20 @@ pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
                 println!("no plugins installed (install one with `stackhost plugin install FILE`)");
             } else {
                 println!(
-                    "{:<20} {:<10} {:<24} DESCRIPTION",
-                    "NAME", "VERSION", "GRANTED"
+                    "{:<20} {:<10} {:<7} {:<24} {:<18} DESCRIPTION",
+                    "NAME", "VERSION", "KIND", "GRANTED", "SIGNED BY"
                 );
                 for p in &all {
                     println!(
-                        "{:<20} {:<10} {:<24} {}",
+                        "{:<20} {:<10} {:<7} {:<24} {:<18} {}",
                         p.name(),
                         p.version().to_string(),
+                        p.kind().as_str(),
                         granted_text(&p.record.grant),
+                        p.record
+                            .signer
+                            .as_ref()
+                            .map_or("-".to_string(), |s| s.key_id.clone()),
                         p.record.manifest.description
                     );
                 }
@@ -163,17 +187,26 @@ pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Validate, compile (warming the cache), check imports, grant, record.
+/// How `plugin install` was asked to install.
+struct Install<'a> {
+    yes: bool,
+    only: Option<&'a [String]>,
+    replace: bool,
+    allow_unsigned: bool,
+}
+
+/// Validate, verify the signature, compile (warming the cache), check
+/// imports, grant, record.
 fn install(
     runtime: &Runtime,
     store: &PluginStore,
+    keys: &TrustedKeys,
     file: &std::path::Path,
-    yes: bool,
-    only: Option<&[String]>,
-    replace: bool,
+    how: &Install<'_>,
 ) -> anyhow::Result<Installed> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let manifest = inspect::read_manifest(&bytes)?;
+    let (signer, signature) = signature(keys, file, &bytes, &manifest, how.allow_unsigned)?;
     if !imports::wit_compatible(&manifest.wit) {
         return Err(imports::ImportError::WitVersion {
             plugin: manifest.name.clone(),
@@ -192,7 +225,7 @@ fn install(
         imports.iter().map(String::as_str),
         imports::Allowed::Requested(&requested),
     )?;
-    let grant = match (yes, only) {
+    let grant = match (how.yes, how.only) {
         (true, _) => requested,
         (false, Some(names)) => {
             Grant::only(&manifest.capabilities, names).map_err(anyhow::Error::msg)?
@@ -214,8 +247,63 @@ fn install(
             .map(|d| d.as_secs())
             .unwrap_or(0),
         source: file.display().to_string(),
+        signer,
     };
-    Ok(store.install(&bytes, record, replace)?)
+    Ok(store.install(&bytes, signature.as_deref(), record, how.replace)?)
+}
+
+/// Check `FILE.minisig` against the trusted keys. A vendor patch must be
+/// signed; `--allow-unsigned` installs one unsigned (with a warning), and
+/// installs any file whose signature does not verify as unsigned.
+fn signature(
+    keys: &TrustedKeys,
+    file: &std::path::Path,
+    bytes: &[u8],
+    manifest: &Manifest,
+    allow_unsigned: bool,
+) -> anyhow::Result<(Option<Signer>, Option<String>)> {
+    let mut sig_path = file.as_os_str().to_owned();
+    sig_path.push(".minisig");
+    let sig_path = PathBuf::from(sig_path);
+    let what = format!("{} `{}`", manifest.kind.as_str(), manifest.name);
+    let text = match std::fs::read_to_string(&sig_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if manifest.kind == Kind::Patch {
+                if !allow_unsigned {
+                    bail!(
+                        "{what} is not signed ({} is missing); vendor patches must be signed \
+                         by a trusted key, or installed with --allow-unsigned",
+                        sig_path.display()
+                    );
+                }
+                eprintln!("warning: installing unsigned {what} (--allow-unsigned)");
+            }
+            return Ok((None, None));
+        }
+        Err(e) => bail!("cannot read {}: {e}", sig_path.display()),
+    };
+    match keys.verify(bytes, &text) {
+        Ok(signer) => Ok((Some(signer), Some(text))),
+        Err(e) if allow_unsigned => {
+            eprintln!(
+                "warning: the signature of {what} does not verify ({e}); \
+                 installing it as unsigned (--allow-unsigned)"
+            );
+            Ok((None, None))
+        }
+        Err(e) => bail!(
+            "{what} fails signature verification ({}): {e}",
+            sig_path.display()
+        ),
+    }
+}
+
+fn signed_text(signer: Option<&Signer>) -> String {
+    match signer {
+        Some(s) => format!("signed by {s}"),
+        None => "unsigned".into(),
+    }
 }
 
 /// Show each request and ask the operator, on a terminal only.
@@ -344,7 +432,9 @@ struct Summary {
     version: String,
     description: String,
     digest: String,
+    kind: &'static str,
     granted: Vec<&'static str>,
+    signed_by: Option<String>,
     installed_at: u64,
 }
 
@@ -361,7 +451,9 @@ fn summary(p: &Installed) -> Summary {
         version: p.version().to_string(),
         description: p.record.manifest.description.clone(),
         digest: p.record.digest.clone(),
+        kind: p.kind().as_str(),
         granted: p.record.grant.names(),
+        signed_by: p.record.signer.as_ref().map(|s| s.key_id.clone()),
         installed_at: p.record.installed_at,
     }
 }
@@ -369,7 +461,7 @@ fn summary(p: &Installed) -> Summary {
 fn print_info(p: &Installed) {
     let r = &p.record;
     let m = &r.manifest;
-    println!("{} {}", m.name, m.version);
+    println!("{} {} ({})", m.name, m.version, m.kind.as_str());
     println!("  {}", m.description);
     println!("  targets:     stackhost:host@{}", m.wit);
     println!("  sha256:      {}", r.digest);
@@ -378,10 +470,18 @@ fn print_info(p: &Installed) {
         super::format_time(r.installed_at),
         r.source
     );
-    println!("  signature:   none (signed plugins are not built yet)");
-    println!("  commands:");
-    for c in &m.commands {
-        println!("    {:<16} {}", c.name, c.about);
+    match &r.signer {
+        Some(s) => {
+            println!("  signed by:   key {} ({})", s.key_id, s.key_comment);
+            println!("  signed as:   {}", s.trusted_comment);
+        }
+        None => println!("  signature:   none (unsigned)"),
+    }
+    if !m.commands.is_empty() {
+        println!("  commands:");
+        for c in &m.commands {
+            println!("    {:<16} {}", c.name, c.about);
+        }
     }
     println!("  requested:");
     for (_, text) in describe_requests(&m.capabilities) {

@@ -2,15 +2,17 @@
 //! command line from the manifest, plan and apply, print the report.
 
 use crate::bindings::exports::stackhost::host::plugin_api as api;
+use crate::caps::patches::PatchHost;
 use crate::cluster::Cluster;
 use crate::cluster::inventory;
 use crate::cluster::ssh::SshOptions;
 use crate::executor::{self, JournalHandle, RunOptions, RunReport};
 use crate::journal::Journal;
-use crate::manifest::{ArgKind, Manifest};
+use crate::manifest::{ArgKind, Manifest, Output};
 use crate::paths::Paths;
 use crate::rollout::{Amount, RolloutPolicy};
 use crate::runtime::{CallLimits, LoadedPlugin, Runtime};
+use crate::signing::TrustedKeys;
 use crate::store::{self, Installed, PluginStore};
 use anyhow::Context as _;
 use clap::builder::ValueRange;
@@ -141,6 +143,8 @@ impl ExecFlags {
                 canaries: self.canaries,
                 max_fail: self.max_fail,
             },
+            read_only: false,
+            patches: None,
         }
     }
 }
@@ -174,6 +178,13 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (name, req) = store::parse_spec(spec)?;
     let installed = store.resolve(name, req.as_ref())?;
     let manifest = &installed.record.manifest;
+    if manifest.kind == crate::manifest::Kind::Patch {
+        anyhow::bail!(
+            "`{}` is a vendor patch, not a plugin: apply it with `stackhost run patch install {}`",
+            manifest.name,
+            manifest.name
+        );
+    }
 
     let matches = plugin_cli(manifest)
         .try_get_matches_from(std::iter::once(spec.clone()).chain(rest.iter().cloned()));
@@ -191,6 +202,16 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
     let spec_cmd = manifest
         .command(command)
         .expect("clap only accepts declared commands");
+    // A command that prints its own document learns about --json through
+    // an argument named `json` (see wit/MANIFEST.md).
+    let json_arg = (spec_cmd.output == Output::Message).then(|| api::Arg {
+        name: "json".into(),
+        values: if flags.exec.json {
+            vec!["true".into()]
+        } else {
+            vec![]
+        },
+    });
     let invocation = api::Invocation {
         command: command.to_string(),
         args: spec_cmd
@@ -212,6 +233,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
                         .unwrap_or_default(),
                 },
             })
+            .chain(json_arg)
             .collect(),
         dry_run: flags.dry_run,
     };
@@ -237,9 +259,12 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
         journal: journal.clone(),
         run,
     };
-    let opts = flags.exec.options(flags.dry_run);
+    let mut opts = flags.exec.options(flags.dry_run);
+    opts.read_only = spec_cmd.read_only;
+    opts.patches = patch_host(paths, &installed, opts.limits)?;
     let version = manifest.version.to_string();
-    let report = execute(&flags.exec, handle, !flags.dry_run, |h| {
+    let mutating = !flags.dry_run && !spec_cmd.read_only;
+    let report = execute(&flags.exec, handle, mutating, |h| {
         executor::run(
             Arc::new(plugin),
             version,
@@ -249,13 +274,44 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
             Some(h),
         )
     })?;
+    if spec_cmd.output == Output::Message && report.succeeded() {
+        return print_messages(&report);
+    }
     finish(&flags.exec, run, &report)
 }
 
-/// Verify the installed file against its grant and load it.
+/// Print the steps' messages as they are: the document a `message`
+/// command produced (kato-style text, or JSON under --json).
+fn print_messages(report: &RunReport) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for step in report.phases.iter().flat_map(|p| &p.steps) {
+        writeln!(out, "{}", step.message.trim_end())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The installed vendor patches, lent to a plugin granted `patches`.
+pub(super) fn patch_host(
+    paths: &Paths,
+    installed: &Installed,
+    limits: CallLimits,
+) -> anyhow::Result<Option<Arc<PatchHost>>> {
+    if !installed.record.grant.has("patches") {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(PatchHost::new(
+        Runtime::new(&paths.compiled())?,
+        PluginStore::new(&paths.plugins()),
+        TrustedKeys::new(&paths.config),
+        limits,
+    ))))
+}
+
+/// Verify the installed file against its grant and signature, and load it.
 pub(super) fn load(paths: &Paths, installed: &Installed) -> anyhow::Result<LoadedPlugin> {
     let store = PluginStore::new(&paths.plugins());
-    let wasm = store.verified_bytes(installed)?;
+    let wasm = store.verified_bytes(installed, &TrustedKeys::new(&paths.config))?;
     let runtime = Runtime::new(&paths.compiled())?;
     let m = &installed.record.manifest;
     runtime

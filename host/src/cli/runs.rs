@@ -145,7 +145,8 @@ pub fn resume(paths: &Paths, args: ResumeArgs) -> anyhow::Result<ExitCode> {
         journal,
         run: record.id,
     };
-    let opts = args.flags.options(false);
+    let mut opts = args.flags.options(false);
+    opts.patches = super::run::patch_host(paths, &installed, opts.limits)?;
     let report = execute(&args.flags, handle, true, |h| {
         executor::resume(
             Arc::new(plugin),

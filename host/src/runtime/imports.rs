@@ -6,7 +6,7 @@ use crate::grant::Grant;
 use semver::Version;
 
 /// Interfaces of `stackhost:host` this host implements.
-pub const PROVIDED: &[&str] = &["types", "nodes", "log", "exec", "fs"];
+pub const PROVIDED: &[&str] = &["types", "nodes", "log", "exec", "fs", "patches"];
 
 /// Interfaces that exist in the WIT but whose host side is not built yet.
 pub const NOT_YET_BUILT: &[&str] = &["archive", "postgres", "docker"];

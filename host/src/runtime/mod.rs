@@ -13,6 +13,8 @@ pub use limits::{CallLimits, LimitExceeded};
 pub use state::{CallCtx, Event, Mutation, PluginState};
 
 use crate::bindings::exports::stackhost::host::plugin_api as api;
+use crate::bindings::patch::PatchPre;
+use crate::bindings::stackhost::host::types::PatchInfo;
 use crate::bindings::{PluginPre, WitError};
 use crate::caps;
 use crate::grant::Grant;
@@ -26,21 +28,30 @@ use wasmtime::{Config, Engine, Store, UpdateDeadline};
 /// How often the epoch advances; the CPU limit is checked at this grain.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// The process-wide runtime.
+/// The process-wide runtime. Clones share the engine (and its epoch
+/// ticker).
+#[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
     compiled_dir: PathBuf,
 }
 
-/// A plugin ready to be instantiated, any number of times.
+/// A plugin (world `plugin`) or vendor patch (world `patch`) ready to be
+/// instantiated, any number of times.
 pub struct LoadedPlugin {
     pub name: String,
-    pre: PluginPre<PluginState>,
+    pre: Pre,
     pub grant: Arc<Grant>,
     /// Whether the compiled code came from the cache.
     pub cache: CacheOutcome,
     /// Time to load or compile the component and link it.
     pub load_time: Duration,
+}
+
+/// The linked component, by world.
+enum Pre {
+    Plugin(PluginPre<PluginState>),
+    Patch(PatchPre<PluginState>),
 }
 
 /// Why a plugin call did not produce a value.
@@ -128,6 +139,40 @@ impl Runtime {
         wasm: &[u8],
         grant: Grant,
     ) -> anyhow::Result<LoadedPlugin> {
+        self.link(name, digest, wasm, grant, |pre| {
+            PluginPre::new(pre)
+                .map(Pre::Plugin)
+                .map_err(anyhow::Error::from)
+                .with_context(|| {
+                    format!("plugin `{name}` does not export stackhost:host/plugin-api")
+                })
+        })
+    }
+
+    /// Load a vendor patch (world `patch`), as [`Runtime::load`] does a plugin.
+    pub fn load_patch(
+        &self,
+        name: &str,
+        digest: &str,
+        wasm: &[u8],
+        grant: Grant,
+    ) -> anyhow::Result<LoadedPlugin> {
+        self.link(name, digest, wasm, grant, |pre| {
+            PatchPre::new(pre)
+                .map(Pre::Patch)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("patch `{name}` does not export stackhost:host/patch-api"))
+        })
+    }
+
+    fn link(
+        &self,
+        name: &str,
+        digest: &str,
+        wasm: &[u8],
+        grant: Grant,
+        world: impl FnOnce(wasmtime::component::InstancePre<PluginState>) -> anyhow::Result<Pre>,
+    ) -> anyhow::Result<LoadedPlugin> {
         let start = Instant::now();
         let (component, cache) = self.compile(digest, || Ok(wasm.to_vec()))?;
         let imports = self.imports(&component);
@@ -140,14 +185,9 @@ impl Runtime {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)?;
-        let pre = PluginPre::new(pre)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!("plugin `{name}` does not export stackhost:host/plugin-api")
-            })?;
         Ok(LoadedPlugin {
             name: name.into(),
-            pre,
+            pre: world(pre)?,
             grant: Arc::new(grant),
             cache,
             load_time: start.elapsed(),
@@ -176,6 +216,9 @@ impl Runtime {
         if grant.has("fs") {
             caps::fs::add_to_linker(&mut linker)?;
         }
+        if grant.has("patches") {
+            caps::patches::add_to_linker(&mut linker)?;
+        }
         Ok(linker)
     }
 }
@@ -184,12 +227,27 @@ impl Runtime {
 enum Export<'a> {
     Plan(&'a api::Invocation),
     ApplyStep(&'a api::Invocation, &'a api::Step),
+    PatchInfo,
+    PatchCheck(&'a String),
+    PatchApply(&'a String),
+    PatchRevert(&'a String),
 }
 
 /// What an export returned.
 enum Returned {
     Plan(api::ExecutionPlan),
     Outcome(api::StepOutcome),
+    Info(PatchInfo),
+    Installed(bool),
+    Done,
+}
+
+/// What a vendor patch can be asked to do on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchOp {
+    Check,
+    Apply,
+    Revert,
 }
 
 impl LoadedPlugin {
@@ -204,7 +262,7 @@ impl LoadedPlugin {
             .await
             .map(|r| match r {
                 Returned::Plan(p) => p,
-                Returned::Outcome(_) => unreachable!("plan returns a plan"),
+                _ => unreachable!("plan returns a plan"),
             })
     }
 
@@ -220,8 +278,40 @@ impl LoadedPlugin {
             .await
             .map(|r| match r {
                 Returned::Outcome(o) => o,
-                Returned::Plan(_) => unreachable!("apply-step returns an outcome"),
+                _ => unreachable!("apply-step returns an outcome"),
             })
+    }
+
+    /// Call a vendor patch's `info`.
+    pub async fn patch_info(&self, ctx: Arc<CallCtx>, limits: CallLimits) -> CallReport<PatchInfo> {
+        self.call(ctx, limits, Export::PatchInfo)
+            .await
+            .map(|r| match r {
+                Returned::Info(i) => i,
+                _ => unreachable!("info returns patch info"),
+            })
+    }
+
+    /// Call a vendor patch's `check`, `apply` or `revert` for `node`; the
+    /// value is whether the patch is in place (for `check`; true after
+    /// `apply`, false after `revert`).
+    pub async fn patch_op(
+        &self,
+        ctx: Arc<CallCtx>,
+        limits: CallLimits,
+        op: PatchOp,
+        node: &String,
+    ) -> CallReport<bool> {
+        let export = match op {
+            PatchOp::Check => Export::PatchCheck(node),
+            PatchOp::Apply => Export::PatchApply(node),
+            PatchOp::Revert => Export::PatchRevert(node),
+        };
+        self.call(ctx, limits, export).await.map(|r| match r {
+            Returned::Installed(b) => b,
+            Returned::Done => op == PatchOp::Apply,
+            _ => unreachable!("check, apply and revert return no document"),
+        })
     }
 
     /// Instantiate in a fresh store and make one call under the limits.
@@ -232,7 +322,10 @@ impl LoadedPlugin {
         export: Export<'_>,
     ) -> CallReport<Returned> {
         let mut store = Store::new(
-            self.pre.engine(),
+            match &self.pre {
+                Pre::Plugin(p) => p.engine(),
+                Pre::Patch(p) => p.engine(),
+            },
             PluginState::new(ctx.clone(), limits.memory),
         );
         store.limiter(|s| &mut s.limiter);
@@ -252,17 +345,47 @@ impl LoadedPlugin {
 
         let run = async {
             let t = Instant::now();
-            let plugin = self.pre.instantiate_async(&mut store).await?;
-            let instantiate = t.elapsed();
-            let api = plugin.stackhost_host_plugin_api();
-            let out = match export {
-                Export::Plan(inv) => api.call_plan(&mut store, inv).await?.map(Returned::Plan),
-                Export::ApplyStep(inv, step) => api
-                    .call_apply_step(&mut store, inv, step)
-                    .await?
-                    .map(Returned::Outcome),
+            let out = match &self.pre {
+                Pre::Plugin(pre) => {
+                    let plugin = pre.instantiate_async(&mut store).await?;
+                    let instantiate = t.elapsed();
+                    let api = plugin.stackhost_host_plugin_api();
+                    let out = match export {
+                        Export::Plan(inv) => {
+                            api.call_plan(&mut store, inv).await?.map(Returned::Plan)
+                        }
+                        Export::ApplyStep(inv, step) => api
+                            .call_apply_step(&mut store, inv, step)
+                            .await?
+                            .map(Returned::Outcome),
+                        _ => return Err(wrong_world(&self.name, "plugin")),
+                    };
+                    (out, instantiate)
+                }
+                Pre::Patch(pre) => {
+                    let patch = pre.instantiate_async(&mut store).await?;
+                    let instantiate = t.elapsed();
+                    let api = patch.stackhost_host_patch_api();
+                    let out = match export {
+                        Export::PatchInfo => Ok(Returned::Info(api.call_info(&mut store).await?)),
+                        Export::PatchCheck(node) => api
+                            .call_check(&mut store, node)
+                            .await?
+                            .map(Returned::Installed),
+                        Export::PatchApply(node) => api
+                            .call_apply(&mut store, node)
+                            .await?
+                            .map(|()| Returned::Done),
+                        Export::PatchRevert(node) => api
+                            .call_revert(&mut store, node)
+                            .await?
+                            .map(|()| Returned::Done),
+                        _ => return Err(wrong_world(&self.name, "patch")),
+                    };
+                    (out, instantiate)
+                }
             };
-            Ok::<_, wasmtime::Error>((out, instantiate))
+            Ok::<_, wasmtime::Error>(out)
         };
         let outcome = tokio::time::timeout(limits.wall, run).await;
         let (result, instantiate) = match outcome {
@@ -284,6 +407,11 @@ impl LoadedPlugin {
             events,
             instantiate,
         }
+    }
+
+    /// Whether this is a vendor patch (world `patch`).
+    pub fn is_patch(&self) -> bool {
+        matches!(self.pre, Pre::Patch(_))
     }
 
     fn trap_error(&self, trap: wasmtime::Error, store: &Store<PluginState>) -> CallError {
@@ -312,4 +440,10 @@ impl LoadedPlugin {
             message,
         }
     }
+}
+
+fn wrong_world(name: &str, world: &str) -> wasmtime::Error {
+    wasmtime::Error::msg(format!(
+        "`{name}` is a component of world `{world}` and has no such export"
+    ))
 }

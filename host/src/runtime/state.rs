@@ -38,8 +38,12 @@ pub struct CallCtx {
     pub cluster: std::sync::Arc<Cluster>,
     pub grant: std::sync::Arc<Grant>,
     pub dry_run: bool,
+    /// The command is declared read-only: mutating calls are refused.
+    pub read_only: bool,
     /// Default and upper bound for a program's run time.
     pub exec_timeout: Duration,
+    /// The installed vendor patches, for a plugin granted `patches`.
+    pub patches: Option<std::sync::Arc<crate::caps::patches::PatchHost>>,
     mutations: Mutex<Vec<Mutation>>,
     events: Mutex<Vec<Event>>,
     /// Nanoseconds spent in host calls, so the CPU limit counts only the
@@ -60,11 +64,38 @@ impl CallCtx {
             cluster,
             grant,
             dry_run,
+            read_only: false,
             exec_timeout,
+            patches: None,
             mutations: Mutex::default(),
             events: Mutex::default(),
             host_nanos: AtomicU64::new(0),
         }
+    }
+
+    /// Refuse mutating calls (a read-only command).
+    pub fn read_only(mut self, read_only: bool) -> CallCtx {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Lend the installed vendor patches.
+    pub fn with_patches(
+        mut self,
+        patches: Option<std::sync::Arc<crate::caps::patches::PatchHost>>,
+    ) -> CallCtx {
+        self.patches = patches;
+        self
+    }
+
+    /// Under a read-only command, the refusal of mutating call `call`.
+    pub fn refuse_mutation(&self, node: &str, call: &str) -> Result<(), crate::bindings::WitError> {
+        if self.read_only {
+            return Err(crate::bindings::WitError::PermissionDenied(format!(
+                "this command is read-only, so `{call}` on {node} is not allowed"
+            )));
+        }
+        Ok(())
     }
 
     /// Record a mutation that a dry run did not make.

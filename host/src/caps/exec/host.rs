@@ -32,6 +32,10 @@ async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, W
             "environment variable `{name}` is not allowed for exec (it changes which code the program loads)"
         )));
     }
+    if access == ProgramAccess::Mutating {
+        view.call
+            .refuse_mutation(&node.info.name, &format!("exec {}", cmd.program))?;
+    }
     if view.call.dry_run && access == ProgramAccess::Mutating {
         let words: Vec<String> = std::iter::once(&cmd.program)
             .chain(&cmd.args)

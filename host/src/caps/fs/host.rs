@@ -47,6 +47,7 @@ impl CapView<'_> {
         detail: String,
         op: impl Future<Output = Result<T, NodeError>>,
     ) -> Result<T, WitError> {
+        self.call.refuse_mutation(&node.info.name, call)?;
         if self.call.dry_run {
             self.call.record(&node.info.name, call, detail);
             return Ok(T::default());
