@@ -121,7 +121,10 @@ pub struct Output {
 
 impl Output {
     pub(crate) fn new(program: &str, inner: wit::Output) -> Output {
-        Output { program: program.to_owned(), inner }
+        Output {
+            program: program.to_owned(),
+            inner,
+        }
     }
 
     /// The exit status; -1 when the program was killed by a signal.
@@ -189,7 +192,10 @@ impl Output {
         };
         let mut message = match self.inner.signal {
             Some(signal) => format!("`{}` was killed by signal {signal}", self.program),
-            None => format!("`{}` exited with status {}", self.program, self.inner.status),
+            None => format!(
+                "`{}` exited with status {}",
+                self.program, self.inner.status
+            ),
         };
         if !tail.is_empty() {
             message.push_str(": ");

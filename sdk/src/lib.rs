@@ -101,11 +101,17 @@
 //! `wasi:io` interfaces Rust's standard library needs; the host refuses at
 //! install any capability import the manifest does not request.
 //!
+//! # Vendor patches
+//!
+//! A vendor patch is a component of world `patch`: implement [`Patch`]
+//! and use [`export_patch!`]; its `stackhost.toml` says `kind = "patch"`
+//! and declares no commands. The `patch` plugin drives installed patches
+//! through [`patches`]. Sign the built `.wasm` with `minisign -S`; the
+//! host refuses unsigned patches unless the operator passes
+//! `--allow-unsigned`.
+//!
 //! # Not covered yet
 //!
-//! * The `patch` world (vendor patches exporting `patch-api`) has no
-//!   wrapper yet; it comes with a later issue. This crate builds the
-//!   `plugin` world only.
 //! * The `archive`, `postgres` and `docker` interfaces are not wrapped (the
 //!   host does not provide them yet). Their raw bindings are in
 //!   [`bindings`].
@@ -129,30 +135,54 @@ pub mod bindings {
     });
 }
 
+/// The raw bindings of world `patch`, sharing the imported interfaces
+/// with [`bindings`]; used by [`export_patch!`].
+#[allow(missing_docs)]
+pub mod patch_bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "patch",
+        with: {
+            "stackhost:host/types@0.1.0": crate::bindings::stackhost::host::types,
+            "stackhost:host/nodes@0.1.0": crate::bindings::stackhost::host::nodes,
+            "stackhost:host/exec@0.1.0": crate::bindings::stackhost::host::exec,
+            "stackhost:host/fs@0.1.0": crate::bindings::stackhost::host::fs,
+            "stackhost:host/log@0.1.0": crate::bindings::stackhost::host::log,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "$crate::patch_bindings",
+    });
+}
+
 mod error;
 pub mod exec;
 pub mod fs;
 pub mod log;
 pub mod nodes;
+mod patch;
+pub mod patches;
 mod plan;
 mod plugin;
 
 pub use error::{Error, Result};
 pub use exec::{Command, Output};
 pub use nodes::Node;
+pub use patch::{Patch, PatchInfo};
 pub use plan::{Invocation, Outcome, Phase, Plan, Status, Step};
 pub use plugin::Plugin;
 
 /// Everything a plugin usually needs: `use stackhost_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Command, Error, Invocation, Node, Outcome, Output, Phase, Plan, Plugin, Result, Step, bail, ensure,
-        export_plugin, log, nodes,
+        Command, Error, Invocation, Node, Outcome, Output, Patch, PatchInfo, Phase, Plan, Plugin,
+        Result, Step, bail, ensure, export_patch, export_plugin, log, nodes,
     };
 }
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::patch::ExportPatch;
     pub use crate::plugin::Export;
 }
 
@@ -170,22 +200,48 @@ macro_rules! export_plugin {
             // wit-bindgen's export macro takes a plain type name.
             type __StackhostExport = $crate::__private::Export<$plugin>;
             $crate::bindings::export! { __StackhostExport with_types_in $crate::bindings }
-
-            // Only wasm has free-form custom section names (Mach-O, for
-            // one, would refuse this one), and only the wasm build needs
-            // the manifest. On wasm, rustc emits a `link_section` static as
-            // a custom section whether or not it is referenced; `#[used]`
-            // would also keep it as data, putting a second copy of the
-            // manifest in linear memory (and in the file, ahead of the
-            // section).
-            #[cfg(target_arch = "wasm32")]
-            #[allow(dead_code)]
-            #[unsafe(link_section = "stackhost-manifest")]
-            static __STACKHOST_MANIFEST: [u8; ::core::include_bytes!(::core::concat!(
-                ::core::env!("CARGO_MANIFEST_DIR"),
-                "/stackhost.toml"
-            ))
-            .len()] = *::core::include_bytes!(::core::concat!(::core::env!("CARGO_MANIFEST_DIR"), "/stackhost.toml"));
+            $crate::__embed_manifest!();
         };
+    };
+}
+
+/// Export `$patch` (a type implementing [`Patch`]) as this component's
+/// `patch-api`, and embed the crate's `stackhost.toml` (which says
+/// `kind = "patch"`) as [`export_plugin!`] does. Use it once, at the top
+/// level of the patch crate.
+#[macro_export]
+macro_rules! export_patch {
+    ($patch:ty) => {
+        const _: () = {
+            type __StackhostExport = $crate::__private::ExportPatch<$patch>;
+            $crate::patch_bindings::export! { __StackhostExport with_types_in $crate::patch_bindings }
+            $crate::__embed_manifest!();
+        };
+    };
+}
+
+/// Embed `stackhost.toml` as the `stackhost-manifest` custom section.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __embed_manifest {
+    () => {
+        // Only wasm has free-form custom section names (Mach-O, for
+        // one, would refuse this one), and only the wasm build needs
+        // the manifest. On wasm, rustc emits a `link_section` static as
+        // a custom section whether or not it is referenced; `#[used]`
+        // would also keep it as data, putting a second copy of the
+        // manifest in linear memory (and in the file, ahead of the
+        // section).
+        #[cfg(target_arch = "wasm32")]
+        #[allow(dead_code)]
+        #[unsafe(link_section = "stackhost-manifest")]
+        static __STACKHOST_MANIFEST: [u8; ::core::include_bytes!(::core::concat!(
+            ::core::env!("CARGO_MANIFEST_DIR"),
+            "/stackhost.toml"
+        ))
+        .len()] = *::core::include_bytes!(::core::concat!(
+            ::core::env!("CARGO_MANIFEST_DIR"),
+            "/stackhost.toml"
+        ));
     };
 }

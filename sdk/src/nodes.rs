@@ -19,7 +19,10 @@ pub fn all() -> Vec<Node> {
 
 /// The selected nodes that hold `role`, in inventory order.
 pub fn with_role(role: &str) -> Vec<Node> {
-    wit_nodes::with_role(role).into_iter().map(Node::from_wit).collect()
+    wit_nodes::with_role(role)
+        .into_iter()
+        .map(Node::from_wit)
+        .collect()
 }
 
 /// The selected node called `name`, if there is one.
@@ -29,7 +32,10 @@ pub fn get(name: &str) -> Option<Node> {
 
 /// The selected node the host itself runs on, if it was selected.
 pub fn local() -> Option<Node> {
-    wit_nodes::list().into_iter().find(|n| n.is_local).map(Node::from_wit)
+    wit_nodes::list()
+        .into_iter()
+        .find(|n| n.is_local)
+        .map(Node::from_wit)
 }
 
 /// One node of the cluster.
@@ -50,17 +56,25 @@ pub struct Node {
 
 impl Node {
     fn from_wit(node: wit_nodes::Node) -> Node {
-        Node { name: node.name.clone(), info: OnceCell::from(Some(node)) }
+        Node {
+            name: node.name.clone(),
+            info: OnceCell::from(Some(node)),
+        }
     }
 
     /// A handle on the node called `name`, without asking the host whether
     /// it exists (calls on an unknown node fail with [`Error::NotFound`]).
     pub fn named(name: impl Into<String>) -> Node {
-        Node { name: name.into(), info: OnceCell::new() }
+        Node {
+            name: name.into(),
+            info: OnceCell::new(),
+        }
     }
 
     fn info(&self) -> Option<&wit_nodes::Node> {
-        self.info.get_or_init(|| wit_nodes::get(&self.name)).as_ref()
+        self.info
+            .get_or_init(|| wit_nodes::get(&self.name))
+            .as_ref()
     }
 
     /// The node's unique name (`local`, `dea-1`, ...).
@@ -108,7 +122,8 @@ impl Node {
     /// Read the text file at `path` (at most [`READ_TO_STRING_MAX`] bytes).
     pub fn read_to_string(&self, path: &str) -> Result<String> {
         let bytes = self.read(path, READ_TO_STRING_MAX)?;
-        String::from_utf8(bytes).map_err(|_| Error::Plugin(format!("{path} on node {} is not UTF-8 text", self.name)))
+        String::from_utf8(bytes)
+            .map_err(|_| Error::Plugin(format!("{path} on node {} is not UTF-8 text", self.name)))
     }
 
     /// Replace the file at `path` with `data`, atomically, keeping the old

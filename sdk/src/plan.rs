@@ -16,9 +16,25 @@ pub struct Invocation {
 impl Invocation {
     /// Build an invocation by hand, for unit tests of a plugin's logic.
     /// `args` are `(name, values)` pairs in the shape the host sends.
-    pub fn new<'a>(command: &str, args: impl IntoIterator<Item = (&'a str, Vec<String>)>, dry_run: bool) -> Invocation {
-        let args = args.into_iter().map(|(name, values)| wit::Arg { name: name.to_owned(), values }).collect();
-        Invocation { inner: wit::Invocation { command: command.to_owned(), args, dry_run } }
+    pub fn new<'a>(
+        command: &str,
+        args: impl IntoIterator<Item = (&'a str, Vec<String>)>,
+        dry_run: bool,
+    ) -> Invocation {
+        let args = args
+            .into_iter()
+            .map(|(name, values)| wit::Arg {
+                name: name.to_owned(),
+                values,
+            })
+            .collect();
+        Invocation {
+            inner: wit::Invocation {
+                command: command.to_owned(),
+                args,
+                dry_run,
+            },
+        }
     }
 
     pub(crate) fn from_wit(inner: wit::Invocation) -> Invocation {
@@ -38,7 +54,11 @@ impl Invocation {
     /// Every value of argument `name`: none for an absent option, several
     /// for a repeated option or a trailing positional.
     pub fn values(&self, name: &str) -> &[String] {
-        self.inner.args.iter().find(|a| a.name == name).map_or(&[], |a| a.values.as_slice())
+        self.inner
+            .args
+            .iter()
+            .find(|a| a.name == name)
+            .map_or(&[], |a| a.values.as_slice())
     }
 
     /// The (first) value of argument `name`, after the manifest's default
@@ -55,14 +75,19 @@ impl Invocation {
     /// The value of argument `name`, or an error naming it when it is
     /// absent (for arguments the manifest does not mark `required`).
     pub fn require(&self, name: &str) -> Result<&str> {
-        self.value(name).ok_or_else(|| Error::Plugin(format!("`{}` needs the argument `{name}`", self.command())))
+        self.value(name).ok_or_else(|| {
+            Error::Plugin(format!("`{}` needs the argument `{name}`", self.command()))
+        })
     }
 
     /// The error to return for a command this plugin does not know (the
     /// host only sends commands from the manifest, so this means the code
     /// and the manifest disagree).
     pub fn unknown_command(&self) -> Error {
-        Error::Plugin(format!("command `{}` is in the manifest but not implemented", self.command()))
+        Error::Plugin(format!(
+            "command `{}` is in the manifest but not implemented",
+            self.command()
+        ))
     }
 }
 
@@ -96,7 +121,9 @@ impl Plan {
     }
 
     pub(crate) fn into_wit(self) -> wit::ExecutionPlan {
-        wit::ExecutionPlan { phases: self.phases.into_iter().map(|p| p.inner).collect() }
+        wit::ExecutionPlan {
+            phases: self.phases.into_iter().map(|p| p.inner).collect(),
+        }
     }
 }
 
@@ -109,7 +136,13 @@ pub struct Phase {
 impl Phase {
     /// An empty phase called `name`.
     pub fn new(name: impl Into<String>) -> Phase {
-        Phase { inner: wit::Phase { name: name.into(), always: false, steps: Vec::new() } }
+        Phase {
+            inner: wit::Phase {
+                name: name.into(),
+                always: false,
+                steps: Vec::new(),
+            },
+        }
     }
 
     /// Run this phase even after an earlier phase failed (cleanup: unlock,
@@ -124,14 +157,23 @@ impl Phase {
     /// [`Plugin::apply`](crate::Plugin::apply) unchanged: every step runs
     /// in a fresh instance, so put everything the step needs there.
     #[must_use = "returns the phase with the step added; use `push_step` to add in place"]
-    pub fn step(mut self, node: &Node, name: impl Into<String>, payload: impl Into<String>) -> Phase {
+    pub fn step(
+        mut self,
+        node: &Node,
+        name: impl Into<String>,
+        payload: impl Into<String>,
+    ) -> Phase {
         self.push_step(node, name, payload);
         self
     }
 
     /// [`Phase::step`] in place.
     pub fn push_step(&mut self, node: &Node, name: impl Into<String>, payload: impl Into<String>) {
-        self.inner.steps.push(wit::Step { node: node.name().to_owned(), name: name.into(), payload: payload.into() });
+        self.inner.steps.push(wit::Step {
+            node: node.name().to_owned(),
+            name: name.into(),
+            payload: payload.into(),
+        });
     }
 
     /// The phase's name.
@@ -153,8 +195,18 @@ pub struct Step {
 
 impl Step {
     /// Build a step by hand, for unit tests of a plugin's logic.
-    pub fn new(node: impl Into<String>, name: impl Into<String>, payload: impl Into<String>) -> Step {
-        Step { inner: wit::Step { node: node.into(), name: name.into(), payload: payload.into() } }
+    pub fn new(
+        node: impl Into<String>,
+        name: impl Into<String>,
+        payload: impl Into<String>,
+    ) -> Step {
+        Step {
+            inner: wit::Step {
+                node: node.into(),
+                name: name.into(),
+                payload: payload.into(),
+            },
+        }
     }
 
     pub(crate) fn from_wit(inner: wit::Step) -> Step {
@@ -204,17 +256,26 @@ pub struct Outcome {
 impl Outcome {
     /// Nothing needed doing.
     pub fn ok(message: impl Into<String>) -> Outcome {
-        Outcome { status: Status::Ok, message: message.into() }
+        Outcome {
+            status: Status::Ok,
+            message: message.into(),
+        }
     }
 
     /// The step changed the node.
     pub fn changed(message: impl Into<String>) -> Outcome {
-        Outcome { status: Status::Changed, message: message.into() }
+        Outcome {
+            status: Status::Changed,
+            message: message.into(),
+        }
     }
 
     /// The step decided not to run.
     pub fn skipped(message: impl Into<String>) -> Outcome {
-        Outcome { status: Status::Skipped, message: message.into() }
+        Outcome {
+            status: Status::Skipped,
+            message: message.into(),
+        }
     }
 
     /// How the step ended.
@@ -233,6 +294,9 @@ impl Outcome {
             Status::Changed => wit::StepStatus::Changed,
             Status::Skipped => wit::StepStatus::Skipped,
         };
-        wit::StepOutcome { status, message: self.message }
+        wit::StepOutcome {
+            status,
+            message: self.message,
+        }
     }
 }

@@ -36,8 +36,13 @@ impl<P: Plugin> wit::Guest for Export<P> {
         P::plan(&inv).map(Plan::into_wit).map_err(Into::into)
     }
 
-    fn apply_step(invocation: wit::Invocation, step: wit::Step) -> Result<wit::StepOutcome, WitError> {
+    fn apply_step(
+        invocation: wit::Invocation,
+        step: wit::Step,
+    ) -> Result<wit::StepOutcome, WitError> {
         let inv = Invocation::from_wit(invocation);
-        P::apply(&inv, &Step::from_wit(step)).map(Outcome::into_wit).map_err(Into::into)
+        P::apply(&inv, &Step::from_wit(step))
+            .map(Outcome::into_wit)
+            .map_err(Into::into)
     }
 }

@@ -40,12 +40,17 @@ fn info(step: &Step) -> Result<Outcome> {
     let uname = node.run(Command::new("uname").arg("-srm"))?.check()?;
     let os_release = node.read_to_string("/etc/os-release")?;
     let pretty = pretty_name(&os_release).unwrap_or("unknown OS");
-    Ok(Outcome::ok(format!("{pretty} · {}", uname.stdout_str().trim())))
+    Ok(Outcome::ok(format!(
+        "{pretty} · {}",
+        uname.stdout_str().trim()
+    )))
 }
 
 /// `PRETTY_NAME` from os-release(5) text, unquoted.
 fn pretty_name(os_release: &str) -> Option<&str> {
-    let value = os_release.lines().find_map(|l| l.strip_prefix("PRETTY_NAME="))?;
+    let value = os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))?;
     let value = value.trim();
     let unquoted = value
         .strip_prefix('"')
@@ -72,7 +77,11 @@ fn stamp(inv: &Invocation, step: &Step) -> Result<Outcome> {
     }
     node.write(STAMP_FILE, &wanted)?;
     node.run(Command::new("touch").arg(TOUCHED))?.check()?;
-    let verb = if inv.dry_run() { "would write" } else { "wrote" };
+    let verb = if inv.dry_run() {
+        "would write"
+    } else {
+        "wrote"
+    };
     Ok(Outcome::changed(format!("{verb} {STAMP_FILE}")))
 }
 

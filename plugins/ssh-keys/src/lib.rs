@@ -14,13 +14,19 @@ struct SshKeys;
 const SSH_DIR: &str = "/root/.ssh";
 const AUTHORIZED: &str = "/root/.ssh/authorized_keys";
 const DROP_IN: &str = "/etc/ssh/sshd_config.d/50-stackhost-no-passwords.conf";
-const DEFAULT_KEYS: [&str; 3] = ["/root/.ssh/id_ed25519.pub", "/root/.ssh/id_ecdsa.pub", "/root/.ssh/id_rsa.pub"];
+const DEFAULT_KEYS: [&str; 3] = [
+    "/root/.ssh/id_ed25519.pub",
+    "/root/.ssh/id_ecdsa.pub",
+    "/root/.ssh/id_rsa.pub",
+];
 
 /// The type and base64 of a public key line; comments do not matter.
 fn key_id(line: &str) -> Option<(String, String)> {
     let mut words = line.split_whitespace();
     let (kind, blob) = (words.next()?, words.next()?);
-    let is_key = ["ssh-", "ecdsa-", "sk-"].iter().any(|p| kind.starts_with(p));
+    let is_key = ["ssh-", "ecdsa-", "sk-"]
+        .iter()
+        .any(|p| kind.starts_with(p));
     is_key.then(|| (kind.to_string(), blob.to_string()))
 }
 
@@ -35,7 +41,8 @@ fn read_optional(node: &Node, path: &str) -> Result<Option<String>> {
 
 /// Add `key` to root's authorized_keys on `node`; true when it changed.
 fn authorize(node: &Node, key: &str) -> Result<bool> {
-    let wanted = key_id(key).ok_or_else(|| Error::plugin(format!("`{key}` is not an SSH public key")))?;
+    let wanted =
+        key_id(key).ok_or_else(|| Error::plugin(format!("`{key}` is not an SSH public key")))?;
     let current = read_optional(node, AUTHORIZED)?.unwrap_or_default();
     if current.lines().filter_map(key_id).any(|k| k == wanted) {
         return Ok(false);
@@ -62,8 +69,13 @@ fn core_key(inv: &Invocation) -> Result<(Node, String)> {
     };
     for path in &candidates {
         if let Some(text) = read_optional(&core, path)? {
-            let line = text.lines().find(|l| key_id(l).is_some()).map(str::to_string);
-            return line.map(|l| (core.clone(), l)).ok_or_else(|| Error::plugin(format!("{path} on {} holds no public key", core.name())));
+            let line = text
+                .lines()
+                .find(|l| key_id(l).is_some())
+                .map(str::to_string);
+            return line.map(|l| (core.clone(), l)).ok_or_else(|| {
+                Error::plugin(format!("{path} on {} holds no public key", core.name()))
+            });
         }
     }
     bail!(
@@ -84,12 +96,18 @@ impl Plugin for SshKeys {
                 }
                 let mut plan = Plan::new().phase(phase);
                 if inv.flag("self") {
-                    plan.push(nodes::all().iter().fold(Phase::new("self"), |p, n| p.step(n, "authorize own key", "")));
+                    plan.push(nodes::all().iter().fold(Phase::new("self"), |p, n| {
+                        p.step(n, "authorize own key", "")
+                    }));
                 }
                 Ok(plan)
             }
             "disable-passwords" => {
-                let phase = nodes::all().iter().fold(Phase::new("disable-passwords"), |p, n| p.step(n, "disable passwords", ""));
+                let phase = nodes::all()
+                    .iter()
+                    .fold(Phase::new("disable-passwords"), |p, n| {
+                        p.step(n, "disable passwords", "")
+                    });
                 Ok(Plan::new().phase(phase))
             }
             _ => Err(inv.unknown_command()),
@@ -100,7 +118,10 @@ impl Plugin for SshKeys {
         let node = step.node();
         match (inv.command(), step.name()) {
             ("distribute", "authorize core key") => Ok(if authorize(&node, step.payload())? {
-                Outcome::changed(format!("authorized the core key for root on {}", node.name()))
+                Outcome::changed(format!(
+                    "authorized the core key for root on {}",
+                    node.name()
+                ))
             } else {
                 Outcome::ok("core key already authorized")
             }),
@@ -108,8 +129,20 @@ impl Plugin for SshKeys {
                 let mut made = false;
                 if !node.exists("/root/.ssh/id_ed25519.pub")? {
                     node.mkdir_all(SSH_DIR)?;
-                    node.run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f", "/root/.ssh/id_ed25519"]).user("root"))?
-                        .check()?;
+                    node.run(
+                        Command::new("ssh-keygen")
+                            .args([
+                                "-q",
+                                "-t",
+                                "ed25519",
+                                "-N",
+                                "",
+                                "-f",
+                                "/root/.ssh/id_ed25519",
+                            ])
+                            .user("root"),
+                    )?
+                    .check()?;
                     made = true;
                 }
                 if inv.dry_run() && made {
@@ -130,11 +163,14 @@ impl Plugin for SshKeys {
 
 /// sshd's effective setting `name` (lower case), from `sshd -T`.
 fn effective(node: &Node, name: &str) -> Result<Option<String>> {
-    let out = node.run(Command::new("sshd").arg("-T").user("root"))?.check()?;
-    Ok(out
-        .stdout_str()
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).map(str::to_string)))
+    let out = node
+        .run(Command::new("sshd").arg("-T").user("root"))?
+        .check()?;
+    Ok(out.stdout_str().lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|v| v.strip_prefix(' '))
+            .map(str::to_string)
+    }))
 }
 
 fn disable_passwords(node: &Node) -> Result<Outcome> {
@@ -143,10 +179,16 @@ fn disable_passwords(node: &Node) -> Result<Outcome> {
     // accepts public keys. Without all three, leave passwords alone.
     let keys = read_optional(node, AUTHORIZED)?.unwrap_or_default();
     if !keys.lines().any(|l| key_id(l).is_some()) {
-        bail!("root has no authorized keys on {}; run `ssh-keys distribute` first", node.name());
+        bail!(
+            "root has no authorized keys on {}; run `ssh-keys distribute` first",
+            node.name()
+        );
     }
     if effective(node, "pubkeyauthentication")?.as_deref() != Some("yes") {
-        bail!("sshd on {} does not accept public keys; not disabling passwords", node.name());
+        bail!(
+            "sshd on {} does not accept public keys; not disabling passwords",
+            node.name()
+        );
     }
     if effective(node, "passwordauthentication")?.as_deref() == Some("no") {
         return Ok(Outcome::ok("password authentication is already off"));
@@ -159,10 +201,15 @@ fn disable_passwords(node: &Node) -> Result<Outcome> {
     let check = node.run(Command::new("sshd").arg("-t").user("root"))?;
     if !check.success() {
         node.remove(DROP_IN)?;
-        bail!("sshd rejected the new configuration, which was removed again: {}", check.stderr_str().trim());
+        bail!(
+            "sshd rejected the new configuration, which was removed again: {}",
+            check.stderr_str().trim()
+        );
     }
     reload_sshd(node)?;
-    Ok(Outcome::changed("password authentication off; sshd reloaded"))
+    Ok(Outcome::changed(
+        "password authentication off; sshd reloaded",
+    ))
 }
 
 fn reload_sshd(node: &Node) -> Result<()> {
@@ -170,10 +217,16 @@ fn reload_sshd(node: &Node) -> Result<()> {
         // SIGHUP to the listener only: it re-reads its configuration and
         // leaves running sessions (this one included) alone.
         Some(pid) if !pid.trim().is_empty() => {
-            node.run(Command::new("kill").args(["-HUP", pid.trim()]).user("root"))?.check()?;
+            node.run(Command::new("kill").args(["-HUP", pid.trim()]).user("root"))?
+                .check()?;
         }
         _ => {
-            node.run(Command::new("systemctl").args(["reload", "ssh"]).user("root"))?.check()?;
+            node.run(
+                Command::new("systemctl")
+                    .args(["reload", "ssh"])
+                    .user("root"),
+            )?
+            .check()?;
         }
     }
     Ok(())
