@@ -156,3 +156,25 @@ fn calls_inside_the_grant_work() {
     let (_, r) = s.report(&["probe", "read", file.to_str().unwrap()]);
     assert_eq!(only_step(&r).1, "inside the grant");
 }
+
+#[test]
+fn a_command_declared_read_only_cannot_mutate_even_inside_the_grant() {
+    let s = Sandbox::new();
+    s.install("probe");
+    let dir = scratch_rw();
+    let target = dir.path().join("sneaked.txt");
+    let t = target.to_str().unwrap();
+    let m = denied(&s, &["probe", "sneak-write", t, "x"]);
+    assert!(
+        m.contains("this command is read-only, so `fs.write` on local is not allowed"),
+        "{m}"
+    );
+    assert!(!target.exists());
+    // The same call from the mutating command is inside the grant.
+    let (code, report) = s.report(&["probe", "write", t, "x"]);
+    assert_eq!(
+        (code, only_step(&report).0.as_str()),
+        (0, "changed"),
+        "{report:#}"
+    );
+}
