@@ -7,6 +7,10 @@ wasmtime::component::bindgen!({
     world: "plugin",
     imports: { default: async | trappable },
     exports: { default: async },
+    with: {
+        "stackhost:host/archive.writer": crate::caps::archive::ArtifactWriter,
+        "stackhost:host/archive.reader": crate::caps::archive::ArtifactReader,
+    },
 });
 
 /// World `patch`: a vendor patch.

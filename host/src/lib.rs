@@ -4,6 +4,7 @@
 //! sandboxed WebAssembly component plugins through the `stackhost:host`
 //! WIT package.
 
+pub mod artifact;
 pub mod bindings;
 pub mod caps;
 pub mod cli;

@@ -5,11 +5,13 @@
 //! `postgres` and `docker` interfaces are defined in the WIT but not built
 //! into this host yet; plugins importing them are refused at install.
 
+pub mod archive;
 pub mod exec;
 pub mod fs;
 pub mod log;
 pub mod nodes;
 pub mod patches;
+pub mod postgres;
 pub mod types;
 
 use crate::bindings::WitError;

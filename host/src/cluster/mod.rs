@@ -5,6 +5,7 @@ pub mod inventory;
 pub mod local;
 mod select;
 pub mod ssh;
+pub mod stream;
 mod transport;
 
 pub use local::LocalNode;

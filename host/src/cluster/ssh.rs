@@ -316,6 +316,72 @@ impl SshNode {
         self.run_line(line, req.stdin.as_deref(), req.timeout).await
     }
 
+    /// Whether file operations go through `sudo -n` (non-root login).
+    pub fn sudo(&self) -> bool {
+        self.target.sudo
+    }
+
+    /// Run a command line on the node, streaming stdin and stdout in
+    /// chunks (see [`super::stream`]).
+    pub async fn pipe(
+        &self,
+        line: &str,
+        stdin: Option<tokio::sync::mpsc::Receiver<Vec<u8>>>,
+        stdout: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    ) -> Result<super::stream::PipeStatus, NodeError> {
+        let handle = self.connection().await?;
+        let channel = handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        channel
+            .exec(true, line.as_bytes())
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let (mut read, write) = channel.split();
+        let feed = async {
+            if let Some(mut rx) = stdin {
+                while let Some(chunk) = rx.recv().await {
+                    if write.data(&chunk[..]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            let _ = write.eof().await;
+        };
+        let drain = async {
+            let (mut status, mut stderr, mut alive) = (-1, Vec::new(), true);
+            while let Some(msg) = read.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => {
+                        if let Some(tx) = &stdout
+                            && tx.send(data.to_vec()).await.is_err()
+                        {
+                            alive = false;
+                            break;
+                        }
+                    }
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        let room = (64usize << 10).saturating_sub(stderr.len());
+                        stderr.extend_from_slice(&data[..data.len().min(room)]);
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => status = exit_status as i32,
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            (status, stderr, alive)
+        };
+        let ((), (status, stderr, alive)) = tokio::join!(feed, drain);
+        if !alive {
+            let _ = write.close().await;
+        }
+        Ok(super::stream::PipeStatus {
+            status,
+            stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
+        })
+    }
+
     /// Run a small POSIX shell script with positional arguments, through
     /// sudo when the inventory asks for it. Exit status 0 or an error
     /// carrying the script's stderr.

@@ -6,10 +6,12 @@ use crate::grant::Grant;
 use semver::Version;
 
 /// Interfaces of `stackhost:host` this host implements.
-pub const PROVIDED: &[&str] = &["types", "nodes", "log", "exec", "fs", "patches"];
+pub const PROVIDED: &[&str] = &[
+    "types", "nodes", "log", "exec", "fs", "archive", "postgres", "patches",
+];
 
 /// Interfaces that exist in the WIT but whose host side is not built yet.
-pub const NOT_YET_BUILT: &[&str] = &["archive", "postgres", "docker"];
+pub const NOT_YET_BUILT: &[&str] = &["docker"];
 
 /// Why a component's imports were refused.
 #[derive(Debug, thiserror::Error)]

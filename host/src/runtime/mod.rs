@@ -216,6 +216,12 @@ impl Runtime {
         if grant.has("fs") {
             caps::fs::add_to_linker(&mut linker)?;
         }
+        if grant.has("archive") {
+            caps::archive::add_to_linker(&mut linker)?;
+        }
+        if grant.has("postgres") {
+            caps::postgres::add_to_linker(&mut linker)?;
+        }
         if grant.has("patches") {
             caps::patches::add_to_linker(&mut linker)?;
         }

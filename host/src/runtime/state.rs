@@ -177,6 +177,16 @@ impl PluginState {
     }
 }
 
+impl PluginState {
+    /// The view of the capabilities that hold resources.
+    pub fn res_view(&mut self) -> crate::caps::archive::ResView<'_> {
+        crate::caps::archive::ResView {
+            call: &self.call,
+            table: &mut self.table,
+        }
+    }
+}
+
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

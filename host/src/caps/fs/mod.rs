@@ -1,7 +1,7 @@
 //! `stackhost:host/fs`: files on nodes, within granted path scopes.
 
 mod host;
-mod scope;
+pub(crate) mod scope;
 
 use super::CapView;
 use crate::bindings::stackhost::host::fs;

@@ -1,0 +1,965 @@
+//! Artifacts: one file on the operator's host holding items packed from
+//! nodes, as a tar stream (zstd, gzip or none) that plain `tar` lists and
+//! extracts. The last member, `stackhost-manifest.json`, records every
+//! item's size and sha256, computed while the bytes streamed through.
+//!
+//! Writing is atomic: everything goes to a hidden temporary file in the
+//! destination directory, which `finish` fsyncs and renames; a writer
+//! dropped unfinished removes it, and a process killed midway leaves only
+//! that `.partial` file, never a file under the final name.
+//!
+//! All of this is synchronous (tar, compression, hashing) and runs on
+//! blocking threads; bytes arrive and leave through readers and writers
+//! backed by bounded channels, so memory stays constant.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The manifest's member name; no item may use it.
+pub const MANIFEST: &str = "stackhost-manifest.json";
+/// The manifest's format tag.
+const FORMAT: &str = "stackhost-archive/1";
+
+/// How an artifact is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// One item, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// An item whose bytes do not match the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    pub name: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    format: String,
+    created: u64,
+    finished: u64,
+    compression: Compression,
+    items: Vec<Item>,
+}
+
+/// Why an artifact operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> ArtifactError {
+    let msg = format!("{what} {}", path.display());
+    move |e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            ArtifactError::NotFound(format!("{msg}: {e}"))
+        } else {
+            ArtifactError::Io(format!("{msg}: {e}"))
+        }
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// An item name: relative, `/`-separated, no `.`, `..` or empty parts.
+pub fn check_name(name: &str) -> Result<(), ArtifactError> {
+    let bad = name.is_empty()
+        || name.starts_with('/')
+        || name
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+        || name == MANIFEST;
+    if bad {
+        return Err(ArtifactError::InvalidName(format!(
+            "`{name}` is not a valid item name (relative, no `.`/`..`/empty parts, not `{MANIFEST}`)"
+        )));
+    }
+    Ok(())
+}
+
+/// The compressed byte sink.
+enum Sink {
+    Plain(BufWriter<File>),
+    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Gzip(w) => w.write(buf),
+            Sink::Zstd(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Gzip(w) => w.flush(),
+            Sink::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    fn finish(self) -> io::Result<File> {
+        let buffered = match self {
+            Sink::Plain(w) => w,
+            Sink::Gzip(w) => w.finish()?,
+            Sink::Zstd(w) => w.finish()?,
+        };
+        buffered.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+/// Counts and hashes what passes through.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+    size: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R> Hashing<R> {
+    fn new(inner: R) -> Hashing<R> {
+        Hashing {
+            inner,
+            hash: Sha256::new(),
+            size: 0,
+        }
+    }
+    fn done(self, name: String) -> Item {
+        Item {
+            name,
+            size: self.size,
+            sha256: hex::encode(self.hash.finalize()),
+        }
+    }
+}
+
+/// A progress line on stderr (only on a terminal): bytes and rate.
+pub struct Progress {
+    label: String,
+    bytes: u64,
+    start: Instant,
+    last: Instant,
+    on: bool,
+}
+
+impl Progress {
+    pub fn new(label: String) -> Progress {
+        use std::io::IsTerminal;
+        let now = Instant::now();
+        Progress {
+            label,
+            bytes: 0,
+            start: now,
+            last: now,
+            on: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn add(&mut self, n: u64) {
+        self.bytes += n;
+        if self.on && self.last.elapsed() >= Duration::from_millis(500) {
+            self.last = Instant::now();
+            eprint!("\r\x1b[K  {}", self.line());
+        }
+    }
+
+    fn line(&self) -> String {
+        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+        let mib = self.bytes as f64 / (1 << 20) as f64;
+        format!(
+            "{}: {mib:.1} MiB in {secs:.1}s, {:.1} MiB/s",
+            self.label,
+            mib / secs
+        )
+    }
+
+    fn clear(&self) {
+        if self.on {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+/// An artifact being written.
+pub struct Writer {
+    path: PathBuf,
+    tmp: PathBuf,
+    compression: Compression,
+    builder: Option<tar::Builder<Sink>>,
+    items: Vec<Item>,
+    names: HashSet<String>,
+    created: u64,
+    /// Set when an add failed midway: the artifact is incomplete and
+    /// `finish` refuses it.
+    poisoned: Option<String>,
+    progress: Progress,
+}
+
+impl Writer {
+    /// Start writing an artifact that will appear at `path` on `finish`.
+    /// `threads` is the number of zstd worker threads.
+    pub fn create(
+        path: &Path,
+        compression: Compression,
+        threads: u32,
+    ) -> Result<Writer, ArtifactError> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .ok_or_else(|| {
+                ArtifactError::InvalidName(format!("{} has no directory", path.display()))
+            })?;
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| {
+                ArtifactError::InvalidName(format!("{} has no file name", path.display()))
+            })?
+            .to_string_lossy()
+            .into_owned();
+        if path.is_dir() {
+            return Err(ArtifactError::InvalidName(format!(
+                "{} is a directory; give a file name",
+                path.display()
+            )));
+        }
+        let tmp = dir.join(format!(".{file_name}.partial-{}", std::process::id()));
+        let file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+        let buffered = BufWriter::with_capacity(1 << 20, file);
+        let sink = match compression {
+            Compression::None => Sink::Plain(buffered),
+            Compression::Gzip => Sink::Gzip(flate2::write::GzEncoder::new(
+                buffered,
+                flate2::Compression::default(),
+            )),
+            Compression::Zstd => {
+                let mut enc = zstd::stream::write::Encoder::new(buffered, 3)
+                    .map_err(io_err("zstd for", &tmp))?;
+                enc.include_checksum(true)
+                    .map_err(io_err("zstd for", &tmp))?;
+                if threads > 1 {
+                    enc.multithread(threads)
+                        .map_err(io_err("zstd threads for", &tmp))?;
+                }
+                Sink::Zstd(enc)
+            }
+        };
+        let mut builder = tar::Builder::new(sink);
+        builder.mode(tar::HeaderMode::Complete);
+        builder.follow_symlinks(false);
+        Ok(Writer {
+            path: path.to_path_buf(),
+            tmp,
+            compression,
+            builder: Some(builder),
+            items: Vec::new(),
+            names: HashSet::new(),
+            created: now(),
+            poisoned: None,
+            progress: Progress::new(file_name),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Mark the artifact incomplete (a node's side of an add failed after
+    /// bytes went in): `finish` will refuse it.
+    pub fn poison(&mut self, why: &str) {
+        self.poisoned.get_or_insert_with(|| why.to_string());
+    }
+
+    fn builder(&mut self) -> Result<&mut tar::Builder<Sink>, ArtifactError> {
+        if let Some(why) = &self.poisoned {
+            return Err(ArtifactError::Corrupt(format!(
+                "an earlier add to {} failed ({why}); the artifact is incomplete",
+                self.path.display()
+            )));
+        }
+        Ok(self.builder.as_mut().expect("builder lives until finish"))
+    }
+
+    fn claim(&mut self, name: &str) -> Result<(), ArtifactError> {
+        check_name(name)?;
+        if !self.names.insert(name.to_string()) {
+            return Err(ArtifactError::InvalidName(format!(
+                "item `{name}` was already added"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Run `f`; if it fails after touching the tar stream, poison the writer.
+    fn guarded<T>(
+        &mut self,
+        f: impl FnOnce(&mut Writer) -> Result<T, ArtifactError>,
+    ) -> Result<T, ArtifactError> {
+        let r = f(self);
+        if let Err(e) = &r
+            && !matches!(e, ArtifactError::InvalidName(_))
+        {
+            self.poisoned.get_or_insert_with(|| e.to_string());
+        }
+        r
+    }
+
+    /// Add an item of known `size` read from `data`.
+    pub fn add_reader(
+        &mut self,
+        name: &str,
+        size: u64,
+        data: impl Read,
+    ) -> Result<Item, ArtifactError> {
+        self.claim(name)?;
+        self.guarded(|w| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(size);
+            header.set_mode(0o644);
+            header.set_mtime(now());
+            header.set_entry_type(tar::EntryType::Regular);
+            let mut hashing = Hashing::new(data.take(size));
+            w.builder()?
+                .append_data(&mut header, name, &mut hashing)
+                .map_err(|e| ArtifactError::Io(format!("adding {name}: {e}")))?;
+            let item = hashing.done(name.to_string());
+            if item.size != size {
+                return Err(ArtifactError::Io(format!(
+                    "adding {name}: expected {size} bytes, got {}",
+                    item.size
+                )));
+            }
+            w.progress.add(size);
+            w.items.push(item.clone());
+            Ok(item)
+        })
+    }
+
+    /// Add an item whose size is not known up front: spooled to a
+    /// temporary file beside the artifact first (constant memory), then
+    /// added. Nothing is added if reading `data` fails.
+    pub fn add_spooled(&mut self, name: &str, mut data: impl Read) -> Result<Item, ArtifactError> {
+        check_name(name)?;
+        let dir = self.tmp.parent().expect("tmp has a parent").to_path_buf();
+        let mut spool = tempfile::tempfile_in(&dir).map_err(io_err("cannot spool in", &dir))?;
+        let size = io::copy(&mut data, &mut spool)
+            .map_err(|e| ArtifactError::Io(format!("reading {name}: {e}")))?;
+        use std::io::Seek;
+        spool
+            .seek(io::SeekFrom::Start(0))
+            .map_err(io_err("rewinding the spool in", &dir))?;
+        self.add_reader(name, size, BufReader::new(spool))
+    }
+
+    /// Add every member of the tar stream `data` (as made by `tar -c` on a
+    /// node) under `prefix`: regular files become items; directories and
+    /// symlinks are kept; other kinds are skipped and counted.
+    pub fn add_tar(
+        &mut self,
+        prefix: &str,
+        data: impl Read,
+    ) -> Result<(Vec<Item>, usize), ArtifactError> {
+        self.claim(prefix)?;
+        self.guarded(|w| {
+            let mut archive = tar::Archive::new(data);
+            let mut added = Vec::new();
+            let mut skipped = 0;
+            let entries = archive.entries().map_err(|e| {
+                ArtifactError::Io(format!("reading the tar stream for {prefix}: {e}"))
+            })?;
+            for entry in entries {
+                let mut entry = entry.map_err(|e| {
+                    ArtifactError::Io(format!("reading the tar stream for {prefix}: {e}"))
+                })?;
+                let rel = entry
+                    .path()
+                    .map_err(|e| ArtifactError::Io(format!("a member of {prefix}: {e}")))?
+                    .to_string_lossy()
+                    .trim_start_matches("./")
+                    .trim_end_matches('/')
+                    .to_string();
+                let name = if rel.is_empty() || rel == "." {
+                    prefix.to_string()
+                } else {
+                    format!("{prefix}/{rel}")
+                };
+                if rel.split('/').any(|p| p == "..") {
+                    return Err(ArtifactError::Corrupt(format!(
+                        "member `{rel}` of {prefix} escapes with `..`"
+                    )));
+                }
+                let mut header = entry.header().clone();
+                let kind = header.entry_type();
+                let builder = w.builder()?;
+                let err = |e: io::Error| ArtifactError::Io(format!("adding {name}: {e}"));
+                match kind {
+                    tar::EntryType::Regular | tar::EntryType::Continuous => {
+                        let size = entry.size();
+                        let mut hashing = Hashing::new(&mut entry);
+                        builder
+                            .append_data(&mut header, &name, &mut hashing)
+                            .map_err(err)?;
+                        let item = hashing.done(name.clone());
+                        if item.size != size {
+                            return Err(ArtifactError::Io(format!(
+                                "{name}: the stream ended early"
+                            )));
+                        }
+                        w.progress.add(size);
+                        w.items.push(item.clone());
+                        added.push(item);
+                    }
+                    tar::EntryType::Directory => {
+                        builder
+                            .append_data(&mut header, format!("{name}/"), io::empty())
+                            .map_err(err)?;
+                    }
+                    tar::EntryType::Symlink => {
+                        let target = entry
+                            .link_name()
+                            .map_err(err)?
+                            .map(|t| t.into_owned())
+                            .unwrap_or_default();
+                        builder
+                            .append_link(&mut header, &name, target)
+                            .map_err(err)?;
+                    }
+                    _ => skipped += 1,
+                }
+            }
+            Ok((added, skipped))
+        })
+    }
+
+    /// Append the manifest, finish compression, fsync, rename to the final
+    /// name and fsync the directory. Returns every item.
+    pub fn finish(mut self) -> Result<Vec<Item>, ArtifactError> {
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            created: self.created,
+            finished: now(),
+            compression: self.compression,
+            items: self.items.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+        let tmp = self.tmp.clone();
+        let builder = self.builder()?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(json.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(now());
+        header.set_entry_type(tar::EntryType::Regular);
+        builder
+            .append_data(&mut header, MANIFEST, &json[..])
+            .map_err(io_err("writing the manifest of", &tmp))?;
+        let builder = self.builder.take().expect("not finished twice");
+        let sink = builder.into_inner().map_err(io_err("finishing", &tmp))?;
+        let file = sink.finish().map_err(io_err("compressing", &tmp))?;
+        file.sync_all().map_err(io_err("fsync", &tmp))?;
+        drop(file);
+        std::fs::rename(&tmp, &self.path).map_err(io_err("renaming into", &self.path))?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err("fsync", dir))?;
+        }
+        self.progress.clear();
+        Ok(std::mem::take(&mut self.items))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.builder.is_some() {
+            // Not finished: the partial file must not outlive the writer.
+            self.builder = None;
+            let _ = std::fs::remove_file(&self.tmp);
+            self.progress.clear();
+        }
+    }
+}
+
+/// Open the decompressed tar stream of the artifact at `path`, detecting
+/// the compression from its first bytes.
+fn open_stream(path: &Path) -> Result<Box<dyn Read + Send>, ArtifactError> {
+    let mut file = BufReader::with_capacity(
+        1 << 20,
+        File::open(path).map_err(io_err("cannot open", path))?,
+    );
+    let magic = {
+        use std::io::BufRead;
+        file.fill_buf()
+            .map_err(io_err("cannot read", path))?
+            .get(..4)
+            .map(<[u8]>::to_vec)
+    };
+    Ok(match magic.as_deref() {
+        Some([0x28, 0xb5, 0x2f, 0xfd]) => Box::new(
+            zstd::stream::read::Decoder::with_buffer(file).map_err(io_err("zstd for", path))?,
+        ),
+        Some([0x1f, 0x8b, ..]) => Box::new(flate2::bufread::GzDecoder::new(file)),
+        _ => Box::new(file),
+    })
+}
+
+/// An existing artifact.
+pub struct Reader {
+    path: PathBuf,
+    items: Option<Vec<Item>>,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Reader, ArtifactError> {
+        if !path.is_file() {
+            return Err(ArtifactError::NotFound(format!(
+                "no artifact at {}",
+                path.display()
+            )));
+        }
+        Ok(Reader {
+            path: path.to_path_buf(),
+            items: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Walk the members in order, calling `f` with each; stops early when
+    /// `f` returns false.
+    fn walk(
+        &self,
+        mut f: impl FnMut(
+            &str,
+            &mut tar::Entry<'_, Box<dyn Read + Send>>,
+        ) -> Result<bool, ArtifactError>,
+    ) -> Result<(), ArtifactError> {
+        let mut archive = tar::Archive::new(open_stream(&self.path)?);
+        let corrupt = |e: io::Error| {
+            ArtifactError::Corrupt(format!(
+                "{} is not a readable artifact: {e}",
+                self.path.display()
+            ))
+        };
+        for entry in archive.entries().map_err(corrupt)? {
+            let mut entry = entry.map_err(corrupt)?;
+            let name = entry
+                .path()
+                .map_err(corrupt)?
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string();
+            if !f(&name, &mut entry)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The manifest's items (reads the whole stream once, then remembers).
+    pub fn items(&mut self) -> Result<Vec<Item>, ArtifactError> {
+        if let Some(items) = &self.items {
+            return Ok(items.clone());
+        }
+        let mut manifest = None;
+        self.walk(|name, entry| {
+            if name == MANIFEST {
+                let mut json = Vec::new();
+                entry
+                    .take(16 << 20)
+                    .read_to_end(&mut json)
+                    .map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
+                manifest = Some(json);
+            }
+            Ok(true)
+        })?;
+        let json = manifest.ok_or_else(|| {
+            ArtifactError::Corrupt(format!(
+                "{} has no {MANIFEST}: it is not a stackhost artifact, or it was cut short",
+                self.path.display()
+            ))
+        })?;
+        let m: Manifest = serde_json::from_slice(&json).map_err(|e| {
+            ArtifactError::Corrupt(format!(
+                "the manifest of {} is unreadable: {e}",
+                self.path.display()
+            ))
+        })?;
+        self.items = Some(m.items.clone());
+        Ok(m.items)
+    }
+
+    /// The bytes of item `name` (at most `max` of them).
+    pub fn read(&self, name: &str, max: u64) -> Result<Vec<u8>, ArtifactError> {
+        let mut found = None;
+        self.walk(|n, entry| {
+            if n == name {
+                if entry.size() > max {
+                    return Err(ArtifactError::InvalidName(format!(
+                        "item {name} is {} bytes, more than the {max} asked for",
+                        entry.size()
+                    )));
+                }
+                let mut data = Vec::new();
+                entry
+                    .read_to_end(&mut data)
+                    .map_err(|e| ArtifactError::Corrupt(format!("reading {name}: {e}")))?;
+                found = Some(data);
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        found.ok_or_else(|| {
+            ArtifactError::NotFound(format!("no item {name} in {}", self.path.display()))
+        })
+    }
+
+    /// Copy item `name`'s bytes to `out`, checking them against the
+    /// manifest. Returns the number of bytes.
+    pub fn copy_item(&mut self, name: &str, mut out: impl Write) -> Result<u64, ArtifactError> {
+        let expected = self
+            .items()?
+            .into_iter()
+            .find(|i| i.name == name)
+            .ok_or_else(|| {
+                ArtifactError::NotFound(format!("no item {name} in {}", self.path.display()))
+            })?;
+        let mut copied = None;
+        self.walk(|n, entry| {
+            if n != name {
+                return Ok(true);
+            }
+            let mut hashing = Hashing::new(entry);
+            io::copy(&mut hashing, &mut out)
+                .map_err(|e| ArtifactError::Io(format!("copying {name}: {e}")))?;
+            copied = Some(hashing.done(name.to_string()));
+            Ok(false)
+        })?;
+        out.flush()
+            .map_err(|e| ArtifactError::Io(format!("copying {name}: {e}")))?;
+        let got = copied.ok_or_else(|| {
+            ArtifactError::NotFound(format!("no item {name} in {}", self.path.display()))
+        })?;
+        if got.sha256 != expected.sha256 {
+            return Err(ArtifactError::Corrupt(format!(
+                "item {name} does not match the manifest (sha256 {} instead of {})",
+                got.sha256, expected.sha256
+            )));
+        }
+        Ok(got.size)
+    }
+
+    /// Re-hash every item against the manifest.
+    pub fn verify(&mut self) -> Result<Vec<Mismatch>, ArtifactError> {
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        let mut manifest_json = None;
+        let mut broken: Option<(String, String)> = None;
+        let mut current = String::new();
+        let walked = self.walk(|name, entry| {
+            current = name.to_string();
+            if name == MANIFEST {
+                let mut json = Vec::new();
+                entry
+                    .read_to_end(&mut json)
+                    .map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
+                manifest_json = Some(json);
+                return Ok(true);
+            }
+            if entry.header().entry_type().is_file() {
+                let mut hashing = Hashing::new(entry);
+                if let Err(e) = io::copy(&mut hashing, &mut io::sink()) {
+                    broken = Some((name.to_string(), format!("unreadable: {e}")));
+                    return Ok(false);
+                }
+                seen.insert(name.to_string(), hashing.done(String::new()).sha256);
+            }
+            Ok(true)
+        });
+        if let Err(e) = walked {
+            // The stream broke (a flipped byte in compressed data): the
+            // member being read is the damaged one.
+            broken.get_or_insert((current.clone(), format!("unreadable: {e}")));
+        }
+        let expected: Vec<Item> = match manifest_json {
+            Some(json) => serde_json::from_slice::<Manifest>(&json)
+                .map(|m| m.items)
+                .map_err(|e| {
+                    ArtifactError::Corrupt(format!(
+                        "the manifest of {} is unreadable: {e}",
+                        self.path.display()
+                    ))
+                })?,
+            None => {
+                let (name, why) = broken.unwrap_or((MANIFEST.into(), "missing".into()));
+                return Ok(vec![Mismatch {
+                    name,
+                    expected: "readable".into(),
+                    actual: why,
+                }]);
+            }
+        };
+        let mut out = Vec::new();
+        if let Some((name, why)) = &broken {
+            out.push(Mismatch {
+                name: name.clone(),
+                expected: "readable".into(),
+                actual: why.clone(),
+            });
+        }
+        for item in &expected {
+            match seen.get(&item.name) {
+                Some(actual) if *actual == item.sha256 => {}
+                Some(actual) => out.push(Mismatch {
+                    name: item.name.clone(),
+                    expected: item.sha256.clone(),
+                    actual: actual.clone(),
+                }),
+                None if broken.is_none() => out.push(Mismatch {
+                    name: item.name.clone(),
+                    expected: item.sha256.clone(),
+                    actual: "missing".into(),
+                }),
+                None => {}
+            }
+        }
+        self.items = Some(expected);
+        Ok(out)
+    }
+
+    /// Write a tar stream of the members under `prefix` (with the prefix
+    /// stripped) to `out`, checking each file's hash against the manifest
+    /// as it goes. Returns the bytes of file data written.
+    pub fn unpack(&mut self, prefix: &str, out: impl Write) -> Result<u64, ArtifactError> {
+        let expected: BTreeMap<String, String> = self
+            .items()?
+            .into_iter()
+            .map(|i| (i.name, i.sha256))
+            .collect();
+        let mut builder = tar::Builder::new(out);
+        builder.mode(tar::HeaderMode::Complete);
+        let mut bytes = 0u64;
+        let strip = |name: &str| -> Option<String> {
+            if name == prefix {
+                return Some(".".into());
+            }
+            name.strip_prefix(prefix)?
+                .strip_prefix('/')
+                .map(String::from)
+        };
+        let mut matched = false;
+        self.walk(|name, entry| {
+            let Some(rel) = strip(name) else {
+                return Ok(true);
+            };
+            matched = true;
+            let mut header = entry.header().clone();
+            let err = |e: io::Error| ArtifactError::Io(format!("unpacking {name}: {e}"));
+            match header.entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let rel = if rel == "." {
+                        Path::new(name)
+                            .file_name()
+                            .map_or(rel.clone(), |f| f.to_string_lossy().into_owned())
+                    } else {
+                        rel
+                    };
+                    let mut hashing = Hashing::new(entry);
+                    builder
+                        .append_data(&mut header, &rel, &mut hashing)
+                        .map_err(err)?;
+                    bytes += hashing.size;
+                    let actual = hashing.done(String::new()).sha256;
+                    if expected.get(name).is_some_and(|e| *e != actual) {
+                        return Err(ArtifactError::Corrupt(format!(
+                            "item {name} does not match the manifest (sha256 {actual})"
+                        )));
+                    }
+                }
+                tar::EntryType::Directory => {
+                    builder
+                        .append_data(&mut header, format!("{rel}/"), io::empty())
+                        .map_err(err)?;
+                }
+                tar::EntryType::Symlink => {
+                    let target = entry
+                        .link_name()
+                        .map_err(err)?
+                        .map(|t| t.into_owned())
+                        .unwrap_or_default();
+                    builder
+                        .append_link(&mut header, &rel, target)
+                        .map_err(err)?;
+                }
+                _ => {}
+            }
+            Ok(true)
+        })?;
+        if !matched {
+            return Err(ArtifactError::NotFound(format!(
+                "no item under `{prefix}` in {}",
+                self.path.display()
+            )));
+        }
+        builder
+            .into_inner()
+            .map_err(|e| ArtifactError::Io(format!("unpacking {prefix}: {e}")))?;
+        Ok(bytes)
+    }
+}
+
+/// An artifact file in a directory, for listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub path: PathBuf,
+    pub size: u64,
+    pub modified: u64,
+}
+
+/// Finished artifacts (`*.tar`, `*.tar.zst`, `*.tar.gz`, `*.tgz`) in `dir`,
+/// newest first; `.partial` files are left out.
+pub fn list(dir: &Path) -> Result<Vec<Listed>, ArtifactError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err("cannot list", dir))? {
+        let entry = entry.map_err(io_err("cannot list", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let artifact = [".tar", ".tar.zst", ".tar.gz", ".tgz"]
+            .iter()
+            .any(|s| name.ends_with(s));
+        if name.starts_with('.') || !artifact {
+            continue;
+        }
+        let meta = entry
+            .metadata()
+            .map_err(io_err("cannot stat", &entry.path()))?;
+        if meta.is_file() {
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            out.push(Listed {
+                path: entry.path(),
+                size: meta.len(),
+                modified,
+            });
+        }
+    }
+    out.sort_by(|a, b| b.modified.cmp(&a.modified).then(b.path.cmp(&a.path)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, format!("./{name}"), *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn round_trip_verify_and_unpack() {
+        for compression in [Compression::Zstd, Compression::Gzip, Compression::None] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("a.tar.zst");
+            let mut w = Writer::create(&path, compression, 2).unwrap();
+            w.add_reader("meta.json", 2, &b"{}"[..]).unwrap();
+            let (items, skipped) = w
+                .add_tar("tree", &node_tar(&[("x", b"hello"), ("d/y", b"world")])[..])
+                .unwrap();
+            assert_eq!((items.len(), skipped), (2, 0));
+            w.add_spooled("dump", &b"spooled bytes"[..]).unwrap();
+            assert!(!path.exists(), "nothing under the final name before finish");
+            let all = w.finish().unwrap();
+            assert_eq!(all.len(), 4);
+            let mut r = Reader::open(&path).unwrap();
+            assert_eq!(r.items().unwrap(), all);
+            assert!(r.verify().unwrap().is_empty());
+            assert_eq!(r.read("tree/d/y", 100).unwrap(), b"world");
+            let mut out = Vec::new();
+            assert_eq!(r.unpack("tree", &mut out).unwrap(), 10);
+            let names: Vec<String> = tar::Archive::new(&out[..])
+                .entries()
+                .unwrap()
+                .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(names, vec!["x", "d/y"]);
+        }
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing_and_bad_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.tar.zst");
+        let mut w = Writer::create(&path, Compression::Zstd, 1).unwrap();
+        assert!(w.add_reader("../escape", 0, io::empty()).is_err());
+        assert!(w.add_reader(MANIFEST, 0, io::empty()).is_err());
+        w.add_reader("ok", 1, &b"x"[..]).unwrap();
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_changed_item_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.tar");
+        let mut w = Writer::create(&path, Compression::None, 1).unwrap();
+        w.add_reader("first", 5, &b"aaaaa"[..]).unwrap();
+        w.add_reader("second", 5, &b"bbbbb"[..]).unwrap();
+        w.finish().unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.windows(5).position(|w| w == b"bbbbb").unwrap();
+        bytes[at] = b'c';
+        std::fs::write(&path, bytes).unwrap();
+        let bad = Reader::open(&path).unwrap().verify().unwrap();
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].name, "second");
+    }
+}

@@ -1,0 +1,530 @@
+//! The `archive` Host impls: scope checks, then the bytes stream between
+//! a program on the node and the artifact on a blocking thread.
+
+use super::{ArtifactReader, ArtifactWriter, ResView};
+use crate::artifact::{self, ArtifactError, Compression as ArtCompression};
+use crate::bindings::WitError;
+use crate::bindings::stackhost::host::archive::{
+    Compression, Host, HostReader, HostWriter, Item, Listed, Mismatch,
+};
+use crate::caps::CapView;
+use crate::caps::fs::scope::{self, Access, Final};
+use crate::cluster::local::FileKind;
+use crate::cluster::stream::{self, ChunkReader, ChunkWriter, Script};
+use crate::cluster::{Node, NodeError};
+use crate::grant::{path_within, roles_allow};
+use crate::runtime::CallCtx;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use wasmtime::component::Resource;
+
+type R<T> = wasmtime::Result<Result<T, WitError>>;
+
+pub(crate) fn art_err(e: ArtifactError) -> WitError {
+    match e {
+        ArtifactError::InvalidName(m) => WitError::InvalidArgument(m),
+        ArtifactError::NotFound(m) => WitError::NotFound(m),
+        ArtifactError::Corrupt(m) => WitError::Failed(m),
+        ArtifactError::Io(m) => WitError::Io(m),
+    }
+}
+
+/// Run synchronous artifact work on a blocking thread.
+pub(crate) async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WitError> + Send + 'static,
+) -> Result<T, WitError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| WitError::Failed(format!("archive worker failed: {e}")))?
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `path` made absolute on the operator's host: the longest existing
+/// ancestor canonicalised (symlinks resolved), the rest appended.
+fn resolve_host(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent.to_path_buf();
+            }
+            _ => break,
+        }
+    }
+    let mut out = std::fs::canonicalize(&existing).unwrap_or(existing);
+    for name in rest.iter().rev() {
+        out.push(name);
+    }
+    out
+}
+
+/// Check a path on the operator's host against the archive grant.
+fn host_path(call: &CallCtx, path: &str) -> Result<PathBuf, WitError> {
+    let Some(grant) = &call.grant.capabilities.archive else {
+        return Err(WitError::PermissionDenied(
+            "the plugin has no archive grant".into(),
+        ));
+    };
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err(WitError::InvalidArgument(format!(
+            "archive path `{path}` is not absolute"
+        )));
+    }
+    let outside = || {
+        WitError::PermissionDenied(format!(
+            "archive path `{path}` is outside the grant (archive paths: {})",
+            grant.paths.join(", ")
+        ))
+    };
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(outside());
+    }
+    let resolved = resolve_host(p);
+    grant
+        .paths
+        .iter()
+        .any(|root| path_within(&resolved, &resolve_host(Path::new(root))))
+        .then_some(resolved)
+        .ok_or_else(outside)
+}
+
+/// The node, checked against the archive grant's roles.
+fn archive_node(call: &CallCtx, name: &str) -> Result<Arc<Node>, WitError> {
+    let node = CapView { call }.node(name)?;
+    let roles = call
+        .grant
+        .capabilities
+        .archive
+        .as_ref()
+        .map(|a| a.roles.as_slice())
+        .unwrap_or_default();
+    if !roles_allow(roles, &node.info.roles) {
+        return Err(WitError::PermissionDenied(format!(
+            "archive on node {name} is outside the grant (archive roles: {})",
+            roles.join(", ")
+        )));
+    }
+    Ok(node)
+}
+
+fn item(i: artifact::Item) -> Item {
+    Item {
+        name: i.name,
+        size: i.size,
+        sha256: i.sha256,
+    }
+}
+
+/// Mark the writer incomplete after a failure on the node's side.
+fn poison(inner: &Mutex<Option<artifact::Writer>>, why: &str) {
+    if let Some(w) = lock(inner).as_mut() {
+        w.poison(why);
+    }
+}
+
+/// Stream `path` on `node` into the writer under `name`.
+async fn add_path(
+    call: &CallCtx,
+    writer: (PathBuf, Option<Arc<Mutex<Option<artifact::Writer>>>>),
+    node: &str,
+    path: &str,
+    name: String,
+) -> Result<Vec<Item>, WitError> {
+    artifact::check_name(&name).map_err(art_err)?;
+    let node = archive_node(call, node)?;
+    let resolved = scope::check(&call.grant, &node, path, Access::Read, Final::Follow).await?;
+    let (artifact_path, inner) = writer;
+    let Some(inner) = inner else {
+        call.record(
+            &node.info.name,
+            "archive.add",
+            format!(
+                "{} as {name} into {}",
+                resolved.display(),
+                artifact_path.display()
+            ),
+        );
+        return Ok(Vec::new());
+    };
+    let stat = node.transport.stat(&resolved).await?.ok_or_else(|| {
+        WitError::NotFound(format!(
+            "{} does not exist on node {}",
+            resolved.display(),
+            node.info.name
+        ))
+    })?;
+    let (tx, rx) = stream::chunks();
+    let consumer = {
+        let inner = inner.clone();
+        let name = name.clone();
+        let kind = stat.kind;
+        let size = stat.size;
+        tokio::task::spawn_blocking(move || {
+            let mut guard = lock(&inner);
+            let w = guard
+                .as_mut()
+                .ok_or_else(|| WitError::Failed("the artifact is already finished".into()))?;
+            let reader = ChunkReader::new(rx);
+            match kind {
+                FileKind::Directory => w.add_tar(&name, reader).map(|(items, _)| items),
+                _ => w.add_reader(&name, size, reader).map(|i| vec![i]),
+            }
+            .map_err(art_err)
+        })
+    };
+    let script = match stat.kind {
+        FileKind::Directory => r#"exec tar -C "$1" -cf - ."#,
+        FileKind::File => r#"exec cat -- "$1""#,
+        _ => {
+            return Err(WitError::InvalidArgument(format!(
+                "{} on node {} is neither a file nor a directory",
+                resolved.display(),
+                node.info.name
+            )));
+        }
+    };
+    let text = resolved.to_string_lossy().into_owned();
+    let status = node
+        .transport
+        .pipe(
+            &Script {
+                op: "archive",
+                script,
+                args: &[&text],
+                user: None,
+            },
+            None,
+            Some(tx),
+        )
+        .await;
+    let added = consumer
+        .await
+        .map_err(|e| WitError::Failed(format!("archive worker failed: {e}")))?;
+    let failed = match status {
+        Err(e) => Some(WitError::from(e)),
+        Ok(st) if st.status != 0 => Some(WitError::Failed(format!(
+            "packing {text} on node {} failed (exit {}): {}",
+            node.info.name, st.status, st.stderr
+        ))),
+        Ok(_) => None,
+    };
+    match (failed, added) {
+        (None, Ok(items)) => Ok(items.into_iter().map(item).collect()),
+        (Some(e), added) => {
+            poison(&inner, &crate::caps::describe_error(&e));
+            // The node's failure is the cause; the consumer only saw the stream end.
+            drop(added);
+            Err(e)
+        }
+        (None, Err(e)) => Err(e),
+    }
+}
+
+impl HostWriter for ResView<'_> {
+    async fn add_path(
+        &mut self,
+        this: Resource<ArtifactWriter>,
+        node: String,
+        path: String,
+        name: String,
+    ) -> R<Vec<Item>> {
+        let w = self.table.get(&this)?;
+        let writer = (w.path.clone(), w.inner.clone());
+        let call = self.call;
+        Ok(call.timed(add_path(call, writer, &node, &path, name)).await)
+    }
+
+    async fn add_bytes(
+        &mut self,
+        this: Resource<ArtifactWriter>,
+        name: String,
+        data: Vec<u8>,
+    ) -> R<Item> {
+        let w = self.table.get(&this)?;
+        let (path, inner) = (w.path.clone(), w.inner.clone());
+        let call = self.call;
+        Ok(call
+            .timed(async move {
+                artifact::check_name(&name).map_err(art_err)?;
+                let Some(inner) = inner else {
+                    call.record(
+                        "local",
+                        "archive.add",
+                        format!("{name} ({} bytes) into {}", data.len(), path.display()),
+                    );
+                    return Ok(Item {
+                        name,
+                        size: data.len() as u64,
+                        sha256: String::new(),
+                    });
+                };
+                run_blocking(move || {
+                    let mut guard = lock(&inner);
+                    let w = guard.as_mut().ok_or_else(|| {
+                        WitError::Failed("the artifact is already finished".into())
+                    })?;
+                    w.add_reader(&name, data.len() as u64, &data[..])
+                        .map(item)
+                        .map_err(art_err)
+                })
+                .await
+            })
+            .await)
+    }
+
+    async fn finish(&mut self, this: Resource<ArtifactWriter>) -> R<Vec<Item>> {
+        let w = self.table.delete(this)?;
+        let call = self.call;
+        Ok(call
+            .timed(async move {
+                let Some(inner) = w.inner else {
+                    call.record(
+                        "local",
+                        "archive.finish",
+                        format!("write {}", w.path.display()),
+                    );
+                    return Ok(Vec::new());
+                };
+                run_blocking(move || {
+                    let writer = lock(&inner).take().ok_or_else(|| {
+                        WitError::Failed("the artifact is already finished".into())
+                    })?;
+                    writer
+                        .finish()
+                        .map(|items| items.into_iter().map(item).collect())
+                        .map_err(art_err)
+                })
+                .await
+            })
+            .await)
+    }
+
+    async fn drop(&mut self, rep: Resource<ArtifactWriter>) -> wasmtime::Result<()> {
+        // Dropping the last handle on an unfinished writer removes its
+        // temporary file (artifact::Writer's Drop).
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl HostReader for ResView<'_> {
+    async fn items(&mut self, this: Resource<ArtifactReader>) -> R<Vec<Item>> {
+        let inner = self.table.get(&this)?.inner.clone();
+        Ok(self
+            .call
+            .timed(run_blocking(move || {
+                lock(&inner)
+                    .items()
+                    .map(|v| v.into_iter().map(item).collect())
+                    .map_err(art_err)
+            }))
+            .await)
+    }
+
+    async fn read(
+        &mut self,
+        this: Resource<ArtifactReader>,
+        name: String,
+        max_bytes: u64,
+    ) -> R<Vec<u8>> {
+        let inner = self.table.get(&this)?.inner.clone();
+        Ok(self
+            .call
+            .timed(run_blocking(move || {
+                lock(&inner).read(&name, max_bytes).map_err(art_err)
+            }))
+            .await)
+    }
+
+    async fn verify(&mut self, this: Resource<ArtifactReader>) -> R<Vec<Mismatch>> {
+        let inner = self.table.get(&this)?.inner.clone();
+        Ok(self
+            .call
+            .timed(run_blocking(move || {
+                lock(&inner)
+                    .verify()
+                    .map(|v| {
+                        v.into_iter()
+                            .map(|m| Mismatch {
+                                name: m.name,
+                                expected_sha256: m.expected,
+                                actual_sha256: m.actual,
+                            })
+                            .collect()
+                    })
+                    .map_err(art_err)
+            }))
+            .await)
+    }
+
+    async fn unpack(
+        &mut self,
+        this: Resource<ArtifactReader>,
+        prefix: String,
+        node: String,
+        path: String,
+    ) -> R<u64> {
+        let inner = self.table.get(&this)?.inner.clone();
+        let call = self.call;
+        Ok(call.timed(unpack(call, inner, prefix, &node, &path)).await)
+    }
+
+    async fn drop(&mut self, rep: Resource<ArtifactReader>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+async fn unpack(
+    call: &CallCtx,
+    inner: Arc<Mutex<artifact::Reader>>,
+    prefix: String,
+    node: &str,
+    path: &str,
+) -> Result<u64, WitError> {
+    let node = archive_node(call, node)?;
+    let resolved = scope::check(&call.grant, &node, path, Access::Write, Final::Follow).await?;
+    call.refuse_mutation(&node.info.name, "archive.unpack")?;
+    if call.dry_run {
+        call.record(
+            &node.info.name,
+            "archive.unpack",
+            format!(
+                "{prefix} from {} into {}",
+                lock(&inner).path().display(),
+                resolved.display()
+            ),
+        );
+        return Ok(0);
+    }
+    let (tx, rx) = stream::chunks();
+    let producer = tokio::task::spawn_blocking(move || {
+        lock(&inner)
+            .unpack(&prefix, ChunkWriter::new(tx))
+            .map_err(art_err)
+    });
+    let text = resolved.to_string_lossy().into_owned();
+    let status = node
+        .transport
+        .pipe(
+            &Script {
+                op: "archive.unpack",
+                script: r#"mkdir -p -- "$1" && exec tar -C "$1" -xf -"#,
+                args: &[&text],
+                user: None,
+            },
+            Some(rx),
+            None,
+        )
+        .await;
+    let produced = producer
+        .await
+        .map_err(|e| WitError::Failed(format!("archive worker failed: {e}")))?;
+    let bytes = produced?;
+    match status {
+        Err(e) => Err(e.into()),
+        Ok(st) if st.status != 0 => Err(WitError::Failed(format!(
+            "unpacking into {text} on node {} failed (exit {}): {}",
+            node.info.name, st.status, st.stderr
+        ))),
+        Ok(_) => Ok(bytes),
+    }
+}
+
+impl Host for ResView<'_> {
+    async fn create(
+        &mut self,
+        path: String,
+        compression: Compression,
+    ) -> R<Resource<ArtifactWriter>> {
+        let call = self.call;
+        let made = (|| {
+            let resolved = host_path(call, &path)?;
+            call.refuse_mutation("local", "archive.create")?;
+            if call.dry_run {
+                call.record("local", "archive.create", resolved.display().to_string());
+                return Ok(ArtifactWriter {
+                    path: resolved,
+                    inner: None,
+                });
+            }
+            if let Some(dir) = resolved.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| WitError::Io(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+            let compression = match compression {
+                Compression::None => ArtCompression::None,
+                Compression::Gzip => ArtCompression::Gzip,
+                Compression::Zstd => ArtCompression::Zstd,
+            };
+            let w = artifact::Writer::create(&resolved, compression, threads).map_err(art_err)?;
+            Ok(ArtifactWriter {
+                path: resolved,
+                inner: Some(Arc::new(Mutex::new(Some(w)))),
+            })
+        })();
+        Ok(match made {
+            Ok(w) => Ok(self.table.push(w)?),
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn open(&mut self, path: String) -> R<Resource<ArtifactReader>> {
+        let opened =
+            host_path(self.call, &path).and_then(|p| artifact::Reader::open(&p).map_err(art_err));
+        Ok(match opened {
+            Ok(r) => Ok(self.table.push(ArtifactReader {
+                inner: Arc::new(Mutex::new(r)),
+            })?),
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn list(&mut self, dir: String) -> R<Vec<Listed>> {
+        Ok(host_path(self.call, &dir).and_then(|d| {
+            artifact::list(&d).map_err(art_err).map(|v| {
+                v.into_iter()
+                    .map(|l| Listed {
+                        path: l.path.display().to_string(),
+                        size: l.size,
+                        modified: l.modified,
+                    })
+                    .collect()
+            })
+        }))
+    }
+
+    async fn remove(&mut self, path: String) -> R<()> {
+        let call = self.call;
+        Ok((|| {
+            let resolved = host_path(call, &path)?;
+            call.refuse_mutation("local", "archive.remove")?;
+            let name = resolved
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if ![".tar", ".tar.zst", ".tar.gz", ".tgz"]
+                .iter()
+                .any(|s| name.ends_with(s))
+            {
+                return Err(WitError::InvalidArgument(format!(
+                    "{} is not an artifact (.tar, .tar.zst, .tar.gz, .tgz)",
+                    resolved.display()
+                )));
+            }
+            if call.dry_run {
+                call.record("local", "archive.remove", resolved.display().to_string());
+                return Ok(());
+            }
+            std::fs::remove_file(&resolved)
+                .map_err(|e| WitError::from(NodeError::io("local", "remove", &resolved, e)))
+        })())
+    }
+}
