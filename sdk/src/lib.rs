@@ -112,9 +112,8 @@
 //!
 //! # Not covered yet
 //!
-//! * The `archive`, `postgres` and `docker` interfaces are not wrapped (the
-//!   host does not provide them yet). Their raw bindings are in
-//!   [`bindings`].
+//! * The `docker` interface is not wrapped (the host does not provide it
+//!   yet). Its raw bindings are in [`bindings`].
 
 #![warn(missing_docs)]
 
@@ -155,6 +154,7 @@ pub mod patch_bindings {
     });
 }
 
+pub mod archive;
 mod error;
 pub mod exec;
 pub mod fs;
@@ -164,6 +164,7 @@ mod patch;
 pub mod patches;
 mod plan;
 mod plugin;
+pub mod postgres;
 
 pub use error::{Error, Result};
 pub use exec::{Command, Output};

@@ -1,0 +1,598 @@
+//! The `backup` plugin: the guide's "Backing Up and Migrating Data", like
+//! `kato data export` and `kato data import`.
+//!
+//! An export is one artifact on the operator's host (tar + zstd, or gzip),
+//! which plain `tar` lists and extracts. Its first item, `backup.json`,
+//! records the cluster's topology, the product version, the time and what
+//! was exported from where; the host adds a manifest with every item's
+//! sha256. What goes in, by the role that holds it:
+//!
+//! | role         | what                       | item                 |
+//! |--------------|----------------------------|----------------------|
+//! | `postgresql` | every database (pg_dump)   | `databases/DB.dump`  |
+//! | `controller` | droplets                   | `droplets`           |
+//! | `filesystem` | filesystem service storage | `services/filesystem`|
+//! | `core`       | settings (`/etc/stackato`) | `settings`           |
+//!
+//! The bytes stream node -> host -> file; this plugin only names them.
+
+use serde::{Deserialize, Serialize};
+use stackhost_sdk::archive::{self, Compression};
+use stackhost_sdk::postgres;
+use stackhost_sdk::prelude::*;
+
+const DROPLETS: &str = "/var/stackato/data/droplets";
+const SERVICES: &str = "/var/stackato/services/filesystem";
+const SETTINGS: &str = "/etc/stackato";
+const VERSION_FILE: &str = "/etc/stackato/version";
+const META: &str = "backup.json";
+/// Databases PostgreSQL itself keeps, never exported.
+const SYSTEM_DATABASES: &[&str] = &["postgres"];
+/// The roles whose data an export can hold, in export order.
+const ROLES: &[&str] = &["postgresql", "controller", "filesystem", "core"];
+
+struct Backup;
+
+impl Plugin for Backup {
+    fn plan(inv: &Invocation) -> Result<Plan> {
+        let core = core_node()?;
+        let one = |name: &str| Ok(Plan::new().phase(Phase::new(name).step(&core, name, "")));
+        match inv.command() {
+            "export" => plan_export(inv, &core),
+            "dump-table" => {
+                let node = postgres_node()?;
+                Ok(Plan::new().phase(Phase::new("dump-table").step(&node, "dump-table", "")))
+            }
+            "verify" => one("verify"),
+            "list" => one("list"),
+            "prune" => one("prune"),
+            "import" => one("import"),
+            _ => Err(inv.unknown_command()),
+        }
+    }
+
+    fn apply(inv: &Invocation, step: &Step) -> Result<Outcome> {
+        match step.name() {
+            "maintenance-on" => maintenance(inv, step, "stop"),
+            "maintenance-off" => maintenance(inv, step, "start"),
+            "export" => export(inv),
+            "dump-table" => dump_table(inv, step),
+            "verify" => verify(inv),
+            "list" => list(inv),
+            "prune" => prune(inv),
+            "import" => import(inv),
+            other => bail!("unknown step `{other}`"),
+        }
+    }
+}
+
+fn core_node() -> Result<Node> {
+    nodes::with_role("core")
+        .into_iter()
+        .next()
+        .or_else(|| nodes::all().into_iter().next())
+        .ok_or_else(|| Error::plugin("no node is selected"))
+}
+
+fn postgres_node() -> Result<Node> {
+    nodes::with_role("postgresql")
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::plugin("no selected node holds the `postgresql` role"))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `YYYYMMDD-HHMMSS` (UTC) for file names.
+fn stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+const SUFFIXES: &[&str] = &[".tar.zst", ".tar.gz", ".tgz", ".tar"];
+
+/// The artifact path for `dest`: a file name as given, or a dated name in
+/// a directory.
+fn artifact_path(dest: &str, base: &str, gzip: bool) -> String {
+    if SUFFIXES.iter().any(|s| dest.ends_with(s)) {
+        return dest.to_string();
+    }
+    let ext = if gzip { "tar.gz" } else { "tar.zst" };
+    format!(
+        "{}/{base}-{}.{ext}",
+        dest.trim_end_matches('/'),
+        stamp(now())
+    )
+}
+
+fn compression_of(path: &str) -> Compression {
+    if path.ends_with(".tar.gz") || path.ends_with(".tgz") {
+        Compression::Gzip
+    } else if path.ends_with(".tar") {
+        Compression::None
+    } else {
+        Compression::Zstd
+    }
+}
+
+/// What an export holds, as recorded in `backup.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    format: String,
+    product_version: Option<String>,
+    created: u64,
+    /// `cluster`, or `node NAME` for --only-this-node.
+    scope: String,
+    roles: Vec<String>,
+    topology: Vec<TopologyNode>,
+    contents: Vec<Content>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TopologyNode {
+    name: String,
+    address: String,
+    roles: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Content {
+    /// `database`, `droplets`, `services`, `settings`.
+    kind: String,
+    /// Item name (or prefix) in the artifact.
+    item: String,
+    /// The role it came from.
+    role: String,
+    node: String,
+    /// Database name, or path on the node.
+    source: String,
+}
+
+/// The roles an export covers, from --only, --exclude and --only-this-node.
+fn export_roles(inv: &Invocation) -> Result<(Vec<String>, String)> {
+    for r in inv.values("only").iter().chain(inv.values("exclude")) {
+        ensure!(
+            ROLES.contains(&r.as_str()),
+            "unknown role `{r}` (exportable: {})",
+            ROLES.join(", ")
+        );
+    }
+    let mut roles: Vec<String> = if inv.values("only").is_empty() {
+        ROLES.iter().map(|r| r.to_string()).collect()
+    } else {
+        inv.values("only").to_vec()
+    };
+    roles.retain(|r| !inv.values("exclude").contains(r));
+    let mut scope = "cluster".to_string();
+    if inv.flag("only-this-node") {
+        ensure!(
+            !inv.flag("cluster"),
+            "--cluster and --only-this-node exclude each other"
+        );
+        let local = nodes::local().ok_or_else(|| {
+            Error::plugin("--only-this-node: no selected node is this machine (mark it `local = true` in the inventory)")
+        })?;
+        roles.retain(|r| local.has_role(r));
+        scope = format!("node {}", local.name());
+    }
+    ensure!(
+        !roles.is_empty(),
+        "nothing to export: no role is left after --only, --exclude and --only-this-node"
+    );
+    Ok((roles, scope))
+}
+
+fn plan_export(inv: &Invocation, core: &Node) -> Result<Plan> {
+    let (roles, scope) = export_roles(inv)?;
+    let mut plan = Plan::new();
+    let writers = nodes::with_role("controller");
+    if inv.flag("maintenance") {
+        plan.push(writers.iter().fold(Phase::new("maintenance on"), |p, n| {
+            p.step(n, "maintenance-on", "controller")
+        }));
+    }
+    let payload = format!("{scope}\t{}", roles.join(","));
+    plan.push(Phase::new("export").step(core, "export", payload));
+    if inv.flag("maintenance") {
+        plan.push(
+            writers
+                .iter()
+                .fold(Phase::new("maintenance off").always(), |p, n| {
+                    p.step(n, "maintenance-off", "controller")
+                }),
+        );
+    }
+    Ok(plan)
+}
+
+/// Stop or start the roles in the payload (`service stackato-ROLE ACTION`).
+fn maintenance(inv: &Invocation, step: &Step, action: &str) -> Result<Outcome> {
+    let node = step.node();
+    for role in step.payload().split(',').filter(|r| !r.is_empty()) {
+        let out = node.run(
+            Command::new("service")
+                .arg(format!("stackato-{role}"))
+                .arg(action),
+        )?;
+        ensure!(
+            out.success(),
+            "service stackato-{role} {action} on {} failed (exit {}): {}",
+            node.name(),
+            out.status(),
+            out.stderr_str().trim()
+        );
+    }
+    let verb = match (action, inv.dry_run()) {
+        ("stop", false) => "stopped",
+        ("stop", true) => "would stop",
+        (_, false) => "started",
+        (_, true) => "would start",
+    };
+    Ok(Outcome::changed(format!(
+        "{verb} {} for the export",
+        step.payload()
+    )))
+}
+
+fn topology() -> Vec<TopologyNode> {
+    nodes::all()
+        .into_iter()
+        .map(|n| TopologyNode {
+            name: n.name().into(),
+            address: n.address().into(),
+            roles: n.roles().to_vec(),
+        })
+        .collect()
+}
+
+fn product_version(core: &Node) -> Option<String> {
+    core.read_to_string(VERSION_FILE)
+        .ok()
+        .map(|v| v.trim().to_string())
+}
+
+fn export(inv: &Invocation) -> Result<Outcome> {
+    let (roles, scope) = export_roles(inv)?;
+    let core = core_node()?;
+    let path = artifact_path(
+        inv.value("dest").unwrap_or("/var/backups/stackato/"),
+        "stackato-export",
+        inv.flag("gzip"),
+    );
+    let local = inv.flag("only-this-node").then(nodes::local).flatten();
+    let holder = |role: &str| -> Option<Node> {
+        match &local {
+            Some(n) => n.has_role(role).then(|| n.clone()),
+            None => nodes::with_role(role).into_iter().next(),
+        }
+    };
+    // Decide everything before the artifact exists, so a plan that cannot
+    // work leaves nothing behind.
+    let mut contents = Vec::new();
+    let mut skipped = Vec::new();
+    for role in &roles {
+        let Some(node) = holder(role) else {
+            skipped.push(format!("{role} (no node holds it)"));
+            continue;
+        };
+        match role.as_str() {
+            "postgresql" => {
+                let dbs = postgres::list_databases(&node)?;
+                for db in dbs
+                    .into_iter()
+                    .filter(|d| !SYSTEM_DATABASES.contains(&d.as_str()))
+                {
+                    contents.push(Content {
+                        kind: "database".into(),
+                        item: format!("databases/{db}.dump"),
+                        role: role.clone(),
+                        node: node.name().into(),
+                        source: db,
+                    });
+                }
+            }
+            "controller" | "filesystem" | "core" => {
+                let (kind, item, source) = match role.as_str() {
+                    "controller" => ("droplets", "droplets", DROPLETS),
+                    "filesystem" => ("services", "services/filesystem", SERVICES),
+                    _ => ("settings", "settings", SETTINGS),
+                };
+                if !node.exists(source)? {
+                    skipped.push(format!(
+                        "{kind} ({source} does not exist on {})",
+                        node.name()
+                    ));
+                    continue;
+                }
+                contents.push(Content {
+                    kind: kind.into(),
+                    item: item.into(),
+                    role: role.clone(),
+                    node: node.name().into(),
+                    source: source.into(),
+                });
+            }
+            _ => unreachable!("roles are checked"),
+        }
+    }
+    let meta = Meta {
+        format: "stackhost-backup/1".into(),
+        product_version: product_version(&core),
+        created: now(),
+        scope,
+        roles: roles.clone(),
+        topology: topology(),
+        contents,
+    };
+    let artifact = archive::create(&path, compression_of(&path))?;
+    let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::plugin(e.to_string()))?;
+    artifact.add_bytes(META, json)?;
+    let mut files = 0usize;
+    for c in &meta.contents {
+        let node = Node::named(c.node.clone());
+        match c.kind.as_str() {
+            "database" => {
+                postgres::dump(&node, &c.source, None, &artifact, &c.item)?;
+                files += 1;
+            }
+            _ => files += artifact.add_path(&node, &c.source, &c.item)?.len(),
+        }
+    }
+    let items = artifact.finish()?;
+    let bytes: u64 = items.iter().map(|i| i.size).sum();
+    let dbs: Vec<&str> = meta
+        .contents
+        .iter()
+        .filter(|c| c.kind == "database")
+        .map(|c| c.source.as_str())
+        .collect();
+    let mut msg = format!(
+        "{} {path}: {} items, {:.1} MiB before compression; databases: {}; files: {files}",
+        if inv.dry_run() {
+            "would write"
+        } else {
+            "wrote"
+        },
+        items.len(),
+        bytes as f64 / (1 << 20) as f64,
+        if dbs.is_empty() {
+            "none".to_string()
+        } else {
+            dbs.join(", ")
+        },
+    );
+    if !skipped.is_empty() {
+        msg.push_str(&format!("; not exported: {}", skipped.join(", ")));
+    }
+    Ok(Outcome::changed(msg))
+}
+
+fn dump_table(inv: &Invocation, step: &Step) -> Result<Outcome> {
+    let (db, table) = (inv.require("db")?, inv.require("table")?);
+    let node = step.node();
+    let path = artifact_path(
+        inv.value("dest").unwrap_or("/var/backups/stackato/"),
+        &format!("{db}-{table}"),
+        false,
+    );
+    let artifact = archive::create(&path, compression_of(&path))?;
+    let item = postgres::dump(
+        &node,
+        db,
+        Some(table),
+        &artifact,
+        &format!("{db}/{table}.sql"),
+    )?;
+    artifact.finish()?;
+    let verb = if inv.dry_run() {
+        "would write"
+    } else {
+        "wrote"
+    };
+    Ok(Outcome::changed(format!(
+        "{verb} {path}: {} ({} bytes of SQL)",
+        item.name, item.size
+    )))
+}
+
+fn verify(inv: &Invocation) -> Result<Outcome> {
+    let file = inv.require("file")?;
+    let artifact = archive::open(file)?;
+    let bad = artifact.verify()?;
+    if !bad.is_empty() {
+        let names: Vec<String> = bad
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} (expected {}, found {})",
+                    m.name, m.expected_sha256, m.actual_sha256
+                )
+            })
+            .collect();
+        bail!("{file} fails verification: {}", names.join("; "));
+    }
+    Ok(Outcome::ok(format!(
+        "{file}: all {} items match their sha256",
+        artifact.items()?.len()
+    )))
+}
+
+#[derive(Serialize)]
+struct Listing {
+    path: String,
+    size: u64,
+    modified: u64,
+    scope: Option<String>,
+    product_version: Option<String>,
+}
+
+fn list(inv: &Invocation) -> Result<Outcome> {
+    let dir = inv.require("dir")?;
+    let mut rows = Vec::new();
+    for l in archive::list(dir)? {
+        let meta = archive::open(&l.path)
+            .and_then(|a| a.read(META, 1 << 20))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Meta>(&b).ok());
+        rows.push(Listing {
+            path: l.path,
+            size: l.size,
+            modified: l.modified,
+            scope: meta
+                .as_ref()
+                .map(|m| format!("{} ({})", m.scope, m.roles.join(", "))),
+            product_version: meta.and_then(|m| m.product_version),
+        });
+    }
+    if inv.flag("json") {
+        return Ok(Outcome::ok(
+            serde_json::to_string_pretty(&rows).map_err(|e| Error::plugin(e.to_string()))?,
+        ));
+    }
+    if rows.is_empty() {
+        return Ok(Outcome::ok(format!("no exports in {dir}")));
+    }
+    let mut out = format!(
+        "{:<19}  {:>10}  {:<40}  PATH\n",
+        "DATE (UTC)", "SIZE", "SCOPE"
+    );
+    for r in rows {
+        let s = stamp(r.modified);
+        let date = format!(
+            "{}-{}-{} {}:{}",
+            &s[..4],
+            &s[4..6],
+            &s[6..8],
+            &s[9..11],
+            &s[11..13]
+        );
+        let size = format!("{:.1} MiB", r.size as f64 / (1 << 20) as f64);
+        let scope = r.scope.unwrap_or_else(|| "? (no backup.json)".into());
+        out.push_str(&format!(
+            "{date:<19}  {size:>10}  {scope:<40}  {}\n",
+            r.path
+        ));
+    }
+    Ok(Outcome::ok(out))
+}
+
+fn prune(inv: &Invocation) -> Result<Outcome> {
+    let dir = inv.require("dir")?;
+    let keep: usize = inv
+        .require("keep")?
+        .parse()
+        .map_err(|_| Error::plugin("--keep takes a whole number"))?;
+    let all = archive::list(dir)?;
+    let doomed: Vec<_> = all.iter().skip(keep).collect();
+    for l in &doomed {
+        archive::remove(&l.path)?;
+    }
+    if doomed.is_empty() {
+        return Ok(Outcome::ok(format!(
+            "{} exports in {dir}, keeping {keep}: nothing to delete",
+            all.len()
+        )));
+    }
+    let verb = if inv.dry_run() {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    let names: Vec<&str> = doomed.iter().map(|l| l.path.as_str()).collect();
+    Ok(Outcome::changed(format!(
+        "{verb} {} of {}: {}",
+        doomed.len(),
+        all.len(),
+        names.join(", ")
+    )))
+}
+
+fn import(inv: &Invocation) -> Result<Outcome> {
+    let file = inv.require("file")?;
+    let artifact = archive::open(file)?;
+    let bad = artifact.verify()?;
+    if !bad.is_empty() {
+        let names: Vec<&str> = bad.iter().map(|m| m.name.as_str()).collect();
+        bail!(
+            "{file} fails verification (damaged: {}); nothing was imported",
+            names.join(", ")
+        );
+    }
+    let meta: Meta = serde_json::from_slice(&artifact.read(META, 16 << 20)?)
+        .map_err(|e| Error::plugin(format!("{file} has no readable {META}: {e}")))?;
+    let mut done = Vec::new();
+    let mut not_restored = Vec::new();
+    for c in &meta.contents {
+        let target = nodes::with_role(&c.role).into_iter().next();
+        let Some(node) = target else {
+            not_restored.push(format!(
+                "{} {} (no node holds the {} role here)",
+                c.kind, c.source, c.role
+            ));
+            continue;
+        };
+        match c.kind.as_str() {
+            "database" => {
+                postgres::restore(&node, &c.source, &artifact, &c.item)?;
+                done.push(format!("database {} on {}", c.source, node.name()));
+            }
+            "droplets" | "services" => {
+                let bytes = artifact.unpack(&c.item, &node, &c.source)?;
+                done.push(format!("{} into {}:{} ({bytes} bytes)", c.kind, node.name(), c.source));
+            }
+            _ => not_restored.push(format!(
+                "{} (kept in the export under `{}`; the target's own settings stay; review and copy by hand)",
+                c.kind, c.item
+            )),
+        }
+    }
+    let mut msg = format!(
+        "{} {file}: {}",
+        if inv.dry_run() {
+            "would import"
+        } else {
+            "imported"
+        },
+        done.join("; ")
+    );
+    if !not_restored.is_empty() {
+        msg.push_str(&format!(". Not restored: {}", not_restored.join("; ")));
+    }
+    msg.push_str(". Apps that wrote database connection details during staging must be re-staged.");
+    Ok(Outcome::changed(msg))
+}
+
+export_plugin!(Backup);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_stamps() {
+        assert_eq!(stamp(1_795_546_740), "20261124-185900");
+        assert_eq!(artifact_path("/x/y.tgz", "e", false), "/x/y.tgz");
+        assert!(artifact_path("/x/", "e", true).starts_with("/x/e-"));
+        assert!(artifact_path("/x", "e", false).ends_with(".tar.zst"));
+        assert_eq!(compression_of("/a.tgz"), Compression::Gzip);
+    }
+}
