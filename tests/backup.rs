@@ -1,0 +1,411 @@
+//! Backup and migration on real clusters: real PostgreSQL 15 on the core
+//! node, droplet and service trees, exports streamed to the operator's
+//! host, imported into a different cluster, and the results compared with
+//! what the nodes themselves say (read with `docker exec`).
+
+mod support;
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use cluster::TestCluster;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::{Sandbox, refs};
+
+/// Start PostgreSQL on node `i` (the image has the packages, no cluster).
+fn pg_up(c: &TestCluster, i: usize) {
+    c.sh(i, "pg_createcluster 15 main --start >/dev/null");
+}
+
+fn psql(c: &TestCluster, i: usize, db: &str, sql: &str) -> String {
+    let out = c.docker(&[
+        "exec",
+        &c.node(i),
+        "su",
+        "postgres",
+        "-c",
+        &format!("psql -XAtq -d {db} -c \"{sql}\""),
+    ]);
+    out.trim().to_string()
+}
+
+/// Two databases with thousands of rows, a droplet tree with small and
+/// large files, filesystem service data and settings.
+fn seed(c: &TestCluster) {
+    pg_up(c, 1);
+    c.sh(
+        1,
+        "su postgres -c 'createdb aok && createdb cloud_controller'",
+    );
+    psql(
+        c,
+        1,
+        "aok",
+        "create table access_tokens(id serial primary key, token text not null); \
+         insert into access_tokens(token) select md5(i::text) from generate_series(1, 5000) i;",
+    );
+    psql(
+        c,
+        1,
+        "cloud_controller",
+        "create table apps(id serial primary key, name text); \
+         insert into apps(name) select concat('app-', i) from generate_series(1, 3000) i; \
+         create table spaces(id int primary key); insert into spaces select generate_series(1, 1200);",
+    );
+    c.sh(
+        1,
+        "mkdir -p /var/stackato/data/droplets/a1/b2 /etc/stackato && \
+         for i in $(seq 1 40); do head -c $((i * 997)) /dev/urandom > /var/stackato/data/droplets/a1/d$i; done && \
+         head -c 3000000 /dev/urandom > /var/stackato/data/droplets/a1/b2/big.tgz && \
+         ln -s a1/b2/big.tgz /var/stackato/data/droplets/latest && \
+         echo 3.4.2 > /etc/stackato/version",
+    );
+    let fs = 3;
+    c.sh(
+        fs,
+        "mkdir -p /var/stackato/services/filesystem/svc-1 && \
+         head -c 200000 /dev/urandom > /var/stackato/services/filesystem/svc-1/data.bin",
+    );
+}
+
+/// sha256 of every file under `dir` on node `i`, sorted by path.
+fn checksums(c: &TestCluster, i: usize, dir: &str) -> String {
+    c.sh(
+        i,
+        &format!("cd {dir} && find . -type f -print0 | sort -z | xargs -0 sha256sum"),
+    )
+}
+
+fn only_file(dir: &Path) -> PathBuf {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "expected one file in {}: {files:?}",
+        dir.display()
+    );
+    files.into_iter().next().unwrap()
+}
+
+fn message(report: &serde_json::Value, step: &str) -> (String, String) {
+    for p in report["phases"].as_array().unwrap() {
+        for s in p["steps"].as_array().unwrap() {
+            if s["name"] == step {
+                return (
+                    s["status"].as_str().unwrap().into(),
+                    s["message"].as_str().unwrap().into(),
+                );
+            }
+        }
+    }
+    panic!("no step {step} in {report:#}");
+}
+
+#[test]
+fn export_then_import_into_another_cluster() {
+    let a = TestCluster::up(3, "sh-bk-a");
+    let b = TestCluster::up(3, "sh-bk-b");
+    seed(&a);
+    pg_up(&b, 1);
+    let out = tempfile::Builder::new()
+        .prefix("sh-bk-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let dest = format!("{}/", out.path().display());
+    let s = Sandbox::new();
+    s.install("backup");
+
+    let (code, r) = s.report(&refs(&a.args(&["backup", "export", &dest])));
+    assert_eq!(code, 0, "{r:#}");
+    let (status, msg) = message(&r, "export");
+    assert_eq!(status, "changed");
+    assert!(msg.contains("databases: aok, cloud_controller"), "{msg}");
+    let file = only_file(out.path());
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("stackato-export-") && name.ends_with(".tar.zst"),
+        "{name}"
+    );
+
+    // Plain tar lists it, and it holds the topology and a manifest.
+    let listing = Command::new("tar").arg("-tf").arg(&file).output().unwrap();
+    assert!(listing.status.success());
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for member in [
+        "backup.json",
+        "databases/aok.dump",
+        "databases/cloud_controller.dump",
+        "droplets/a1/b2/big.tgz",
+        "droplets/latest",
+        "services/filesystem/svc-1/data.bin",
+        "settings/version",
+        "stackhost-manifest.json",
+    ] {
+        assert!(
+            listing.lines().any(|l| l.trim_end_matches('/') == member),
+            "{member} missing:\n{listing}"
+        );
+    }
+    let meta = Command::new("tar")
+        .arg("-xOf")
+        .arg(&file)
+        .arg("backup.json")
+        .output()
+        .unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&meta.stdout).unwrap();
+    assert_eq!(meta["product_version"], "3.4.2");
+    assert_eq!(meta["topology"].as_array().unwrap().len(), 3);
+
+    let f = file.to_str().unwrap();
+    let (code, r) = s.report(&refs(&a.args(&["backup", "verify", f])));
+    assert_eq!((code, message(&r, "verify").0.as_str()), (0, "ok"), "{r:#}");
+
+    // One flipped byte: verify names the damaged item, import refuses and
+    // changes nothing.
+    let flipped = out.path().join("flipped.tar.zst");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x20;
+    std::fs::write(&flipped, &bytes).unwrap();
+    let fl = flipped.to_str().unwrap();
+    let (code, r) = s.report(&refs(&a.args(&["backup", "verify", fl])));
+    let (status, msg) = message(&r, "verify");
+    assert_eq!((code, status.as_str()), (3, "failed"), "{r:#}");
+    let items: Vec<&str> = listing.lines().filter(|l| !l.ends_with('/')).collect();
+    assert!(
+        msg.contains("fails verification: ")
+            && items.iter().any(|i| msg.contains(&format!(": {i} ("))),
+        "the damaged item is named: {msg}"
+    );
+    let (code, r) = s.report(&refs(&b.args(&["backup", "import", fl])));
+    let (status, msg) = message(&r, "import");
+    assert_eq!((code, status.as_str()), (3, "failed"), "{r:#}");
+    assert!(msg.contains("nothing was imported"), "{msg}");
+    assert_eq!(
+        psql(
+            &b,
+            1,
+            "postgres",
+            "select count(*) from pg_database where datname = 'aok'"
+        ),
+        "0"
+    );
+    assert!(
+        !b.sh(1, "ls /var/stackato/data 2>/dev/null || true")
+            .contains("droplets")
+    );
+    std::fs::remove_file(&flipped).unwrap();
+
+    // Import into cluster B: same rows, same files.
+    let (code, r) = s.report(&refs(&b.args(&["backup", "import", "--cluster", f])));
+    assert_eq!(code, 0, "{r:#}");
+    let (_, msg) = message(&r, "import");
+    assert!(msg.contains("Not restored: settings"), "{msg}");
+    for (db, table) in [
+        ("aok", "access_tokens"),
+        ("cloud_controller", "apps"),
+        ("cloud_controller", "spaces"),
+    ] {
+        let sql =
+            format!("select count(*), md5(string_agg(t::text, ',' order by 1)) from {table} t");
+        assert_eq!(psql(&b, 1, db, &sql), psql(&a, 1, db, &sql), "{db}.{table}");
+    }
+    assert_eq!(
+        psql(&b, 1, "aok", "select count(*) from access_tokens"),
+        "5000"
+    );
+    let droplets = "/var/stackato/data/droplets";
+    assert_eq!(checksums(&b, 1, droplets), checksums(&a, 1, droplets));
+    assert_eq!(
+        b.sh(1, &format!("readlink {droplets}/latest")),
+        "a1/b2/big.tgz\n"
+    );
+    let services = "/var/stackato/services/filesystem";
+    assert_eq!(checksums(&b, 3, services), checksums(&a, 3, services));
+
+    // dump-table: the guide's single-table pg_dump, as SQL. (A second
+    // later, so `list` orders the two by time.)
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, r) = s.report(&refs(&a.args(&[
+        "backup",
+        "dump-table",
+        "--db",
+        "aok",
+        "--table",
+        "access_tokens",
+        &dest,
+    ])));
+    assert_eq!(code, 0, "{r:#}");
+    let dumps: Vec<PathBuf> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("aok-access_tokens-"))
+        .collect();
+    assert_eq!(dumps.len(), 1);
+    let sql = Command::new("tar")
+        .arg("-xOf")
+        .arg(&dumps[0])
+        .arg("aok/access_tokens.sql")
+        .output()
+        .unwrap();
+    let sql = String::from_utf8_lossy(&sql.stdout);
+    assert!(
+        sql.contains("CREATE TABLE public.access_tokens"),
+        "{}",
+        &sql[..sql.len().min(500)]
+    );
+    assert!(!sql.contains("CREATE TABLE public.apps"));
+
+    // list shows both, newest first; prune keeps the newest.
+    let listed = s.ok(&refs(&a.args(&[
+        "run",
+        "backup",
+        "list",
+        out.path().to_str().unwrap(),
+    ])));
+    assert!(
+        listed.contains("cluster (postgresql, controller, filesystem, core)"),
+        "{listed}"
+    );
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    let (code, r) = s.report(&refs(&a.args(&[
+        "backup",
+        "prune",
+        "--keep",
+        "1",
+        out.path().to_str().unwrap(),
+    ])));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        only_file(out.path()),
+        dumps[0],
+        "the newest (the table dump) is kept"
+    );
+}
+
+#[test]
+fn failures_leave_nothing_behind_and_maintenance_is_lifted() {
+    let c = TestCluster::up(2, "sh-bk-fail");
+    seed_small(&c);
+    let out = tempfile::Builder::new()
+        .prefix("sh-bk-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let dest = out.path().join("export.tar.zst");
+    let d = dest.to_str().unwrap();
+    let s = Sandbox::new();
+    s.install("backup");
+
+    // kill -9 in the middle of streaming: no file under the final name;
+    // the next export succeeds and verifies.
+    c.sh(
+        1,
+        "head -c 400000000 /dev/urandom > /var/stackato/data/droplets/huge.bin",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stackhost"))
+        .args(refs(&c.args(&["run", "backup", "export", d])))
+        .env("STACKHOST_HOME", s.home.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial_grew = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::read_dir(out.path()).unwrap().any(|e| {
+            let e = e.unwrap();
+            e.file_name().to_string_lossy().contains(".partial")
+                && e.metadata().unwrap().len() > 1_000_000
+        })
+    });
+    assert!(partial_grew, "the export never got going");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !dest.exists(),
+        "a killed export must not leave a file under the final name"
+    );
+    c.sh(1, "rm /var/stackato/data/droplets/huge.bin");
+    let (code, r) = s.report(&refs(&c.args(&["backup", "export", "--force-unlock", d])));
+    assert_eq!(code, 0, "{r:#}");
+    let (code, r) = s.report(&refs(&c.args(&["backup", "verify", d])));
+    assert_eq!(code, 0, "{r:#}");
+    for e in std::fs::read_dir(out.path()).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+
+    // PostgreSQL down on the core node: a clear error naming the node and
+    // the database, nothing partial left, and --maintenance lifted.
+    let before = c.sh(1, "cat /run/stackato-controller.pid");
+    c.sh(1, "pg_ctlcluster 15 main stop");
+    let (code, r) = s.report(&refs(&c.args(&["backup", "export", "--maintenance", d])));
+    assert_eq!(code, 3, "{r:#}");
+    let (status, msg) = message(&r, "export");
+    assert_eq!(status, "failed");
+    assert!(
+        msg.contains(&format!("postgres on node {}", c.node(1))) && msg.contains("database"),
+        "{msg}"
+    );
+    assert_eq!(message(&r, "maintenance-on").0, "changed");
+    assert_eq!(
+        message(&r, "maintenance-off").0,
+        "changed",
+        "maintenance is lifted after a failed export"
+    );
+    let after = c.sh(1, "cat /run/stackato-controller.pid");
+    assert_ne!(
+        before, after,
+        "the controller was stopped and started again"
+    );
+    assert!(
+        c.sh(1, &format!("test -d /proc/{} && echo up", after.trim()))
+            .contains("up")
+    );
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "nothing partial is left"
+    );
+
+    // PostgreSQL stops between listing and dumping: the dump's own error
+    // names the database, and again nothing is left.
+    c.sh(1, "pg_ctlcluster 15 main start");
+    let (code, r) = s.report(&refs(&c.args(&[
+        "backup",
+        "dump-table",
+        "--db",
+        "nosuchdb",
+        "--table",
+        "t",
+        d,
+    ])));
+    assert_eq!(code, 3, "{r:#}");
+    let (_, msg) = message(&r, "dump-table");
+    assert!(
+        msg.contains("database nosuchdb") && msg.contains(&c.node(1)),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "nothing partial is left"
+    );
+}
+
+fn seed_small(c: &TestCluster) {
+    pg_up(c, 1);
+    c.sh(1, "su postgres -c 'createdb aok'");
+    psql(
+        c,
+        1,
+        "aok",
+        "create table t(i int); insert into t select generate_series(1, 100);",
+    );
+    c.sh(
+        1,
+        "mkdir -p /var/stackato/data/droplets && echo small > /var/stackato/data/droplets/one",
+    );
+}
