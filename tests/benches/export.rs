@@ -1,0 +1,225 @@
+//! Bench (not a test): exporting a tree into an artifact with stackhost
+//! (a node's `tar -c` streamed through the host: member parsing, sha256 per
+//! item, multi-threaded zstd, atomic write) against `tar -czf` and
+//! `tar -I 'zstd -T0' -cf` on the same tree in the same run, at about
+//! 0.25 GB and 1 GB. Prints median times, throughput, ratios, output
+//! sizes and the stackhost process's peak RSS at each size (it must stay
+//! flat: bytes stream in bounded chunks).
+//!
+//! The trees (many small files plus a few large ones; half of the bytes
+//! incompressible, like zipped droplets, half text) are generated once
+//! under /var/tmp/stackhost-bench. Run with
+//! `cargo bench -p stackhost --bench export`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const ROOT: &str = "/var/tmp/stackhost-bench";
+const RUNS: usize = 3;
+
+/// xorshift64*: deterministic, fast filler.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn fill(&mut self, buf: &mut Vec<u8>, len: usize) {
+        buf.clear();
+        const WORDS: &[&str] = &[
+            "droplet",
+            "staging",
+            "router",
+            "controller",
+            "dea",
+            "app",
+            "log",
+            "error",
+            "ok",
+            "GET",
+            "/v2/apps",
+            "200",
+            "stackato",
+        ];
+        let random = len / 2;
+        while buf.len() < random {
+            buf.extend_from_slice(&self.next().to_le_bytes());
+        }
+        buf.truncate(random);
+        while buf.len() < len {
+            let n = self.next();
+            let w = WORDS[(n % WORDS.len() as u64) as usize];
+            let _ = write!(buf, "{w} {} ", n >> 40);
+        }
+        buf.truncate(len);
+    }
+}
+
+/// Make (once) a tree of about `bytes`: 55% in files of 1–64 KiB, 45% in
+/// four large files.
+fn tree(bytes: u64) -> PathBuf {
+    let dir = Path::new(ROOT).join(format!("tree-{}m", bytes >> 20));
+    let done = dir.join(".complete");
+    if done.exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut rng = Rng(0x5eed ^ bytes);
+    let mut buf = Vec::new();
+    let small_budget = bytes * 55 / 100;
+    let (mut written, mut i) = (0u64, 0u64);
+    while written < small_budget {
+        let len = 1024 + (rng.next() % (63 * 1024)) as usize;
+        let sub = dir.join(format!("apps/{:03}/{:02}", i / 1000, i % 97));
+        std::fs::create_dir_all(&sub).unwrap();
+        rng.fill(&mut buf, len);
+        std::fs::write(sub.join(format!("f{i}.dat")), &buf).unwrap();
+        written += len as u64;
+        i += 1;
+    }
+    let large = (bytes - written) / 4;
+    std::fs::create_dir_all(dir.join("droplets")).unwrap();
+    for n in 0..4 {
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(dir.join(format!("droplets/big{n}.tgz"))).unwrap(),
+        );
+        let mut left = large;
+        while left > 0 {
+            let len = left.min(1 << 20) as usize;
+            rng.fill(&mut buf, len);
+            f.write_all(&buf).unwrap();
+            left -= len as u64;
+        }
+    }
+    std::fs::write(&done, b"").unwrap();
+    dir
+}
+
+fn du(dir: &Path) -> u64 {
+    let out = Command::new("du").arg("-sb").arg(dir).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Run `cmd`, returning its wall time and its peak RSS in KiB (wait4).
+fn run(mut cmd: Command) -> (Duration, u64) {
+    let start = Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("command runs");
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; `status` and `usage` are valid for writes.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let took = start.elapsed();
+    assert!(
+        pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed"
+    );
+    (took, usage.ru_maxrss as u64)
+}
+
+fn median(mut v: Vec<(Duration, u64)>) -> (Duration, u64) {
+    v.sort();
+    let rss = v.iter().map(|x| x.1).max().unwrap();
+    (v[v.len() / 2].0, rss)
+}
+
+fn main() {
+    for tool in ["tar", "zstd", "gzip"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            eprintln!("export bench: `{tool}` is missing (apt-get install tar zstd gzip)");
+            std::process::exit(1);
+        }
+    }
+    let s = support::Sandbox::new();
+    s.install("pack");
+    let out_dir = Path::new(ROOT).join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    println!(
+        "export bench: median of {RUNS} runs, same tree, same run; RSS is the peak of the process tree"
+    );
+    println!(
+        "{:>8}  {:<26} {:>9} {:>10} {:>9} {:>10} {:>11}",
+        "tree", "tool", "time", "MB/s", "vs stackhost", "output", "peak RSS"
+    );
+    let mut flat = Vec::new();
+    for bytes in [256u64 << 20, 1024 << 20] {
+        let dir = tree(bytes);
+        let size = du(&dir);
+        let label = format!("{:.2} GB", size as f64 / 1e9);
+        let dest = |name: &str| out_dir.join(name);
+        let ours = median(
+            (0..RUNS)
+                .map(|_| {
+                    let _ = std::fs::remove_file(dest("stackhost.tar.zst"));
+                    let mut c = Command::new(env!("CARGO_BIN_EXE_stackhost"));
+                    c.args(["run", "pack", "pack"])
+                        .arg(&dir)
+                        .arg(dest("stackhost.tar.zst"))
+                        .env("STACKHOST_HOME", s.home.path());
+                    run(c)
+                })
+                .collect(),
+        );
+        let peer = |args: &[&str], file: &str| {
+            median(
+                (0..RUNS)
+                    .map(|_| {
+                        let _ = std::fs::remove_file(dest(file));
+                        let mut c = Command::new("tar");
+                        c.arg("-C").arg(&dir).args(args).arg(dest(file)).arg(".");
+                        run(c)
+                    })
+                    .collect(),
+            )
+        };
+        let gz = peer(&["-czf"], "peer.tgz");
+        let zst = peer(&["-I", "zstd -T0", "-cf"], "peer.tar.zst");
+        let out_size = |f: &str| std::fs::metadata(dest(f)).map(|m| m.len()).unwrap_or(0);
+        let rows = [
+            (
+                "stackhost (zstd, sha256)",
+                ours,
+                out_size("stackhost.tar.zst"),
+            ),
+            ("tar -czf", gz, out_size("peer.tgz")),
+            ("tar -I 'zstd -T0' -cf", zst, out_size("peer.tar.zst")),
+        ];
+        for (tool, (t, rss), out) in rows {
+            println!(
+                "{label:>8}  {tool:<26} {:>7.2} s {:>10.1} {:>9.2}x {:>7.0} MB {:>8.1} MiB",
+                t.as_secs_f64(),
+                size as f64 / 1e6 / t.as_secs_f64(),
+                t.as_secs_f64() / ours.0.as_secs_f64(),
+                out as f64 / 1e6,
+                rss as f64 / 1024.0
+            );
+        }
+        flat.push((label, ours.1));
+    }
+    let (small, large) = (flat[0].1 as f64 / 1024.0, flat[1].1 as f64 / 1024.0);
+    println!(
+        "stackhost peak RSS: {small:.1} MiB at {}, {large:.1} MiB at {}: {:+.1} MiB ({:+.0}%) for a tree {:.1}x larger",
+        flat[0].0,
+        flat[1].0,
+        large - small,
+        (large / small - 1.0) * 100.0,
+        4.0
+    );
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
