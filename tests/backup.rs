@@ -409,3 +409,141 @@ fn seed_small(c: &TestCluster) {
         "mkdir -p /var/stackato/data/droplets && echo small > /var/stackato/data/droplets/one",
     );
 }
+
+/// The container's address on the Docker bridge (how nodes reach each other).
+fn bridge_ip(c: &TestCluster, i: usize) -> String {
+    c.docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &c.node(i),
+    ])
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn a_scheduled_export_really_runs_on_the_filesystem_node() {
+    let c = TestCluster::up(3, "sh-bk-cron");
+    seed_small(&c);
+    let s = Sandbox::new();
+    s.install("backup");
+
+    // The filesystem node gets stackhost, the backup plugin, the cluster's
+    // key and an inventory of its own: node 1 over SSH, itself local.
+    let fs_node = c.node(3);
+    let bin = env!("CARGO_BIN_EXE_stackhost");
+    c.docker(&["cp", bin, &format!("{fs_node}:/usr/local/bin/stackhost")]);
+    c.docker(&[
+        "cp",
+        support::wasm("backup").to_str().unwrap(),
+        &format!("{fs_node}:/tmp/backup.wasm"),
+    ]);
+    c.docker(&[
+        "cp",
+        c.path("id_ed25519").to_str().unwrap(),
+        &format!("{fs_node}:/root/.ssh/id_ed25519"),
+    ]);
+    let ip1 = bridge_ip(&c, 1);
+    let inventory = format!(
+        "[[node]]\nname = \"core\"\naddress = \"{ip1}\"\nport = 22\nuser = \"root\"\nidentity = \"/root/.ssh/id_ed25519\"\n\
+         roles = [\"core\", \"controller\", \"postgresql\"]\n\n[[node]]\nname = \"fs\"\nlocal = true\nroles = [\"dea\", \"filesystem\"]\n"
+    );
+    c.sh(
+        3,
+        &format!(
+            "chmod 600 /root/.ssh/id_ed25519 && mkdir -p /root/.config/stackhost && \
+             printf '%s' '{inventory}' > /root/.config/stackhost/inventory.toml && \
+             ssh-keyscan -t ed25519 {ip1} >> /root/.ssh/known_hosts 2>/dev/null && \
+             HOME=/root stackhost plugin install --yes /tmp/backup.wasm >/dev/null"
+        ),
+    );
+
+    let dest = "/var/backups/stackato/nightly.tar.zst";
+    let (code, r) = s.report(&refs(&c.args(&[
+        "backup",
+        "schedule",
+        "--at",
+        "30 2 * * *",
+        dest,
+    ])));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        r["phases"][0]["steps"][0]["node"],
+        fs_node.as_str(),
+        "scheduled on the filesystem node"
+    );
+    let cron = c.sh(3, "cat /etc/cron.d/stackhost-backup");
+    let entry = cron
+        .lines()
+        .find(|l| !l.starts_with('#') && l.contains(" root "))
+        .expect("an entry");
+    let (when, command) = entry.split_once(" root ").unwrap();
+    assert_eq!(when, "30 2 * * *");
+    assert_eq!(
+        command,
+        format!("/usr/local/bin/stackhost run backup export --cluster {dest}")
+    );
+    assert_eq!(
+        c.sh(3, "stat -c %a /etc/cron.d/stackhost-backup").trim(),
+        "644"
+    );
+
+    // Run the entry's command the way cron does (sh -c, cron's PATH, as
+    // root) and check the export it leaves.
+    c.docker(&[
+        "exec",
+        &fs_node,
+        "env",
+        "-i",
+        "HOME=/root",
+        "SHELL=/bin/sh",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "sh",
+        "-c",
+        command,
+    ]);
+    let members = c.sh(3, &format!("tar -tf {dest}"));
+    for m in [
+        "backup.json",
+        "databases/aok.dump",
+        "droplets/one",
+        "stackhost-manifest.json",
+    ] {
+        assert!(
+            members.lines().any(|l| l == m),
+            "{m} missing from the scheduled export:\n{members}"
+        );
+    }
+    let verified = c.sh(
+        3,
+        &format!("HOME=/root stackhost run backup verify {dest} --json"),
+    );
+    assert!(
+        verified.contains("all ") && verified.contains("match their sha256"),
+        "{verified}"
+    );
+
+    let (_, r) = s.report(&refs(&c.args(&["backup", "schedule", "--list"])));
+    assert!(
+        r["phases"][0]["steps"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("30 2 * * * root"),
+        "{r:#}"
+    );
+    let (code, _) = s.report(&refs(&c.args(&["backup", "schedule", "--remove"])));
+    assert_eq!(code, 0);
+    assert!(
+        c.sh(
+            3,
+            "test -e /etc/cron.d/stackhost-backup && echo yes || echo no"
+        )
+        .contains("no")
+    );
+    let out = s.fails(
+        3,
+        &refs(&c.args(&["run", "backup", "schedule", "--at", "3am", dest])),
+    );
+    assert!(out.contains("is not a cron schedule"), "{out}");
+}

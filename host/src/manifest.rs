@@ -209,6 +209,15 @@ pub const RESERVED_ARGS: &[&str] = &[
     "timeout",
     "exec-timeout",
     "max-in-flight",
+    "serial",
+    "canaries",
+    "max-fail",
+    "force-unlock",
+    "lock-ttl",
+    "inventory",
+    "accept-new-host-keys",
+    "connect-timeout",
+    "known-hosts",
     "help",
     "version",
 ];
@@ -442,6 +451,24 @@ kind = "patch"
         .unwrap_err()
         .to_string();
         assert!(err.contains("a vendor patch has none"), "{err}");
+    }
+
+    #[test]
+    fn every_host_flag_is_reserved() {
+        use clap::CommandFactory as _;
+        #[derive(clap::Parser)]
+        struct Probe {
+            #[command(flatten)]
+            flags: crate::cli::RunFlags,
+        }
+        for arg in Probe::command().get_arguments() {
+            if let Some(long) = arg.get_long() {
+                assert!(
+                    RESERVED_ARGS.contains(&long),
+                    "host flag --{long} is not in RESERVED_ARGS"
+                );
+            }
+        }
     }
 
     #[test]

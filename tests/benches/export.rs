@@ -210,16 +210,17 @@ fn main() {
                 rss as f64 / 1024.0
             );
         }
-        flat.push((label, ours.1));
+        flat.push((label, ours.1, size));
     }
     let (small, large) = (flat[0].1 as f64 / 1024.0, flat[1].1 as f64 / 1024.0);
+    let grown = flat[1].2 as f64 / flat[0].2 as f64;
     println!(
         "stackhost peak RSS: {small:.1} MiB at {}, {large:.1} MiB at {}: {:+.1} MiB ({:+.0}%) for a tree {:.1}x larger",
         flat[0].0,
         flat[1].0,
         large - small,
         (large / small - 1.0) * 100.0,
-        4.0
+        grown
     );
     let _ = std::fs::remove_dir_all(&out_dir);
 }

@@ -7,6 +7,7 @@ mod node;
 mod plugin;
 mod report;
 mod run;
+pub use run::RunFlags;
 mod runs;
 mod scaffold;
 

@@ -47,6 +47,10 @@ impl Plugin for Backup {
             "list" => one("list"),
             "prune" => one("prune"),
             "import" => one("import"),
+            "schedule" => {
+                let node = schedule_node()?;
+                Ok(Plan::new().phase(Phase::new("schedule").step(&node, "schedule", "")))
+            }
             _ => Err(inv.unknown_command()),
         }
     }
@@ -61,6 +65,7 @@ impl Plugin for Backup {
             "list" => list(inv),
             "prune" => prune(inv),
             "import" => import(inv),
+            "schedule" => schedule(inv, step),
             other => bail!("unknown step `{other}`"),
         }
     }
@@ -579,6 +584,138 @@ fn import(inv: &Invocation) -> Result<Outcome> {
     }
     msg.push_str(". Apps that wrote database connection details during staging must be re-staged.");
     Ok(Outcome::changed(msg))
+}
+
+const CRON_FILE: &str = "/etc/cron.d/stackhost-backup";
+
+/// The node scheduled exports run on: the guide's filesystem node (the
+/// core node when no node holds that role).
+fn schedule_node() -> Result<Node> {
+    nodes::with_role("filesystem")
+        .into_iter()
+        .next()
+        .map_or_else(core_node, Ok)
+}
+
+/// A cron schedule: five fields of digits, `*`, `/`, `,`, `-` or names.
+fn check_cron(at: &str) -> Result<()> {
+    let fields: Vec<&str> = at.split_whitespace().collect();
+    let ok = fields.len() == 5
+        && fields.iter().all(|f| {
+            f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "*/,-".contains(c))
+        });
+    ensure!(
+        ok,
+        "`{at}` is not a cron schedule (five fields, e.g. \"0 3 * * *\")"
+    );
+    Ok(())
+}
+
+/// Quote a word for sh, and escape `%`, which cron turns into a newline.
+fn cron_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@".contains(c));
+    let quoted = if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    };
+    quoted.replace('%', r"\%")
+}
+
+fn schedule(inv: &Invocation, step: &Step) -> Result<Outcome> {
+    let node = step.node();
+    let current = match node.read_to_string(CRON_FILE) {
+        Ok(text) => Some(text),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e),
+    };
+    if inv.flag("list") {
+        let entries: Vec<&str> = current
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .filter(|l| l.contains(" root "))
+            .collect();
+        return Ok(Outcome::ok(if entries.is_empty() {
+            format!("no export is scheduled on {}", node.name())
+        } else {
+            format!("on {} ({CRON_FILE}): {}", node.name(), entries.join("; "))
+        }));
+    }
+    if inv.flag("remove") {
+        if current.is_none() {
+            return Ok(Outcome::ok(format!(
+                "no export is scheduled on {}",
+                node.name()
+            )));
+        }
+        node.remove(CRON_FILE)?;
+        return Ok(Outcome::changed(format!(
+            "removed {CRON_FILE} on {}",
+            node.name()
+        )));
+    }
+    let dest = inv
+        .value("dest")
+        .ok_or_else(|| Error::plugin("schedule needs DEST (or --list / --remove)"))?;
+    ensure!(
+        dest.starts_with('/'),
+        "DEST must be an absolute path on {}",
+        node.name()
+    );
+    let at = inv.require("at")?;
+    check_cron(at)?;
+    if !node.exists("/usr/sbin/cron")? {
+        let systemd = node.exists("/run/systemd/system")?;
+        bail!(
+            "cron is not installed on {}{}; install it (apt-get install cron)",
+            node.name(),
+            if systemd {
+                " (systemd timers are not built yet)"
+            } else {
+                ""
+            }
+        );
+    }
+    let mut words = vec![
+        inv.require("stackhost")?.to_string(),
+        "run".into(),
+        "backup".into(),
+        "export".into(),
+        "--cluster".into(),
+    ];
+    if let Some(inventory) = inv.value("inventory-file") {
+        words.extend(["--inventory".into(), inventory.to_string()]);
+    }
+    words.push(dest.to_string());
+    let command: Vec<String> = words.iter().map(|w| cron_word(w)).collect();
+    let text = format!(
+        "# Scheduled export, installed by `stackhost run backup schedule`;\n\
+         # remove it with `stackhost run backup schedule --remove`.\n\
+         SHELL=/bin/sh\n\
+         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
+         {at} root {}\n",
+        command.join(" ")
+    );
+    if current.as_deref() == Some(text.as_str()) {
+        return Ok(Outcome::ok(format!(
+            "already scheduled on {}: {at}",
+            node.name()
+        )));
+    }
+    node.write_with_mode(CRON_FILE, &text, 0o644)?;
+    let verb = if inv.dry_run() {
+        "would schedule"
+    } else {
+        "scheduled"
+    };
+    Ok(Outcome::changed(format!(
+        "{verb} the export on {} at `{at}` into {dest} ({CRON_FILE})",
+        node.name()
+    )))
 }
 
 export_plugin!(Backup);
