@@ -178,3 +178,85 @@ fn a_command_declared_read_only_cannot_mutate_even_inside_the_grant() {
         "{report:#}"
     );
 }
+
+#[test]
+fn archive_paths_are_scoped_and_dry_run_writes_nothing() {
+    let s = Sandbox::new();
+    s.install("pack");
+    let dir = scratch_rw();
+    std::fs::write(dir.path().join("a.txt"), "a").unwrap();
+    let src = dir.path().to_str().unwrap();
+    let dest = format!("{src}/out.tar.zst");
+
+    let m = denied(&s, &["pack", "pack", src, "/etc/evil.tar.zst"]);
+    assert!(
+        m.contains("archive path `/etc/evil.tar.zst` is outside the grant (archive paths: /tmp/stackhost-test, /var/tmp/stackhost-bench)"),
+        "{m}"
+    );
+    let m = denied(&s, &["pack", "pack", "/etc", &dest]);
+    assert!(
+        m.contains("fs read of `/etc` on node local is outside the grant"),
+        "{m}"
+    );
+    assert!(!std::path::Path::new(&dest).exists());
+
+    let (code, report) = s.report(&["pack", "pack", src, &dest, "--dry-run"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert!(
+        !std::path::Path::new(&dest).exists(),
+        "a dry run writes no artifact"
+    );
+    let calls: Vec<&str> = report["phases"][0]["steps"][0]["mutations"]
+        .as_array()
+        .expect("the step's mutations")
+        .iter()
+        .map(|m| m["call"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        calls,
+        ["archive.create", "archive.add", "archive.finish"],
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_disk_that_fills_fails_the_artifact_and_leaves_nothing() {
+    let s = Sandbox::new();
+    s.install("pack");
+    let src = scratch_rw();
+    let random: Vec<u8> = (0..4_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(src.path().join("big.bin"), &random).unwrap();
+    let full = std::path::PathBuf::from(format!("/tmp/stackhost-test/full-{}", std::process::id()));
+    std::fs::create_dir_all(&full).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .arg(&full)
+        .status()
+        .expect("mount runs");
+    assert!(
+        mounted.success(),
+        "mounting a small tmpfs needs root (tests/run runs as root)"
+    );
+    let dest = full.join("out.tar");
+    let (code, report) = s.report(&[
+        "pack",
+        "pack",
+        src.path().to_str().unwrap(),
+        dest.to_str().unwrap(),
+    ]);
+    let left: Vec<_> = std::fs::read_dir(&full)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let _ = std::process::Command::new("umount").arg(&full).status();
+    let _ = std::fs::remove_dir(&full);
+    let (status, message) = only_step(&report);
+    assert_eq!((code, status.as_str()), (3, "failed"), "{report:#}");
+    assert!(message.contains("No space left on device"), "{message}");
+    assert!(
+        left.is_empty(),
+        "nothing is left on the full disk: {left:?}"
+    );
+}

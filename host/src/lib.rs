@@ -1,6 +1,6 @@
 //! stackhost: a maintenance host for PaaS clusters. It knows the cluster's
 //! nodes and roles, owns the connections to them, and exposes exec, fs
-//! (and, in later versions, archive, postgres and docker) capabilities to
+//! archive and postgres capabilities (docker comes later) to
 //! sandboxed WebAssembly component plugins through the `stackhost:host`
 //! WIT package.
 

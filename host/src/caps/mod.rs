@@ -1,9 +1,9 @@
 //! Host capabilities, one module each: `exec`, `fs`, `nodes`, `log`,
-//! `patches` (and the shared `types`). Each has `mod.rs` (the marker type and its
-//! `add_to_linker`), `host.rs` (the generated `Host` trait's impl) and,
-//! where calls are scoped, `scope.rs` (the grant check). The `archive`,
-//! `postgres` and `docker` interfaces are defined in the WIT but not built
-//! into this host yet; plugins importing them are refused at install.
+//! `archive`, `postgres`, `patches` (and the shared `types`). Each has
+//! `mod.rs` (the marker type and its `add_to_linker`), `host.rs` (the
+//! generated `Host` trait's impl) and, where calls are scoped, `scope.rs`
+//! (the grant check). The `docker` interface is defined in the WIT but not
+//! built into this host yet; plugins importing it are refused at install.
 
 pub mod archive;
 pub mod exec;

@@ -379,6 +379,7 @@ impl SshNode {
         Ok(super::stream::PipeStatus {
             status,
             stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
+            consumer_gone: !alive,
         })
     }
 

@@ -23,6 +23,9 @@ const STDERR_LIMIT: usize = 64 << 10;
 pub struct PipeStatus {
     pub status: i32,
     pub stderr: String,
+    /// The program was stopped because the receiver of its output went
+    /// away: the consumer's error is the cause, not the program's status.
+    pub consumer_gone: bool,
 }
 
 /// A shell script to stream through: `sh -c SCRIPT stackhost ARGS...`,
@@ -161,6 +164,7 @@ async fn pipe_local(
     Ok(PipeStatus {
         status: status.code().unwrap_or(-1),
         stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
+        consumer_gone: !consumer_alive,
     })
 }
 

@@ -208,6 +208,9 @@ async fn add_path(
         .map_err(|e| WitError::Failed(format!("archive worker failed: {e}")))?;
     let failed = match status {
         Err(e) => Some(WitError::from(e)),
+        // The consumer stopped the program (disk full, say): its own
+        // error below is the cause.
+        Ok(st) if st.consumer_gone && added.is_err() => None,
         Ok(st) if st.status != 0 => Some(WitError::Failed(format!(
             "packing {text} on node {} failed (exit {}): {}",
             node.info.name, st.status, st.stderr

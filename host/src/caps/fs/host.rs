@@ -217,7 +217,7 @@ impl fs::Host for CapView<'_> {
             let (to_node, to) = this.scoped(&target_node, &target, Access::Write, Final::Follow).await?;
             if !Arc::ptr_eq(&from_node, &to_node) {
                 return Err(WitError::Unsupported(
-                    "copying between two different nodes is not built yet (it comes with the archive capability)".into(),
+                    "copying between two different nodes is not built yet; stream it through an artifact instead (archive add-path, then reader unpack)".into(),
                 ));
             }
             let detail = format!("{source_node}:{source} -> {target}");

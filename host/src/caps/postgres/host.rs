@@ -174,6 +174,10 @@ async fn dump(
     let spooled = spooler
         .await
         .map_err(|e| WitError::Failed(format!("dump worker failed: {e}")))?;
+    if status.consumer_gone {
+        // Spooling failed (a full disk, say) and stopped pg_dump.
+        spooled?;
+    }
     if status.status != 0 {
         return Err(WitError::Failed(format!(
             "pg_dump of {what} on node {} failed (exit {}): {}",
