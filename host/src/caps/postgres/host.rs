@@ -174,9 +174,11 @@ async fn dump(
     let spooled = spooler
         .await
         .map_err(|e| WitError::Failed(format!("dump worker failed: {e}")))?;
-    if status.consumer_gone {
+    if status.consumer_gone
+        && let Err(e) = spooled
+    {
         // Spooling failed (a full disk, say) and stopped pg_dump.
-        spooled?;
+        return Err(e);
     }
     if status.status != 0 {
         return Err(WitError::Failed(format!(
