@@ -219,10 +219,10 @@ async fn add_path(
     };
     match (failed, added) {
         (None, Ok(items)) => Ok(items.into_iter().map(item).collect()),
-        (Some(e), added) => {
+        // The node's failure is the cause (the consumer only saw the
+        // stream end); what went in is incomplete.
+        (Some(e), _) => {
             poison(&inner, &crate::caps::describe_error(&e));
-            // The node's failure is the cause; the consumer only saw the stream end.
-            drop(added);
             Err(e)
         }
         (None, Err(e)) => Err(e),
