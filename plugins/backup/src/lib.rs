@@ -339,6 +339,11 @@ fn export(inv: &Invocation) -> Result<Outcome> {
             _ => unreachable!("roles are checked"),
         }
     }
+    ensure!(
+        !contents.is_empty(),
+        "nothing to export: {}",
+        skipped.join(", ")
+    );
     let meta = Meta {
         format: "stackhost-backup/1".into(),
         product_version: product_version(&core),
