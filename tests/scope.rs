@@ -260,3 +260,25 @@ fn a_disk_that_fills_fails_the_artifact_and_leaves_nothing() {
         "nothing is left on the full disk: {left:?}"
     );
 }
+
+#[test]
+fn a_plan_may_only_read() {
+    let s = Sandbox::new();
+    s.install("probe");
+    let dir = scratch_rw();
+    let target = dir.path().join("planned.txt");
+    for dry_run in [false, true] {
+        let mut args = vec!["probe", "plan-write", target.to_str().unwrap(), "x"];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let (code, report) = s.report(&args);
+        assert_eq!(code, 3, "{report:#}");
+        let err = report["plan_error"].as_str().unwrap_or_default();
+        assert!(
+            err.contains("a plan may only read (make changes in a step), so `fs.write` on local is not allowed"),
+            "{report:#}"
+        );
+        assert!(!target.exists());
+    }
+}

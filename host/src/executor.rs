@@ -6,7 +6,9 @@
 use crate::bindings::exports::stackhost::host::plugin_api as api;
 use crate::cluster::Cluster;
 use crate::journal::{Journal, RunRecord, StepRecord, StepState};
-use crate::runtime::{CallCtx, CallError, CallLimits, CallReport, Event, LoadedPlugin, Mutation};
+use crate::runtime::{
+    CallCtx, CallError, CallLimits, CallReport, Event, LoadedPlugin, Mutation, ReadOnly,
+};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -155,7 +157,7 @@ pub async fn run(
     journal: Option<JournalHandle>,
 ) -> RunReport {
     let start = Instant::now();
-    let ctx = call_ctx(&plugin, &cluster, &opts);
+    let ctx = call_ctx(&plugin, &cluster, &opts, ReadOnly::Plan);
     let CallReport {
         result,
         events: plan_events,
@@ -253,7 +255,12 @@ pub async fn resume(
     report
 }
 
-fn call_ctx(plugin: &LoadedPlugin, cluster: &Arc<Cluster>, opts: &RunOptions) -> Arc<CallCtx> {
+fn call_ctx(
+    plugin: &LoadedPlugin,
+    cluster: &Arc<Cluster>,
+    opts: &RunOptions,
+    read_only: ReadOnly,
+) -> Arc<CallCtx> {
     Arc::new(
         CallCtx::new(
             plugin.name.clone(),
@@ -262,7 +269,7 @@ fn call_ctx(plugin: &LoadedPlugin, cluster: &Arc<Cluster>, opts: &RunOptions) ->
             opts.dry_run,
             opts.exec_timeout,
         )
-        .read_only(opts.read_only)
+        .read_only(read_only)
         .with_patches(opts.patches.clone()),
     )
 }
@@ -401,7 +408,16 @@ async fn apply_plan(
                 }
                 let (plugin, inv, sem) = (plugin.clone(), invocation.clone(), semaphore.clone());
                 let (ctx, limits, journal) = (
-                    call_ctx(&plugin, cluster, opts),
+                    call_ctx(
+                        &plugin,
+                        cluster,
+                        opts,
+                        if opts.read_only {
+                            ReadOnly::Command
+                        } else {
+                            ReadOnly::No
+                        },
+                    ),
                     opts.limits,
                     journal.clone(),
                 );

@@ -16,8 +16,9 @@ use std::marker::PhantomData;
 /// in.
 pub trait Plugin {
     /// Turn the invocation into a plan. Only read-only capability calls
-    /// belong here (probing nodes, reading files); the host runs `plan`
-    /// under `--dry-run` too.
+    /// belong here (probing nodes, reading files): the host refuses
+    /// mutating ones with [`Error::PermissionDenied`](crate::Error). It runs
+    /// `plan` under `--dry-run` too.
     fn plan(inv: &Invocation) -> Result<Plan>;
 
     /// Carry out one step of the plan. Under `--dry-run` the same code

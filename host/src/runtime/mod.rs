@@ -10,7 +10,7 @@ pub mod state;
 
 pub use cache::CacheOutcome;
 pub use limits::{CallLimits, LimitExceeded};
-pub use state::{CallCtx, Event, Mutation, PluginState};
+pub use state::{CallCtx, Event, Mutation, PluginState, ReadOnly};
 
 use crate::bindings::exports::stackhost::host::plugin_api as api;
 use crate::bindings::patch::PatchPre;

@@ -29,6 +29,16 @@ pub struct Event {
     pub message: String,
 }
 
+/// Whether a call may mutate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOnly {
+    No,
+    /// The command is declared `read-only` in the manifest.
+    Command,
+    /// The plugin is planning: `plan` only reads (see wit/plugin.wit).
+    Plan,
+}
+
 /// Most events one call keeps.
 const MAX_EVENTS: usize = 10_000;
 
@@ -38,8 +48,8 @@ pub struct CallCtx {
     pub cluster: std::sync::Arc<Cluster>,
     pub grant: std::sync::Arc<Grant>,
     pub dry_run: bool,
-    /// The command is declared read-only: mutating calls are refused.
-    pub read_only: bool,
+    /// Whether mutating calls are refused, and why.
+    pub read_only: ReadOnly,
     /// Default and upper bound for a program's run time.
     pub exec_timeout: Duration,
     /// The installed vendor patches, for a plugin granted `patches`.
@@ -64,7 +74,7 @@ impl CallCtx {
             cluster,
             grant,
             dry_run,
-            read_only: false,
+            read_only: ReadOnly::No,
             exec_timeout,
             patches: None,
             mutations: Mutex::default(),
@@ -74,7 +84,7 @@ impl CallCtx {
     }
 
     /// Refuse mutating calls (a read-only command).
-    pub fn read_only(mut self, read_only: bool) -> CallCtx {
+    pub fn read_only(mut self, read_only: ReadOnly) -> CallCtx {
         self.read_only = read_only;
         self
     }
@@ -88,14 +98,16 @@ impl CallCtx {
         self
     }
 
-    /// Under a read-only command, the refusal of mutating call `call`.
+    /// In a read-only call, the refusal of mutating call `call`.
     pub fn refuse_mutation(&self, node: &str, call: &str) -> Result<(), crate::bindings::WitError> {
-        if self.read_only {
-            return Err(crate::bindings::WitError::PermissionDenied(format!(
-                "this command is read-only, so `{call}` on {node} is not allowed"
-            )));
-        }
-        Ok(())
+        let why = match self.read_only {
+            ReadOnly::No => return Ok(()),
+            ReadOnly::Command => "this command is read-only",
+            ReadOnly::Plan => "a plan may only read (make changes in a step)",
+        };
+        Err(crate::bindings::WitError::PermissionDenied(format!(
+            "{why}, so `{call}` on {node} is not allowed"
+        )))
     }
 
     /// Record a mutation that a dry run did not make.
