@@ -76,7 +76,7 @@ fn a_failed_run_resumes_without_repeating_finished_steps() {
 /// Start `stackhost run spin loop` in the background and wait until it
 /// holds the cluster lock (its run is journaled as running).
 fn start_lock_holder(s: &Sandbox, ttl: &str) -> std::process::Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_stackhost"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stackhost"))
         .args([
             "run",
             "spin",
@@ -105,7 +105,11 @@ fn start_lock_holder(s: &Sandbox, ttl: &str) -> std::process::Child {
         {
             return child;
         }
-        assert!(Instant::now() < deadline, "the lock holder never started");
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the lock holder never started");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -195,7 +195,7 @@ local = true
 
     #[test]
     fn refuses_bad_inventories() {
-        let err = |t: &str| parse_str(t).err().expect("refused").to_string();
+        let err = |t: &str| parse_str(t).expect_err("refused").to_string();
         assert!(err("").contains("lists no [[node]]"));
         assert!(err("[[node]]\nname = \"a\"\n").contains("has no address"));
         assert!(
