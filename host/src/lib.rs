@@ -17,5 +17,6 @@ pub mod manifest;
 pub mod paths;
 pub mod rollout;
 pub mod runtime;
+pub mod sandbox;
 pub mod signing;
 pub mod store;
