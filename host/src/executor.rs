@@ -6,6 +6,7 @@
 use crate::bindings::exports::stackhost::host::plugin_api as api;
 use crate::cluster::Cluster;
 use crate::journal::{Journal, RunRecord, StepRecord, StepState};
+use crate::runtime::state::cap_text;
 use crate::runtime::{
     CallCtx, CallError, CallLimits, CallReport, Event, LoadedPlugin, Mutation, ReadOnly,
 };
@@ -172,10 +173,10 @@ pub async fn run(
         plan_events,
         instantiate,
     );
-    let plan = match result {
+    let plan = match result.map_err(|e| e.to_string()).and_then(check_plan_size) {
         Ok(plan) => plan,
         Err(e) => {
-            report.plan_error = Some(e.to_string());
+            report.plan_error = Some(cap_text(e, MAX_STEP_MESSAGE));
             report.metrics.total_ms = start.elapsed().as_secs_f64() * 1e3;
             return report;
         }
@@ -298,6 +299,43 @@ fn new_report(
             total_ms: 0.0,
         },
     }
+}
+
+/// Longest step message (or plan error) kept in the report and journal.
+pub const MAX_STEP_MESSAGE: usize = 64 << 10;
+/// Most steps in one plan, the largest step payload, and the most bytes
+/// of payloads, names and node names in one plan together.
+pub const MAX_PLAN_STEPS: usize = 100_000;
+pub const MAX_PAYLOAD: usize = 1 << 20;
+pub const MAX_PLAN_BYTES: usize = 64 << 20;
+
+/// Refuse a plan bigger than the host keeps (the plugin made it).
+fn check_plan_size(plan: api::ExecutionPlan) -> Result<api::ExecutionPlan, String> {
+    let steps: Vec<&api::Step> = plan.phases.iter().flat_map(|p| &p.steps).collect();
+    if steps.len() > MAX_PLAN_STEPS {
+        return Err(format!(
+            "the plan has {} steps, more than the {MAX_PLAN_STEPS} a plan may have",
+            steps.len()
+        ));
+    }
+    if let Some(big) = steps.iter().find(|s| s.payload.len() > MAX_PAYLOAD) {
+        return Err(format!(
+            "step `{}` carries a payload of {} bytes, more than the {MAX_PAYLOAD} bytes a step may carry",
+            cap_text(big.name.clone(), 200),
+            big.payload.len()
+        ));
+    }
+    let bytes: usize = plan
+        .phases
+        .iter()
+        .map(|p| p.name.len() + p.steps.iter().map(|s| s.payload.len() + s.name.len() + s.node.len()).sum::<usize>())
+        .sum();
+    if bytes > MAX_PLAN_BYTES {
+        return Err(format!(
+            "the plan is {bytes} bytes, more than the {MAX_PLAN_BYTES} bytes a plan may be"
+        ));
+    }
+    Ok(plan)
 }
 
 /// The journal rows of a fresh plan, all pending.
@@ -515,6 +553,8 @@ async fn apply(
             (StepStatus::Failed, e.to_string())
         }
     };
+    // The plugin chose the message: keep the report and journal small.
+    let message = cap_text(message, MAX_STEP_MESSAGE);
     StepReport {
         node: step.node,
         name: step.name,

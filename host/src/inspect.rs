@@ -4,6 +4,10 @@
 use crate::manifest::{Manifest, ManifestError, SECTION};
 use wasmparser::{Encoding, Parser, Payload};
 
+/// Largest manifest accepted: it is shown at install, stored, and read on
+/// every later command.
+pub const MAX_MANIFEST: usize = 256 << 10;
+
 /// Why a file is not a usable plugin.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
@@ -21,6 +25,10 @@ pub enum InspectError {
          stackhost_sdk::export_plugin! (see wit/MANIFEST.md)"
     )]
     NoManifest,
+    #[error(
+        "the `{SECTION}` section is {0} bytes, more than the {MAX_MANIFEST} bytes a manifest may be"
+    )]
+    ManifestTooLarge(usize),
     #[error("the component carries more than one `{SECTION}` section")]
     DuplicateManifest,
     #[error(transparent)]
@@ -56,6 +64,9 @@ pub fn read_manifest(bytes: &[u8]) -> Result<Manifest, InspectError> {
         }
     }
     let data = found.ok_or(InspectError::NoManifest)?;
+    if data.len() > MAX_MANIFEST {
+        return Err(InspectError::ManifestTooLarge(data.len()));
+    }
     Ok(Manifest::parse(data)?)
 }
 

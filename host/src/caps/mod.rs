@@ -47,6 +47,7 @@ impl From<NodeError> for WitError {
             NodeError::InvalidArgument(m) => WitError::InvalidArgument(m),
             NodeError::Io(m) => WitError::Io(m),
             NodeError::Failed(m) => WitError::Failed(m),
+            NodeError::Denied(m) => WitError::PermissionDenied(m),
         }
     }
 }

@@ -146,7 +146,11 @@ fn parse(path: &Path, text: &str, ssh: SshOptions) -> Result<Cluster, InventoryE
             roles: n.roles,
             is_local: n.local,
         };
-        nodes.push(Arc::new(Node { info, transport }));
+        nodes.push(Arc::new(Node {
+            info,
+            transport,
+            files: Default::default(),
+        }));
     }
     Ok(Cluster { nodes })
 }

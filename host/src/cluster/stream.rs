@@ -218,6 +218,13 @@ impl ChunkWriter {
     }
 }
 
+impl ChunkWriter {
+    /// Whether the reading side has gone away (it failed or gave up).
+    pub fn receiver_gone(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
 impl Write for ChunkWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let n = data.len().min(CHUNK - self.buf.len());

@@ -39,8 +39,47 @@ pub enum ReadOnly {
     Plan,
 }
 
-/// Most events one call keeps.
+/// Most events one call keeps, and most bytes of their messages together.
 const MAX_EVENTS: usize = 10_000;
+const MAX_EVENT_BYTES: usize = 1 << 20;
+/// Most mutations one dry-run call records, and the longest detail kept
+/// of each: the plugin controls both.
+const MAX_MUTATIONS: usize = 10_000;
+pub const MAX_DETAIL: usize = 1024;
+
+/// `text` cut to at most `max` bytes (on a character boundary), saying
+/// how much was cut.
+pub fn cap_text(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let total = text.len();
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push_str(&format!("… ({} more bytes not kept)", total - cut));
+    text
+}
+
+/// What a call recorded, within its caps, and how much it dropped.
+#[derive(Debug)]
+struct Recorded<T> {
+    items: Vec<T>,
+    bytes: usize,
+    dropped: u64,
+}
+
+impl<T> Default for Recorded<T> {
+    fn default() -> Self {
+        Recorded {
+            items: Vec::new(),
+            bytes: 0,
+            dropped: 0,
+        }
+    }
+}
 
 /// Shared by the capabilities of one call.
 pub struct CallCtx {
@@ -54,8 +93,8 @@ pub struct CallCtx {
     pub exec_timeout: Duration,
     /// The installed vendor patches, for a plugin granted `patches`.
     pub patches: Option<std::sync::Arc<crate::caps::patches::PatchHost>>,
-    mutations: Mutex<Vec<Mutation>>,
-    events: Mutex<Vec<Event>>,
+    mutations: Mutex<Recorded<Mutation>>,
+    events: Mutex<Recorded<Event>>,
     /// Nanoseconds spent in host calls, so the CPU limit counts only the
     /// guest's own computing.
     host_nanos: AtomicU64,
@@ -110,24 +149,29 @@ impl CallCtx {
         )))
     }
 
-    /// Record a mutation that a dry run did not make.
+    /// Record a mutation that a dry run did not make. Past
+    /// [`MAX_MUTATIONS`] only the count is kept (and reported).
     pub fn record(&self, node: &str, call: &str, detail: String) {
-        let m = Mutation {
+        let mut kept = self.mutations.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.items.len() >= MAX_MUTATIONS {
+            kept.dropped += 1;
+            return;
+        }
+        kept.items.push(Mutation {
             node: node.into(),
             call: call.into(),
-            detail,
-        };
-        self.mutations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(m);
+            detail: cap_text(detail, MAX_DETAIL),
+        });
     }
 
     pub fn event(&self, level: &'static str, message: String) {
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        if events.len() < MAX_EVENTS {
-            events.push(Event { level, message });
+        if events.items.len() >= MAX_EVENTS || events.bytes + message.len() > MAX_EVENT_BYTES {
+            events.dropped += 1;
+            return;
         }
+        events.bytes += message.len();
+        events.items.push(Event { level, message });
     }
 
     /// Time spent in host calls so far.
@@ -144,11 +188,33 @@ impl CallCtx {
         out
     }
 
-    /// Take what the call recorded.
+    /// Take what the call recorded; what went past the caps is said in a
+    /// last entry, so a dry run never silently shows less than it did.
     pub fn take(&self) -> (Vec<Mutation>, Vec<Event>) {
         let m = std::mem::take(&mut *self.mutations.lock().unwrap_or_else(|p| p.into_inner()));
         let e = std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()));
-        (m, e)
+        let mut mutations = m.items;
+        if m.dropped > 0 {
+            mutations.push(Mutation {
+                node: mutations.last().map(|l| l.node.clone()).unwrap_or_default(),
+                call: "…".into(),
+                detail: format!(
+                    "{} more mutations recorded but not kept (at most {MAX_MUTATIONS} per step)",
+                    m.dropped
+                ),
+            });
+        }
+        let mut events = e.items;
+        if e.dropped > 0 {
+            events.push(Event {
+                level: "warn",
+                message: format!(
+                    "{} more events not kept (at most {MAX_EVENTS} events or {MAX_EVENT_BYTES} bytes per call)",
+                    e.dropped
+                ),
+            });
+        }
+        (mutations, events)
     }
 }
 
@@ -180,9 +246,7 @@ impl PluginState {
         PluginState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                limit: memory_limit,
-            },
+            limiter: MemoryLimiter::new(memory_limit),
             call,
             output,
         }

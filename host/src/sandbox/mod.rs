@@ -49,7 +49,7 @@ impl FsError {
         match e {
             Errno::NOENT => FsError::NotFound(format!("{what}: no such file or directory")),
             Errno::XDEV => FsError::Denied(format!(
-                "{what} leads outside its grant root (through a symlink or a mount point)"
+                "{what} leads outside its grant root through a symlink"
             )),
             Errno::LOOP => FsError::Denied(format!(
                 "{what} goes through a symlink where none may be followed"

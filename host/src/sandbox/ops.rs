@@ -147,8 +147,19 @@ fn reopen_for_reading(path_fd: &OwnedFd, dir: BorrowedFd<'_>, rel: &Path) -> Res
     }
 }
 
-pub fn stat(at: &At<'_>) -> Result<Option<Stat>, FsError> {
+/// Metadata of `at`; with `follow` a final symlink that stays beneath the
+/// root is followed.
+pub fn stat(at: &At<'_>, follow: bool) -> Result<Option<Stat>, FsError> {
     let full = at.full();
+    if follow {
+        return match open_beneath(at.root.fd(), &full, OFlags::PATH) {
+            Ok(fd) => Ok(Some(Stat::from_raw(
+                &rustix::fs::fstat(&fd).map_err(|e| FsError::os(&at.shown(), e))?,
+            ))),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(FsError::os(&at.shown(), e)),
+        };
+    }
     if full.as_os_str().is_empty() {
         let st = rustix::fs::fstat(at.root.fd()).map_err(|e| FsError::os(".", e))?;
         return Ok(Some(Stat::from_raw(&st)));
@@ -239,8 +250,9 @@ pub fn check_mode(mode: u32) -> Result<u32, FsError> {
 /// Replace the file at `at` with `data`: temporary file, fsync, rename
 /// over the name (a symlink there is replaced, not followed), fsync the
 /// directory. `mode` defaults to the old file's permission bits or 0o644;
-/// an existing file keeps its owner.
-pub fn write(at: &At<'_>, data: &mut dyn Read, mode: Option<u32>) -> Result<u64, FsError> {
+/// an existing file keeps its owner. Data that ends before `len` bytes
+/// (a lost connection) replaces nothing.
+pub fn write(at: &At<'_>, data: &mut dyn Read, mode: Option<u32>, len: u64) -> Result<u64, FsError> {
     let mode = mode.map(check_mode).transpose()?;
     let (parent, name) = at.split("write")?;
     let old = rustix::fs::statat(&parent, &name, AtFlags::SYMLINK_NOFOLLOW).ok();
@@ -257,7 +269,12 @@ pub fn write(at: &At<'_>, data: &mut dyn Read, mode: Option<u32>) -> Result<u64,
         .unwrap_or(0o644);
     let (mut file, tmp) = create_temp(parent.as_fd(), &name)?;
     let result = (|| {
-        let written = std::io::copy(data, &mut file)?;
+        let written = std::io::copy(&mut data.take(len), &mut file)?;
+        if written != len {
+            return Err(std::io::Error::other(format!(
+                "the data ended after {written} of {len} bytes; nothing was replaced"
+            )));
+        }
         rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
         if let Some(st) = old_file
             && super::is_root()
@@ -461,11 +478,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         ln(&victim, dir.path().join("f")).unwrap();
         let r = root(dir.path());
-        write(&at(&r, "f"), &mut &b"new"[..], None).unwrap();
+        write(&at(&r, "f"), &mut &b"new"[..], None, 3).unwrap();
+        let e = write(&at(&r, "f"), &mut &b"cut"[..], None, 10).unwrap_err();
+        assert!(matches!(e, FsError::Io(ref m) if m.contains("after 3 of 10")), "{e:?}");
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"new");
         assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
         assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"new");
         assert!(!std::fs::symlink_metadata(dir.path().join("f")).unwrap().file_type().is_symlink());
-        let e = write(&at(&r, "x"), &mut &b""[..], Some(0o4755)).unwrap_err();
+        let e = write(&at(&r, "x"), &mut &b""[..], Some(0o4755), 0).unwrap_err();
         assert!(matches!(e, FsError::Denied(_)), "{e:?}");
     }
 
@@ -475,7 +495,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         ln(outside.path(), dir.path().join("d")).unwrap();
         let r = root(dir.path());
-        let e = write(&at(&r, "d/new"), &mut &b"x"[..], None).unwrap_err();
+        let e = write(&at(&r, "d/new"), &mut &b"x"[..], None, 1).unwrap_err();
         assert!(matches!(e, FsError::Denied(_)), "{e:?}");
         assert!(!outside.path().join("new").exists());
     }

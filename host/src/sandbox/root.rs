@@ -55,7 +55,17 @@ impl Root {
                 Err(e) => return Err(FsError::Io(format!("resolving grant root `{shown}`: {e}"))),
             }
         };
-        let tail: PathBuf = missing.iter().rev().collect();
+        let mut tail: PathBuf = missing.iter().rev().collect();
+        // A file granted by itself: hold its directory, and the file's
+        // name as the tail.
+        let mut canonical = canonical;
+        if tail.as_os_str().is_empty()
+            && !std::fs::metadata(&canonical).is_ok_and(|m| m.is_dir())
+            && let (Some(dir), Some(name)) = (canonical.parent(), canonical.file_name())
+        {
+            tail = PathBuf::from(name);
+            canonical = dir.to_path_buf();
+        }
         check_ancestors(path, &canonical)?;
         let fd = open_no_symlinks(&canonical)
             .map_err(|e| FsError::os(&format!("grant root `{shown}`"), e))?;
@@ -104,14 +114,20 @@ impl Root {
     /// `rel` (relative to the grant root as granted) relative to the
     /// pinned directory.
     pub fn rel(&self, rel: &Path) -> PathBuf {
+        if rel.as_os_str().is_empty() {
+            // `join("")` would add a trailing slash.
+            return self.id.tail.clone();
+        }
         self.id.tail.join(rel)
     }
 }
 
-/// Owned by root or by us, and writable by nobody else.
+/// Owned by root or by us, and writable by nobody else except under the
+/// sticky bit's protection (`/tmp`, `/var/tmp`: others can add entries
+/// but not replace ours, and everything stays beneath the handle).
 fn owned_safely(st: &rustix::fs::Stat) -> bool {
     let me = rustix::process::geteuid().as_raw();
-    (st.st_uid == 0 || st.st_uid == me) && st.st_mode & 0o022 == 0
+    (st.st_uid == 0 || st.st_uid == me) && (st.st_mode & 0o022 == 0 || st.st_mode & 0o1000 != 0)
 }
 
 fn check_ancestors(granted: &Path, canonical: &Path) -> Result<(), FsError> {
@@ -201,6 +217,16 @@ mod tests {
         );
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
         assert!(Root::pin(&open.join("root")).is_ok());
+    }
+
+    #[test]
+    fn a_file_root_is_held_by_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("real"), "x").unwrap();
+        std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
+        let pinned = Root::pin(&dir.path().join("link")).unwrap();
+        assert_eq!(pinned.id.tail, PathBuf::from("real"));
+        assert_eq!(pinned.id.canonical, dir.path().canonicalize().unwrap());
     }
 
     #[test]

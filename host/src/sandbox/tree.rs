@@ -50,6 +50,7 @@ fn land_file(
     mode: u32,
     owner: (u32, u32),
     what: &str,
+    expect: Option<u64>,
 ) -> Result<u64, FsError> {
     if let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
         && kind_of_mode(st.st_mode) == FileKind::Directory
@@ -59,6 +60,11 @@ fn land_file(
     let (mut file, tmp) = create_temp(dir, name)?;
     let result = (|| {
         let n = std::io::copy(data, &mut file)?;
+        if let Some(size) = expect.filter(|size| *size != n) {
+            return Err(std::io::Error::other(format!(
+                "the stream ended after {n} of {size} bytes; nothing was replaced"
+            )));
+        }
         rustix::fs::fchmod(&file, Mode::from_raw_mode(safe_mode(mode)))?;
         keep_owner(file.as_fd(), owner.0, owner.1)?;
         file.flush()?;
@@ -150,6 +156,7 @@ pub fn copy(from: &At<'_>, to: &At<'_>, links: &LinkPolicy) -> Result<u64, FsErr
                 st.mode,
                 (st.uid, st.gid),
                 &shown(&dst_full),
+                None,
             )
         }
         FileKind::Directory => {
@@ -216,6 +223,7 @@ impl CopyWalk<'_> {
                         fst.mode,
                         (fst.uid, fst.gid),
                         &what,
+                        None,
                     )?;
                 }
                 FileKind::Symlink => {
@@ -455,7 +463,9 @@ pub fn unpack(at: &At<'_>, input: &mut dyn Read, links: &LinkPolicy) -> Result<u
                 land_dir(parent.as_fd(), &name, mode, Some(owner), &what)?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                bytes += land_file(parent.as_fd(), &name, &mut entry, mode, owner, &what)?;
+                let size = entry.size();
+                let mut data = (&mut entry).take(size);
+                bytes += land_file(parent.as_fd(), &name, &mut data, mode, owner, &what, Some(size))?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -476,7 +486,7 @@ pub fn unpack(at: &At<'_>, input: &mut dyn Read, links: &LinkPolicy) -> Result<u
                     return Err(FsError::Invalid(format!("member {what} links to the destination itself")));
                 };
                 let (mut file, st) = open_regular(dest.as_fd(), &target)?;
-                bytes += land_file(parent.as_fd(), &name, &mut file, st.mode, (st.uid, st.gid), &what)?;
+                bytes += land_file(parent.as_fd(), &name, &mut file, st.mode, (st.uid, st.gid), &what, None)?;
             }
             other => {
                 let word = match other {

@@ -35,11 +35,16 @@ pub enum Request {
         #[serde(with = "bytes")]
         path: PathBuf,
     },
-    Stat { at: Loc },
+    /// With `follow`, a final symlink (staying beneath) is followed.
+    Stat {
+        at: Loc,
+        #[serde(default)]
+        follow: bool,
+    },
     /// The file's bytes follow as output.
     Read { at: Loc, max: u64 },
-    /// The file's bytes are the input.
-    Write { at: Loc, mode: Option<u32> },
+    /// The file's `len` bytes are the input.
+    Write { at: Loc, mode: Option<u32>, len: u64 },
     List { at: Loc },
     Mkdir { at: Loc, recursive: bool },
     Rename { from: Loc, to: Loc },
@@ -96,7 +101,7 @@ pub fn serve(
     }
     Ok(match req {
         Request::Pin { path } => Reply::Pinned(Root::pin(&path)?.id),
-        Request::Stat { at } => with_at!(at, |a| Reply::Stat(ops::stat(&a)?)),
+        Request::Stat { at, follow } => with_at!(at, |a| Reply::Stat(ops::stat(&a, follow)?)),
         Request::Read { at, max } => with_at!(at, |a| {
             let data = ops::read(&a, max)?;
             output
@@ -104,7 +109,9 @@ pub fn serve(
                 .map_err(|e| FsError::Io(format!("sending the file: {e}")))?;
             Reply::Bytes(data.len() as u64)
         }),
-        Request::Write { at, mode } => with_at!(at, |a| Reply::Bytes(ops::write(&a, input, mode)?)),
+        Request::Write { at, mode, len } => {
+            with_at!(at, |a| Reply::Bytes(ops::write(&a, input, mode, len)?))
+        }
         Request::List { at } => with_at!(at, |a| Reply::List(
             ops::list(&a)?
                 .into_iter()

@@ -8,9 +8,11 @@ use crate::bindings::stackhost::host::archive::{
     Compression, Host, HostReader, HostWriter, Item, Listed, Mismatch,
 };
 use crate::caps::CapView;
-use crate::caps::fs::scope::{self, Access, Final};
-use crate::cluster::local::FileKind;
-use crate::cluster::stream::{self, ChunkReader, ChunkWriter, Script};
+use crate::caps::fs::scope::{self, Access};
+use crate::cluster::files::{Input, Output, RECEIVER_GONE};
+use crate::cluster::stream::{self, ChunkReader, ChunkWriter};
+use crate::sandbox::FileKind;
+use crate::sandbox::wire::{Reply, Request};
 use crate::cluster::{Node, NodeError};
 use crate::grant::{path_within, roles_allow};
 use crate::runtime::CallCtx;
@@ -138,27 +140,37 @@ async fn add_path(
 ) -> Result<Vec<Item>, WitError> {
     artifact::check_name(&name).map_err(art_err)?;
     let node = archive_node(call, node)?;
-    let resolved = scope::check(&call.grant, &node, path, Access::Read, Final::Follow).await?;
+    let checked = scope::check(&call.grant, &node, path, Access::Read).await?;
     let (artifact_path, inner) = writer;
     let Some(inner) = inner else {
         call.record(
             &node.info.name,
             "archive.add",
-            format!(
-                "{} as {name} into {}",
-                resolved.display(),
-                artifact_path.display()
-            ),
+            format!("{path} as {name} into {}", artifact_path.display()),
         );
         return Ok(Vec::new());
     };
-    let stat = node.transport.stat(&resolved).await?.ok_or_else(|| {
-        WitError::NotFound(format!(
-            "{} does not exist on node {}",
-            resolved.display(),
+    let what = format!("archive.add-path `{path}`");
+    let stat = match node
+        .files(&what, Request::Stat { at: checked.loc.clone(), follow: true }, Input::None, None)
+        .await?
+        .0
+    {
+        Reply::Stat(Some(s)) => s,
+        Reply::Stat(None) => {
+            return Err(WitError::NotFound(format!(
+                "{path} does not exist on node {}",
+                node.info.name
+            )));
+        }
+        other => return Err(WitError::Failed(format!("{what}: unexpected reply {other:?}"))),
+    };
+    if !matches!(stat.kind, FileKind::Directory | FileKind::File) {
+        return Err(WitError::InvalidArgument(format!(
+            "{path} on node {} is neither a file nor a directory",
             node.info.name
-        ))
-    })?;
+        )));
+    }
     let (tx, rx) = stream::chunks();
     let consumer = {
         let inner = inner.clone();
@@ -178,43 +190,17 @@ async fn add_path(
             .map_err(art_err)
         })
     };
-    let script = match stat.kind {
-        FileKind::Directory => r#"exec tar -C "$1" -cf - ."#,
-        FileKind::File => r#"exec cat -- "$1""#,
-        _ => {
-            return Err(WitError::InvalidArgument(format!(
-                "{} on node {} is neither a file nor a directory",
-                resolved.display(),
-                node.info.name
-            )));
-        }
-    };
-    let text = resolved.to_string_lossy().into_owned();
     let status = node
-        .transport
-        .pipe(
-            &Script {
-                op: "archive",
-                script,
-                args: &[&text],
-                user: None,
-            },
-            None,
-            Some(tx),
-        )
+        .files(&what, Request::Pack { at: checked.loc }, Input::None, Some(Output::Stream(tx)))
         .await;
     let added = consumer
         .await
         .map_err(|e| WitError::Failed(format!("archive worker failed: {e}")))?;
     let failed = match status {
-        Err(e) => Some(WitError::from(e)),
-        // The consumer stopped the program (disk full, say): its own
+        // The consumer stopped taking the data (disk full, say): its own
         // error below is the cause.
-        Ok(st) if st.consumer_gone && added.is_err() => None,
-        Ok(st) if st.status != 0 => Some(WitError::Failed(format!(
-            "packing {text} on node {} failed (exit {}): {}",
-            node.info.name, st.status, st.stderr
-        ))),
+        Err(e) if e.to_string().contains(RECEIVER_GONE) && added.is_err() => None,
+        Err(e) => Some(WitError::from(e)),
         Ok(_) => None,
     };
     match (failed, added) {
@@ -392,17 +378,13 @@ async fn unpack(
     path: &str,
 ) -> Result<u64, WitError> {
     let node = archive_node(call, node)?;
-    let resolved = scope::check(&call.grant, &node, path, Access::Write, Final::Follow).await?;
+    let checked = scope::check(&call.grant, &node, path, Access::Write).await?;
     call.refuse_mutation(&node.info.name, "archive.unpack")?;
     if call.dry_run {
         call.record(
             &node.info.name,
             "archive.unpack",
-            format!(
-                "{prefix} from {} into {}",
-                lock(&inner).path().display(),
-                resolved.display()
-            ),
+            format!("{prefix} from {} into {path}", lock(&inner).path().display()),
         );
         return Ok(0);
     }
@@ -412,31 +394,22 @@ async fn unpack(
             .unpack(&prefix, ChunkWriter::new(tx))
             .map_err(art_err)
     });
-    let text = resolved.to_string_lossy().into_owned();
-    let status = node
-        .transport
-        .pipe(
-            &Script {
-                op: "archive.unpack",
-                script: r#"mkdir -p -- "$1" && exec tar -C "$1" -xf -"#,
-                args: &[&text],
-                user: None,
-            },
-            Some(rx),
-            None,
-        )
-        .await;
+    let what = format!("archive.unpack into `{path}`");
+    let req = Request::Unpack {
+        at: checked.loc,
+        links: scope::link_policy(&call.grant),
+    };
+    let status = node.files(&what, req, Input::Stream(rx), None).await;
     let produced = producer
         .await
         .map_err(|e| WitError::Failed(format!("archive worker failed: {e}")))?;
-    let bytes = produced?;
-    match status {
-        Err(e) => Err(e.into()),
-        Ok(st) if st.status != 0 => Err(WitError::Failed(format!(
-            "unpacking into {text} on node {} failed (exit {}): {}",
-            node.info.name, st.status, st.stderr
-        ))),
-        Ok(_) => Ok(bytes),
+    // The node's refusal (a link out, a device) is the cause when both
+    // failed: the artifact side then only saw its reader stop.
+    let written = status?;
+    produced?;
+    match written.0 {
+        Reply::Bytes(n) => Ok(n),
+        other => Err(WitError::Failed(format!("{what}: unexpected reply {other:?}"))),
     }
 }
 

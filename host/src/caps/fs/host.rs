@@ -1,15 +1,26 @@
-//! The `fs` Host impl: every call is scope-checked; under `--dry-run`
-//! mutating calls are recorded after the check instead of being made.
+//! The `fs` Host impl: every call is scope-checked and then carried out
+//! beneath its pinned grant root on the node (`crate::sandbox`); under
+//! `--dry-run` mutating calls are recorded after the check instead.
 
-use super::scope::{Access, Final, check};
+use super::scope::{Access, Checked, check, link_policy};
 use crate::bindings::WitError;
 use crate::bindings::stackhost::host::fs::{self, DirEntry, FileType, Metadata};
 use crate::caps::CapView;
-use crate::cluster::{Node, NodeError, local::FileKind};
+use crate::cluster::files::{Input, Output};
+use crate::cluster::{Node, NodeError};
+use crate::sandbox::wire::{Reply, Request};
+use crate::sandbox::{FileKind, ops::check_mode};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 type R<T> = wasmtime::Result<Result<T, WitError>>;
+
+/// Most bytes one `fs.read` returns, whatever `max-bytes` asks for:
+/// bigger files move with `fs.copy` or the archive, never through a
+/// plugin's memory.
+pub const READ_CAP: u64 = 16 << 20;
+/// Most bytes one `fs.write` takes.
+pub const WRITE_CAP: usize = 16 << 20;
 
 fn kind(k: FileKind) -> FileType {
     match k {
@@ -18,6 +29,10 @@ fn kind(k: FileKind) -> FileType {
         FileKind::Symlink => FileType::Symlink,
         FileKind::Other => FileType::Other,
     }
+}
+
+fn unexpected(reply: Reply) -> WitError {
+    WitError::Failed(format!("the node gave an unexpected reply: {reply:?}"))
 }
 
 impl CapView<'_> {
@@ -31,11 +46,10 @@ impl CapView<'_> {
         node: &str,
         path: &str,
         access: Access,
-        last: Final,
-    ) -> Result<(Arc<Node>, PathBuf), WitError> {
+    ) -> Result<(Arc<Node>, Checked), WitError> {
         let node = self.node(node)?;
-        let resolved = check(&self.call.grant, &node, path, access, last).await?;
-        Ok((node, resolved))
+        let checked = check(&self.call.grant, &node, path, access).await?;
+        Ok((node, checked))
     }
 
     /// Make the mutation `op`, or under `--dry-run` record it (the future
@@ -56,19 +70,31 @@ impl CapView<'_> {
     }
 }
 
+/// Run `req` on `node` and expect [`Reply::Done`].
+async fn done(node: &Node, what: String, req: Request) -> Result<(), NodeError> {
+    match node.files(&what, req, Input::None, None).await?.0 {
+        Reply::Done => Ok(()),
+        other => Err(NodeError::Failed(format!("{what}: unexpected reply {other:?}"))),
+    }
+}
+
 impl fs::Host for CapView<'_> {
     async fn stat(&mut self, node: String, path: String) -> R<Option<Metadata>> {
         let this = &*self;
         this.timed(async {
-            let (node, p) = this.scoped(&node, &path, Access::Read, Final::Keep).await?;
-            Ok(node.transport.stat(&p).await?.map(|s| Metadata {
-                file_type: kind(s.kind),
-                size: s.size,
-                mode: s.mode,
-                uid: s.uid,
-                gid: s.gid,
-                modified: s.modified,
-            }))
+            let (node, c) = this.scoped(&node, &path, Access::Read).await?;
+            let what = format!("fs.stat `{path}`");
+            match node.files(&what, Request::Stat { at: c.loc, follow: false }, Input::None, None).await?.0 {
+                Reply::Stat(s) => Ok(s.map(|s| Metadata {
+                    file_type: kind(s.kind),
+                    size: s.size,
+                    mode: s.mode,
+                    uid: s.uid,
+                    gid: s.gid,
+                    modified: s.modified,
+                })),
+                other => Err(unexpected(other)),
+            }
         })
         .await
     }
@@ -76,10 +102,20 @@ impl fs::Host for CapView<'_> {
     async fn read(&mut self, node: String, path: String, max_bytes: u64) -> R<Vec<u8>> {
         let this = &*self;
         this.timed(async {
-            let (node, p) = this
-                .scoped(&node, &path, Access::Read, Final::Follow)
-                .await?;
-            Ok(node.transport.read(&p, max_bytes).await?)
+            let (node, c) = this.scoped(&node, &path, Access::Read).await?;
+            let max = max_bytes.min(READ_CAP);
+            let what = format!("fs.read `{path}`");
+            let req = Request::Read { at: c.loc, max };
+            match node.files(&what, req, Input::None, Some(Output::Collect(max))).await {
+                Ok((Reply::Bytes(_), data)) => Ok(data),
+                Ok((other, _)) => Err(unexpected(other)),
+                Err(NodeError::InvalidArgument(m)) if max < max_bytes => {
+                    Err(WitError::InvalidArgument(format!(
+                        "{m} (fs.read returns at most {READ_CAP} bytes)"
+                    )))
+                }
+                Err(e) => Err(e.into()),
+            }
         })
         .await
     }
@@ -93,17 +129,24 @@ impl fs::Host for CapView<'_> {
     ) -> R<()> {
         let this = &*self;
         this.timed(async {
-            let (node, p) = this
-                .scoped(&node, &path, Access::Write, Final::Follow)
-                .await?;
+            if data.len() > WRITE_CAP {
+                return Err(WitError::InvalidArgument(format!(
+                    "fs.write of `{path}` is {} bytes, more than the {WRITE_CAP} bytes fs.write takes; move big files with fs.copy or archive",
+                    data.len()
+                )));
+            }
+            if let Some(m) = mode {
+                check_mode(m).map_err(|e| WitError::PermissionDenied(format!("fs.write `{path}`: {e}")))?;
+            }
+            let (node, c) = this.scoped(&node, &path, Access::Write).await?;
             let detail = format!("{path} ({} bytes)", data.len());
-            this.unless_recorded(
-                &node,
-                "fs.write",
-                detail,
-                node.transport.write(&p, &data, mode),
-            )
-            .await
+            let what = format!("fs.write `{path}`");
+            let len = data.len() as u64;
+            let req = Request::Write { at: c.loc, mode, len };
+            let op = async {
+                node.files(&what, req, Input::Bytes(data), None).await.map(drop)
+            };
+            this.unless_recorded(&node, "fs.write", detail, op).await
         })
         .await
     }
@@ -111,17 +154,18 @@ impl fs::Host for CapView<'_> {
     async fn list_dir(&mut self, node: String, path: String) -> R<Vec<DirEntry>> {
         let this = &*self;
         this.timed(async {
-            let (node, p) = this
-                .scoped(&node, &path, Access::Read, Final::Follow)
-                .await?;
-            let entries = node.transport.list_dir(&p).await?;
-            Ok(entries
-                .into_iter()
-                .map(|(name, k)| DirEntry {
-                    name,
-                    file_type: kind(k),
-                })
-                .collect())
+            let (node, c) = this.scoped(&node, &path, Access::Read).await?;
+            let what = format!("fs.list-dir `{path}`");
+            match node.files(&what, Request::List { at: c.loc }, Input::None, None).await?.0 {
+                Reply::List(entries) => Ok(entries
+                    .into_iter()
+                    .map(|e| DirEntry {
+                        name: e.name.to_string_lossy().into_owned(),
+                        file_type: kind(e.kind),
+                    })
+                    .collect()),
+                other => Err(unexpected(other)),
+            }
         })
         .await
     }
@@ -129,16 +173,10 @@ impl fs::Host for CapView<'_> {
     async fn mkdir(&mut self, node: String, path: String, recursive: bool) -> R<()> {
         let this = &*self;
         this.timed(async {
-            let (node, p) = this
-                .scoped(&node, &path, Access::Write, Final::Follow)
-                .await?;
-            this.unless_recorded(
-                &node,
-                "fs.mkdir",
-                path.clone(),
-                node.transport.mkdir(&p, recursive),
-            )
-            .await
+            let (node, c) = this.scoped(&node, &path, Access::Write).await?;
+            let req = Request::Mkdir { at: c.loc, recursive };
+            let op = done(&node, format!("fs.mkdir `{path}`"), req);
+            this.unless_recorded(&node, "fs.mkdir", path.clone(), op).await
         })
         .await
     }
@@ -146,20 +184,12 @@ impl fs::Host for CapView<'_> {
     async fn rename(&mut self, node: String, source: String, target: String) -> R<()> {
         let this = &*self;
         this.timed(async {
-            let (node, from) = this
-                .scoped(&node, &source, Access::Write, Final::Keep)
-                .await?;
-            let (_, to) = this
-                .scoped(&node.info.name, &target, Access::Write, Final::Keep)
-                .await?;
+            let (node, from) = this.scoped(&node, &source, Access::Write).await?;
+            let (_, to) = this.scoped(&node.info.name, &target, Access::Write).await?;
             let detail = format!("{source} -> {target}");
-            this.unless_recorded(
-                &node,
-                "fs.rename",
-                detail,
-                node.transport.rename(&from, &to),
-            )
-            .await
+            let req = Request::Rename { from: from.loc, to: to.loc };
+            let op = done(&node, format!("fs.rename `{source}`"), req);
+            this.unless_recorded(&node, "fs.rename", detail, op).await
         })
         .await
     }
@@ -167,21 +197,15 @@ impl fs::Host for CapView<'_> {
     async fn remove(&mut self, node: String, path: String, recursive: bool) -> R<()> {
         let this = &*self;
         this.timed(async {
-            let (node, p) = this
-                .scoped(&node, &path, Access::Write, Final::Keep)
-                .await?;
+            let (node, c) = this.scoped(&node, &path, Access::Write).await?;
             let detail = if recursive {
                 format!("{path} (recursively)")
             } else {
                 path.clone()
             };
-            this.unless_recorded(
-                &node,
-                "fs.remove",
-                detail,
-                node.transport.remove(&p, recursive),
-            )
-            .await
+            let req = Request::Remove { at: c.loc, recursive };
+            let op = done(&node, format!("fs.remove `{path}`"), req);
+            this.unless_recorded(&node, "fs.remove", detail, op).await
         })
         .await
     }
@@ -189,17 +213,20 @@ impl fs::Host for CapView<'_> {
     async fn symlink(&mut self, node: String, target: String, link: String) -> R<()> {
         let this = &*self;
         this.timed(async {
-            let (node, l) = this
-                .scoped(&node, &link, Access::Write, Final::Keep)
-                .await?;
-            // The target must lie in the write scope too, so a plugin cannot
+            let (node, l) = this.scoped(&node, &link, Access::Write).await?;
+            // The target must stay in the write scope, so a plugin cannot
             // plant a link that hands another program a way out.
-            let (_, t) = this
-                .scoped(&node.info.name, &target, Access::Write, Final::Follow)
-                .await?;
+            let target_path = PathBuf::from(&target);
+            if target.contains('\0') || !link_policy(&this.call.grant).allows(&l.loc.rel, &target_path) {
+                return Err(WitError::PermissionDenied(format!(
+                    "fs.symlink `{link}` -> `{target}` on node {}: the target is outside the write grant (a relative target may not climb above the link's grant root)",
+                    node.info.name
+                )));
+            }
             let detail = format!("{link} -> {target}");
-            this.unless_recorded(&node, "fs.symlink", detail, node.transport.symlink(&t, &l))
-                .await
+            let req = Request::Symlink { at: l.loc, target: target_path };
+            let op = done(&node, format!("fs.symlink `{link}`"), req);
+            this.unless_recorded(&node, "fs.symlink", detail, op).await
         })
         .await
     }
@@ -213,15 +240,23 @@ impl fs::Host for CapView<'_> {
     ) -> R<u64> {
         let this = &*self;
         this.timed(async {
-            let (from_node, from) = this.scoped(&source_node, &source, Access::Read, Final::Follow).await?;
-            let (to_node, to) = this.scoped(&target_node, &target, Access::Write, Final::Follow).await?;
+            let (from_node, from) = this.scoped(&source_node, &source, Access::Read).await?;
+            let (to_node, to) = this.scoped(&target_node, &target, Access::Write).await?;
             if !Arc::ptr_eq(&from_node, &to_node) {
                 return Err(WitError::Unsupported(
                     "copying between two different nodes is not built yet; stream it through an artifact instead (archive add-path, then reader unpack)".into(),
                 ));
             }
             let detail = format!("{source_node}:{source} -> {target}");
-            this.unless_recorded(&to_node, "fs.copy", detail, from_node.transport.copy_within(&from, &to)).await
+            let req = Request::Copy { from: from.loc, to: to.loc, links: link_policy(&this.call.grant) };
+            let what = format!("fs.copy `{source}` to `{target}`");
+            let op = async {
+                match to_node.files(&what, req, Input::None, None).await?.0 {
+                    Reply::Bytes(n) => Ok(n),
+                    other => Err(NodeError::Failed(format!("{what}: unexpected reply {other:?}"))),
+                }
+            };
+            this.unless_recorded(&to_node, "fs.copy", detail, op).await
         })
         .await
     }

@@ -1,11 +1,15 @@
-//! The fs grant check. Paths must be absolute with no `..`; symlinks are
-//! resolved on the node first, so the check applies to where the call
-//! really lands, and a link that points out of the grant is refused.
+//! The fs grant check. A plugin's path must be absolute with no `..`; it
+//! is matched by components against the grant roots as the manifest
+//! names them, never resolved here. The call then runs beneath the
+//! matching root's pinned handle on the node (see [`crate::sandbox`]), so
+//! a symlink or a swapped directory cannot carry it outside.
 
 use crate::bindings::WitError;
 use crate::cluster::Node;
-use crate::grant::{Grant, path_within, roles_allow};
-use std::path::{Component, Path, PathBuf};
+use crate::grant::{Grant, roles_allow};
+use crate::sandbox::path::{LinkPolicy, normalize};
+use crate::sandbox::wire::Loc;
+use std::path::Path;
 
 /// What a call does to the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,23 +18,39 @@ pub enum Access {
     Write,
 }
 
-/// Whether the final component is followed when it is a symlink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Final {
-    Follow,
-    /// The call acts on the link itself (stat, remove, rename, symlink).
-    Keep,
+/// A checked path: where it is on the node.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub loc: Loc,
 }
 
-/// Check `path` for `access` on `node`; returns the resolved path the call
-/// must use.
+fn roots(grant: &Grant, access: Access) -> Vec<&String> {
+    let Some(fs) = &grant.capabilities.fs else {
+        return Vec::new();
+    };
+    match access {
+        Access::Read => fs.read.iter().chain(&fs.write).collect(),
+        Access::Write => fs.write.iter().collect(),
+    }
+}
+
+/// Which symlinks a copy or unpack under this grant may create.
+pub fn link_policy(grant: &Grant) -> LinkPolicy {
+    LinkPolicy {
+        write_roots: roots(grant, Access::Write)
+            .into_iter()
+            .filter_map(|r| normalize(Path::new(r)))
+            .collect(),
+    }
+}
+
+/// Check `path` for `access` on `node` and pin its grant root there.
 pub async fn check(
     grant: &Grant,
     node: &Node,
     path: &str,
     access: Access,
-    last: Final,
-) -> Result<PathBuf, WitError> {
+) -> Result<Checked, WitError> {
     let Some(fs) = &grant.capabilities.fs else {
         return Err(WitError::PermissionDenied(
             "the plugin has no fs grant".into(),
@@ -41,10 +61,7 @@ pub async fn check(
         Access::Read => "read",
         Access::Write => "write",
     };
-    let roots: Vec<&String> = match access {
-        Access::Read => fs.read.iter().chain(&fs.write).collect(),
-        Access::Write => fs.write.iter().collect(),
-    };
+    let roots = roots(grant, access);
     let grant_text = || {
         let list: Vec<&str> = roots.iter().map(|s| s.as_str()).collect();
         format!(
@@ -62,35 +79,41 @@ pub async fn check(
             fs.roles.join(", ")
         )));
     }
+    if path.contains('\0') {
+        return Err(WitError::InvalidArgument(format!(
+            "fs path `{}` contains a NUL byte",
+            path.escape_debug()
+        )));
+    }
     let p = Path::new(path);
     if !p.is_absolute() {
         return Err(WitError::InvalidArgument(format!(
             "fs path `{path}` is not absolute"
         )));
     }
-    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+    let Some(normal) = normalize(p) else {
         return Err(WitError::PermissionDenied(format!(
             "fs {what} of `{path}` on node {name}: `..` is not allowed in paths ({})",
             grant_text()
         )));
-    }
-    let resolved = node.transport.resolve(p, last == Final::Follow).await?;
-    for root in &roots {
-        let root = node
-            .transport
-            .resolve(Path::new(root.as_str()), true)
-            .await?;
-        if path_within(&resolved, &root) {
-            return Ok(resolved);
-        }
-    }
-    let landing = if resolved != p {
-        format!(" resolves to `{}`, which", resolved.display())
-    } else {
-        String::new()
     };
-    Err(WitError::PermissionDenied(format!(
-        "fs {what} of `{path}` on node {name}{landing} is outside the grant ({})",
-        grant_text()
-    )))
+    let root = roots
+        .iter()
+        .filter_map(|r| normalize(Path::new(r.as_str())))
+        .filter(|r| normal.starts_with(r))
+        .max_by_key(|r| r.components().count());
+    let Some(root) = root else {
+        return Err(WitError::PermissionDenied(format!(
+            "fs {what} of `{path}` on node {name} is outside the grant ({})",
+            grant_text()
+        )));
+    };
+    let rel = normal
+        .strip_prefix(&root)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let pinned = node.pin(&root).await?;
+    Ok(Checked {
+        loc: Loc { root: pinned, rel },
+    })
 }
