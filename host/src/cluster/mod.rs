@@ -1,6 +1,7 @@
 //! The cluster a run works on: its nodes, their roles, and the transport
 //! that reaches each. With no inventory the cluster is the local node.
 
+pub mod files;
 pub mod inventory;
 pub mod local;
 mod select;
@@ -34,6 +35,8 @@ pub enum Transport {
 pub struct Node {
     pub info: NodeInfo,
     pub transport: Transport,
+    /// Grant roots pinned on this node during the run (see [`files`]).
+    pub files: files::Files,
 }
 
 /// The nodes selected for one run, in inventory order.
@@ -56,6 +59,7 @@ impl Cluster {
             nodes: vec![Arc::new(Node {
                 info,
                 transport: Transport::Local(LocalNode),
+                files: Default::default(),
             })],
         }
     }
@@ -99,6 +103,9 @@ pub enum NodeError {
     Io(String),
     #[error("{0}")]
     Failed(String),
+    /// The node refused: the operation would leave its grant.
+    #[error("{0}")]
+    Denied(String),
 }
 
 impl NodeError {
