@@ -115,12 +115,16 @@ fn land_dir(
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| match e {
-        Errno::LOOP => FsError::Denied(format!(
-            "{what} is a symlink; the sandbox never writes through one"
-        )),
-        Errno::NOTDIR => FsError::Invalid(format!("{what} exists and is not a directory")),
-        e => FsError::os(what, e),
+    .map_err(|e| {
+        let link = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| kind_of_mode(st.st_mode) == FileKind::Symlink);
+        match e {
+            _ if link => FsError::Denied(format!(
+                "{what} is a symlink, and nothing is written through a symlink"
+            )),
+            Errno::NOTDIR => FsError::Invalid(format!("{what} exists and is not a directory")),
+            e => FsError::os(what, e),
+        }
     })?;
     if created {
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(safe_mode(mode)))
