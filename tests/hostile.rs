@@ -331,6 +331,49 @@ fn fifos_huge_reads_and_links_out_are_refused_without_hanging() {
 }
 
 #[test]
+fn artifacts_on_the_operators_host_are_made_and_read_through_handles() {
+    let s = host();
+    let x = Scratch::new();
+    let victim = x.outside("root-only");
+    std::fs::write(&victim, "root's").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::create_dir(x.ro.path().join("tree")).unwrap();
+    std::fs::write(x.ro.path().join("tree/f"), "data").unwrap();
+    // Links at every temporary name the old scheme could use.
+    for pid in 1..4096 {
+        symlink(&victim, x.art.path().join(format!(".a.tar.partial-{pid}"))).unwrap();
+    }
+    let (code, _, m) = attempt(&s, &["pack", &x.ro("tree"), &x.art("a.tar")]);
+    assert_eq!(code, 0, "{m}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's");
+    assert_eq!(mode(&victim), 0o600);
+    // An artifact path through a link out of the archive grant.
+    symlink(x.outside.path(), x.art.path().join("out")).unwrap();
+    refused(
+        &s,
+        &["pack", &x.ro("tree"), &x.art("out/b.tar")],
+        "permission denied: ",
+        "outside its grant root",
+    );
+    assert!(!x.outside("b.tar").exists());
+    // A FIFO where an artifact should be is refused, not opened.
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(x.art.path().join("fifo.tar"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    refused(
+        &s,
+        &["unpack", &x.art("fifo.tar"), "tree", &x.rw("u")],
+        "invalid argument: ",
+        "is a FIFO",
+    );
+    still_serves(&s);
+}
+
+#[test]
 fn a_newline_at_the_end_of_a_path_is_part_of_the_name() {
     let s = host();
     let x = Scratch::new();

@@ -3,10 +3,11 @@
 //! extracts. The last member, `stackhost-manifest.json`, records every
 //! item's size and sha256, computed while the bytes streamed through.
 //!
-//! Writing is atomic: everything goes to a hidden temporary file in the
-//! destination directory, which `finish` fsyncs and renames; a writer
-//! dropped unfinished removes it, and a process killed midway leaves only
-//! that `.partial` file, never a file under the final name.
+//! Writing is atomic: everything goes to a hidden temporary file
+//! (`.NAME.stackhost-RANDOM`, created exclusively) in the destination
+//! directory, held open as a handle, which `finish` fsyncs and renames; a
+//! writer dropped unfinished removes it, and a process killed midway leaves
+//! only that hidden file, never a file under the final name.
 //!
 //! All of this is synchronous (tar, compression, hashing) and runs on
 //! blocking threads; bytes arrive and leave through readers and writers
@@ -17,6 +18,8 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -222,8 +225,13 @@ impl Progress {
 
 /// An artifact being written.
 pub struct Writer {
+    /// The final name, for messages.
     path: PathBuf,
-    tmp: PathBuf,
+    /// The directory it lands in, held open: the temporary file is made,
+    /// renamed and removed through this handle, never by path.
+    dir: OwnedFd,
+    name: OsString,
+    tmp: OsString,
     compression: Compression,
     builder: Option<tar::Builder<Sink>>,
     items: Vec<Item>,
@@ -249,21 +257,42 @@ impl Writer {
             .ok_or_else(|| {
                 ArtifactError::InvalidName(format!("{} has no directory", path.display()))
             })?;
-        let file_name = path
-            .file_name()
-            .ok_or_else(|| {
-                ArtifactError::InvalidName(format!("{} has no file name", path.display()))
-            })?
-            .to_string_lossy()
-            .into_owned();
-        if path.is_dir() {
+        let name = path.file_name().ok_or_else(|| {
+            ArtifactError::InvalidName(format!("{} has no file name", path.display()))
+        })?;
+        let fd = rustix::fs::open(
+            dir,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| io_err("cannot open", dir)(e.into()))?;
+        Writer::create_in(fd, name, path, compression, threads)
+    }
+
+    /// Start writing an artifact named `name` in the open directory `dir`
+    /// (`path` is its full name, for messages). The temporary file is
+    /// created with `O_EXCL | O_NOFOLLOW` under a random name, so nothing
+    /// planted in the directory is written through.
+    pub fn create_in(
+        dir: OwnedFd,
+        name: &OsStr,
+        path: &Path,
+        compression: Compression,
+        threads: u32,
+    ) -> Result<Writer, ArtifactError> {
+        let file_name = name.to_string_lossy().into_owned();
+        if rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| st.st_mode & 0o170000 == 0o040000)
+        {
             return Err(ArtifactError::InvalidName(format!(
                 "{} is a directory; give a file name",
                 path.display()
             )));
         }
-        let tmp = dir.join(format!(".{file_name}.partial-{}", std::process::id()));
-        let file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+        let (file, tmp_name) = crate::sandbox::ops::create_temp(dir.as_fd(), name).map_err(|e| {
+            ArtifactError::Io(format!("cannot create a file beside {}: {e}", path.display()))
+        })?;
+        let tmp = path.with_file_name(&tmp_name);
         let buffered = BufWriter::with_capacity(1 << 20, file);
         let sink = match compression {
             Compression::None => Sink::Plain(buffered),
@@ -288,7 +317,9 @@ impl Writer {
         builder.follow_symlinks(false);
         Ok(Writer {
             path: path.to_path_buf(),
-            tmp,
+            dir,
+            name: name.to_os_string(),
+            tmp: tmp_name,
             compression,
             builder: Some(builder),
             items: Vec::new(),
@@ -379,8 +410,20 @@ impl Writer {
     /// added. Nothing is added if reading `data` fails.
     pub fn add_spooled(&mut self, name: &str, mut data: impl Read) -> Result<Item, ArtifactError> {
         check_name(name)?;
-        let dir = self.tmp.parent().expect("tmp has a parent").to_path_buf();
-        let mut spool = tempfile::tempfile_in(&dir).map_err(io_err("cannot spool in", &dir))?;
+        let dir = self.path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        // An unnamed file in the artifact's directory (through its handle).
+        let mut spool = match rustix::fs::openat(
+            &self.dir,
+            ".",
+            rustix::fs::OFlags::TMPFILE | rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => File::from(fd),
+            Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR) => {
+                tempfile::tempfile_in(&dir).map_err(io_err("cannot spool in", &dir))?
+            }
+            Err(e) => return Err(io_err("cannot spool in", &dir)(e.into())),
+        };
         let size = io::copy(&mut data, &mut spool)
             .map_err(|e| ArtifactError::Io(format!("reading {name}: {e}")))?;
         use std::io::Seek;
@@ -481,7 +524,7 @@ impl Writer {
             items: self.items.clone(),
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        let tmp = self.tmp.clone();
+        let tmp = self.path.with_file_name(&self.tmp);
         let builder = self.builder()?;
         let mut header = tar::Header::new_gnu();
         header.set_size(json.len() as u64);
@@ -496,12 +539,9 @@ impl Writer {
         let file = sink.finish().map_err(io_err("compressing", &tmp))?;
         file.sync_all().map_err(io_err("fsync", &tmp))?;
         drop(file);
-        std::fs::rename(&tmp, &self.path).map_err(io_err("renaming into", &self.path))?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err("fsync", dir))?;
-        }
+        rustix::fs::renameat(&self.dir, &self.tmp, &self.dir, &self.name)
+            .map_err(|e| io_err("renaming into", &self.path)(e.into()))?;
+        crate::sandbox::ops::sync_dir(self.dir.as_fd());
         self.progress.clear();
         Ok(std::mem::take(&mut self.items))
     }
@@ -512,19 +552,20 @@ impl Drop for Writer {
         if self.builder.is_some() {
             // Not finished: the partial file must not outlive the writer.
             self.builder = None;
-            let _ = std::fs::remove_file(&self.tmp);
+            let _ = rustix::fs::unlinkat(&self.dir, &self.tmp, rustix::fs::AtFlags::empty());
             self.progress.clear();
         }
     }
 }
 
-/// Open the decompressed tar stream of the artifact at `path`, detecting
-/// the compression from its first bytes.
-fn open_stream(path: &Path) -> Result<Box<dyn Read + Send>, ArtifactError> {
-    let mut file = BufReader::with_capacity(
-        1 << 20,
-        File::open(path).map_err(io_err("cannot open", path))?,
-    );
+/// The decompressed tar stream of the artifact open as `file` (read from
+/// its start), detecting the compression from its first bytes.
+fn open_stream(file: &File, path: &Path) -> Result<Box<dyn Read + Send>, ArtifactError> {
+    use std::io::Seek;
+    let mut file = file.try_clone().map_err(io_err("cannot open", path))?;
+    file.seek(io::SeekFrom::Start(0))
+        .map_err(io_err("cannot read", path))?;
+    let mut file = BufReader::with_capacity(1 << 20, file);
     let magic = {
         use std::io::BufRead;
         file.fill_buf()
@@ -544,19 +585,45 @@ fn open_stream(path: &Path) -> Result<Box<dyn Read + Send>, ArtifactError> {
 /// An existing artifact.
 pub struct Reader {
     path: PathBuf,
+    /// Held open: every pass reads this file, whatever its name is now.
+    file: File,
     items: Option<Vec<Item>>,
 }
 
 impl Reader {
     pub fn open(path: &Path) -> Result<Reader, ArtifactError> {
-        if !path.is_file() {
-            return Err(ArtifactError::NotFound(format!(
-                "no artifact at {}",
-                path.display()
-            )));
-        }
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        let name = path.file_name().unwrap_or_default();
+        let dir = rustix::fs::open(
+            dir,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| {
+            ArtifactError::NotFound(format!(
+                "no artifact at {}: {}",
+                path.display(),
+                io::Error::from(e)
+            ))
+        })?;
+        Reader::open_in(dir.as_fd(), Path::new(name), path)
+    }
+
+    /// Open the artifact at `rel` beneath the directory `dir` (never
+    /// through a link leaving it; a FIFO or device is refused unopened).
+    pub fn open_in(dir: BorrowedFd<'_>, rel: &Path, path: &Path) -> Result<Reader, ArtifactError> {
+        use crate::sandbox::FsError;
+        let (file, _) = crate::sandbox::ops::open_regular(dir, rel).map_err(|e| match e {
+            FsError::NotFound(_) => {
+                ArtifactError::NotFound(format!("no artifact at {}", path.display()))
+            }
+            FsError::Invalid(m) | FsError::Denied(m) | FsError::Io(m) => {
+                ArtifactError::InvalidName(format!("{}: {m}", path.display()))
+            }
+        })?;
         Ok(Reader {
             path: path.to_path_buf(),
+            file,
             items: None,
         })
     }
@@ -574,7 +641,7 @@ impl Reader {
             &mut tar::Entry<'_, Box<dyn Read + Send>>,
         ) -> Result<bool, ArtifactError>,
     ) -> Result<(), ArtifactError> {
-        let mut archive = tar::Archive::new(open_stream(&self.path)?);
+        let mut archive = tar::Archive::new(open_stream(&self.file, &self.path)?);
         let corrupt = |e: io::Error| {
             ArtifactError::Corrupt(format!(
                 "{} is not a readable artifact: {e}",
@@ -858,31 +925,36 @@ pub struct Listed {
 /// Finished artifacts (`*.tar`, `*.tar.zst`, `*.tar.gz`, `*.tgz`) in `dir`,
 /// newest first; `.partial` files are left out.
 pub fn list(dir: &Path) -> Result<Vec<Listed>, ArtifactError> {
+    let fd = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| io_err("cannot list", dir)(e.into()))?;
+    list_in(&fd, dir)
+}
+
+/// [`list`] of the open directory `fd` (named `dir` in the results).
+pub fn list_in(fd: &OwnedFd, dir: &Path) -> Result<Vec<Listed>, ArtifactError> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_err("cannot list", dir))? {
-        let entry = entry.map_err(io_err("cannot list", dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    let entries =
+        crate::sandbox::ops::entries(fd).map_err(|e| io_err("cannot list", dir)(e.into()))?;
+    for (name, kind) in entries {
+        let text = name.to_string_lossy();
         let artifact = [".tar", ".tar.zst", ".tar.gz", ".tgz"]
             .iter()
-            .any(|s| name.ends_with(s));
-        if name.starts_with('.') || !artifact {
+            .any(|s| text.ends_with(s));
+        if text.starts_with('.') || !artifact || kind != crate::sandbox::FileKind::File {
             continue;
         }
-        let meta = entry
-            .metadata()
-            .map_err(io_err("cannot stat", &entry.path()))?;
-        if meta.is_file() {
-            let modified = meta
-                .modified()
-                .ok()
-                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs());
-            out.push(Listed {
-                path: entry.path(),
-                size: meta.len(),
-                modified,
-            });
-        }
+        let Ok(st) = rustix::fs::statat(fd, &name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        out.push(Listed {
+            path: dir.join(&name),
+            size: st.st_size as u64,
+            modified: st.st_mtime.max(0) as u64,
+        });
     }
     out.sort_by(|a, b| b.modified.cmp(&a.modified).then(b.path.cmp(&a.path)));
     Ok(out)

@@ -13,10 +13,11 @@ use crate::cluster::files::{Input, Output, RECEIVER_GONE};
 use crate::cluster::stream::{self, ChunkReader, ChunkWriter};
 use crate::sandbox::FileKind;
 use crate::sandbox::wire::{Reply, Request};
-use crate::cluster::{Node, NodeError};
-use crate::grant::{path_within, roles_allow};
+use crate::cluster::Node;
+use crate::grant::roles_allow;
+use crate::sandbox::path::normalize;
 use crate::runtime::CallCtx;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::Resource;
 
@@ -44,29 +45,47 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `path` made absolute on the operator's host: the longest existing
-/// ancestor canonicalised (symlinks resolved), the rest appended.
-fn resolve_host(path: &Path) -> PathBuf {
-    let mut existing = path.to_path_buf();
-    let mut rest = Vec::new();
-    while !existing.exists() {
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = parent.to_path_buf();
-            }
-            _ => break,
-        }
-    }
-    let mut out = std::fs::canonicalize(&existing).unwrap_or(existing);
-    for name in rest.iter().rev() {
-        out.push(name);
-    }
-    out
+/// A path on the operator's host within the archive grant: the grant
+/// root it lies under, pinned for this call, and the rest of the path.
+pub(crate) struct HostPath {
+    pub root: crate::sandbox::Root,
+    pub rel: PathBuf,
+    /// The plugin's path, normalised, for messages and records.
+    pub shown: PathBuf,
 }
 
-/// Check a path on the operator's host against the archive grant.
-fn host_path(call: &CallCtx, path: &str) -> Result<PathBuf, WitError> {
+impl HostPath {
+    /// The directory the path names an entry of, created if missing
+    /// (beneath the root, never through a link leaving it), and the
+    /// entry's name.
+    fn parent_dir(&self) -> Result<(std::os::fd::OwnedFd, std::ffi::OsString), WitError> {
+        let full = self.root.rel(&self.rel);
+        let name = full.file_name().ok_or_else(|| {
+            WitError::InvalidArgument(format!(
+                "archive path `{}` is the grant root itself; give a file name",
+                self.shown.display()
+            ))
+        })?;
+        let dir = crate::sandbox::ops::mkdir_all(self.root.fd(), full.parent().unwrap_or(Path::new("")))
+            .map_err(|e| fs_err(&self.shown, e))?;
+        Ok((dir, name.to_os_string()))
+    }
+}
+
+fn fs_err(shown: &Path, e: crate::sandbox::FsError) -> WitError {
+    use crate::sandbox::FsError;
+    let msg = format!("archive path `{}`: {e}", shown.display());
+    match e {
+        FsError::NotFound(_) => WitError::NotFound(msg),
+        FsError::Denied(_) => WitError::PermissionDenied(msg),
+        FsError::Invalid(_) => WitError::InvalidArgument(msg),
+        FsError::Io(_) => WitError::Io(msg),
+    }
+}
+
+/// Check a path on the operator's host against the archive grant, and pin
+/// the grant root it lies under.
+fn host_path(call: &CallCtx, path: &str) -> Result<HostPath, WitError> {
     let Some(grant) = &call.grant.capabilities.archive else {
         return Err(WitError::PermissionDenied(
             "the plugin has no archive grant".into(),
@@ -84,16 +103,17 @@ fn host_path(call: &CallCtx, path: &str) -> Result<PathBuf, WitError> {
             grant.paths.join(", ")
         ))
     };
-    if p.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(outside());
-    }
-    let resolved = resolve_host(p);
-    grant
+    let shown = normalize(p).filter(|_| !path.contains('\0')).ok_or_else(outside)?;
+    let root = grant
         .paths
         .iter()
-        .any(|root| path_within(&resolved, &resolve_host(Path::new(root))))
-        .then_some(resolved)
-        .ok_or_else(outside)
+        .filter_map(|r| normalize(Path::new(r)))
+        .filter(|r| shown.starts_with(r))
+        .max_by_key(|r| r.components().count())
+        .ok_or_else(outside)?;
+    let rel = shown.strip_prefix(&root).map(Path::to_path_buf).unwrap_or_default();
+    let root = crate::sandbox::Root::pin(&root).map_err(|e| fs_err(&root, e))?;
+    Ok(HostPath { root, rel, shown })
 }
 
 /// The node, checked against the archive grant's roles.
@@ -326,7 +346,10 @@ impl HostReader for ResView<'_> {
         Ok(self
             .call
             .timed(run_blocking(move || {
-                lock(&inner).read(&name, max_bytes).map_err(art_err)
+                // Like fs.read: big items move with unpack, not through
+                // the plugin's memory.
+                let max = max_bytes.min(crate::caps::fs::READ_CAP);
+                lock(&inner).read(&name, max).map_err(art_err)
             }))
             .await)
     }
@@ -421,28 +444,26 @@ impl Host for ResView<'_> {
     ) -> R<Resource<ArtifactWriter>> {
         let call = self.call;
         let made = (|| {
-            let resolved = host_path(call, &path)?;
+            let at = host_path(call, &path)?;
             call.refuse_mutation("local", "archive.create")?;
             if call.dry_run {
-                call.record("local", "archive.create", resolved.display().to_string());
+                call.record("local", "archive.create", at.shown.display().to_string());
                 return Ok(ArtifactWriter {
-                    path: resolved,
+                    path: at.shown,
                     inner: None,
                 });
             }
-            if let Some(dir) = resolved.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| WitError::Io(format!("cannot create {}: {e}", dir.display())))?;
-            }
+            let (dir, name) = at.parent_dir()?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
             let compression = match compression {
                 Compression::None => ArtCompression::None,
                 Compression::Gzip => ArtCompression::Gzip,
                 Compression::Zstd => ArtCompression::Zstd,
             };
-            let w = artifact::Writer::create(&resolved, compression, threads).map_err(art_err)?;
+            let w = artifact::Writer::create_in(dir, &name, &at.shown, compression, threads)
+                .map_err(art_err)?;
             Ok(ArtifactWriter {
-                path: resolved,
+                path: at.shown,
                 inner: Some(Arc::new(Mutex::new(Some(w)))),
             })
         })();
@@ -453,8 +474,10 @@ impl Host for ResView<'_> {
     }
 
     async fn open(&mut self, path: String) -> R<Resource<ArtifactReader>> {
-        let opened =
-            host_path(self.call, &path).and_then(|p| artifact::Reader::open(&p).map_err(art_err));
+        let opened = host_path(self.call, &path).and_then(|at| {
+            artifact::Reader::open_in(at.root.fd(), &at.root.rel(&at.rel), &at.shown)
+                .map_err(art_err)
+        });
         Ok(match opened {
             Ok(r) => Ok(self.table.push(ArtifactReader {
                 inner: Arc::new(Mutex::new(r)),
@@ -464,8 +487,14 @@ impl Host for ResView<'_> {
     }
 
     async fn list(&mut self, dir: String) -> R<Vec<Listed>> {
-        Ok(host_path(self.call, &dir).and_then(|d| {
-            artifact::list(&d).map_err(art_err).map(|v| {
+        Ok(host_path(self.call, &dir).and_then(|at| {
+            let fd = crate::sandbox::ops::open_beneath(
+                at.root.fd(),
+                &at.root.rel(&at.rel),
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            )
+            .map_err(|e| fs_err(&at.shown, crate::sandbox::FsError::os(&dir, e)))?;
+            artifact::list_in(&fd, &at.shown).map_err(art_err).map(|v| {
                 v.into_iter()
                     .map(|l| Listed {
                         path: l.path.display().to_string(),
@@ -480,9 +509,10 @@ impl Host for ResView<'_> {
     async fn remove(&mut self, path: String) -> R<()> {
         let call = self.call;
         Ok((|| {
-            let resolved = host_path(call, &path)?;
+            let at = host_path(call, &path)?;
             call.refuse_mutation("local", "archive.remove")?;
-            let name = resolved
+            let name = at
+                .shown
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
@@ -492,15 +522,20 @@ impl Host for ResView<'_> {
             {
                 return Err(WitError::InvalidArgument(format!(
                     "{} is not an artifact (.tar, .tar.zst, .tar.gz, .tgz)",
-                    resolved.display()
+                    at.shown.display()
                 )));
             }
             if call.dry_run {
-                call.record("local", "archive.remove", resolved.display().to_string());
+                call.record("local", "archive.remove", at.shown.display().to_string());
                 return Ok(());
             }
-            std::fs::remove_file(&resolved)
-                .map_err(|e| WitError::from(NodeError::io("local", "remove", &resolved, e)))
+            // Removes the file or a link by that name, never what a link
+            // points to.
+            let target = crate::sandbox::ops::At {
+                root: &at.root,
+                rel: at.rel.clone(),
+            };
+            crate::sandbox::ops::remove(&target, false).map_err(|e| fs_err(&at.shown, e))
         })())
     }
 }

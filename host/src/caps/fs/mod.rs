@@ -1,6 +1,7 @@
 //! `stackhost:host/fs`: files on nodes, within granted path scopes.
 
 mod host;
+pub use host::{READ_CAP, WRITE_CAP};
 pub(crate) mod scope;
 
 use super::CapView;
