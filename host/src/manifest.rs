@@ -151,6 +151,68 @@ pub struct ExecRequest {
     pub read_only: Vec<String>,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Environment variables a program may be given beyond the ones every
+    /// exec grant allows ([`crate::caps::exec::ALWAYS_ALLOWED_ENV`]).
+    /// Names that change which code a program loads are refused here.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Users a program may run as (through sudo on the node); without a
+    /// user a program runs as the node's login user.
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+impl ExecRequest {
+    /// Programs, environment names and users of an exec request.
+    fn validate(&self) -> Result<(), ManifestError> {
+        let invalid = |m: String| Err(ManifestError::Invalid(m));
+        for program in self.programs.iter().chain(&self.read_only) {
+            if program.is_empty()
+                || program.contains('\0')
+                || (program.contains('/') && !program.starts_with('/'))
+            {
+                return invalid(format!(
+                    "exec program `{}` must be a bare name or an absolute path",
+                    program.escape_default()
+                ));
+            }
+        }
+        for name in &self.env {
+            if !crate::caps::exec::is_env_name(name) {
+                return invalid(format!(
+                    "exec env `{}` is not a variable name (letters, digits and `_`, not starting \
+                     with a digit)",
+                    name.escape_default()
+                ));
+            }
+            if let Some(why) = crate::caps::exec::env_never_allowed(name) {
+                return invalid(format!(
+                    "exec env `{name}` cannot be granted: {why}; pass what the program needs \
+                     as arguments or in a file instead"
+                ));
+            }
+        }
+        for user in &self.users {
+            if !is_user_name(user) {
+                return invalid(format!(
+                    "exec user `{}` is not a user name (letters, digits, `_`, `.` and `-`, \
+                     not starting with `-`, at most 32 characters)",
+                    user.escape_default()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A login name as Debian's `adduser` and sudo accept it, strictly:
+/// `[A-Za-z_][A-Za-z0-9_.-]*`, at most 32 characters.
+fn is_user_name(name: &str) -> bool {
+    name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 /// Paths a plugin may read and write on nodes.
@@ -308,13 +370,7 @@ impl Manifest {
             ));
         }
         if let Some(exec) = &caps.exec {
-            for program in exec.programs.iter().chain(&exec.read_only) {
-                if program.is_empty() || (program.contains('/') && !program.starts_with('/')) {
-                    return invalid(format!(
-                        "exec program `{program}` must be a bare name or an absolute path"
-                    ));
-                }
-            }
+            exec.validate()?;
         }
         if let Some(fs) = &caps.fs {
             for path in fs.read.iter().chain(&fs.write) {
@@ -468,6 +524,70 @@ kind = "patch"
                     "host flag --{long} is not in RESERVED_ARGS"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn exec_env_and_users_are_parsed_and_checked() {
+        let with = |extra: &str| {
+            GOOD.replace(
+                "read-only = [\"uname\"]",
+                &format!("read-only = [\"uname\"]\n{extra}"),
+            )
+        };
+        let m = Manifest::parse(with("env = [\"PGDATABASE\"]\nusers = [\"postgres\"]").as_bytes())
+            .unwrap();
+        let exec = m.capabilities.exec.unwrap();
+        assert_eq!(
+            (exec.env, exec.users),
+            (vec!["PGDATABASE".to_string()], vec!["postgres".to_string()])
+        );
+        let exec = Manifest::parse(GOOD.as_bytes())
+            .unwrap()
+            .capabilities
+            .exec
+            .unwrap();
+        assert!(exec.env.is_empty() && exec.users.is_empty());
+        for (extra, needle) in [
+            (
+                "env = [\"PATH\"]",
+                "exec env `PATH` cannot be granted: the host sets PATH itself",
+            ),
+            (
+                "env = [\"LD_PRELOAD\"]",
+                "exec env `LD_PRELOAD` cannot be granted: it changes which code",
+            ),
+            (
+                "env = [\"PERL5OPT\"]",
+                "exec env `PERL5OPT` cannot be granted",
+            ),
+            (
+                "env = [\"BASH_FUNC_x\"]",
+                "exec env `BASH_FUNC_x` cannot be granted",
+            ),
+            (
+                "env = [\"PATH=/tmp\"]",
+                "exec env `PATH=/tmp` is not a variable name",
+            ),
+            (
+                "env = [\"BASH_FUNC_ls%%\"]",
+                "exec env `BASH_FUNC_ls%%` is not a variable name",
+            ),
+            (
+                "users = [\"-oroot\"]",
+                "exec user `-oroot` is not a user name",
+            ),
+            (
+                "users = [\"root postgres\"]",
+                "exec user `root postgres` is not a user name",
+            ),
+            ("users = [\"\"]", "exec user `` is not a user name"),
+            ("shell = true", "unknown field `shell`"),
+        ] {
+            let err = Manifest::parse(with(extra).as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{extra}: {err}");
         }
     }
 

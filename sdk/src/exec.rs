@@ -60,7 +60,11 @@ impl Command {
     }
 
     /// Set an environment variable. The program gets only these and a
-    /// default `PATH`, nothing from the host's environment.
+    /// default `PATH`, nothing from the host's environment. The name must
+    /// be one every grant allows (`LANG`, `LC_*`, `TZ`, `DEBIAN_FRONTEND`,
+    /// the proxy variables) or one the manifest lists in
+    /// `[capabilities.exec] env`; anything else is a permission-denied
+    /// error naming the grant.
     #[must_use = "builder methods return the changed command"]
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Command {
         self.inner.env.push((key.into(), value.into()));
@@ -74,7 +78,9 @@ impl Command {
         self
     }
 
-    /// Run as `user` (through sudo on the node), for example `root`.
+    /// Run as `user` (through sudo on the node), for example `root`. The
+    /// user must be listed in the manifest's `[capabilities.exec] users`;
+    /// without a user the program runs as the node's login user.
     #[must_use = "builder methods return the changed command"]
     pub fn user(mut self, user: impl Into<String>) -> Command {
         self.inner.user = Some(user.into());
@@ -88,8 +94,9 @@ impl Command {
         self
     }
 
-    /// Kill the program after `limit` (rounded down to milliseconds). The
-    /// host also applies its own per-call limit.
+    /// Kill the program after `limit` (rounded down to milliseconds),
+    /// with every process it started (its process group). The host also
+    /// applies its own per-call limit.
     #[must_use = "builder methods return the changed command"]
     pub fn timeout(mut self, limit: Duration) -> Command {
         // Past u32::MAX ms (49 days) the host's own limit decides anyway.

@@ -24,14 +24,13 @@ async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, W
     if cmd.program.is_empty() {
         return Err(WitError::InvalidArgument("empty program name".into()));
     }
+    scope::check_words(&cmd.program, &cmd.args, cmd.cwd.as_deref())?;
     let access = scope::check(&view.call.grant, &node.info, &cmd.program)?;
-    if let Some((name, _)) = cmd.env.iter().find(|(k, _)| scope::env_refused(k)) {
-        // A granted program run with LD_PRELOAD pointing into the plugin's
-        // own write scope would be arbitrary code: refuse loader variables.
-        return Err(WitError::PermissionDenied(format!(
-            "environment variable `{name}` is not allowed for exec (it changes which code the program loads)"
-        )));
-    }
+    scope::check_user(&view.call.grant, &node.info, cmd.user.as_deref())?;
+    // Only names the grant allows: a granted program run with, say,
+    // LD_PRELOAD or PERL5OPT pointing into the plugin's own write scope
+    // would run the plugin's code instead.
+    scope::check_env(&view.call.grant, &cmd.env)?;
     if access == ProgramAccess::Mutating {
         view.call
             .refuse_mutation(&node.info.name, &format!("exec {}", cmd.program))?;

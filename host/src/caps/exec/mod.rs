@@ -3,6 +3,8 @@
 mod host;
 mod scope;
 
+pub use scope::{ALWAYS_ALLOWED_ENV, env_never_allowed, is_env_name};
+
 use super::CapView;
 use crate::bindings::stackhost::host::exec;
 use crate::runtime::PluginState;
