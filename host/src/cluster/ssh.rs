@@ -3,16 +3,33 @@
 //! against known_hosts; public-key authentication with the inventory's key,
 //! or ssh-agent and then `~/.ssh`. Files are handled with small POSIX
 //! commands on the node, so exec and fs behave as on the local node.
+//!
+//! Session channels per connection are bounded below sshd's MaxSessions;
+//! every command runs as its own process group, killed with its step (see
+//! `group`); a channel that ends without an exit status is a lost
+//! connection, never a result.
+
+mod group;
 
 use super::{
     CAPTURE_LIMIT, DEFAULT_PATH, ExecOutput, ExecRequest, NodeError, shell_quote as quote,
 };
-use russh::ChannelMsg;
+use group::{GroupGuard, GroupHeader, GroupKiller, in_own_group};
 use russh::client::{self, Handle};
 use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{Channel, ChannelMsg, Sig};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Session channels one connection holds at once. OpenSSH's sshd allows 10
+/// per connection (MaxSessions) and refuses the eleventh; the rest are kept
+/// for killing process groups ([`KILL_CHANNELS`]).
+pub const SESSION_CHANNELS: usize = 8;
+/// Session channels kept for `kill` commands, so a timed-out program can be
+/// killed even while every other channel is busy.
+const KILL_CHANNELS: usize = 2;
 
 /// Where and how to reach one node.
 #[derive(Debug, Clone)]
@@ -41,6 +58,19 @@ pub struct SshNode {
     target: SshTarget,
     options: Arc<SshOptions>,
     handle: tokio::sync::Mutex<Option<Arc<Handle<Verifier>>>>,
+    /// Permits for ordinary session channels ([`SESSION_CHANNELS`]).
+    session_channels: Arc<Semaphore>,
+    /// Permits for kill channels ([`KILL_CHANNELS`]).
+    kill_channels: Arc<Semaphore>,
+}
+
+/// An open session channel, counted against its connection's
+/// [`SESSION_CHANNELS`] until dropped (keep `permit` as long as the
+/// channel, also after splitting it).
+pub(crate) struct SessionChannel {
+    pub(crate) channel: Channel<client::Msg>,
+    pub(crate) permit: OwnedSemaphorePermit,
+    handle: Arc<Handle<Verifier>>,
 }
 
 impl std::fmt::Debug for SshNode {
@@ -122,6 +152,8 @@ impl SshNode {
             target,
             options,
             handle: tokio::sync::Mutex::new(None),
+            session_channels: Arc::new(Semaphore::new(SESSION_CHANNELS)),
+            kill_channels: Arc::new(Semaphore::new(KILL_CHANNELS)),
         }
     }
 
@@ -242,67 +274,181 @@ impl SshNode {
             .collect()
     }
 
-    /// Run a command line on the node, feeding `stdin`.
+    /// Open a session channel on the run's connection, after waiting for
+    /// one of its [`SESSION_CHANNELS`] permits. Every session channel
+    /// (programs, scripts, streams) is opened here.
+    pub(crate) async fn open_session(&self) -> Result<SessionChannel, NodeError> {
+        let permit = self
+            .session_channels
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| self.unreachable("its channels are closed"))?;
+        let handle = self.connection().await?;
+        let channel = handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.unreachable(format!("cannot open a session channel: {e}")))?;
+        Ok(SessionChannel {
+            channel,
+            permit,
+            handle,
+        })
+    }
+
+    /// The error for a channel that ended with neither an exit status nor
+    /// a signal: the connection went away under it.
+    fn lost(&self, what: &str) -> NodeError {
+        self.unreachable(format!(
+            "the connection was lost while {what} ran; it may still be running on the node"
+        ))
+    }
+
+    /// Refuse a command line with a NUL byte: it would end the line early
+    /// (and a NUL in an SSH request has dropped the whole connection).
+    fn check_line(&self, line: &str) -> Result<(), NodeError> {
+        if line.contains('\0') {
+            return Err(NodeError::InvalidArgument(format!(
+                "a command for node {} contains a NUL byte",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Run a command line on the node as its own process group, feeding
+    /// `stdin`; `what` names it in errors, `sudo` runs the kill of its
+    /// group on a timeout. Past `timeout` the whole group is killed.
     async fn run_line(
         &self,
-        line: String,
+        what: &str,
+        line: &str,
         stdin: Option<&[u8]>,
         timeout: Duration,
+        sudo: Vec<String>,
     ) -> Result<ExecOutput, NodeError> {
-        let handle = self.connection().await?;
-        let work = async {
-            let mut channel = handle
-                .channel_open_session()
-                .await
-                .map_err(|e| self.unreachable(e))?;
-            channel
-                .exec(true, line.as_bytes())
-                .await
-                .map_err(|e| self.unreachable(e))?;
-            if let Some(data) = stdin {
-                channel.data(data).await.map_err(|e| self.unreachable(e))?;
-            }
-            channel.eof().await.map_err(|e| self.unreachable(e))?;
-            let mut out = ExecOutput {
-                status: -1,
-                ..Default::default()
-            };
+        self.check_line(line)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || {
+            NodeError::Timeout(format!(
+                "{what} on node {} ran past its timeout of {timeout:?} and was killed, with every \
+                 process it started",
+                self.name
+            ))
+        };
+        let session = tokio::time::timeout_at(deadline, self.open_session())
+            .await
+            .map_err(|_| {
+                NodeError::Timeout(format!(
+                    "{what} on node {} did not get a session channel within its timeout of \
+                     {timeout:?} ({SESSION_CHANNELS} per connection, all busy); it did not start",
+                    self.name
+                ))
+            })??;
+        let mut guard = GroupGuard::new(GroupKiller::new(self, &session, sudo));
+        let SessionChannel {
+            channel, permit, ..
+        } = session;
+        let _permit = permit;
+        channel
+            .exec(true, in_own_group(line).as_bytes())
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let (mut read, write) = channel.split();
+        let mut out = ExecOutput {
+            status: -1,
+            ..Default::default()
+        };
+        let mut header = GroupHeader::default();
+        let mut ended = false;
+        let drain = async {
             let keep = |buf: &mut Vec<u8>, data: &[u8], cut: &mut bool| {
                 let room = CAPTURE_LIMIT - buf.len();
                 *cut |= data.len() > room;
                 buf.extend_from_slice(&data[..data.len().min(room)]);
             };
-            while let Some(msg) = channel.wait().await {
+            while let Some(msg) = read.wait().await {
                 match msg {
-                    ChannelMsg::Data { data } => keep(&mut out.stdout, &data, &mut out.truncated),
+                    ChannelMsg::Data { data } => {
+                        let data = header.take(&data);
+                        guard.arm(header.pgid());
+                        keep(&mut out.stdout, &data, &mut out.truncated)
+                    }
                     ChannelMsg::ExtendedData { data, ext: 1 } => {
                         keep(&mut out.stderr, &data, &mut out.truncated)
                     }
-                    ChannelMsg::ExitStatus { exit_status } => out.status = exit_status as i32,
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        out.status = exit_status as i32;
+                        ended = true;
+                    }
                     ChannelMsg::ExitSignal { signal_name, .. } => {
                         out.signal = Some(signal_number(&format!("{signal_name:?}")));
+                        ended = true;
                     }
                     ChannelMsg::Close => break,
                     _ => {}
                 }
             }
-            Ok(out)
+            let rest = header.finish();
+            keep(&mut out.stdout, &rest, &mut out.truncated);
         };
-        match tokio::time::timeout(timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(NodeError::Timeout(format!(
-                "command on node {} ran past {timeout:?}",
-                self.name
-            ))),
+        let feed = async {
+            if let Some(data) = stdin {
+                // A program that exits without reading its input is not an
+                // error; its status says what happened.
+                let _ = write.data(data).await;
+            }
+            let _ = write.eof().await;
+        };
+        let work = async {
+            tokio::pin!(drain);
+            tokio::select! {
+                biased;
+                () = &mut drain => {}
+                () = feed => drain.await,
+            }
+        };
+        if tokio::time::timeout_at(deadline, work).await.is_err() {
+            // sshd answers `signal` with killpg of the group (not for a
+            // root login); the kill channel works for every login.
+            let _ = tokio::time::timeout(Duration::from_secs(2), write.signal(Sig::KILL)).await;
+            let killed = guard.kill().await;
+            let _ = write.close().await;
+            let mut err = timed_out();
+            if let (NodeError::Timeout(m), Err(why)) = (&mut err, killed) {
+                m.push_str(&format!(
+                    " (but the kill of its process group failed: {why})"
+                ));
+            }
+            return Err(err);
         }
+        guard.disarm();
+        if !ended {
+            return Err(self.lost(what));
+        }
+        Ok(out)
     }
 
     /// Run a program as `exec` asks.
     pub async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput, NodeError> {
-        let mut argv: Vec<String> = Vec::new();
-        if let Some(user) = req.user.as_ref().filter(|u| **u != self.target.user) {
-            argv.extend(["sudo", "-n", "-u", user.as_str(), "--"].map(String::from));
+        if let Some((name, _)) = req
+            .env
+            .iter()
+            .find(|(k, _)| !crate::caps::exec::is_env_name(k))
+        {
+            // `env -i` would take `A=B=C` as the variable `A`: refuse
+            // anything but a plain name, whoever asked.
+            return Err(NodeError::InvalidArgument(format!(
+                "environment variable name `{}` is not valid",
+                name.escape_default()
+            )));
         }
+        let mut argv: Vec<String> = Vec::new();
+        let mut sudo = Vec::new();
+        if let Some(user) = req.user.as_ref().filter(|u| **u != self.target.user) {
+            sudo.extend(["sudo", "-n", "-u", user.as_str(), "--"].map(String::from));
+        }
+        argv.extend(sudo.iter().cloned());
         argv.extend(["env", "-i"].map(String::from));
         argv.push(format!("PATH={DEFAULT_PATH}"));
         argv.extend(req.env.iter().map(|(k, v)| format!("{k}={v}")));
@@ -313,7 +459,18 @@ impl SshNode {
         if let Some(cwd) = &req.cwd {
             line = format!("cd {} && {line}", quote(cwd));
         }
-        self.run_line(line, req.stdin.as_deref(), req.timeout).await
+        let what = format!("`{}`", req.program);
+        self.run_line(&what, &line, req.stdin.as_deref(), req.timeout, sudo)
+            .await
+    }
+
+    /// Words that run a kill as root when the inventory asks for sudo.
+    fn root_sudo(&self) -> Vec<String> {
+        if self.target.sudo {
+            ["sudo", "-n", "--"].map(String::from).to_vec()
+        } else {
+            Vec::new()
+        }
     }
 
     /// Whether file operations go through `sudo -n` (non-root login).
@@ -322,20 +479,25 @@ impl SshNode {
     }
 
     /// Run a command line on the node, streaming stdin and stdout in
-    /// chunks (see [`super::stream`]).
+    /// chunks (see [`super::stream`]), as its own process group: if the
+    /// receiver of `stdout` goes away, or this future is dropped, the group
+    /// is killed. A channel that ends without an exit status (the
+    /// connection was lost) is an error, never a status.
     pub async fn pipe(
         &self,
         line: &str,
         stdin: Option<tokio::sync::mpsc::Receiver<Vec<u8>>>,
         stdout: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
     ) -> Result<super::stream::PipeStatus, NodeError> {
-        let handle = self.connection().await?;
-        let channel = handle
-            .channel_open_session()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        self.check_line(line)?;
+        let session = self.open_session().await?;
+        let mut guard = GroupGuard::new(GroupKiller::new(self, &session, self.root_sudo()));
+        let SessionChannel {
+            channel, permit, ..
+        } = session;
+        let _permit = permit;
         channel
-            .exec(true, line.as_bytes())
+            .exec(true, in_own_group(line).as_bytes())
             .await
             .map_err(|e| self.unreachable(e))?;
         let (mut read, write) = channel.split();
@@ -349,14 +511,19 @@ impl SshNode {
             }
             let _ = write.eof().await;
         };
+        let mut header = GroupHeader::default();
         let drain = async {
-            let (mut status, mut stderr, mut alive) = (-1, Vec::new(), true);
+            let (mut status, mut stderr, mut alive, mut ended) = (-1, Vec::new(), true, false);
+            let send = async |data: Vec<u8>| match &stdout {
+                Some(tx) if !data.is_empty() => tx.send(data).await.is_ok(),
+                _ => true,
+            };
             while let Some(msg) = read.wait().await {
                 match msg {
                     ChannelMsg::Data { data } => {
-                        if let Some(tx) = &stdout
-                            && tx.send(data.to_vec()).await.is_err()
-                        {
+                        let data = header.take(&data);
+                        guard.arm(header.pgid());
+                        if !send(data).await {
                             alive = false;
                             break;
                         }
@@ -365,16 +532,31 @@ impl SshNode {
                         let room = (64usize << 10).saturating_sub(stderr.len());
                         stderr.extend_from_slice(&data[..data.len().min(room)]);
                     }
-                    ChannelMsg::ExitStatus { exit_status } => status = exit_status as i32,
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        status = exit_status as i32;
+                        ended = true;
+                    }
+                    ChannelMsg::ExitSignal { .. } => ended = true,
                     ChannelMsg::Close => break,
                     _ => {}
                 }
             }
-            (status, stderr, alive)
+            if alive && !send(header.finish()).await {
+                alive = false;
+            }
+            (status, stderr, alive, ended)
         };
-        let ((), (status, stderr, alive)) = tokio::join!(feed, drain);
+        let ((), (status, stderr, alive, ended)) = tokio::join!(feed, drain);
         if !alive {
+            // The consumer failed: stop the program and all it started.
+            let _ = tokio::time::timeout(Duration::from_secs(2), write.signal(Sig::KILL)).await;
+            let _ = guard.kill().await;
             let _ = write.close().await;
+        } else {
+            guard.disarm();
+            if !ended {
+                return Err(self.lost("a streaming command"));
+            }
         }
         Ok(super::stream::PipeStatus {
             status,
@@ -399,9 +581,26 @@ impl SshNode {
         }
         words.extend(["sh", "-c", script, "stackhost"].map(quote));
         words.extend(args.iter().map(|a| quote(a)));
+        let what = format!("{op} `{}`", args.first().unwrap_or(&""));
+        let line = format!("exec {}", words.join(" "));
         let out = self
-            .run_line(words.join(" "), stdin, Duration::from_secs(600))
+            .run_line(
+                &what,
+                &line,
+                stdin,
+                Duration::from_secs(600),
+                self.root_sudo(),
+            )
             .await?;
+        if out.truncated {
+            // A cut result must never pass for the whole one.
+            return Err(NodeError::Io(format!(
+                "{what} on node {}: its output passed the capture limit of {} MiB and was cut; \
+                 move big files with fs.copy or archive",
+                self.name,
+                CAPTURE_LIMIT >> 20
+            )));
+        }
         if out.status == 0 {
             return Ok(out.stdout);
         }
