@@ -12,9 +12,13 @@ fn main() -> ExitCode {
     match stackhost::cli::main() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Errors can carry a plugin's own text: escape it.
+            let shown = |e: &dyn std::fmt::Display| {
+                stackhost::cli::text::escape_for_terminal(&e.to_string()).into_owned()
+            };
+            eprintln!("error: {}", shown(&e));
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", shown(cause));
             }
             ExitCode::from(stackhost::cli::EXIT_ERROR)
         }

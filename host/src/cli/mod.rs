@@ -10,6 +10,7 @@ mod run;
 pub use run::RunFlags;
 mod runs;
 mod scaffold;
+pub mod text;
 
 use crate::paths::Paths;
 use clap::{Parser, Subcommand};

@@ -2,6 +2,7 @@
 //! the operator's side. Install shows what a plugin asks for and records
 //! the grant, bound to the file's content digest.
 
+use super::text::escape_line as one_line;
 use crate::grant::Grant;
 use crate::inspect;
 use crate::manifest::{Capabilities, Kind, Manifest};
@@ -119,11 +120,11 @@ pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
                     println!(
                         "installed {} {} {} (sha256 {}) granted: {}; {}",
                         p.kind().as_str(),
-                        p.name(),
+                        one_line(p.name()),
                         p.version(),
                         &p.record.digest[..16],
                         granted_text(&p.record.grant),
-                        signed_text(p.record.signer.as_ref())
+                        one_line(&signed_text(p.record.signer.as_ref()))
                     );
                 }
                 installed.push(summary(&p));
@@ -146,15 +147,15 @@ pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
                 for p in &all {
                     println!(
                         "{:<20} {:<10} {:<7} {:<24} {:<18} {}",
-                        p.name(),
+                        one_line(p.name()),
                         p.version().to_string(),
                         p.kind().as_str(),
                         granted_text(&p.record.grant),
                         p.record
                             .signer
                             .as_ref()
-                            .map_or("-".to_string(), |s| s.key_id.clone()),
-                        p.record.manifest.description
+                            .map_or("-".to_string(), |s| one_line(&s.key_id).into_owned()),
+                        one_line(&p.record.manifest.description)
                     );
                 }
             }
@@ -324,7 +325,11 @@ fn ask(manifest: &Manifest) -> anyhow::Result<Grant> {
                 .join(", ")
         );
     }
-    println!("{} {} requests:", manifest.name, manifest.version);
+    println!(
+        "{} {} requests:",
+        one_line(&manifest.name),
+        manifest.version
+    );
     let mut names = Vec::new();
     let mut stdin = std::io::stdin().lock();
     for (name, text) in requests {
@@ -339,25 +344,37 @@ fn ask(manifest: &Manifest) -> anyhow::Result<Grant> {
     Grant::only(&manifest.capabilities, &names).map_err(anyhow::Error::msg)
 }
 
-/// One line per requested capability: its scope and reason.
+/// One line per requested capability: its scope and reason, every text
+/// from the manifest escaped for the terminal (the operator grants what
+/// this shows).
 fn describe_requests(c: &Capabilities) -> Vec<(&'static str, String)> {
     let roles = |r: &[String]| {
         if r.is_empty() {
             String::new()
         } else {
-            format!(" on roles {}", r.join(", "))
+            format!(" on roles {}", list(r))
         }
     };
     let mut out = Vec::new();
     if let Some(e) = &c.exec {
+        let users = if e.users.is_empty() {
+            String::new()
+        } else {
+            format!(" as users {}", list(&e.users))
+        };
+        let env = if e.env.is_empty() {
+            String::new()
+        } else {
+            format!(" with environment {}", list(&e.env))
+        };
         out.push((
             "exec",
             format!(
-                "exec: run {} (read-only: {}){} — {}",
+                "exec: run {} (read-only: {}){users}{env}{} — {}",
                 list(&e.programs),
                 list(&e.read_only),
                 roles(&e.roles),
-                e.reason
+                one_line(&e.reason)
             ),
         ));
     }
@@ -369,7 +386,7 @@ fn describe_requests(c: &Capabilities) -> Vec<(&'static str, String)> {
                 list(&f.read),
                 list(&f.write),
                 roles(&f.roles),
-                f.reason
+                one_line(&f.reason)
             ),
         ));
     }
@@ -380,7 +397,7 @@ fn describe_requests(c: &Capabilities) -> Vec<(&'static str, String)> {
                 "archive: artifacts in {}{} — {}",
                 list(&a.paths),
                 roles(&a.roles),
-                a.reason
+                one_line(&a.reason)
             ),
         ));
     }
@@ -391,7 +408,7 @@ fn describe_requests(c: &Capabilities) -> Vec<(&'static str, String)> {
                 "postgres: databases {}{} — {}",
                 list(&p.databases),
                 roles(&p.roles),
-                p.reason
+                one_line(&p.reason)
             ),
         ));
     }
@@ -402,18 +419,32 @@ fn describe_requests(c: &Capabilities) -> Vec<(&'static str, String)> {
                 "docker: {}{} — {}",
                 list(&d.operations),
                 roles(&d.roles),
-                d.reason
+                one_line(&d.reason)
+            ),
+        ));
+    }
+    if let Some(p) = &c.patches {
+        out.push((
+            "patches",
+            format!(
+                "patches: list, check, apply and revert the installed vendor patches — {}",
+                one_line(&p.reason)
             ),
         ));
     }
     out
 }
 
+/// Items from a manifest, escaped, comma-separated.
 fn list(items: &[String]) -> String {
     if items.is_empty() {
         "none".into()
     } else {
-        items.join(", ")
+        items
+            .iter()
+            .map(|i| one_line(i))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -461,26 +492,30 @@ fn summary(p: &Installed) -> Summary {
 fn print_info(p: &Installed) {
     let r = &p.record;
     let m = &r.manifest;
-    println!("{} {} ({})", m.name, m.version, m.kind.as_str());
-    println!("  {}", m.description);
+    println!("{} {} ({})", one_line(&m.name), m.version, m.kind.as_str());
+    println!("  {}", one_line(&m.description));
     println!("  targets:     stackhost:host@{}", m.wit);
     println!("  sha256:      {}", r.digest);
     println!(
         "  installed:   {} from {}",
         super::format_time(r.installed_at),
-        r.source
+        one_line(&r.source)
     );
     match &r.signer {
         Some(s) => {
-            println!("  signed by:   key {} ({})", s.key_id, s.key_comment);
-            println!("  signed as:   {}", s.trusted_comment);
+            println!(
+                "  signed by:   key {} ({})",
+                one_line(&s.key_id),
+                one_line(&s.key_comment)
+            );
+            println!("  signed as:   {}", one_line(&s.trusted_comment));
         }
         None => println!("  signature:   none (unsigned)"),
     }
     if !m.commands.is_empty() {
         println!("  commands:");
         for c in &m.commands {
-            println!("    {:<16} {}", c.name, c.about);
+            println!("    {:<16} {}", one_line(&c.name), one_line(&c.about));
         }
     }
     println!("  requested:");
@@ -490,6 +525,6 @@ fn print_info(p: &Installed) {
     println!("  granted:     {}", granted_text(&r.grant));
     println!("  imports:");
     for i in &r.imports {
-        println!("    {i}");
+        println!("    {}", one_line(i));
     }
 }

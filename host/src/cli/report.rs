@@ -1,6 +1,8 @@
 //! The human-readable run report: per phase, a line per step; under
-//! `--dry-run`, the mutations per node; then a recap per node.
+//! `--dry-run`, the mutations per node; then a recap per node. Every text
+//! a plugin produced is escaped for the terminal (see `text`).
 
+use super::text::{escape_for_terminal as shown, escape_line as one_line};
 use crate::executor::{RunReport, StepStatus};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,36 +14,48 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
     } else {
         ""
     };
-    writeln!(out, "{} {} · {}{mode}", r.plugin, r.version, r.command)?;
+    writeln!(
+        out,
+        "{} {} · {}{mode}",
+        one_line(&r.plugin),
+        one_line(&r.version),
+        one_line(&r.command)
+    )?;
     for e in &r.plan_events {
-        writeln!(out, "  {}: {}", e.level, e.message)?;
+        writeln!(out, "  {}: {}", e.level, shown(&e.message))?;
     }
     if let Some(err) = &r.plan_error {
-        writeln!(out, "\nplan failed: {err}")?;
+        writeln!(out, "\nplan failed: {}", shown(err))?;
         return Ok(());
     }
     let width = r
         .phases
         .iter()
         .flat_map(|p| &p.steps)
-        .map(|s| s.node.len())
+        .map(|s| one_line(&s.node).chars().count())
         .max()
         .unwrap_or(4)
         .max(4);
     for phase in &r.phases {
         let always = if phase.always { " (always)" } else { "" };
-        writeln!(out, "\nphase {}{always}", phase.name)?;
+        writeln!(out, "\nphase {}{always}", one_line(&phase.name))?;
         for s in &phase.steps {
             writeln!(
                 out,
                 "  {:<width$}  {:<8} {}: {}",
-                s.node,
+                one_line(&s.node),
                 s.status.as_str(),
-                s.name,
-                s.message
+                one_line(&s.name),
+                shown(&s.message)
             )?;
             for e in &s.events {
-                writeln!(out, "  {:<width$}  {:<8} {}", "", e.level, e.message)?;
+                writeln!(
+                    out,
+                    "  {:<width$}  {:<8} {}",
+                    "",
+                    e.level,
+                    shown(&e.message)
+                )?;
             }
         }
     }
@@ -55,15 +69,15 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
         } else {
             writeln!(out, "\nDry run: these mutations would be made:")?;
             for (node, ms) in by_node {
-                writeln!(out, "  {node}")?;
+                writeln!(out, "  {}", one_line(node))?;
                 for m in ms {
-                    writeln!(out, "    {:<10} {}", m.call, m.detail)?;
+                    writeln!(out, "    {:<10} {}", one_line(&m.call), one_line(&m.detail))?;
                 }
             }
         }
     }
     if let Some(why) = &r.halted {
-        writeln!(out, "\nThe rollout halted: {why}.")?;
+        writeln!(out, "\nThe rollout halted: {}.", shown(why))?;
     }
     writeln!(out, "\nRECAP")?;
     let mut recap: BTreeMap<&str, [usize; 6]> = BTreeMap::new();
@@ -81,7 +95,8 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
     for (node, [ok, changed, failed, skipped, not_run, unreachable]) in recap {
         writeln!(
             out,
-            "  {node:<width$}  ok={ok} changed={changed} unreachable={unreachable} failed={failed} skipped={skipped} not-run={not_run}"
+            "  {:<width$}  ok={ok} changed={changed} unreachable={unreachable} failed={failed} skipped={skipped} not-run={not_run}",
+            one_line(node)
         )?;
     }
     Ok(())

@@ -286,7 +286,11 @@ fn print_messages(report: &RunReport) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     for step in report.phases.iter().flat_map(|p| &p.steps) {
-        writeln!(out, "{}", step.message.trim_end())?;
+        writeln!(
+            out,
+            "{}",
+            super::text::escape_for_terminal(step.message.trim_end())
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -443,21 +447,34 @@ impl From<InvocationRecord> for api::Invocation {
 }
 
 /// The plugin's command line, built from its manifest, with the host's
-/// run flags on every command.
+/// run flags on every command. The manifest's texts reach the terminal
+/// through clap's help, so they are escaped here.
 fn plugin_cli(m: &Manifest) -> Command {
+    use super::text::escape_line as one_line;
     let mut cli = Command::new(format!("stackhost run {}", m.name))
         .bin_name(format!("stackhost run {}", m.name))
-        .about(m.description.clone())
+        .about(one_line(&m.description).into_owned())
         .version(m.version.to_string())
         .subcommand_required(true)
         .arg_required_else_help(true);
     for c in &m.commands {
-        let mut sub = Command::new(c.name.clone()).about(c.about.clone());
+        let mut sub = Command::new(c.name.clone()).about(one_line(&c.about).into_owned());
         if !c.examples.is_empty() {
-            sub = sub.after_help(format!("Examples:\n  {}", c.examples.join("\n  ")));
+            let examples: Vec<_> = c.examples.iter().map(|e| one_line(e)).collect();
+            sub = sub.after_help(format!("Examples:\n  {}", examples.join("\n  ")));
         }
         for a in &c.args {
-            let mut arg = Arg::new(a.name.clone()).help(a.help.clone());
+            let mut help = one_line(&a.help).into_owned();
+            if let Some(d) = &a.default {
+                // clap would print the default raw: show it escaped in the
+                // help instead.
+                help = format!("{help} [default: {}]", one_line(d))
+                    .trim_start()
+                    .to_string();
+            }
+            let mut arg = Arg::new(a.name.clone())
+                .help(help)
+                .hide_default_value(a.default.is_some());
             arg = match a.kind {
                 ArgKind::Positional => arg
                     .required(a.required)
@@ -487,7 +504,10 @@ fn plugin_cli(m: &Manifest) -> Command {
             }
             sub = sub.arg(arg);
         }
-        sub = RunFlags::augment_args(sub.next_help_heading("Host flags"));
+        // augment_args sets RunFlags' own doc comment as the about: put
+        // the command's back.
+        sub = RunFlags::augment_args(sub.next_help_heading("Host flags"))
+            .about(one_line(&c.about).into_owned());
         cli = cli.subcommand(sub);
     }
     cli

@@ -2,6 +2,7 @@
 //! the operator's side.
 
 use super::run::{ExecFlags, InvocationRecord, execute, finish, load};
+use super::text::{escape_for_terminal as shown, escape_line as one_line};
 use crate::executor::{self, JournalHandle};
 use crate::journal::Journal;
 use crate::paths::Paths;
@@ -68,8 +69,8 @@ pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                         r.id,
                         r.status,
                         super::format_time(r.started_at.max(0) as u64),
-                        format!("{} {}", r.plugin, r.version),
-                        r.command
+                        format!("{} {}", one_line(&r.plugin), one_line(&r.version)),
+                        one_line(&r.command)
                     );
                 }
             }
@@ -82,7 +83,11 @@ pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 let dry = if r.dry_run { " (dry run)" } else { "" };
                 println!(
                     "run {} · {} {} · {}{dry} · {}",
-                    r.id, r.plugin, r.version, r.command, r.status
+                    r.id,
+                    one_line(&r.plugin),
+                    one_line(&r.version),
+                    one_line(&r.command),
+                    r.status
                 );
                 println!(
                     "  started {}",
@@ -91,12 +96,12 @@ pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 for s in &r.steps {
                     println!(
                         "  {:<12} {:<10} {:<9} {} (attempts: {}) {}",
-                        s.phase,
-                        s.node,
+                        one_line(&s.phase),
+                        one_line(&s.node),
                         s.state.as_str(),
-                        s.name,
+                        one_line(&s.name),
                         s.attempts,
-                        s.message
+                        shown(&s.message)
                     );
                 }
             }
