@@ -309,7 +309,7 @@ fn only_granted_users_can_be_asked_for() {
 }
 
 #[test]
-fn info_and_the_install_prompt_show_the_users_and_env_granted() {
+fn plugin_info_shows_the_users_and_env_granted() {
     let s = sandbox();
     let info = s.ok(&["plugin", "info", "exec-hostile"]);
     assert!(

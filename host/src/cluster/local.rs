@@ -1,5 +1,6 @@
-//! The local node: programs run as child processes of the host, files are
-//! touched with the host's own system calls.
+//! The local node: programs run as child processes of the host, each the
+//! leader of its own process group, which dies with the step (files are
+//! handled by `crate::sandbox`).
 
 use super::{CAPTURE_LIMIT, DEFAULT_PATH, ExecOutput, ExecRequest, NodeError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
