@@ -4,6 +4,7 @@
 pub mod files;
 pub mod inventory;
 pub mod local;
+pub mod pg_tunnel;
 mod select;
 pub mod ssh;
 pub mod stream;

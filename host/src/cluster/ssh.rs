@@ -165,7 +165,7 @@ impl SshNode {
     }
 
     /// The run's connection to this node, opened on first use.
-    async fn connection(&self) -> Result<Arc<Handle<Verifier>>, NodeError> {
+    pub(crate) async fn connection(&self) -> Result<Arc<Handle<Verifier>>, NodeError> {
         let mut slot = self.handle.lock().await;
         if let Some(h) = slot.as_ref().filter(|h| !h.is_closed()) {
             return Ok(h.clone());

@@ -1,117 +1,22 @@
-//! The `postgres` Host impl.
+//! The `postgres` Host impl: each call checked against the grant
+//! ([`super::scope`]), then carried out as the plugin's limited roles
+//! ([`super::roles`]): over the protocol ([`super::session`]) or with the
+//! node's `pg_dump` / `pg_restore` ([`super::tools`]).
 
+use super::roles;
+use super::scope::scoped;
+use super::session::{Connection, Purpose};
+use super::tools;
 use crate::bindings::WitError;
 use crate::bindings::stackhost::host::archive::Item;
 use crate::bindings::stackhost::host::postgres::{Host, Table};
-use crate::caps::CapView;
 use crate::caps::archive::{ArtifactReader, ArtifactWriter, ResView, art_err, run_blocking};
-use crate::cluster::stream::{self, ChunkReader, ChunkWriter, Script};
-use crate::cluster::{ExecRequest, Node};
-use crate::grant::roles_allow;
+use crate::cluster::stream::{self, ChunkReader, ChunkWriter};
 use crate::runtime::CallCtx;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::Resource;
 
 type R<T> = wasmtime::Result<Result<T, WitError>>;
-
-/// The user PostgreSQL's tools run as on a node.
-const PG_USER: &str = "postgres";
-/// Most rows `query` returns.
-const MAX_ROWS: usize = 10_000;
-const FIELD: char = '\u{1f}';
-const RECORD: char = '\u{1e}';
-const NULL: &str = "\u{1d}";
-
-/// The node and database, checked against the postgres grant.
-fn scoped(call: &CallCtx, node: &str, database: Option<&str>) -> Result<Arc<Node>, WitError> {
-    let Some(grant) = &call.grant.capabilities.postgres else {
-        return Err(WitError::PermissionDenied(
-            "the plugin has no postgres grant".into(),
-        ));
-    };
-    let node = CapView { call }.node(node)?;
-    if !roles_allow(&grant.roles, &node.info.roles) {
-        return Err(WitError::PermissionDenied(format!(
-            "postgres on node {} is outside the grant (postgres roles: {})",
-            node.info.name,
-            grant.roles.join(", ")
-        )));
-    }
-    if let Some(db) = database
-        && !grant.databases.iter().any(|d| d == "*" || d == db)
-    {
-        return Err(WitError::PermissionDenied(format!(
-            "database `{db}` on node {} is outside the grant (postgres databases: {})",
-            node.info.name,
-            grant.databases.join(", ")
-        )));
-    }
-    Ok(node)
-}
-
-/// Run a read-only statement with psql as the postgres user; rows of
-/// fields, NULL as None.
-async fn psql(
-    call: &CallCtx,
-    node: &Node,
-    database: &str,
-    sql: &str,
-) -> Result<Vec<Vec<Option<String>>>, WitError> {
-    let req = ExecRequest {
-        program: "psql".into(),
-        args: [
-            "-XAtq",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-F",
-            &FIELD.to_string(),
-            "-R",
-            &RECORD.to_string(),
-            "-P",
-            &format!("null={NULL}"),
-            "-d",
-            database,
-            "-c",
-            sql,
-        ]
-        .map(String::from)
-        .to_vec(),
-        env: vec![(
-            "PGOPTIONS".into(),
-            "-c default_transaction_read_only=on".into(),
-        )],
-        stdin: None,
-        user: Some(PG_USER.into()),
-        cwd: Some("/".into()),
-        timeout: call.exec_timeout,
-    };
-    let out = node.transport.exec(&req).await?;
-    if out.status != 0 {
-        return Err(WitError::Failed(format!(
-            "postgres on node {}, database {database}: {}",
-            node.info.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let text = text.strip_suffix('\n').unwrap_or(&text);
-    if text.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(text
-        .split(RECORD)
-        .take(MAX_ROWS)
-        .map(|row| {
-            row.split(FIELD)
-                .map(|f| (f != NULL).then(|| f.to_string()))
-                .collect()
-        })
-        .collect())
-}
-
-fn text(v: &Option<String>) -> String {
-    v.clone().unwrap_or_default()
-}
 
 async fn dump(
     call: &CallCtx,
@@ -143,6 +48,19 @@ async fn dump(
             sha256: String::new(),
         });
     };
+    // The table named exactly, looked up as the login role; never a
+    // pattern, never a system catalog.
+    let (session, pattern) = match &table {
+        Some(spec) => {
+            let mut conn = Connection::open(call, &node, &database, Purpose::Read).await?;
+            let (schema, name) = conn.find_table(spec).await?;
+            (
+                conn.session.clone(),
+                Some(tools::exact_table_pattern(&schema, &name)),
+            )
+        }
+        None => (roles::session(call, &node).await?, None),
+    };
     // Spool first: the item goes into the artifact only once pg_dump has
     // succeeded, so a failed dump leaves nothing partial behind.
     let (tx, rx) = stream::chunks();
@@ -157,20 +75,7 @@ async fn dump(
             .map_err(|e| WitError::Io(format!("spooling the dump: {e}")))?;
         Ok((spool, size))
     });
-    let table_arg = table.clone().unwrap_or_default();
-    let status = node
-        .transport
-        .pipe(
-            &Script {
-                op: "pg_dump",
-                script: r#"cd / && if [ -n "$2" ]; then exec pg_dump --format=plain --table="$2" -- "$1"; else exec pg_dump --format=custom -- "$1"; fi"#,
-                args: &[&database, &table_arg],
-                user: Some(PG_USER),
-            },
-            None,
-            Some(tx),
-        )
-        .await?;
+    let status = tools::pg_dump(&node, &session, &database, pattern.as_deref(), tx).await?;
     let spooled = spooler
         .await
         .map_err(|e| WitError::Failed(format!("dump worker failed: {e}")))?;
@@ -182,8 +87,8 @@ async fn dump(
     }
     if status.status != 0 {
         return Err(WitError::Failed(format!(
-            "pg_dump of {what} on node {} failed (exit {}): {}",
-            node.info.name, status.status, status.stderr
+            "pg_dump of {what} on node {} (as role {}) failed (exit {}): {}",
+            node.info.name, session.dump.name, status.status, status.stderr
         )));
     }
     let (spool, size) = spooled?;
@@ -208,6 +113,9 @@ async fn dump(
     .await
 }
 
+/// Restore item `name` into `database` as the database's owner (a plain
+/// role, see [`roles::restore_owner`]): pg_restore for a custom-format
+/// dump, the protocol for `.sql`.
 async fn restore(
     call: &CallCtx,
     node: &str,
@@ -225,11 +133,8 @@ async fn restore(
         );
         return Ok(());
     }
-    let kind = if name.ends_with(".sql") {
-        "sql"
-    } else {
-        "custom"
-    };
+    let session = roles::session(call, &node).await?;
+    let owner = roles::restore_owner(call, &node, &session, &database).await?;
     let (tx, rx) = stream::chunks();
     let item = name.clone();
     let producer = tokio::task::spawn_blocking(move || {
@@ -239,36 +144,28 @@ async fn restore(
             .copy_item(&item, ChunkWriter::new(tx))
             .map_err(art_err)
     });
-    let status = node
-        .transport
-        .pipe(
-            &Script {
-                op: "pg_restore",
-                script: r#"set -e; cd /
-found=$(psql -XAtq -d postgres -v db="$1" <<'SQL'
-select 1 from pg_database where datname = :'db';
-SQL
-)
-[ -n "$found" ] || createdb -- "$1"
-if [ "$2" = sql ]; then exec psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -f -; fi
-exec pg_restore --no-owner --exit-on-error -d "$1""#,
-                args: &[&database, kind],
-                user: Some(PG_USER),
-            },
-            Some(rx),
-            None,
-        )
-        .await?;
+    let restored = if name.ends_with(".sql") {
+        let mut conn = Connection::open(call, &node, &database, Purpose::Restore).await?;
+        conn.restore_sql(&owner, rx).await
+    } else {
+        let status = tools::pg_restore(&node, &session, &database, &owner, rx).await?;
+        if status.status != 0 {
+            Err(WitError::Failed(format!(
+                "restoring {name} into database {database} on node {} (pg_restore as role {} \
+                 with --role={owner}) failed (exit {}): {}",
+                node.info.name, session.login.name, status.status, status.stderr
+            )))
+        } else {
+            Ok(())
+        }
+    };
     let produced = producer
         .await
         .map_err(|e| WitError::Failed(format!("restore worker failed: {e}")))?;
+    // The restore's own error says more than a reader that lost its
+    // consumer.
+    restored?;
     produced?;
-    if status.status != 0 {
-        return Err(WitError::Failed(format!(
-            "restoring {name} into database {database} on node {} failed (exit {}): {}",
-            node.info.name, status.status, status.stderr
-        )));
-    }
     Ok(())
 }
 
@@ -278,14 +175,7 @@ impl Host for ResView<'_> {
         Ok(call
             .timed(async {
                 let node = scoped(call, &node, None)?;
-                let rows = psql(
-                    call,
-                    &node,
-                    "postgres",
-                    "select datname from pg_database where not datistemplate order by 1",
-                )
-                .await?;
-                Ok(rows.iter().map(|r| text(&r[0])).collect())
+                roles::list_databases(call, &node).await
             })
             .await)
     }
@@ -295,22 +185,8 @@ impl Host for ResView<'_> {
         Ok(call
             .timed(async {
                 let node = scoped(call, &node, Some(&database))?;
-                let rows = psql(
-                    call,
-                    &node,
-                    &database,
-                    "select schemaname, tablename, tableowner from pg_tables \
-                     where schemaname not in ('pg_catalog', 'information_schema') order by 1, 2",
-                )
-                .await?;
-                Ok(rows
-                    .iter()
-                    .map(|r| Table {
-                        schema: text(&r[0]),
-                        name: text(&r[1]),
-                        owner: text(&r[2]),
-                    })
-                    .collect())
+                let mut conn = Connection::open(call, &node, &database, Purpose::Read).await?;
+                conn.tables().await
             })
             .await)
     }
@@ -355,7 +231,8 @@ impl Host for ResView<'_> {
         Ok(call
             .timed(async {
                 let node = scoped(call, &node, Some(&database))?;
-                psql(call, &node, &database, &sql).await
+                let mut conn = Connection::open(call, &node, &database, Purpose::Read).await?;
+                conn.query(&sql).await
             })
             .await)
     }

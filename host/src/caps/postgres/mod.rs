@@ -1,10 +1,21 @@
-//! `stackhost:host/postgres`: PostgreSQL on nodes through the node's own
-//! tools, run as the `postgres` user: `psql` for listings and read-only
-//! queries, `pg_dump` streamed into an artifact, `pg_restore` (or `psql`
-//! for plain SQL) fed from one. Databases must lie within the postgres
-//! grant; dumps and restores stream, the plugin sees names and counts.
+//! `stackhost:host/postgres`: PostgreSQL on nodes, with each grant
+//! enforced by PostgreSQL itself. The host checks the node and database
+//! against the grant ([`scope`]); everything else runs as the plugin's
+//! own limited roles ([`roles`]), never as a superuser: listings, table
+//! look-ups and plugin queries over the protocol ([`session`]; one
+//! statement, read-only, rows and bytes capped, values as text by
+//! [`text`]), dumps with the node's `pg_dump` and custom restores with its
+//! `pg_restore` ([`tools`]), plain SQL restores over the protocol
+//! ([`sql_stream`]). No plugin text reaches psql. Dumps and restores
+//! stream; the plugin sees names and counts.
 
 mod host;
+pub mod roles;
+mod scope;
+mod session;
+mod sql_stream;
+mod text;
+mod tools;
 
 use crate::caps::archive::ResView;
 use crate::runtime::PluginState;
