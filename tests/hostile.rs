@@ -574,6 +574,27 @@ fn the_sandbox_holds_on_a_node_over_ssh() {
     assert_eq!((code, m.as_str()), (0, "10485760 bytes"));
     refused(&["read", &format!("{RW}/big"), "4294967296"], "invalid argument: ", "at most 16777216 bytes");
 
+    // The agent killed again and again during 15 MiB writes: the target is
+    // the old file or the whole new one, never a part.
+    c.sh(1, "echo -n old > /tmp/stackhost-hostile/rw/target; rm -f /tmp/stop-killing");
+    c.docker(&[
+        "exec",
+        "-d",
+        &node,
+        "sh",
+        "-c",
+        "while [ ! -e /tmp/stop-killing ]; do pkill -KILL -f '[a]gent/stackhost-agent-'; sleep 0.05; done",
+    ]);
+    let mut failed = 0;
+    for _ in 0..5 {
+        let (code, _, _) = run(&["write-big", &format!("{RW}/target"), "15728640"]);
+        failed += usize::from(code != 0);
+        let size = c.sh(1, "stat -c %s /tmp/stackhost-hostile/rw/target");
+        assert!(size == "3\n" || size == "15728640\n", "a partial target: {size}");
+    }
+    c.sh(1, "touch /tmp/stop-killing");
+    assert!(failed > 0, "the agent was never killed mid-write");
+
     assert_eq!(victim(), untouched);
     let hello = c.args(&["hello", "info"]);
     let (code, report) = s.report(&refs(&hello));

@@ -97,11 +97,10 @@ fn a_symlink_that_escapes_is_denied_and_nothing_is_written() {
     std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
     let via_link = format!("{}/link/planted", dir.path().display());
     let m = denied(&s, &["probe", "write", &via_link, "x"]);
-    let landing = outside.path().canonicalize().unwrap().join("planted");
     assert!(
         m.contains(&format!(
-            "resolves to `{}`, which is outside the grant",
-            landing.display()
+            "fs.write `{via_link}` on node local: {}/link leads outside its grant root through a symlink",
+            dir.path().file_name().unwrap().to_string_lossy()
         )),
         "{m}"
     );

@@ -84,7 +84,7 @@ impl std::fmt::Debug for SshNode {
 
 /// Checks the server's key against known_hosts and remembers why it
 /// refused one, for the error message.
-struct Verifier {
+pub(crate) struct Verifier {
     host: String,
     port: u16,
     options: Arc<SshOptions>,
@@ -546,7 +546,20 @@ impl SshNode {
             }
             (status, stderr, alive, ended)
         };
-        let ((), (status, stderr, alive, ended)) = tokio::join!(feed, drain);
+        // The output ending (the program exited, or the connection went)
+        // ends the feeding too: a channel whose far end is gone may never
+        // open its window again, and input nobody reads is moot.
+        let (status, stderr, alive, ended) = {
+            tokio::pin!(feed);
+            tokio::pin!(drain);
+            let mut fed = false;
+            loop {
+                tokio::select! {
+                    () = &mut feed, if !fed => fed = true,
+                    out = &mut drain => break out,
+                }
+            }
+        };
         if !alive {
             // The consumer failed: stop the program and all it started.
             let _ = tokio::time::timeout(Duration::from_secs(2), write.signal(Sig::KILL)).await;
