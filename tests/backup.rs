@@ -317,7 +317,8 @@ fn failures_leave_nothing_behind_and_maintenance_is_lifted() {
         std::thread::sleep(std::time::Duration::from_millis(50));
         std::fs::read_dir(out.path()).unwrap().any(|e| {
             let e = e.unwrap();
-            e.file_name().to_string_lossy().contains(".partial")
+            // The writer's hidden temporary: `.NAME.stackhost-RANDOM`.
+            e.file_name().to_string_lossy().contains(".stackhost-")
                 && e.metadata().unwrap().len() > 1_000_000
         })
     });
@@ -434,6 +435,9 @@ fn a_scheduled_export_really_runs_on_the_filesystem_node() {
     let fs_node = c.node(3);
     let bin = env!("CARGO_BIN_EXE_stackhost");
     c.docker(&["cp", bin, &format!("{fs_node}:/usr/local/bin/stackhost")]);
+    // Its file operations on node 1 go through the agent beside it.
+    let agent = env!("CARGO_BIN_EXE_stackhost-agent");
+    c.docker(&["cp", agent, &format!("{fs_node}:/usr/local/bin/stackhost-agent")]);
     c.docker(&[
         "cp",
         support::wasm("backup").to_str().unwrap(),
