@@ -38,7 +38,7 @@ const PWNED: &[&str] = &[
 ];
 
 /// The one test cluster of this file: node 1 with PostgreSQL, seeded
-/// once; removed when the test binary exits.
+/// once; removed when the test binary exits, with this run's artifacts.
 fn cluster() -> &'static TestCluster {
     static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
     static NAME: OnceLock<String> = OnceLock::new();
@@ -47,6 +47,13 @@ fn cluster() -> &'static TestCluster {
             let _ = Command::new(support::repo().join("tests/cluster"))
                 .args(["down", name])
                 .output();
+        }
+        // This run's artifacts (see `artifact`).
+        let mine = format!("{}-", std::process::id());
+        for entry in std::fs::read_dir(DIR).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&mine) {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
     CLUSTER.get_or_init(|| {
