@@ -49,18 +49,22 @@ pub const MAX_DETAIL: usize = 1024;
 
 /// `text` cut to at most `max` bytes (on a character boundary), saying
 /// how much was cut.
-pub fn cap_text(mut text: String, max: usize) -> String {
+pub fn cap_text(text: String, max: usize) -> String {
     if text.len() <= max {
         return text;
     }
-    let total = text.len();
-    let mut cut = max;
+    let cut = floor_char_boundary(&text, max);
+    // A new string: truncating would keep the whole allocation alive.
+    format!("{}… ({} more bytes not kept)", &text[..cut], text.len() - cut)
+}
+
+/// The largest index `<= at` on a character boundary of `text`.
+pub fn floor_char_boundary(text: &str, at: usize) -> usize {
+    let mut cut = at.min(text.len());
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    text.truncate(cut);
-    text.push_str(&format!("… ({} more bytes not kept)", total - cut));
-    text
+    cut
 }
 
 /// What a call recorded, within its caps, and how much it dropped.

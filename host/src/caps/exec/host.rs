@@ -19,6 +19,29 @@ impl exec::Host for CapView<'_> {
     }
 }
 
+/// The command line a dry run records: quoted words, cut at the record's
+/// cap without quoting (or even reading) the rest of a huge argument list.
+fn recorded_line(cmd: &Command) -> String {
+    use crate::runtime::state::{MAX_DETAIL, floor_char_boundary};
+    let mut line = String::new();
+    let words: Vec<&String> = std::iter::once(&cmd.program).chain(&cmd.args).collect();
+    for (i, word) in words.iter().enumerate() {
+        if line.len() >= MAX_DETAIL {
+            line.push_str(&format!(" … ({} more words)", words.len() - i));
+            break;
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        let cut = floor_char_boundary(word, MAX_DETAIL);
+        line.push_str(&shell_quote(&word[..cut]));
+        if cut < word.len() {
+            line.push_str(&format!("…({} more bytes)", word.len() - cut));
+        }
+    }
+    line
+}
+
 async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, WitError> {
     let node = view.node(&node)?;
     if cmd.program.is_empty() {
@@ -36,11 +59,7 @@ async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, W
             .refuse_mutation(&node.info.name, &format!("exec {}", cmd.program))?;
     }
     if view.call.dry_run && access == ProgramAccess::Mutating {
-        let words: Vec<String> = std::iter::once(&cmd.program)
-            .chain(&cmd.args)
-            .map(|w| shell_quote(w))
-            .collect();
-        let mut line = words.join(" ");
+        let mut line = recorded_line(&cmd);
         if let Some(user) = &cmd.user {
             line = format!("{line} (as {user})");
         }
