@@ -31,7 +31,8 @@ pub fn dump(
 }
 
 /// Restore item `name` of `from` into `database` on `node` (created when
-/// missing): `pg_restore`, or `psql` for a `.sql` item.
+/// missing), as the database's owner: `pg_restore` for a custom-format
+/// dump, the protocol for a `.sql` item (psql meta-commands are refused).
 pub fn restore(node: &Node, database: &str, from: &ArtifactReader, name: &str) -> Result<()> {
     wit::restore(node.name(), database, &from.0, name).map_err(Into::into)
 }
