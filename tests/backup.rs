@@ -437,7 +437,11 @@ fn a_scheduled_export_really_runs_on_the_filesystem_node() {
     c.docker(&["cp", bin, &format!("{fs_node}:/usr/local/bin/stackhost")]);
     // Its file operations on node 1 go through the agent beside it.
     let agent = env!("CARGO_BIN_EXE_stackhost-agent");
-    c.docker(&["cp", agent, &format!("{fs_node}:/usr/local/bin/stackhost-agent")]);
+    c.docker(&[
+        "cp",
+        agent,
+        &format!("{fs_node}:/usr/local/bin/stackhost-agent"),
+    ]);
     c.docker(&[
         "cp",
         support::wasm("backup").to_str().unwrap(),

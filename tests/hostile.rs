@@ -11,11 +11,11 @@ mod support;
 #[path = "support/cluster.rs"]
 mod cluster;
 
+use cluster::TestCluster;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use cluster::TestCluster;
 use support::{Sandbox, only_step, refs, wasm};
 
 const RO: &str = "/tmp/stackhost-hostile/ro";
@@ -76,7 +76,11 @@ fn attempt(s: &Sandbox, args: &[&str]) -> (i32, String, String) {
 /// The attempt fails with `permission denied` (or `kind`) naming `what`.
 fn refused(s: &Sandbox, args: &[&str], kind: &str, what: &str) -> String {
     let (code, status, message) = attempt(s, args);
-    assert_eq!((code, status.as_str()), (3, "failed"), "{args:?}: {message}");
+    assert_eq!(
+        (code, status.as_str()),
+        (3, "failed"),
+        "{args:?}: {message}"
+    );
     assert!(message.starts_with(kind), "{args:?}: {message}");
     assert!(message.contains(what), "{args:?}: {message}");
     message
@@ -128,7 +132,10 @@ fn copy_never_plants_or_writes_through_an_outward_symlink() {
     std::fs::write(x.ro.path().join("file"), "data").unwrap();
     symlink(x.outside("created"), x.rw.path().join("dangling")).unwrap();
     attempt(&s, &["copy", &x.ro("file"), &x.rw("dangling")]);
-    assert!(!x.outside("created").exists(), "the copy created the link's target");
+    assert!(
+        !x.outside("created").exists(),
+        "the copy created the link's target"
+    );
     // And straight through a directory link out.
     symlink(x.outside.path(), x.rw.path().join("out")).unwrap();
     refused(
@@ -178,7 +185,10 @@ fn a_race_swapping_a_directory_for_a_link_never_reads_outside() {
         .find_map(|w| w.strip_prefix("inside="))
         .and_then(|n| n.parse().ok())
         .unwrap();
-    assert!(inside > 0 && swaps > 100, "the race did not run: {m}, {swaps} swaps");
+    assert!(
+        inside > 0 && swaps > 100,
+        "the race did not run: {m}, {swaps} swaps"
+    );
     still_serves(&s);
 }
 
@@ -197,7 +207,10 @@ fn a_planted_temporary_name_is_never_written_through() {
     assert_eq!(code, 0, "{m}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's");
     assert_eq!(mode(&victim), 0o600);
-    assert_eq!(std::fs::read_to_string(x.rw.path().join("f")).unwrap(), "plugin text");
+    assert_eq!(
+        std::fs::read_to_string(x.rw.path().join("f")).unwrap(),
+        "plugin text"
+    );
     // Nothing of the write's own is left behind.
     let left = std::fs::read_dir(x.rw.path())
         .unwrap()
@@ -257,7 +270,11 @@ fn unpack_drops_setuid_and_world_write_and_keeps_the_destination_mode() {
     std::fs::create_dir_all(tree.join("open")).unwrap();
     std::fs::set_permissions(tree.join("open"), std::fs::Permissions::from_mode(0o777)).unwrap();
     std::fs::write(tree.join("open/suid"), "#!/bin/sh\n").unwrap();
-    std::fs::set_permissions(tree.join("open/suid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::set_permissions(
+        tree.join("open/suid"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
     let (code, _, m) = attempt(&s, &["pack", &x.ro("tree"), &x.art("t.tar")]);
     assert_eq!(code, 0, "{m}");
     let dest = x.rw.path().join("dest");
@@ -287,9 +304,18 @@ fn fifos_huge_reads_and_links_out_are_refused_without_hanging() {
     let x = Scratch::new();
     let fifo = x.rw.path().join("fifo");
     assert!(
-        std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success()
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
     );
-    refused(&s, &["read", &x.rw("fifo")], "invalid argument: ", "is a FIFO");
+    refused(
+        &s,
+        &["read", &x.rw("fifo")],
+        "invalid argument: ",
+        "is a FIFO",
+    );
     // A 2 GiB sparse file with max-bytes of 4 GiB: refused at the cap,
     // without reading it.
     let big = std::fs::File::create(x.rw.path().join("big")).unwrap();
@@ -304,11 +330,31 @@ fn fifos_huge_reads_and_links_out_are_refused_without_hanging() {
     symlink(x.outside("secret"), x.rw.path().join("abs")).unwrap();
     symlink("../../../../../../../..", x.rw.path().join("up")).unwrap();
     for link in ["abs", "up/etc/passwd"] {
-        refused(&s, &["read", &x.rw(link)], "permission denied: ", "outside its grant root");
+        refused(
+            &s,
+            &["read", &x.rw(link)],
+            "permission denied: ",
+            "outside its grant root",
+        );
     }
-    refused(&s, &["list", &x.rw("up")], "permission denied: ", "outside its grant root");
-    refused(&s, &["stat", &x.rw("up/etc")], "permission denied: ", "outside its grant root");
-    refused(&s, &["mkdir", &x.rw("up/tmp/made")], "permission denied: ", "");
+    refused(
+        &s,
+        &["list", &x.rw("up")],
+        "permission denied: ",
+        "outside its grant root",
+    );
+    refused(
+        &s,
+        &["stat", &x.rw("up/etc")],
+        "permission denied: ",
+        "outside its grant root",
+    );
+    refused(
+        &s,
+        &["mkdir", &x.rw("up/tmp/made")],
+        "permission denied: ",
+        "",
+    );
     // Creating links out, absolute or relative.
     for target in ["/etc/passwd", "../../../../etc", "../../rw-sibling"] {
         refused(
@@ -319,8 +365,18 @@ fn fifos_huge_reads_and_links_out_are_refused_without_hanging() {
         );
     }
     // The grant root itself cannot be renamed or removed.
-    refused(&s, &["remove", RW], "invalid argument: ", "grant root itself");
-    refused(&s, &["rename", RW, &x.rw("moved")], "invalid argument: ", "grant root itself");
+    refused(
+        &s,
+        &["remove", RW],
+        "invalid argument: ",
+        "grant root itself",
+    );
+    refused(
+        &s,
+        &["rename", RW, &x.rw("moved")],
+        "invalid argument: ",
+        "grant root itself",
+    );
     // A symlink inside the grant still works for an honest plugin.
     std::fs::write(x.rw.path().join("real"), "inside").unwrap();
     let (code, _, m) = attempt(&s, &["symlink", "real", &x.rw("alias")]);
@@ -397,17 +453,29 @@ fn huge_messages_records_and_events_are_capped_and_the_host_survives() {
     let (code, status, m) = attempt(&s, &["message", "134217728"]);
     assert_eq!((code, status.as_str()), (0, "ok"));
     assert!(m.len() < 70_000, "{} bytes kept", m.len());
-    assert!(m.ends_with("more bytes not kept)"), "{}", &m[m.len() - 60..]);
+    assert!(
+        m.ends_with("more bytes not kept)"),
+        "{}",
+        &m[m.len() - 60..]
+    );
     // 3,000 recorded calls with 1 MiB arguments under --dry-run.
     let (code, report) = s.report(&["hostile", "do", "--dry-run", "record", "3000", "1048576"]);
     assert_eq!(code, 0, "{report:#}");
-    let mutations = report["phases"][0]["steps"][0]["mutations"].as_array().unwrap();
+    let mutations = report["phases"][0]["steps"][0]["mutations"]
+        .as_array()
+        .unwrap();
     assert_eq!(mutations.len(), 3000);
-    assert!(mutations.iter().all(|m| m["detail"].as_str().unwrap().len() < 1200));
+    assert!(
+        mutations
+            .iter()
+            .all(|m| m["detail"].as_str().unwrap().len() < 1200)
+    );
     // 20,000 small records: the first 10,000 kept, the rest counted.
     let (code, report) = s.report(&["hostile", "do", "--dry-run", "record", "20000", "1"]);
     assert_eq!(code, 0, "{report:#}");
-    let mutations = report["phases"][0]["steps"][0]["mutations"].as_array().unwrap();
+    let mutations = report["phases"][0]["steps"][0]["mutations"]
+        .as_array()
+        .unwrap();
     assert_eq!(mutations.len(), 10_001);
     assert!(
         mutations[10_000]["detail"]
@@ -420,10 +488,20 @@ fn huge_messages_records_and_events_are_capped_and_the_host_survives() {
     // Events: at most 1 MiB of messages per call.
     let (code, report) = s.report(&["hostile", "do", "events", "5000", "4096"]);
     assert_eq!(code, 0, "{report:#}");
-    let events = report["phases"][0]["steps"][0]["events"].as_array().unwrap();
-    let bytes: usize = events.iter().map(|e| e["message"].as_str().unwrap().len()).sum();
+    let events = report["phases"][0]["steps"][0]["events"]
+        .as_array()
+        .unwrap();
+    let bytes: usize = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().len())
+        .sum();
     assert!(bytes <= (1 << 20) + 200, "{bytes} bytes of events kept");
-    assert!(events.last().unwrap()["message"].as_str().unwrap().contains("more events not kept"));
+    assert!(
+        events.last().unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("more events not kept")
+    );
     still_serves(&s);
 }
 
@@ -479,8 +557,15 @@ fn the_sandbox_holds_on_a_node_over_ssh() {
     };
     let refused = |args: &[&str], kind: &str, what: &str| {
         let (code, status, message) = run(args);
-        assert_eq!((code, status.as_str()), (3, "failed"), "{args:?}: {message}");
-        assert!(message.starts_with(kind) && message.contains(what), "{args:?}: {message}");
+        assert_eq!(
+            (code, status.as_str()),
+            (3, "failed"),
+            "{args:?}: {message}"
+        );
+        assert!(
+            message.starts_with(kind) && message.contains(what),
+            "{args:?}: {message}"
+        );
     };
     c.sh(
         1,
@@ -500,19 +585,38 @@ fn the_sandbox_holds_on_a_node_over_ssh() {
     assert!(agents.starts_with("stackhost-agent-"), "{agents}");
 
     // Copy of a tree with a link out; writes through a directory link.
-    refused(&["copy", &format!("{RO}/tree"), &format!("{RW}/tree")], "permission denied: ", "outside the grant");
-    refused(&["write", &format!("{RW}/out/x"), "x"], "permission denied: ", "outside its grant root");
+    refused(
+        &["copy", &format!("{RO}/tree"), &format!("{RW}/tree")],
+        "permission denied: ",
+        "outside the grant",
+    );
+    refused(
+        &["write", &format!("{RW}/out/x"), "x"],
+        "permission denied: ",
+        "outside its grant root",
+    );
     // A trailing newline is part of the name, not a way through `link`.
     let (code, _, m) = run(&["write", &format!("{RW}/link\n"), "plugin"]);
     assert_eq!(code, 0, "{m}");
     assert_eq!(c.sh(1, "cat '/tmp/stackhost-hostile/rw/link\n'"), "plugin");
     // Linking onto an existing directory link makes nothing outside.
-    refused(&["symlink", "first", &format!("{RW}/out")], "i/o error: ", "exists");
+    refused(
+        &["symlink", "first", &format!("{RW}/out")],
+        "i/o error: ",
+        "exists",
+    );
     // Set-uid copies.
-    refused(&["write-mode", &format!("{RW}/s"), "x", "4755"], "permission denied: ", "set-uid");
+    refused(
+        &["write-mode", &format!("{RW}/s"), "x", "4755"],
+        "permission denied: ",
+        "set-uid",
+    );
     assert_eq!(victim(), untouched);
     assert_eq!(c.sh(1, "ls -A /outside/target | wc -l").trim(), "0");
-    assert!(!c.sh(1, "ls -A /outside").contains("x"), "nothing was written outside");
+    assert!(
+        !c.sh(1, "ls -A /outside").contains("x"),
+        "nothing was written outside"
+    );
 
     // Unpack: a member under a planted link; set-uid and world-writable
     // entries; an existing 0700 destination.
@@ -525,20 +629,41 @@ fn the_sandbox_holds_on_a_node_over_ssh() {
          cp /bin/true /tmp/stackhost-hostile/ro/perm/open/suid; chmod 4755 /tmp/stackhost-hostile/ro/perm/open/suid
          chmod 700 /tmp/stackhost-hostile/rw/d700",
     );
-    let (code, _, m) = run(&["pack", &format!("{RO}/two"), &format!("{}/two.tar", x_art())]);
+    let (code, _, m) = run(&[
+        "pack",
+        &format!("{RO}/two"),
+        &format!("{}/two.tar", x_art()),
+    ]);
     assert_eq!(code, 0, "{m}");
     refused(
-        &["unpack", &format!("{}/two.tar", x_art()), "tree", &format!("{RW}/u2")],
+        &[
+            "unpack",
+            &format!("{}/two.tar", x_art()),
+            "tree",
+            &format!("{RW}/u2"),
+        ],
         "permission denied: ",
         "through a symlink",
     );
     assert_eq!(c.sh(1, "ls -A /outside/target | wc -l").trim(), "0");
-    let (code, _, m) = run(&["pack", &format!("{RO}/perm"), &format!("{}/perm.tar", x_art())]);
+    let (code, _, m) = run(&[
+        "pack",
+        &format!("{RO}/perm"),
+        &format!("{}/perm.tar", x_art()),
+    ]);
     assert_eq!(code, 0, "{m}");
-    let (code, _, m) = run(&["unpack", &format!("{}/perm.tar", x_art()), "tree", &format!("{RW}/d700")]);
+    let (code, _, m) = run(&[
+        "unpack",
+        &format!("{}/perm.tar", x_art()),
+        "tree",
+        &format!("{RW}/d700"),
+    ]);
     assert_eq!(code, 0, "{m}");
     assert_eq!(
-        c.sh(1, "cd /tmp/stackhost-hostile/rw/d700 && stat -c '%a %n' . open open/suid"),
+        c.sh(
+            1,
+            "cd /tmp/stackhost-hostile/rw/d700 && stat -c '%a %n' . open open/suid"
+        ),
         "700 .\n775 open\n755 open/suid\n"
     );
 
@@ -569,14 +694,25 @@ fn the_sandbox_holds_on_a_node_over_ssh() {
          head -c 10485760 /dev/zero > /tmp/stackhost-hostile/rw/ten
          truncate -s 2G /tmp/stackhost-hostile/rw/big",
     );
-    refused(&["read", &format!("{RW}/fifo")], "invalid argument: ", "is a FIFO");
+    refused(
+        &["read", &format!("{RW}/fifo")],
+        "invalid argument: ",
+        "is a FIFO",
+    );
     let (code, _, m) = run(&["read", &format!("{RW}/ten"), "20971520"]);
     assert_eq!((code, m.as_str()), (0, "10485760 bytes"));
-    refused(&["read", &format!("{RW}/big"), "4294967296"], "invalid argument: ", "at most 16777216 bytes");
+    refused(
+        &["read", &format!("{RW}/big"), "4294967296"],
+        "invalid argument: ",
+        "at most 16777216 bytes",
+    );
 
     // The agent killed again and again during 15 MiB writes: the target is
     // the old file or the whole new one, never a part.
-    c.sh(1, "echo -n old > /tmp/stackhost-hostile/rw/target; rm -f /tmp/stop-killing");
+    c.sh(
+        1,
+        "echo -n old > /tmp/stackhost-hostile/rw/target; rm -f /tmp/stop-killing",
+    );
     c.docker(&[
         "exec",
         "-d",
@@ -590,7 +726,10 @@ fn the_sandbox_holds_on_a_node_over_ssh() {
         let (code, _, _) = run(&["write-big", &format!("{RW}/target"), "15728640"]);
         failed += usize::from(code != 0);
         let size = c.sh(1, "stat -c %s /tmp/stackhost-hostile/rw/target");
-        assert!(size == "3\n" || size == "15728640\n", "a partial target: {size}");
+        assert!(
+            size == "3\n" || size == "15728640\n",
+            "a partial target: {size}"
+        );
     }
     c.sh(1, "touch /tmp/stop-killing");
     assert!(failed > 0, "the agent was never killed mid-write");

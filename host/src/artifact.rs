@@ -16,9 +16,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -289,9 +289,13 @@ impl Writer {
                 path.display()
             )));
         }
-        let (file, tmp_name) = crate::sandbox::ops::create_temp(dir.as_fd(), name).map_err(|e| {
-            ArtifactError::Io(format!("cannot create a file beside {}: {e}", path.display()))
-        })?;
+        let (file, tmp_name) =
+            crate::sandbox::ops::create_temp(dir.as_fd(), name).map_err(|e| {
+                ArtifactError::Io(format!(
+                    "cannot create a file beside {}: {e}",
+                    path.display()
+                ))
+            })?;
         let tmp = path.with_file_name(&tmp_name);
         let buffered = BufWriter::with_capacity(1 << 20, file);
         let sink = match compression {

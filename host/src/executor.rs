@@ -328,7 +328,13 @@ fn check_plan_size(plan: api::ExecutionPlan) -> Result<api::ExecutionPlan, Strin
     let bytes: usize = plan
         .phases
         .iter()
-        .map(|p| p.name.len() + p.steps.iter().map(|s| s.payload.len() + s.name.len() + s.node.len()).sum::<usize>())
+        .map(|p| {
+            p.name.len()
+                + p.steps
+                    .iter()
+                    .map(|s| s.payload.len() + s.name.len() + s.node.len())
+                    .sum::<usize>()
+        })
         .sum();
     if bytes > MAX_PLAN_BYTES {
         return Err(format!(

@@ -12,7 +12,9 @@ fn main() {
     let mut input = BufReader::with_capacity(wire::FRAME, std::io::stdin().lock());
     let mut output = wire::FrameWriter::new(std::io::stdout().lock());
     let result = wire::read_request(&mut input).and_then(|req| {
-        wire::serve(req, &mut input, &mut output, &mut |id| Root::reopen(id).map(Arc::new))
+        wire::serve(req, &mut input, &mut output, &mut |id| {
+            Root::reopen(id).map(Arc::new)
+        })
     });
     if output.finish(&result).is_err() {
         // The host went away; nothing is left to tell it.

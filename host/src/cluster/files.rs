@@ -186,7 +186,11 @@ impl Node {
         words.push(agent.clone());
         let line = format!(
             "exec {}",
-            words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ")
+            words
+                .iter()
+                .map(|w| shell_quote(w))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         let mut header = serde_json::to_vec(&req)
             .map_err(|e| NodeError::Failed(format!("{what}: encoding the request: {e}")))?;
@@ -246,7 +250,10 @@ impl Node {
         let ((), status, drained) = tokio::join!(feed, run, drain);
         let status = status?;
         let (result, collected) = drained.map_err(|e| {
-            NodeError::Failed(format!("{what} on node {}: the agent's answer: {e}", self.info.name))
+            NodeError::Failed(format!(
+                "{what} on node {}: the agent's answer: {e}",
+                self.info.name
+            ))
         })?;
         match result {
             Some(Ok(reply)) => Ok((reply, collected)),
@@ -310,12 +317,13 @@ chmod 700 -- "$t"; mv -f -- "$t" "$1"; trap - EXIT"#;
 
 async fn install_agent(ssh: &super::ssh::SshNode, node: &str) -> Result<String, NodeError> {
     let (bytes, digest) = local_agent()?;
-    let found = ssh.script("find agent", FIND_AGENT, &[digest], None).await?;
+    let found = ssh
+        .script("find agent", FIND_AGENT, &[digest], None)
+        .await?;
     let found = String::from_utf8_lossy(&found);
-    let (state, path) = found
-        .trim()
-        .split_once(' ')
-        .ok_or_else(|| NodeError::Failed(format!("finding stackhost-agent on node {node}: `{found}`")))?;
+    let (state, path) = found.trim().split_once(' ').ok_or_else(|| {
+        NodeError::Failed(format!("finding stackhost-agent on node {node}: `{found}`"))
+    })?;
     if state != "ok" {
         ssh.script("copy agent", COPY_AGENT, &[path, digest], Some(bytes))
             .await?;

@@ -84,10 +84,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self
-            .used
-            .saturating_sub(current)
-            .saturating_add(desired);
+        let total = self.used.saturating_sub(current).saturating_add(desired);
         if total > self.limit {
             return Err(wasmtime::Error::new(LimitExceeded::Memory {
                 wanted: total >> 20,
@@ -180,7 +177,10 @@ mod tests {
             "{err:?}"
         );
         // Two of them fit, and count as 512 MiB.
-        assert_eq!(instantiate(&memories(2, 4096), 512 << 20).unwrap(), 512 << 20);
+        assert_eq!(
+            instantiate(&memories(2, 4096), 512 << 20).unwrap(),
+            512 << 20
+        );
     }
 
     #[test]

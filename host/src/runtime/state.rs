@@ -55,7 +55,11 @@ pub fn cap_text(text: String, max: usize) -> String {
     }
     let cut = floor_char_boundary(&text, max);
     // A new string: truncating would keep the whole allocation alive.
-    format!("{}… ({} more bytes not kept)", &text[..cut], text.len() - cut)
+    format!(
+        "{}… ({} more bytes not kept)",
+        &text[..cut],
+        text.len() - cut
+    )
 }
 
 /// The largest index `<= at` on a character boundary of `text`.

@@ -137,7 +137,11 @@ pub fn open_regular(dir: BorrowedFd<'_>, rel: &Path) -> Result<(std::fs::File, S
 /// Reopen an `O_PATH` handle for reading through `/proc/self/fd` (the
 /// same inode, whatever happened to its name since); without `/proc`,
 /// open the name again beneath `dir` (the caller compares identities).
-fn reopen_for_reading(path_fd: &OwnedFd, dir: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd, Errno> {
+fn reopen_for_reading(
+    path_fd: &OwnedFd,
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+) -> Result<OwnedFd, Errno> {
     use std::os::fd::AsRawFd;
     let flags = OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let proc = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
@@ -200,7 +204,10 @@ pub fn read(at: &At<'_>, max: u64) -> Result<Vec<u8>, FsError> {
 
 /// A new file named `.NAME.stackhost-RANDOM` in `dir`, created with
 /// `O_EXCL | O_NOFOLLOW`, so nothing planted under that name is used.
-pub fn create_temp(dir: BorrowedFd<'_>, name: &OsStr) -> Result<(std::fs::File, OsString), FsError> {
+pub fn create_temp(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+) -> Result<(std::fs::File, OsString), FsError> {
     let stem: Vec<u8> = name.as_bytes().iter().copied().take(180).collect();
     for _ in 0..16 {
         let mut random = [0u8; 8];
@@ -252,7 +259,12 @@ pub fn check_mode(mode: u32) -> Result<u32, FsError> {
 /// directory. `mode` defaults to the old file's permission bits or 0o644;
 /// an existing file keeps its owner. Data that ends before `len` bytes
 /// (a lost connection) replaces nothing.
-pub fn write(at: &At<'_>, data: &mut dyn Read, mode: Option<u32>, len: u64) -> Result<u64, FsError> {
+pub fn write(
+    at: &At<'_>,
+    data: &mut dyn Read,
+    mode: Option<u32>,
+    len: u64,
+) -> Result<u64, FsError> {
     let mode = mode.map(check_mode).transpose()?;
     let (parent, name) = at.split("write")?;
     let old = rustix::fs::statat(&parent, &name, AtFlags::SYMLINK_NOFOLLOW).ok();
@@ -356,16 +368,25 @@ pub fn mkdir(at: &At<'_>, recursive: bool) -> Result<(), FsError> {
 /// `mkdir -p` of `rel` beneath `dir`; returns the innermost directory.
 pub fn mkdir_all(dir: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd, FsError> {
     let shown = parent_shown(rel);
-    let mut cur = rustix::fs::openat(dir, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| FsError::os(&shown, e))?;
+    let mut cur = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| FsError::os(&shown, e))?;
     for c in rel.components() {
         let Component::Normal(name) = c else { continue };
         match rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(0o755)) {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => return Err(FsError::os(&shown, e)),
         }
-        cur = open_beneath(cur.as_fd(), Path::new(name), OFlags::PATH | OFlags::DIRECTORY)
-            .map_err(|e| FsError::os(&shown, e))?;
+        cur = open_beneath(
+            cur.as_fd(),
+            Path::new(name),
+            OFlags::PATH | OFlags::DIRECTORY,
+        )
+        .map_err(|e| FsError::os(&shown, e))?;
     }
     Ok(cur)
 }
@@ -463,11 +484,18 @@ mod tests {
     #[test]
     fn read_refuses_a_fifo_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
-        rustix::fs::mkfifoat(rustix::fs::CWD, &dir.path().join("p"), Mode::from_raw_mode(0o600))
-            .unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &dir.path().join("p"),
+            Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
         let r = root(dir.path());
         let e = read(&at(&r, "p"), 100).unwrap_err();
-        assert!(matches!(e, FsError::Invalid(ref m) if m.contains("a FIFO")), "{e:?}");
+        assert!(
+            matches!(e, FsError::Invalid(ref m) if m.contains("a FIFO")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -480,11 +508,19 @@ mod tests {
         let r = root(dir.path());
         write(&at(&r, "f"), &mut &b"new"[..], None, 3).unwrap();
         let e = write(&at(&r, "f"), &mut &b"cut"[..], None, 10).unwrap_err();
-        assert!(matches!(e, FsError::Io(ref m) if m.contains("after 3 of 10")), "{e:?}");
+        assert!(
+            matches!(e, FsError::Io(ref m) if m.contains("after 3 of 10")),
+            "{e:?}"
+        );
         assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"new");
         assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
         assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"new");
-        assert!(!std::fs::symlink_metadata(dir.path().join("f")).unwrap().file_type().is_symlink());
+        assert!(
+            !std::fs::symlink_metadata(dir.path().join("f"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         let e = write(&at(&r, "x"), &mut &b""[..], Some(0o4755), 0).unwrap_err();
         assert!(matches!(e, FsError::Denied(_)), "{e:?}");
     }

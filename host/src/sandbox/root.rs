@@ -69,7 +69,8 @@ impl Root {
         check_ancestors(path, &canonical)?;
         let fd = open_no_symlinks(&canonical)
             .map_err(|e| FsError::os(&format!("grant root `{shown}`"), e))?;
-        let st = rustix::fs::fstat(&fd).map_err(|e| FsError::os(&format!("grant root `{shown}`"), e))?;
+        let st =
+            rustix::fs::fstat(&fd).map_err(|e| FsError::os(&format!("grant root `{shown}`"), e))?;
         if super::kind_of_mode(st.st_mode) != super::FileKind::Directory {
             return Err(FsError::Invalid(format!(
                 "grant root `{shown}` is not a directory"
@@ -98,7 +99,8 @@ impl Root {
         let shown = id.canonical.display();
         let fd = open_no_symlinks(&id.canonical)
             .map_err(|e| FsError::os(&format!("grant root `{shown}`"), e))?;
-        let st = rustix::fs::fstat(&fd).map_err(|e| FsError::os(&format!("grant root `{shown}`"), e))?;
+        let st =
+            rustix::fs::fstat(&fd).map_err(|e| FsError::os(&format!("grant root `{shown}`"), e))?;
         if (st.st_dev, st.st_ino) != (id.dev, id.ino) {
             return Err(FsError::Denied(format!(
                 "grant root `{shown}` was replaced by another directory during the run"
@@ -154,7 +156,8 @@ fn check_ancestors(granted: &Path, canonical: &Path) -> Result<(), FsError> {
                     st.st_mode & 0o7777
                 ));
             }
-            let child = rustix::fs::lstat(&next).map_err(|e| FsError::os(&next.display().to_string(), e))?;
+            let child = rustix::fs::lstat(&next)
+                .map_err(|e| FsError::os(&next.display().to_string(), e))?;
             if child.st_uid != 0 && child.st_uid != me {
                 return refuse(format!(
                     "`{}` lies in the shared directory `{}` and is owned by uid {}",
@@ -200,7 +203,10 @@ mod tests {
         std::fs::rename(&root, dir.path().join("old")).unwrap();
         std::fs::create_dir(&root).unwrap();
         let err = Root::reopen(&pinned.id).unwrap_err();
-        assert!(matches!(err, FsError::Denied(ref m) if m.contains("replaced")), "{err:?}");
+        assert!(
+            matches!(err, FsError::Denied(ref m) if m.contains("replaced")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -55,7 +55,9 @@ fn land_file(
     if let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
         && kind_of_mode(st.st_mode) == FileKind::Directory
     {
-        return Err(FsError::Invalid(format!("{what}: a directory is in the way")));
+        return Err(FsError::Invalid(format!(
+            "{what}: a directory is in the way"
+        )));
     }
     let (mut file, tmp) = create_temp(dir, name)?;
     let result = (|| {
@@ -145,11 +147,17 @@ pub fn copy(from: &At<'_>, to: &At<'_>, links: &LinkPolicy) -> Result<u64, FsErr
     let st = rustix::fs::fstat(&probe).map_err(|e| FsError::os(&shown(&src_rel), e))?;
     let dst_full = to.root.rel(&to.rel);
     let Some(dst_name) = dst_full.file_name().map(OsStr::to_os_string) else {
-        return Err(FsError::Invalid("cannot copy onto the grant root itself".into()));
+        return Err(FsError::Invalid(
+            "cannot copy onto the grant root itself".into(),
+        ));
     };
     let dst_parent_rel = dst_full.parent().unwrap_or(Path::new(""));
-    let dst_parent = open_beneath(to.root.fd(), dst_parent_rel, OFlags::PATH | OFlags::DIRECTORY)
-        .map_err(|e| FsError::os(&shown(dst_parent_rel), e))?;
+    let dst_parent = open_beneath(
+        to.root.fd(),
+        dst_parent_rel,
+        OFlags::PATH | OFlags::DIRECTORY,
+    )
+    .map_err(|e| FsError::os(&shown(dst_parent_rel), e))?;
     match kind_of_mode(st.st_mode) {
         FileKind::File => {
             let (mut file, st) = open_regular(from.root.fd(), &src_rel)?;
@@ -167,7 +175,14 @@ pub fn copy(from: &At<'_>, to: &At<'_>, links: &LinkPolicy) -> Result<u64, FsErr
             let src = open_beneath(from.root.fd(), &src_rel, OFlags::RDONLY | OFlags::DIRECTORY)
                 .map_err(|e| FsError::os(&shown(&src_rel), e))?;
             let mut walk = CopyWalk { links, total: 0 };
-            walk.dir(&src, &Stat::from_raw(&st), dst_parent.as_fd(), &dst_name, to.rel.clone(), 0)?;
+            walk.dir(
+                &src,
+                &Stat::from_raw(&st),
+                dst_parent.as_fd(),
+                &dst_name,
+                to.rel.clone(),
+                0,
+            )?;
             Ok(walk.total)
         }
         _ => Err(FsError::Invalid(format!(
@@ -201,7 +216,13 @@ impl CopyWalk<'_> {
                 shown(&rel)
             )));
         }
-        let dst = land_dir(dst_parent, name, st.mode, Some((st.uid, st.gid)), &shown(&rel))?;
+        let dst = land_dir(
+            dst_parent,
+            name,
+            st.mode,
+            Some((st.uid, st.gid)),
+            &shown(&rel),
+        )?;
         let children = entries(src).map_err(|e| FsError::os(&shown(&rel), e))?;
         for (child, kind) in children {
             let child_rel = rel.join(&child);
@@ -216,7 +237,14 @@ impl CopyWalk<'_> {
                     )
                     .map_err(|e| FsError::os(&what, e))?;
                     let cst = rustix::fs::fstat(&fd).map_err(|e| FsError::os(&what, e))?;
-                    self.dir(&fd, &Stat::from_raw(&cst), dst.as_fd(), &child, child_rel, depth + 1)?;
+                    self.dir(
+                        &fd,
+                        &Stat::from_raw(&cst),
+                        dst.as_fd(),
+                        &child,
+                        child_rel,
+                        depth + 1,
+                    )?;
                 }
                 FileKind::File => {
                     let (mut file, fst) = open_regular(src.as_fd(), Path::new(&child))?;
@@ -261,12 +289,14 @@ impl CopyWalk<'_> {
 /// devices left out). Returns what `at` is.
 pub fn pack(at: &At<'_>, out: &mut dyn Write) -> Result<FileKind, FsError> {
     let rel = at.root.rel(&at.rel);
-    let probe = open_beneath(at.root.fd(), &rel, OFlags::PATH).map_err(|e| FsError::os(&shown(&rel), e))?;
+    let probe =
+        open_beneath(at.root.fd(), &rel, OFlags::PATH).map_err(|e| FsError::os(&shown(&rel), e))?;
     let st = rustix::fs::fstat(&probe).map_err(|e| FsError::os(&shown(&rel), e))?;
     match kind_of_mode(st.st_mode) {
         FileKind::File => {
             let (file, st) = open_regular(at.root.fd(), &rel)?;
-            exact(file, st.size, out).map_err(|e| FsError::Io(format!("reading {}: {e}", shown(&rel))))?;
+            exact(file, st.size, out)
+                .map_err(|e| FsError::Io(format!("reading {}: {e}", shown(&rel))))?;
             Ok(FileKind::File)
         }
         FileKind::Directory => {
@@ -277,7 +307,8 @@ pub fn pack(at: &At<'_>, out: &mut dyn Write) -> Result<FileKind, FsError> {
             tar.append_data(&mut header, "./", std::io::empty())
                 .map_err(|e| FsError::Io(format!("packing {}: {e}", shown(&rel))))?;
             pack_dir(&mut tar, &dir, Path::new(""), 0)?;
-            tar.finish().map_err(|e| FsError::Io(format!("packing {}: {e}", shown(&rel))))?;
+            tar.finish()
+                .map_err(|e| FsError::Io(format!("packing {}: {e}", shown(&rel))))?;
             Ok(FileKind::Directory)
         }
         _ => Err(FsError::Invalid(format!(
@@ -321,7 +352,8 @@ fn pack_dir<W: Write>(
     }
     let mut children = entries(dir).map_err(|e| FsError::os(&shown(rel), e))?;
     children.sort();
-    let io = |what: &Path, e: std::io::Error| FsError::Io(format!("packing {}: {e}", what.display()));
+    let io =
+        |what: &Path, e: std::io::Error| FsError::Io(format!("packing {}: {e}", what.display()));
     for (name, kind) in children {
         let child = rel.join(&name);
         match kind {
@@ -400,8 +432,13 @@ fn member_path(raw: &[u8]) -> Result<Option<PathBuf>, FsError> {
 /// Open (creating what is missing) the directories `rel` below `dest`,
 /// refusing to pass through any symlink.
 fn member_dir(dest: BorrowedFd<'_>, rel: &Path, what: &str) -> Result<OwnedFd, FsError> {
-    let mut cur = rustix::fs::openat(dest, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| FsError::os(what, e))?;
+    let mut cur = rustix::fs::openat(
+        dest,
+        ".",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| FsError::os(what, e))?;
     for c in rel.components() {
         let Component::Normal(name) = c else { continue };
         match rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(0o755)) {
@@ -447,7 +484,10 @@ pub fn unpack(at: &At<'_>, input: &mut dyn Read, links: &LinkPolicy) -> Result<u
     for entry in entries {
         let mut entry = entry.map_err(|e| FsError::Io(format!("reading the tar stream: {e}")))?;
         let kind = entry.header().entry_type();
-        if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
             continue;
         }
         let Some(rel) = member_path(&entry.path_bytes())? else {
@@ -469,7 +509,15 @@ pub fn unpack(at: &At<'_>, input: &mut dyn Read, links: &LinkPolicy) -> Result<u
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.size();
                 let mut data = (&mut entry).take(size);
-                bytes += land_file(parent.as_fd(), &name, &mut data, mode, owner, &what, Some(size))?;
+                bytes += land_file(
+                    parent.as_fd(),
+                    &name,
+                    &mut data,
+                    mode,
+                    owner,
+                    &what,
+                    Some(size),
+                )?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -487,10 +535,20 @@ pub fn unpack(at: &At<'_>, input: &mut dyn Read, links: &LinkPolicy) -> Result<u
             tar::EntryType::Link => {
                 let target = entry.link_name_bytes().unwrap_or_default().into_owned();
                 let Some(target) = member_path(&target)? else {
-                    return Err(FsError::Invalid(format!("member {what} links to the destination itself")));
+                    return Err(FsError::Invalid(format!(
+                        "member {what} links to the destination itself"
+                    )));
                 };
                 let (mut file, st) = open_regular(dest.as_fd(), &target)?;
-                bytes += land_file(parent.as_fd(), &name, &mut file, st.mode, (st.uid, st.gid), &what, None)?;
+                bytes += land_file(
+                    parent.as_fd(),
+                    &name,
+                    &mut file,
+                    st.mode,
+                    (st.uid, st.gid),
+                    &what,
+                    None,
+                )?;
             }
             other => {
                 let word = match other {
@@ -536,10 +594,16 @@ mod tests {
         std::fs::create_dir(src.path().join("t")).unwrap();
         ln(&victim, src.path().join("t/victim")).unwrap();
         let dst = tempfile::tempdir().unwrap();
-        let (rs, rd) = (Root::pin(src.path()).unwrap(), Root::pin(dst.path()).unwrap());
+        let (rs, rd) = (
+            Root::pin(src.path()).unwrap(),
+            Root::pin(dst.path()).unwrap(),
+        );
         let links = policy(&[dst.path()]);
         let e = copy(&at(&rs, "t"), &at(&rd, "t"), &links).unwrap_err();
-        assert!(matches!(e, FsError::Denied(ref m) if m.contains("outside the grant")), "{e:?}");
+        assert!(
+            matches!(e, FsError::Denied(ref m) if m.contains("outside the grant")),
+            "{e:?}"
+        );
         // A link planted in the destination is replaced, not written through.
         std::fs::remove_file(src.path().join("t/victim")).unwrap();
         std::fs::write(src.path().join("t/victim"), "copied").unwrap();
@@ -548,18 +612,31 @@ mod tests {
         ln(&victim, dst.path().join("t/victim")).unwrap();
         copy(&at(&rs, "t"), &at(&rd, "t"), &links).unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
-        assert_eq!(std::fs::read(dst.path().join("t/victim")).unwrap(), b"copied");
+        assert_eq!(
+            std::fs::read(dst.path().join("t/victim")).unwrap(),
+            b"copied"
+        );
     }
 
     #[test]
     fn copy_drops_setuid_bits() {
         let src = tempfile::tempdir().unwrap();
         std::fs::write(src.path().join("prog"), "x").unwrap();
-        std::fs::set_permissions(src.path().join("prog"), std::fs::Permissions::from_mode(0o4777)).unwrap();
+        std::fs::set_permissions(
+            src.path().join("prog"),
+            std::fs::Permissions::from_mode(0o4777),
+        )
+        .unwrap();
         let dst = tempfile::tempdir().unwrap();
-        let (rs, rd) = (Root::pin(src.path()).unwrap(), Root::pin(dst.path()).unwrap());
+        let (rs, rd) = (
+            Root::pin(src.path()).unwrap(),
+            Root::pin(dst.path()).unwrap(),
+        );
         copy(&at(&rs, "prog"), &at(&rd, "prog"), &policy(&[dst.path()])).unwrap();
-        let mode = std::fs::metadata(dst.path().join("prog")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dst.path().join("prog"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o7777, 0o775);
     }
 
@@ -609,7 +686,8 @@ mod tests {
     fn unpack_keeps_an_existing_destination_mode_and_strips_dangerous_bits() {
         let dst = tempfile::tempdir().unwrap();
         std::fs::create_dir(dst.path().join("d")).unwrap();
-        std::fs::set_permissions(dst.path().join("d"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(dst.path().join("d"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Directory);
@@ -628,7 +706,13 @@ mod tests {
         let data = b.into_inner().unwrap();
         let rd = Root::pin(dst.path()).unwrap();
         unpack(&at(&rd, "d"), &mut &data[..], &policy(&[dst.path()])).unwrap();
-        let mode = |p: &str| std::fs::symlink_metadata(dst.path().join(p)).unwrap().permissions().mode() & 0o7777;
+        let mode = |p: &str| {
+            std::fs::symlink_metadata(dst.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
         assert_eq!(mode("d"), 0o700);
         assert_eq!(mode("d/pub"), 0o775);
         assert_eq!(mode("d/pub/suid"), 0o755);

@@ -42,23 +42,50 @@ pub enum Request {
         follow: bool,
     },
     /// The file's bytes follow as output.
-    Read { at: Loc, max: u64 },
+    Read {
+        at: Loc,
+        max: u64,
+    },
     /// The file's `len` bytes are the input.
-    Write { at: Loc, mode: Option<u32>, len: u64 },
-    List { at: Loc },
-    Mkdir { at: Loc, recursive: bool },
-    Rename { from: Loc, to: Loc },
-    Remove { at: Loc, recursive: bool },
+    Write {
+        at: Loc,
+        mode: Option<u32>,
+        len: u64,
+    },
+    List {
+        at: Loc,
+    },
+    Mkdir {
+        at: Loc,
+        recursive: bool,
+    },
+    Rename {
+        from: Loc,
+        to: Loc,
+    },
+    Remove {
+        at: Loc,
+        recursive: bool,
+    },
     Symlink {
         at: Loc,
         #[serde(with = "bytes")]
         target: PathBuf,
     },
-    Copy { from: Loc, to: Loc, links: LinkPolicy },
+    Copy {
+        from: Loc,
+        to: Loc,
+        links: LinkPolicy,
+    },
     /// A file's bytes or a directory's tar stream follow as output.
-    Pack { at: Loc },
+    Pack {
+        at: Loc,
+    },
     /// A tar stream is the input.
-    Unpack { at: Loc, links: LinkPolicy },
+    Unpack {
+        at: Loc,
+        links: LinkPolicy,
+    },
 }
 
 /// One directory entry.
@@ -128,7 +155,16 @@ pub fn serve(
         Request::Rename { from, to } => {
             let (r1, rel1) = at(&from)?;
             let (r2, rel2) = at(&to)?;
-            ops::rename(&ops::At { root: &r1, rel: rel1 }, &ops::At { root: &r2, rel: rel2 })?;
+            ops::rename(
+                &ops::At {
+                    root: &r1,
+                    rel: rel1,
+                },
+                &ops::At {
+                    root: &r2,
+                    rel: rel2,
+                },
+            )?;
             Reply::Done
         }
         Request::Remove { at, recursive } => with_at!(at, |a| {
@@ -143,8 +179,14 @@ pub fn serve(
             let (r1, rel1) = at(&from)?;
             let (r2, rel2) = at(&to)?;
             Reply::Bytes(tree::copy(
-                &ops::At { root: &r1, rel: rel1 },
-                &ops::At { root: &r2, rel: rel2 },
+                &ops::At {
+                    root: &r1,
+                    rel: rel1,
+                },
+                &ops::At {
+                    root: &r2,
+                    rel: rel2,
+                },
                 &links,
             )?)
         }
@@ -251,7 +293,11 @@ impl FrameReader {
 
     /// The result, once the stream has ended.
     pub fn result(self) -> Option<Result<Reply, FsError>> {
-        if self.pending.is_empty() { self.result } else { None }
+        if self.pending.is_empty() {
+            self.result
+        } else {
+            None
+        }
     }
 }
 
@@ -301,7 +347,9 @@ mod tests {
         let line = serde_json::to_vec(&req).unwrap();
         assert!(!line.contains(&b'\n'));
         let back: Request = serde_json::from_slice(&line).unwrap();
-        let Request::Pin { path } = back else { panic!() };
+        let Request::Pin { path } = back else {
+            panic!()
+        };
         assert_eq!(path, PathBuf::from("/srv/link\n"));
     }
 }

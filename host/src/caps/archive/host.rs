@@ -9,14 +9,14 @@ use crate::bindings::stackhost::host::archive::{
 };
 use crate::caps::CapView;
 use crate::caps::fs::scope::{self, Access};
+use crate::cluster::Node;
 use crate::cluster::files::{Input, Output, RECEIVER_GONE};
 use crate::cluster::stream::{self, ChunkReader, ChunkWriter};
-use crate::sandbox::FileKind;
-use crate::sandbox::wire::{Reply, Request};
-use crate::cluster::Node;
 use crate::grant::roles_allow;
-use crate::sandbox::path::normalize;
 use crate::runtime::CallCtx;
+use crate::sandbox::FileKind;
+use crate::sandbox::path::normalize;
+use crate::sandbox::wire::{Reply, Request};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::Resource;
@@ -66,8 +66,9 @@ impl HostPath {
                 self.shown.display()
             ))
         })?;
-        let dir = crate::sandbox::ops::mkdir_all(self.root.fd(), full.parent().unwrap_or(Path::new("")))
-            .map_err(|e| fs_err(&self.shown, e))?;
+        let dir =
+            crate::sandbox::ops::mkdir_all(self.root.fd(), full.parent().unwrap_or(Path::new("")))
+                .map_err(|e| fs_err(&self.shown, e))?;
         Ok((dir, name.to_os_string()))
     }
 }
@@ -103,7 +104,9 @@ fn host_path(call: &CallCtx, path: &str) -> Result<HostPath, WitError> {
             grant.paths.join(", ")
         ))
     };
-    let shown = normalize(p).filter(|_| !path.contains('\0')).ok_or_else(outside)?;
+    let shown = normalize(p)
+        .filter(|_| !path.contains('\0'))
+        .ok_or_else(outside)?;
     let root = grant
         .paths
         .iter()
@@ -111,7 +114,10 @@ fn host_path(call: &CallCtx, path: &str) -> Result<HostPath, WitError> {
         .filter(|r| shown.starts_with(r))
         .max_by_key(|r| r.components().count())
         .ok_or_else(outside)?;
-    let rel = shown.strip_prefix(&root).map(Path::to_path_buf).unwrap_or_default();
+    let rel = shown
+        .strip_prefix(&root)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let root = crate::sandbox::Root::pin(&root).map_err(|e| fs_err(&root, e))?;
     Ok(HostPath { root, rel, shown })
 }
@@ -172,7 +178,15 @@ async fn add_path(
     };
     let what = format!("archive.add-path `{path}`");
     let stat = match node
-        .files(&what, Request::Stat { at: checked.loc.clone(), follow: true }, Input::None, None)
+        .files(
+            &what,
+            Request::Stat {
+                at: checked.loc.clone(),
+                follow: true,
+            },
+            Input::None,
+            None,
+        )
         .await?
         .0
     {
@@ -183,7 +197,11 @@ async fn add_path(
                 node.info.name
             )));
         }
-        other => return Err(WitError::Failed(format!("{what}: unexpected reply {other:?}"))),
+        other => {
+            return Err(WitError::Failed(format!(
+                "{what}: unexpected reply {other:?}"
+            )));
+        }
     };
     if !matches!(stat.kind, FileKind::Directory | FileKind::File) {
         return Err(WitError::InvalidArgument(format!(
@@ -211,7 +229,12 @@ async fn add_path(
         })
     };
     let status = node
-        .files(&what, Request::Pack { at: checked.loc }, Input::None, Some(Output::Stream(tx)))
+        .files(
+            &what,
+            Request::Pack { at: checked.loc },
+            Input::None,
+            Some(Output::Stream(tx)),
+        )
         .await;
     let added = consumer
         .await
@@ -407,7 +430,10 @@ async fn unpack(
         call.record(
             &node.info.name,
             "archive.unpack",
-            format!("{prefix} from {} into {path}", lock(&inner).path().display()),
+            format!(
+                "{prefix} from {} into {path}",
+                lock(&inner).path().display()
+            ),
         );
         return Ok(0);
     }
@@ -432,7 +458,9 @@ async fn unpack(
     produced?;
     match written.0 {
         Reply::Bytes(n) => Ok(n),
-        other => Err(WitError::Failed(format!("{what}: unexpected reply {other:?}"))),
+        other => Err(WitError::Failed(format!(
+            "{what}: unexpected reply {other:?}"
+        ))),
     }
 }
 

@@ -74,7 +74,9 @@ impl CapView<'_> {
 async fn done(node: &Node, what: String, req: Request) -> Result<(), NodeError> {
     match node.files(&what, req, Input::None, None).await?.0 {
         Reply::Done => Ok(()),
-        other => Err(NodeError::Failed(format!("{what}: unexpected reply {other:?}"))),
+        other => Err(NodeError::Failed(format!(
+            "{what}: unexpected reply {other:?}"
+        ))),
     }
 }
 
@@ -84,7 +86,19 @@ impl fs::Host for CapView<'_> {
         this.timed(async {
             let (node, c) = this.scoped(&node, &path, Access::Read).await?;
             let what = format!("fs.stat `{path}`");
-            match node.files(&what, Request::Stat { at: c.loc, follow: false }, Input::None, None).await?.0 {
+            match node
+                .files(
+                    &what,
+                    Request::Stat {
+                        at: c.loc,
+                        follow: false,
+                    },
+                    Input::None,
+                    None,
+                )
+                .await?
+                .0
+            {
                 Reply::Stat(s) => Ok(s.map(|s| Metadata {
                     file_type: kind(s.kind),
                     size: s.size,
@@ -106,7 +120,10 @@ impl fs::Host for CapView<'_> {
             let max = max_bytes.min(READ_CAP);
             let what = format!("fs.read `{path}`");
             let req = Request::Read { at: c.loc, max };
-            match node.files(&what, req, Input::None, Some(Output::Collect(max))).await {
+            match node
+                .files(&what, req, Input::None, Some(Output::Collect(max)))
+                .await
+            {
                 Ok((Reply::Bytes(_), data)) => Ok(data),
                 Ok((other, _)) => Err(unexpected(other)),
                 Err(NodeError::InvalidArgument(m)) if max < max_bytes => {
@@ -156,7 +173,11 @@ impl fs::Host for CapView<'_> {
         this.timed(async {
             let (node, c) = this.scoped(&node, &path, Access::Read).await?;
             let what = format!("fs.list-dir `{path}`");
-            match node.files(&what, Request::List { at: c.loc }, Input::None, None).await?.0 {
+            match node
+                .files(&what, Request::List { at: c.loc }, Input::None, None)
+                .await?
+                .0
+            {
                 Reply::List(entries) => Ok(entries
                     .into_iter()
                     .map(|e| DirEntry {
@@ -174,9 +195,13 @@ impl fs::Host for CapView<'_> {
         let this = &*self;
         this.timed(async {
             let (node, c) = this.scoped(&node, &path, Access::Write).await?;
-            let req = Request::Mkdir { at: c.loc, recursive };
+            let req = Request::Mkdir {
+                at: c.loc,
+                recursive,
+            };
             let op = done(&node, format!("fs.mkdir `{path}`"), req);
-            this.unless_recorded(&node, "fs.mkdir", path.clone(), op).await
+            this.unless_recorded(&node, "fs.mkdir", path.clone(), op)
+                .await
         })
         .await
     }
@@ -187,7 +212,10 @@ impl fs::Host for CapView<'_> {
             let (node, from) = this.scoped(&node, &source, Access::Write).await?;
             let (_, to) = this.scoped(&node.info.name, &target, Access::Write).await?;
             let detail = format!("{source} -> {target}");
-            let req = Request::Rename { from: from.loc, to: to.loc };
+            let req = Request::Rename {
+                from: from.loc,
+                to: to.loc,
+            };
             let op = done(&node, format!("fs.rename `{source}`"), req);
             this.unless_recorded(&node, "fs.rename", detail, op).await
         })
@@ -203,7 +231,10 @@ impl fs::Host for CapView<'_> {
             } else {
                 path.clone()
             };
-            let req = Request::Remove { at: c.loc, recursive };
+            let req = Request::Remove {
+                at: c.loc,
+                recursive,
+            };
             let op = done(&node, format!("fs.remove `{path}`"), req);
             this.unless_recorded(&node, "fs.remove", detail, op).await
         })
