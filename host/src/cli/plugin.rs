@@ -5,7 +5,7 @@
 use super::text::escape_line as one_line;
 use crate::grant::Grant;
 use crate::inspect;
-use crate::manifest::{Capabilities, Kind, Manifest};
+use crate::manifest::{Capabilities, ExecRequest, Kind, Manifest};
 use crate::paths::Paths;
 use crate::runtime::{Runtime, imports};
 use crate::signing::{Signer, TrustedKeys};
@@ -233,6 +233,12 @@ fn install(
         }
         (false, None) => ask(&manifest)?,
     };
+    if how.yes || how.only.is_some() {
+        // Granted without a prompt: the warnings the prompt would have shown.
+        for warning in root_warnings(&grant.capabilities) {
+            eprintln!("{warning} (plugin `{}`)", one_line(&manifest.name));
+        }
+    }
     imports::check(
         &manifest.name,
         imports.iter().map(String::as_str),
@@ -333,7 +339,13 @@ fn ask(manifest: &Manifest) -> anyhow::Result<Grant> {
     let mut names = Vec::new();
     let mut stdin = std::io::stdin().lock();
     for (name, text) in requests {
-        print!("  {text}\n  grant {name}? [y/N] ");
+        println!("  {text}");
+        if name == "exec" {
+            for warning in root_warnings(&manifest.capabilities) {
+                println!("  {warning}");
+            }
+        }
+        print!("  grant {name}? [y/N] ");
         std::io::stdout().flush()?;
         let mut answer = String::new();
         stdin.read_line(&mut answer)?;
@@ -370,9 +382,8 @@ fn describe_requests(c: &Capabilities) -> Vec<(&'static str, String)> {
         out.push((
             "exec",
             format!(
-                "exec: run {} (read-only: {}){users}{env}{} — {}",
-                list(&e.programs),
-                list(&e.read_only),
+                "exec: run {}{users}{env}{} — {}",
+                exec_patterns(e),
                 roles(&e.roles),
                 one_line(&e.reason)
             ),
@@ -433,6 +444,43 @@ fn describe_requests(c: &Capabilities) -> Vec<(&'static str, String)> {
         ));
     }
     out
+}
+
+/// The exec grant's patterns, escaped, comma-separated, each read-only one
+/// marked: `touch, btrfs qgroup show (read-only)`.
+fn exec_patterns(e: &ExecRequest) -> String {
+    let all: Vec<String> = e
+        .patterns()
+        .map(|(pattern, read_only)| {
+            let text = one_line(&pattern.to_string()).into_owned();
+            if read_only {
+                format!("{text} (read-only)")
+            } else {
+                text
+            }
+        })
+        .collect();
+    if all.is_empty() {
+        "nothing".into()
+    } else {
+        all.join(", ")
+    }
+}
+
+/// Warnings the operator must see before granting `c`: each whole-program
+/// exec grant that amounts to root on the node.
+fn root_warnings(c: &Capabilities) -> Vec<String> {
+    c.exec.as_ref().map_or_else(Vec::new, |e| {
+        e.root_equivalent_grants()
+            .into_iter()
+            .map(|program| {
+                format!(
+                    "warning: granting `{}` whole is equivalent to root on the node",
+                    one_line(program)
+                )
+            })
+            .collect()
+    })
 }
 
 /// Items from a manifest, escaped, comma-separated.
@@ -519,8 +567,13 @@ fn print_info(p: &Installed) {
         }
     }
     println!("  requested:");
-    for (_, text) in describe_requests(&m.capabilities) {
+    for (name, text) in describe_requests(&m.capabilities) {
         println!("    {text}");
+        if name == "exec" {
+            for warning in root_warnings(&m.capabilities) {
+                println!("    {warning}");
+            }
+        }
     }
     println!("  granted:     {}", granted_text(&r.grant));
     println!("  imports:");
