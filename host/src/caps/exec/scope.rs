@@ -196,7 +196,6 @@ pub fn root_equivalent(program: &str) -> bool {
         "gem",
         "npm",
         "systemctl",
-        "service",
         "mount",
         "umount",
         "modprobe",
