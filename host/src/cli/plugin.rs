@@ -1,4 +1,5 @@
-//! `stackhost plugin install|list|info|remove|new`: the plugin store from
+//! `stackhost plugin install|list|info|remove|new` (and the `check`
+//! subcommand's arguments; it lives in plugin_check.rs): the plugin store from
 //! the operator's side. Install shows what a plugin asks for and records
 //! the grant, bound to the file's content digest.
 
@@ -72,6 +73,29 @@ Examples:
         /// NAME or NAME@REQUIREMENT.
         plugin: String,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a built plugin file without installing it, listing every problem.
+    ///
+    /// Runs what `plugin install` checks: the file is a WebAssembly
+    /// component carrying one valid manifest (wit/MANIFEST.md), it targets
+    /// a WIT version this host serves, every interface it imports is
+    /// provided by this host and requested in its manifest, and a
+    /// FILE.minisig beside it verifies against a trusted key (a vendor
+    /// patch must have one). Nothing is installed and nothing is granted.
+    #[command(after_help = "\
+Examples:
+  stackhost plugin check target/wasm32-wasip2/release/disk_report.wasm
+  stackhost plugin check --json plugins/dist/backup.wasm
+
+Exit codes:
+  0  no problems: `plugin install` would accept the file
+  1  problems, each listed (or the file cannot be read)")]
+    Check {
+        /// The `.wasm` component file.
+        file: PathBuf,
+        /// Print JSON: file, ok, plugin, digest, imports, signed_by, problems, warnings.
         #[arg(long)]
         json: bool,
     },
@@ -183,6 +207,7 @@ pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        PluginCommand::Check { file, json } => return super::plugin_check::run(paths, &file, json),
         PluginCommand::New { name, dir, sdk } => super::scaffold::new_plugin(&name, dir, sdk)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -269,9 +294,7 @@ fn signature(
     manifest: &Manifest,
     allow_unsigned: bool,
 ) -> anyhow::Result<(Option<Signer>, Option<String>)> {
-    let mut sig_path = file.as_os_str().to_owned();
-    sig_path.push(".minisig");
-    let sig_path = PathBuf::from(sig_path);
+    let sig_path = signature_path(file);
     let what = format!("{} `{}`", manifest.kind.as_str(), manifest.name);
     let text = match std::fs::read_to_string(&sig_path) {
         Ok(t) => t,
@@ -304,6 +327,13 @@ fn signature(
             sig_path.display()
         ),
     }
+}
+
+/// Where a plugin file's minisign signature is: `FILE.minisig`.
+pub(super) fn signature_path(file: &std::path::Path) -> PathBuf {
+    let mut sig_path = file.as_os_str().to_owned();
+    sig_path.push(".minisig");
+    PathBuf::from(sig_path)
 }
 
 fn signed_text(signer: Option<&Signer>) -> String {
@@ -469,7 +499,7 @@ fn exec_patterns(e: &ExecRequest) -> String {
 
 /// Warnings the operator must see before granting `c`: each whole-program
 /// exec grant that amounts to root on the node.
-fn root_warnings(c: &Capabilities) -> Vec<String> {
+pub(super) fn root_warnings(c: &Capabilities) -> Vec<String> {
     c.exec.as_ref().map_or_else(Vec::new, |e| {
         e.root_equivalent_grants()
             .into_iter()
