@@ -314,7 +314,7 @@ fn plugin_info_shows_the_users_and_env_granted() {
     let info = s.ok(&["plugin", "info", "exec-hostile"]);
     assert!(
         info.contains(
-            "exec: run sh, sleep (read-only: printenv, id, true, pwd) as users nobody with environment STACKHOST_TEST_VAR — "
+            "exec: run sh, sleep, printenv (read-only), id (read-only), true (read-only), pwd (read-only) as users nobody with environment STACKHOST_TEST_VAR — "
         ),
         "{info}"
     );
@@ -721,7 +721,7 @@ fn the_install_prompt_is_escaped_on_a_real_terminal() {
         &[
             "exec-hostile 0.1.0 requests:",
             &format!(
-                "exec: run sh, sleep (read-only: printenv, id, true, pwd) as users nobody with environment STACKHOST_TEST_VAR — runs what it is told {OSC}{CR}{RLO}, for the hostile-exec tests"
+                "exec: run sh, sleep, printenv (read-only), id (read-only), true (read-only), pwd (read-only) as users nobody with environment STACKHOST_TEST_VAR — runs what it is told {OSC}{CR}{RLO}, for the hostile-exec tests"
             ),
             "grant exec? [y/N]",
         ],

@@ -132,11 +132,14 @@ fn a_program_not_in_the_grant_is_denied_and_does_not_run() {
         &s,
         &["probe", "exec", "--", "rm", "-f", victim.to_str().unwrap()],
     );
-    assert!(
-        m.contains(
-            "program `rm` is not in the exec grant (exec programs: touch, mkdir, echo, cat, true, sleep)"
-        ),
-        "{m}"
+    assert_eq!(
+        m,
+        format!(
+            "permission denied: `rm -f {}` is not in the exec grant: no granted program or \
+             argument prefix matches it (exec grants: touch, mkdir, echo (read-only), \
+             cat (read-only), true (read-only), sleep (read-only))",
+            victim.display()
+        )
     );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
     // A path to a granted program's name is not the granted program.

@@ -159,7 +159,7 @@ fn info_shows_requests_grants_and_imports() {
         "hello 0.1.0",
         "stackhost:host/exec@0.1.0",
         "granted:     exec,fs",
-        "read-only: uname",
+        "uname (read-only)",
     ] {
         assert!(info.contains(needle), "`{needle}` missing from:\n{info}");
     }

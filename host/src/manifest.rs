@@ -143,12 +143,13 @@ pub struct PatchesRequest {
 #[serde(deny_unknown_fields)]
 pub struct ExecRequest {
     pub reason: String,
-    /// Programs that may change the node.
+    /// Programs (or argv prefixes) that may change the node.
     #[serde(default)]
-    pub programs: Vec<String>,
-    /// Programs that only read; they also run during `--dry-run`.
+    pub programs: Vec<ExecPattern>,
+    /// Programs (or argv prefixes) that only read; they also run during
+    /// `--dry-run`.
     #[serde(default, rename = "read-only")]
-    pub read_only: Vec<String>,
+    pub read_only: Vec<ExecPattern>,
     #[serde(default)]
     pub roles: Vec<String>,
     /// Environment variables a program may be given beyond the ones every
@@ -162,19 +163,147 @@ pub struct ExecRequest {
     pub users: Vec<String>,
 }
 
+/// One entry of `programs` or `read-only`: a whole program (`"uname"`),
+/// or a program with the leading arguments a call must start with
+/// (`["btrfs", "qgroup", "show"]`). Untagged, so the manifests written
+/// before argv prefixes existed (plain strings) read as they always did,
+/// and install records round-trip through JSON the same way.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(
+    untagged,
+    expecting = "a program name, or a list of strings: a program and its leading arguments"
+)]
+pub enum ExecPattern {
+    /// The whole program, with any arguments.
+    Program(String),
+    /// The program (first word) called with these leading arguments.
+    Prefix(Vec<String>),
+}
+
+impl ExecPattern {
+    /// The program and the leading arguments, in order.
+    pub fn words(&self) -> &[String] {
+        match self {
+            ExecPattern::Program(p) => std::slice::from_ref(p),
+            ExecPattern::Prefix(words) => words,
+        }
+    }
+
+    /// The program the pattern names (empty only in a pattern refused at
+    /// install).
+    pub fn program(&self) -> &str {
+        self.words().first().map_or("", String::as_str)
+    }
+
+    /// Whether the pattern grants the program with any arguments.
+    pub fn is_whole_program(&self) -> bool {
+        self.words().len() == 1
+    }
+
+    /// Whether a call of `program` with `args` starts with this pattern:
+    /// the program compared exactly (a path is a different program from a
+    /// bare name), then each leading argument compared exactly.
+    pub fn matches(&self, program: &str, args: &[String]) -> bool {
+        match self.words().split_first() {
+            Some((first, leading)) => {
+                first == program && args.len() >= leading.len() && args[..leading.len()] == *leading
+            }
+            None => false,
+        }
+    }
+}
+
+/// Shown as the words a shell would take, quoted where needed, so
+/// `["ls", "-d x"]` does not read as `ls -d x`.
+impl std::fmt::Display for ExecPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let words: Vec<String> = self
+            .words()
+            .iter()
+            .map(|w| crate::cluster::shell_quote(w))
+            .collect();
+        f.write_str(&words.join(" "))
+    }
+}
+
 impl ExecRequest {
-    /// Programs, environment names and users of an exec request.
+    /// Every pattern with the access it grants, mutating ones first.
+    pub fn patterns(&self) -> impl Iterator<Item = (&ExecPattern, bool)> {
+        self.programs
+            .iter()
+            .map(|p| (p, false))
+            .chain(self.read_only.iter().map(|p| (p, true)))
+    }
+
+    /// Whole-program grants (either list) of programs that can run or
+    /// write anything, so granting them amounts to root on the node
+    /// ([`crate::caps::exec::root_equivalent`]); each named once.
+    pub fn root_equivalent_grants(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for (pattern, _) in self.patterns() {
+            let program = pattern.program();
+            if pattern.is_whole_program()
+                && crate::caps::exec::root_equivalent(program)
+                && !out.contains(&program)
+            {
+                out.push(program);
+            }
+        }
+        out
+    }
+
+    /// Programs, argv patterns, environment names and users of an exec
+    /// request.
     fn validate(&self) -> Result<(), ManifestError> {
         let invalid = |m: String| Err(ManifestError::Invalid(m));
-        for program in self.programs.iter().chain(&self.read_only) {
+        let mut seen: std::collections::BTreeMap<&[String], &str> = Default::default();
+        for (pattern, read_only) in self.patterns() {
+            let list = if read_only { "read-only" } else { "programs" };
+            let words = pattern.words();
+            let Some((program, leading)) = words.split_first() else {
+                return invalid(format!(
+                    "exec pattern `[]` in `{list}` is empty; give a program name, or a list \
+                     starting with one"
+                ));
+            };
             if program.is_empty()
                 || program.contains('\0')
+                || program.chars().any(char::is_whitespace)
                 || (program.contains('/') && !program.starts_with('/'))
             {
                 return invalid(format!(
-                    "exec program `{}` must be a bare name or an absolute path",
+                    "exec program `{}` must be a bare name or an absolute path, with no \
+                     whitespace",
                     program.escape_default()
                 ));
+            }
+            for arg in leading {
+                if arg.is_empty() || arg.contains('\0') {
+                    let what = if arg.is_empty() {
+                        "an empty argument"
+                    } else {
+                        "an argument with a NUL byte"
+                    };
+                    return invalid(format!(
+                        "exec pattern `{}` in `{list}` has {what}; every element must be a \
+                         non-empty word",
+                        crate::cli::text::escape_line(&pattern.to_string())
+                    ));
+                }
+            }
+            if let Some(first) = seen.insert(words, list) {
+                return invalid(if first == list {
+                    format!(
+                        "exec pattern `{}` is listed twice in `{list}`",
+                        crate::cli::text::escape_line(&pattern.to_string())
+                    )
+                } else {
+                    format!(
+                        "exec pattern `{}` is listed both in `programs` and in `read-only`; \
+                         list it once (in `read-only` only if it never changes the node)",
+                        crate::cli::text::escape_line(&pattern.to_string())
+                    )
+                });
             }
         }
         for name in &self.env {
@@ -462,7 +591,10 @@ read-only = ["uname"]
         let m = Manifest::parse(GOOD.as_bytes()).unwrap();
         assert_eq!(m.name, "hello");
         assert_eq!(m.commands[0].args[0].default.as_deref(), Some("hi"));
-        assert_eq!(m.capabilities.exec.unwrap().read_only, vec!["uname"]);
+        assert_eq!(
+            m.capabilities.exec.unwrap().read_only,
+            vec![ExecPattern::Program("uname".into())]
+        );
     }
 
     #[test]
@@ -589,6 +721,152 @@ kind = "patch"
                 .to_string();
             assert!(err.contains(needle), "{extra}: {err}");
         }
+    }
+
+    /// GOOD with its exec `read-only` line replaced by `exec`.
+    fn with_exec(exec: &str) -> String {
+        GOOD.replace("read-only = [\"uname\"]", exec)
+    }
+
+    fn exec_of(text: &str) -> ExecRequest {
+        Manifest::parse(text.as_bytes())
+            .unwrap()
+            .capabilities
+            .exec
+            .unwrap()
+    }
+
+    #[test]
+    fn exec_entries_are_programs_or_argv_prefixes() {
+        let exec = exec_of(&with_exec(
+            "programs = [\"touch\", [\"btrfs\", \"qgroup\", \"limit\"]]\n\
+             read-only = [[\"btrfs\", \"qgroup\", \"show\"], [\"systemctl\", \"is-active\"], \
+             \"uname\", [\"ls\", \"-d x\"]]",
+        ));
+        let words = |p: &[ExecPattern]| -> Vec<Vec<String>> {
+            p.iter().map(|p| p.words().to_vec()).collect()
+        };
+        assert_eq!(
+            words(&exec.programs),
+            vec![vec!["touch"], vec!["btrfs", "qgroup", "limit"]]
+        );
+        assert_eq!(exec.programs[0], ExecPattern::Program("touch".into()));
+        assert!(exec.programs[0].is_whole_program() && !exec.programs[1].is_whole_program());
+        assert_eq!(exec.read_only[1].program(), "systemctl");
+        let shown: Vec<String> = exec.read_only.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "btrfs qgroup show",
+                "systemctl is-active",
+                "uname",
+                "ls '-d x'"
+            ]
+        );
+        let args = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(exec.read_only[0].matches("btrfs", &args(&["qgroup", "show", "/mnt"])));
+        assert!(!exec.read_only[0].matches("btrfs", &args(&["qgroup"])));
+        assert!(!exec.read_only[0].matches("/bin/btrfs", &args(&["qgroup", "show"])));
+        assert!(exec.read_only[2].matches("uname", &args(&["-a"])));
+        // A record written as JSON (the install record) reads back the same.
+        let json = serde_json::to_string(&exec).unwrap();
+        assert!(
+            json.contains(r#""programs":["touch",["btrfs","qgroup","limit"]]"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<ExecRequest>(&json).unwrap(), exec);
+        // The one-string form of before reads as it always did.
+        let old: ExecRequest =
+            serde_json::from_str(r#"{"reason":"r","programs":["touch"],"read-only":["uname"]}"#)
+                .unwrap();
+        assert_eq!(old.read_only, vec![ExecPattern::Program("uname".into())]);
+    }
+
+    #[test]
+    fn exec_patterns_are_refused_at_install_with_a_reason() {
+        for (exec, needle) in [
+            (
+                "read-only = [[]]",
+                "exec pattern `[]` in `read-only` is empty; give a program name, or a list \
+                 starting with one",
+            ),
+            (
+                "read-only = [\"\"]",
+                "exec program `` must be a bare name or an absolute path, with no whitespace",
+            ),
+            (
+                "programs = [[\"\", \"x\"]]",
+                "exec program `` must be a bare name or an absolute path",
+            ),
+            (
+                "read-only = [\"ls -l\"]",
+                "exec program `ls -l` must be a bare name or an absolute path, with no whitespace",
+            ),
+            (
+                "read-only = [[\"ls\tx\"]]",
+                "exec program `ls\\tx` must be a bare name",
+            ),
+            (
+                "read-only = [\"bin/ls\"]",
+                "exec program `bin/ls` must be a bare name or an absolute path",
+            ),
+            (
+                "read-only = [[\"ls\", \"\"]]",
+                "exec pattern `ls ''` in `read-only` has an empty argument; every element must \
+                 be a non-empty word",
+            ),
+            (
+                "programs = [[\"ls\", \"a\\u0000b\"]]",
+                "exec pattern `ls 'a\\x00b'` in `programs` has an argument with a NUL byte",
+            ),
+            (
+                "read-only = [\"ls\", [\"ls\"]]",
+                "exec pattern `ls` is listed twice in `read-only`",
+            ),
+            (
+                "read-only = [[\"btrfs\", \"qgroup\", \"show\"], [\"btrfs\", \"qgroup\", \"show\"]]",
+                "exec pattern `btrfs qgroup show` is listed twice in `read-only`",
+            ),
+            (
+                "programs = [[\"systemctl\", \"is-active\"]]\nread-only = [[\"systemctl\", \"is-active\"]]",
+                "exec pattern `systemctl is-active` is listed both in `programs` and in \
+                 `read-only`; list it once (in `read-only` only if it never changes the node)",
+            ),
+            (
+                "read-only = [1]",
+                "a program name, or a list of strings: a program and its leading arguments",
+            ),
+            (
+                "read-only = [[\"ls\", 2]]",
+                "a program name, or a list of strings: a program and its leading arguments",
+            ),
+            (
+                "read-only = [\"ls\"]\nprefixes = []",
+                "unknown field `prefixes`",
+            ),
+        ] {
+            let err = Manifest::parse(with_exec(exec).as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{exec}:\n{err}");
+        }
+        // Different prefixes of one program, in either list, are fine.
+        let exec = exec_of(&with_exec(
+            "programs = [\"btrfs\", [\"btrfs\", \"qgroup\"]]\nread-only = [[\"btrfs\", \"qgroup\", \"show\"]]",
+        ));
+        assert_eq!(exec.programs.len() + exec.read_only.len(), 3);
+    }
+
+    #[test]
+    fn whole_grants_of_root_equivalent_programs_are_named() {
+        let exec = exec_of(&with_exec(
+            "programs = [\"docker\", [\"bash\"], [\"apt-get\", \"install\"], \"touch\"]\n\
+             read-only = [\"/usr/bin/python3\", [\"systemctl\", \"is-active\"], \"uname\"]",
+        ));
+        assert_eq!(
+            exec.root_equivalent_grants(),
+            vec!["docker", "bash", "/usr/bin/python3"]
+        );
     }
 
     #[test]

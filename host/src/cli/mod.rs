@@ -5,6 +5,7 @@
 mod keys;
 mod node;
 mod plugin;
+mod plugin_check;
 mod report;
 mod run;
 pub use run::RunFlags;

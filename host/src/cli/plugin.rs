@@ -1,11 +1,12 @@
-//! `stackhost plugin install|list|info|remove|new`: the plugin store from
+//! `stackhost plugin install|list|info|remove|new` (and the `check`
+//! subcommand's arguments; it lives in plugin_check.rs): the plugin store from
 //! the operator's side. Install shows what a plugin asks for and records
 //! the grant, bound to the file's content digest.
 
 use super::text::escape_line as one_line;
 use crate::grant::Grant;
 use crate::inspect;
-use crate::manifest::{Capabilities, Kind, Manifest};
+use crate::manifest::{Capabilities, ExecRequest, Kind, Manifest};
 use crate::paths::Paths;
 use crate::runtime::{Runtime, imports};
 use crate::signing::{Signer, TrustedKeys};
@@ -72,6 +73,29 @@ Examples:
         /// NAME or NAME@REQUIREMENT.
         plugin: String,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a built plugin file without installing it, listing every problem.
+    ///
+    /// Runs what `plugin install` checks: the file is a WebAssembly
+    /// component carrying one valid manifest (wit/MANIFEST.md), it targets
+    /// a WIT version this host serves, every interface it imports is
+    /// provided by this host and requested in its manifest, and a
+    /// FILE.minisig beside it verifies against a trusted key (a vendor
+    /// patch must have one). Nothing is installed and nothing is granted.
+    #[command(after_help = "\
+Examples:
+  stackhost plugin check target/wasm32-wasip2/release/disk_report.wasm
+  stackhost plugin check --json plugins/dist/backup.wasm
+
+Exit codes:
+  0  no problems: `plugin install` would accept the file
+  1  problems, each listed (or the file cannot be read)")]
+    Check {
+        /// The `.wasm` component file.
+        file: PathBuf,
+        /// Print JSON: file, ok, plugin, digest, imports, signed_by, problems, warnings.
         #[arg(long)]
         json: bool,
     },
@@ -183,6 +207,7 @@ pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        PluginCommand::Check { file, json } => return super::plugin_check::run(paths, &file, json),
         PluginCommand::New { name, dir, sdk } => super::scaffold::new_plugin(&name, dir, sdk)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -233,6 +258,12 @@ fn install(
         }
         (false, None) => ask(&manifest)?,
     };
+    if how.yes || how.only.is_some() {
+        // Granted without a prompt: the warnings the prompt would have shown.
+        for warning in root_warnings(&grant.capabilities) {
+            eprintln!("{warning} (plugin `{}`)", one_line(&manifest.name));
+        }
+    }
     imports::check(
         &manifest.name,
         imports.iter().map(String::as_str),
@@ -263,9 +294,7 @@ fn signature(
     manifest: &Manifest,
     allow_unsigned: bool,
 ) -> anyhow::Result<(Option<Signer>, Option<String>)> {
-    let mut sig_path = file.as_os_str().to_owned();
-    sig_path.push(".minisig");
-    let sig_path = PathBuf::from(sig_path);
+    let sig_path = signature_path(file);
     let what = format!("{} `{}`", manifest.kind.as_str(), manifest.name);
     let text = match std::fs::read_to_string(&sig_path) {
         Ok(t) => t,
@@ -298,6 +327,13 @@ fn signature(
             sig_path.display()
         ),
     }
+}
+
+/// Where a plugin file's minisign signature is: `FILE.minisig`.
+pub(super) fn signature_path(file: &std::path::Path) -> PathBuf {
+    let mut sig_path = file.as_os_str().to_owned();
+    sig_path.push(".minisig");
+    PathBuf::from(sig_path)
 }
 
 fn signed_text(signer: Option<&Signer>) -> String {
@@ -333,7 +369,13 @@ fn ask(manifest: &Manifest) -> anyhow::Result<Grant> {
     let mut names = Vec::new();
     let mut stdin = std::io::stdin().lock();
     for (name, text) in requests {
-        print!("  {text}\n  grant {name}? [y/N] ");
+        println!("  {text}");
+        if name == "exec" {
+            for warning in root_warnings(&manifest.capabilities) {
+                println!("  {warning}");
+            }
+        }
+        print!("  grant {name}? [y/N] ");
         std::io::stdout().flush()?;
         let mut answer = String::new();
         stdin.read_line(&mut answer)?;
@@ -370,9 +412,8 @@ fn describe_requests(c: &Capabilities) -> Vec<(&'static str, String)> {
         out.push((
             "exec",
             format!(
-                "exec: run {} (read-only: {}){users}{env}{} — {}",
-                list(&e.programs),
-                list(&e.read_only),
+                "exec: run {}{users}{env}{} — {}",
+                exec_patterns(e),
                 roles(&e.roles),
                 one_line(&e.reason)
             ),
@@ -433,6 +474,43 @@ fn describe_requests(c: &Capabilities) -> Vec<(&'static str, String)> {
         ));
     }
     out
+}
+
+/// The exec grant's patterns, escaped, comma-separated, each read-only one
+/// marked: `touch, btrfs qgroup show (read-only)`.
+fn exec_patterns(e: &ExecRequest) -> String {
+    let all: Vec<String> = e
+        .patterns()
+        .map(|(pattern, read_only)| {
+            let text = one_line(&pattern.to_string()).into_owned();
+            if read_only {
+                format!("{text} (read-only)")
+            } else {
+                text
+            }
+        })
+        .collect();
+    if all.is_empty() {
+        "nothing".into()
+    } else {
+        all.join(", ")
+    }
+}
+
+/// Warnings the operator must see before granting `c`: each whole-program
+/// exec grant that amounts to root on the node.
+pub(super) fn root_warnings(c: &Capabilities) -> Vec<String> {
+    c.exec.as_ref().map_or_else(Vec::new, |e| {
+        e.root_equivalent_grants()
+            .into_iter()
+            .map(|program| {
+                format!(
+                    "warning: granting `{}` whole is equivalent to root on the node",
+                    one_line(program)
+                )
+            })
+            .collect()
+    })
 }
 
 /// Items from a manifest, escaped, comma-separated.
@@ -519,8 +597,13 @@ fn print_info(p: &Installed) {
         }
     }
     println!("  requested:");
-    for (_, text) in describe_requests(&m.capabilities) {
+    for (name, text) in describe_requests(&m.capabilities) {
         println!("    {text}");
+        if name == "exec" {
+            for warning in root_warnings(&m.capabilities) {
+                println!("    {warning}");
+            }
+        }
     }
     println!("  granted:     {}", granted_text(&r.grant));
     println!("  imports:");

@@ -65,75 +65,95 @@ pub fn wit_compatible(wanted: &Version) -> bool {
 
 /// Which side decides whether an import is allowed.
 pub enum Allowed<'a> {
+    /// Only whether this host provides it (`plugin check` of a file whose
+    /// manifest is missing or unusable).
+    Provided,
     /// At install: the manifest's requests.
     Requested(&'a Grant),
     /// At run: the operator's grant.
     Granted(&'a Grant),
 }
 
-/// Check every import name of a component.
+/// Check every import name of a component; the first refusal.
 pub fn check<'a>(
     plugin: &str,
     imports: impl Iterator<Item = &'a str>,
     allowed: Allowed<'_>,
 ) -> Result<(), ImportError> {
     for import in imports {
-        if import.starts_with("wasi:") {
-            // WASI is linked with an empty context: no files, sockets or
-            // environment, only clocks, random and captured stdio.
-            continue;
-        }
-        let Some(rest) = import
-            .strip_prefix(WIT_PACKAGE)
-            .and_then(|r| r.strip_prefix('/'))
-        else {
-            return Err(ImportError::Unknown {
-                plugin: plugin.into(),
-                import: import.into(),
-            });
-        };
-        let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
-        let wanted = Version::parse(version).map_err(|_| ImportError::Unknown {
+        check_one(plugin, import, &allowed)?;
+    }
+    Ok(())
+}
+
+/// Every refused import of a component, in import order (`plugin check`
+/// lists them all).
+pub fn problems<'a>(
+    plugin: &str,
+    imports: impl Iterator<Item = &'a str>,
+    allowed: Allowed<'_>,
+) -> Vec<ImportError> {
+    imports
+        .filter_map(|import| check_one(plugin, import, &allowed).err())
+        .collect()
+}
+
+fn check_one(plugin: &str, import: &str, allowed: &Allowed<'_>) -> Result<(), ImportError> {
+    if import.starts_with("wasi:") {
+        // WASI is linked with an empty context: no files, sockets or
+        // environment, only clocks, random and captured stdio.
+        return Ok(());
+    }
+    let Some(rest) = import
+        .strip_prefix(WIT_PACKAGE)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return Err(ImportError::Unknown {
             plugin: plugin.into(),
             import: import.into(),
-        })?;
-        if !wit_compatible(&wanted) {
-            return Err(ImportError::WitVersion {
-                plugin: plugin.into(),
-                wanted,
-            });
-        }
-        let capability = interface.to_string();
-        if NOT_YET_BUILT.contains(&interface) {
-            return Err(ImportError::NotBuilt {
+        });
+    };
+    let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+    let wanted = Version::parse(version).map_err(|_| ImportError::Unknown {
+        plugin: plugin.into(),
+        import: import.into(),
+    })?;
+    if !wit_compatible(&wanted) {
+        return Err(ImportError::WitVersion {
+            plugin: plugin.into(),
+            wanted,
+        });
+    }
+    let capability = interface.to_string();
+    if NOT_YET_BUILT.contains(&interface) {
+        return Err(ImportError::NotBuilt {
+            plugin: plugin.into(),
+            import: import.into(),
+            capability,
+        });
+    }
+    if !PROVIDED.contains(&interface) {
+        return Err(ImportError::Unknown {
+            plugin: plugin.into(),
+            import: import.into(),
+        });
+    }
+    match allowed {
+        Allowed::Requested(g) if !g.has(interface) => {
+            return Err(ImportError::NotRequested {
                 plugin: plugin.into(),
                 import: import.into(),
                 capability,
             });
         }
-        if !PROVIDED.contains(&interface) {
-            return Err(ImportError::Unknown {
+        Allowed::Granted(g) if !g.has(interface) => {
+            return Err(ImportError::NotGranted {
                 plugin: plugin.into(),
                 import: import.into(),
+                capability,
             });
         }
-        match allowed {
-            Allowed::Requested(g) if !g.has(interface) => {
-                return Err(ImportError::NotRequested {
-                    plugin: plugin.into(),
-                    import: import.into(),
-                    capability,
-                });
-            }
-            Allowed::Granted(g) if !g.has(interface) => {
-                return Err(ImportError::NotGranted {
-                    plugin: plugin.into(),
-                    import: import.into(),
-                    capability,
-                });
-            }
-            _ => {}
-        }
+        _ => {}
     }
     Ok(())
 }
@@ -186,5 +206,48 @@ mod tests {
             Allowed::Granted(&none),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn problems_lists_every_refused_import() {
+        let exec_only = Grant::all(&crate::manifest::Capabilities {
+            exec: Some(crate::manifest::ExecRequest {
+                reason: "r".into(),
+                programs: vec![],
+                read_only: vec![],
+                roles: vec![],
+                env: vec![],
+                users: vec![],
+            }),
+            ..Default::default()
+        });
+        let imports = [
+            "wasi:io/streams@0.2.6",
+            "stackhost:host/exec@0.1.0",
+            "stackhost:host/fs@0.1.0",
+            "stackhost:host/docker@0.1.0",
+            "acme:evil/net@1.0.0",
+        ];
+        let all: Vec<String> = problems("p", imports.into_iter(), Allowed::Requested(&exec_only))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(all.len(), 3, "{all:#?}");
+        assert!(
+            all[0].contains(
+                "imports `stackhost:host/fs@0.1.0` but its manifest does not request `fs`"
+            )
+        );
+        assert!(all[1].contains("the `docker` capability is defined in the WIT but not built"));
+        assert!(all[2].contains("imports `acme:evil/net@1.0.0`, which no stackhost host provides"));
+        // Provided: only what this host lacks.
+        let all = problems("p", imports.into_iter(), Allowed::Provided);
+        assert_eq!(all.len(), 2, "{all:#?}");
+        // check stops at the first.
+        let first = check("p", imports.into_iter(), Allowed::Requested(&exec_only)).unwrap_err();
+        assert!(
+            first.to_string().contains("does not request `fs`"),
+            "{first}"
+        );
     }
 }

@@ -5,7 +5,7 @@ use super::scope::{self, ProgramAccess};
 use crate::bindings::WitError;
 use crate::bindings::stackhost::host::exec::{self, Command, Output};
 use crate::caps::CapView;
-use crate::cluster::{ExecRequest, shell_quote};
+use crate::cluster::ExecRequest;
 use std::time::Duration;
 
 impl exec::Host for CapView<'_> {
@@ -22,24 +22,7 @@ impl exec::Host for CapView<'_> {
 /// The command line a dry run records: quoted words, cut at the record's
 /// cap without quoting (or even reading) the rest of a huge argument list.
 fn recorded_line(cmd: &Command) -> String {
-    use crate::runtime::state::{MAX_DETAIL, floor_char_boundary};
-    let mut line = String::new();
-    let words: Vec<&String> = std::iter::once(&cmd.program).chain(&cmd.args).collect();
-    for (i, word) in words.iter().enumerate() {
-        if line.len() >= MAX_DETAIL {
-            line.push_str(&format!(" … ({} more words)", words.len() - i));
-            break;
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        let cut = floor_char_boundary(word, MAX_DETAIL);
-        line.push_str(&shell_quote(&word[..cut]));
-        if cut < word.len() {
-            line.push_str(&format!("…({} more bytes)", word.len() - cut));
-        }
-    }
-    line
+    scope::quoted_call(&cmd.program, &cmd.args, crate::runtime::state::MAX_DETAIL)
 }
 
 async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, WitError> {
@@ -48,7 +31,7 @@ async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, W
         return Err(WitError::InvalidArgument("empty program name".into()));
     }
     scope::check_words(&cmd.program, &cmd.args, cmd.cwd.as_deref())?;
-    let access = scope::check(&view.call.grant, &node.info, &cmd.program)?;
+    let access = scope::check(&view.call.grant, &node.info, &cmd.program, &cmd.args)?;
     scope::check_user(&view.call.grant, &node.info, cmd.user.as_deref())?;
     // Only names the grant allows: a granted program run with, say,
     // LD_PRELOAD or PERL5OPT pointing into the plugin's own write scope

@@ -3,7 +3,7 @@
 mod host;
 mod scope;
 
-pub use scope::{ALWAYS_ALLOWED_ENV, env_never_allowed, is_env_name};
+pub use scope::{ALWAYS_ALLOWED_ENV, env_never_allowed, is_env_name, root_equivalent};
 
 use super::CapView;
 use crate::bindings::stackhost::host::exec;

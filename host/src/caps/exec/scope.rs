@@ -1,9 +1,13 @@
-//! The exec grant check: the program must be listed, by the exact name or
-//! absolute path the plugin uses, and the node must hold a granted role.
+//! The exec grant check: the call must start with a granted pattern (a
+//! program, by the exact name or absolute path the plugin uses, or a
+//! program with leading arguments), the longest matching pattern decides
+//! whether the call is read-only or mutating, and the node must hold a
+//! granted role.
 
 use crate::bindings::WitError;
-use crate::cluster::NodeInfo;
+use crate::cluster::{NodeInfo, shell_quote};
 use crate::grant::{Grant, roles_allow};
+use crate::runtime::state::floor_char_boundary;
 
 /// How a permitted program may be run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,7 +18,26 @@ pub enum ProgramAccess {
     Mutating,
 }
 
-pub fn check(grant: &Grant, node: &NodeInfo, program: &str) -> Result<ProgramAccess, WitError> {
+/// How much of a refused call a denial quotes: enough to recognise it,
+/// not a plugin-sized argument list.
+const DENIED_CALL_CAP: usize = 200;
+
+/// How much of the granted pattern list a denial shows.
+const DENIED_GRANTS_CAP: usize = 1024;
+
+/// Check a call of `program` with `args` against the exec grant. Of the
+/// patterns the call starts with, the longest decides: a grant of
+/// `btrfs` (mutating) with `btrfs qgroup show` (read-only) makes `btrfs
+/// qgroup show /mnt` read-only and `btrfs subvolume delete` mutating. Two
+/// equally long matches can only come from a grant recorded before
+/// install refused duplicates; mutating wins then (under `--dry-run` it is
+/// recorded, not run).
+pub fn check(
+    grant: &Grant,
+    node: &NodeInfo,
+    program: &str,
+    args: &[String],
+) -> Result<ProgramAccess, WitError> {
     let Some(exec) = &grant.capabilities.exec else {
         return Err(WitError::PermissionDenied(
             "the plugin has no exec grant".into(),
@@ -27,26 +50,210 @@ pub fn check(grant: &Grant, node: &NodeInfo, program: &str) -> Result<ProgramAcc
             exec.roles.join(", ")
         )));
     }
-    if exec.read_only.iter().any(|p| p == program) {
-        return Ok(ProgramAccess::ReadOnly);
-    }
-    if exec.programs.iter().any(|p| p == program) {
-        return Ok(ProgramAccess::Mutating);
-    }
-    let all: Vec<&str> = exec
-        .programs
-        .iter()
-        .chain(&exec.read_only)
-        .map(String::as_str)
-        .collect();
-    Err(WitError::PermissionDenied(format!(
-        "program `{program}` is not in the exec grant (exec programs: {})",
-        if all.is_empty() {
-            "none".to_string()
-        } else {
-            all.join(", ")
+    let mut best: Option<(usize, ProgramAccess)> = None;
+    for (pattern, read_only) in exec.patterns() {
+        if !pattern.matches(program, args) {
+            continue;
         }
+        let len = pattern.words().len();
+        let access = if read_only {
+            ProgramAccess::ReadOnly
+        } else {
+            ProgramAccess::Mutating
+        };
+        match best {
+            Some((l, _)) if l > len => {}
+            Some((l, ProgramAccess::Mutating)) if l == len => {}
+            _ => best = Some((len, access)),
+        }
+    }
+    if let Some((_, access)) = best {
+        return Ok(access);
+    }
+    let mut grants = String::new();
+    let patterns: Vec<_> = exec.patterns().collect();
+    for (i, (pattern, read_only)) in patterns.iter().enumerate() {
+        if grants.len() >= DENIED_GRANTS_CAP {
+            grants.push_str(&format!(", … ({} more)", patterns.len() - i));
+            break;
+        }
+        if !grants.is_empty() {
+            grants.push_str(", ");
+        }
+        grants.push_str(&pattern.to_string());
+        if *read_only {
+            grants.push_str(" (read-only)");
+        }
+    }
+    Err(WitError::PermissionDenied(format!(
+        "`{}` is not in the exec grant: no granted program or argument prefix matches it \
+         (exec grants: {})",
+        quoted_call(program, args, DENIED_CALL_CAP),
+        if grants.is_empty() { "none" } else { &grants }
     )))
+}
+
+/// A call as shell-quoted words, cut near `cap` bytes without quoting (or
+/// even reading) the rest of a huge argument list: each word is cut at
+/// `cap`, and words stop once the line reaches `cap`.
+pub fn quoted_call(program: &str, args: &[String], cap: usize) -> String {
+    let mut line = String::new();
+    let words: Vec<&str> = std::iter::once(program)
+        .chain(args.iter().map(String::as_str))
+        .collect();
+    for (i, word) in words.iter().enumerate() {
+        if line.len() >= cap {
+            line.push_str(&format!(" … ({} more words)", words.len() - i));
+            break;
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        let cut = floor_char_boundary(word, cap);
+        line.push_str(&shell_quote(&word[..cut]));
+        if cut < word.len() {
+            line.push_str(&format!("…({} more bytes)", word.len() - cut));
+        }
+    }
+    line
+}
+
+/// Whether granting `program` whole (with any arguments) amounts to root
+/// on the node: shells and interpreters run any code they are given, and
+/// the others run a program or write any file their arguments name (a
+/// container runtime, a package manager, a service manager, a file copier,
+/// an editor). Compared by the program's file name, so `/usr/bin/docker`
+/// counts too. The list is what an operator is likely to be asked for,
+/// not every such program; a pattern with leading arguments is not
+/// judged here.
+pub fn root_equivalent(program: &str) -> bool {
+    const EXACT: &[&str] = &[
+        // Shells, interpreters and programs that run another program.
+        "sh",
+        "bash",
+        "dash",
+        "zsh",
+        "ksh",
+        "mksh",
+        "csh",
+        "tcsh",
+        "fish",
+        "busybox",
+        "perl",
+        "ruby",
+        "node",
+        "nodejs",
+        "php",
+        "lua",
+        "tclsh",
+        "wish",
+        "expect",
+        "env",
+        "sudo",
+        "su",
+        "doas",
+        "pkexec",
+        "runuser",
+        "setpriv",
+        "chroot",
+        "nsenter",
+        "unshare",
+        "nohup",
+        "nice",
+        "ionice",
+        "timeout",
+        "setsid",
+        "stdbuf",
+        "chrt",
+        "taskset",
+        "flock",
+        "watch",
+        "xargs",
+        "parallel",
+        "strace",
+        "gdb",
+        "make",
+        "ssh",
+        "script",
+        "at",
+        "batch",
+        "crontab",
+        "systemd-run",
+        "start-stop-daemon",
+        // Containers, packages, services, mounts.
+        "docker",
+        "dockerd",
+        "podman",
+        "ctr",
+        "runc",
+        "kubectl",
+        "apt",
+        "apt-get",
+        "aptitude",
+        "dpkg",
+        "pip",
+        "pip3",
+        "gem",
+        "npm",
+        "systemctl",
+        "mount",
+        "umount",
+        "modprobe",
+        "insmod",
+        "sysctl",
+        // Programs that write, move or change any file.
+        "find",
+        "tar",
+        "cpio",
+        "cp",
+        "mv",
+        "dd",
+        "rsync",
+        "scp",
+        "install",
+        "ln",
+        "rm",
+        "rmdir",
+        "chmod",
+        "chown",
+        "chgrp",
+        "chattr",
+        "setfacl",
+        "tee",
+        "truncate",
+        "shred",
+        "patch",
+        "git",
+        "zip",
+        "unzip",
+        "curl",
+        "wget",
+        "awk",
+        "gawk",
+        "mawk",
+        "nawk",
+        "sed",
+        "vi",
+        "vim",
+        "nvim",
+        "nano",
+        "ed",
+        "ex",
+        "emacs",
+        "less",
+        "more",
+        "man",
+        "useradd",
+        "usermod",
+        "passwd",
+        "chpasswd",
+        "visudo",
+        "openssl",
+    ];
+    // Every version of an interpreter: python3, python3.11, perl5.36, ...
+    const PREFIXES: &[&str] = &["python", "perl", "ruby", "php", "lua", "node"];
+    let name = program.rsplit('/').next().unwrap_or(program);
+    EXACT.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// Environment variables every exec grant allows: locale, time zone,
@@ -239,15 +446,27 @@ fn list(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Capabilities, ExecRequest};
+    use crate::manifest::{Capabilities, ExecPattern, ExecRequest};
+
+    fn whole(p: &str) -> ExecPattern {
+        ExecPattern::Program(p.into())
+    }
+
+    fn prefix(words: &[&str]) -> ExecPattern {
+        ExecPattern::Prefix(words.iter().map(|w| w.to_string()).collect())
+    }
+
+    fn args(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
 
     fn grant() -> Grant {
         Grant {
             capabilities: Capabilities {
                 exec: Some(ExecRequest {
                     reason: "t".into(),
-                    programs: vec!["touch".into()],
-                    read_only: vec!["cat".into()],
+                    programs: vec![whole("touch")],
+                    read_only: vec![whole("cat")],
                     roles: vec!["dea".into()],
                     env: vec!["PGDATABASE".into(), "PATH".into()],
                     users: vec!["postgres".into()],
@@ -379,28 +598,168 @@ mod tests {
 
     #[test]
     fn classifies_and_refuses() {
+        let n = node(&["dea"]);
         assert_eq!(
-            check(&grant(), &node(&["dea"]), "cat").unwrap(),
+            check(&grant(), &n, "cat", &args(&["/etc/hostname"])).unwrap(),
             ProgramAccess::ReadOnly
         );
         assert_eq!(
-            check(&grant(), &node(&["dea"]), "touch").unwrap(),
+            check(&grant(), &n, "touch", &[]).unwrap(),
             ProgramAccess::Mutating
         );
-        let WitError::PermissionDenied(m) = check(&grant(), &node(&["dea"]), "rm").unwrap_err()
+        let WitError::PermissionDenied(m) =
+            check(&grant(), &n, "rm", &args(&["-rf", "/srv/a b"])).unwrap_err()
         else {
             panic!()
         };
-        assert!(
-            m.contains("`rm` is not in the exec grant (exec programs: touch, cat)"),
-            "{m}"
+        assert_eq!(
+            m,
+            "`rm -rf '/srv/a b'` is not in the exec grant: no granted program or argument \
+             prefix matches it (exec grants: touch, cat (read-only))"
         );
         // A path to a granted name is a different program.
-        assert!(check(&grant(), &node(&["dea"]), "/tmp/cat").is_err());
-        let WitError::PermissionDenied(m) = check(&grant(), &node(&["router"]), "cat").unwrap_err()
+        assert!(check(&grant(), &n, "/tmp/cat", &[]).is_err());
+        let WitError::PermissionDenied(m) =
+            check(&grant(), &node(&["router"]), "cat", &[]).unwrap_err()
         else {
             panic!()
         };
         assert!(m.contains("exec roles: dea"), "{m}");
+    }
+
+    fn prefixes() -> Grant {
+        let mut g = grant();
+        let exec = g.capabilities.exec.as_mut().unwrap();
+        exec.programs = vec![whole("btrfs"), prefix(&["systemctl", "restart", "cron"])];
+        exec.read_only = vec![
+            prefix(&["btrfs", "qgroup", "show"]),
+            prefix(&["systemctl", "is-active"]),
+            prefix(&["btrfs", "filesystem", "df"]),
+        ];
+        g
+    }
+
+    #[test]
+    fn the_longest_matching_prefix_decides() {
+        let g = prefixes();
+        let n = node(&["dea"]);
+        let access = |program: &str, words: &[&str]| check(&g, &n, program, &args(words));
+        use ProgramAccess::*;
+        assert_eq!(
+            access("btrfs", &["qgroup", "show", "/mnt"]).unwrap(),
+            ReadOnly
+        );
+        assert_eq!(access("btrfs", &["qgroup", "show"]).unwrap(), ReadOnly);
+        assert_eq!(
+            access("btrfs", &["filesystem", "df", "/"]).unwrap(),
+            ReadOnly
+        );
+        // Shorter than the read-only prefix, or different: the whole grant.
+        assert_eq!(access("btrfs", &["qgroup"]).unwrap(), Mutating);
+        assert_eq!(
+            access("btrfs", &["qgroup", "limit", "1G"]).unwrap(),
+            Mutating
+        );
+        assert_eq!(access("btrfs", &[]).unwrap(), Mutating);
+        assert_eq!(
+            access("systemctl", &["is-active", "cron"]).unwrap(),
+            ReadOnly
+        );
+        assert_eq!(access("systemctl", &["restart", "cron"]).unwrap(), Mutating);
+        // Compared exactly: no prefix of a word, no option spelled differently.
+        for words in [
+            &["restart", "cronx"][..],
+            &["restart"],
+            &["--now", "restart", "cron"],
+            &["is-activ"],
+            &["Is-active"],
+            &[],
+        ] {
+            let Err(WitError::PermissionDenied(m)) = access("systemctl", words) else {
+                panic!("{words:?} was allowed")
+            };
+            assert!(m.contains("is not in the exec grant"), "{m}");
+        }
+        let Err(WitError::PermissionDenied(m)) = access("systemctl", &["stop", "cron"]) else {
+            panic!()
+        };
+        assert_eq!(
+            m,
+            "`systemctl stop cron` is not in the exec grant: no granted program or argument \
+             prefix matches it (exec grants: btrfs, systemctl restart cron, btrfs qgroup show \
+             (read-only), systemctl is-active (read-only), btrfs filesystem df (read-only))"
+        );
+    }
+
+    #[test]
+    fn an_old_grant_listing_a_program_twice_is_mutating() {
+        let mut g = grant();
+        g.capabilities.exec.as_mut().unwrap().read_only = vec![whole("touch")];
+        assert_eq!(
+            check(&g, &node(&["dea"]), "touch", &[]).unwrap(),
+            ProgramAccess::Mutating
+        );
+    }
+
+    #[test]
+    fn a_denial_quotes_and_caps_the_call() {
+        let mut g = grant();
+        g.capabilities.exec.as_mut().unwrap().read_only =
+            (0..500).map(|i| whole(&format!("prog{i}"))).collect();
+        let huge = vec!["x".repeat(1000); 10_000];
+        let Err(WitError::PermissionDenied(m)) = check(&g, &node(&["dea"]), "rm", &huge) else {
+            panic!()
+        };
+        assert!(m.len() < 2000, "{}", m.len());
+        assert!(m.starts_with("`rm xxx"), "{m}");
+        assert!(m.contains("…(800 more bytes) … (9999 more words)`"), "{m}");
+        assert!(m.contains("prog0 (read-only), prog1 (read-only)"), "{m}");
+        assert!(m.ends_with(" more))"), "{m}");
+        assert_eq!(
+            quoted_call("echo", &args(&["it's", "", "a;b"]), 100),
+            r#"echo 'it'\''s' '' 'a;b'"#
+        );
+    }
+
+    #[test]
+    fn whole_programs_that_amount_to_root() {
+        for p in [
+            "sh",
+            "bash",
+            "/bin/bash",
+            "python3",
+            "python3.11",
+            "perl",
+            "docker",
+            "apt-get",
+            "systemctl",
+            "find",
+            "tar",
+            "cp",
+            "dd",
+            "tee",
+            "install",
+            "sed",
+            "awk",
+            "vi",
+            "env",
+            "sudo",
+            "busybox",
+            "xargs",
+            "rsync",
+            "mount",
+            "chmod",
+            "chown",
+            "ln",
+            "rm",
+            "mv",
+        ] {
+            assert!(root_equivalent(p), "{p}");
+        }
+        for p in [
+            "uname", "date", "ls", "cat", "touch", "echo", "btrfs", "id", "true",
+        ] {
+            assert!(!root_equivalent(p), "{p}");
+        }
     }
 }
