@@ -10,6 +10,7 @@ mod run;
 pub use run::RunFlags;
 mod runs;
 mod scaffold;
+mod sdk;
 pub mod text;
 
 use crate::paths::Paths;
@@ -43,7 +44,8 @@ Examples:
   stackhost run patch status
   stackhost runs list
   stackhost resume 12
-  stackhost plugin new my-plugin";
+  stackhost plugin new my-plugin
+  stackhost sdk export ~/stackhost-sdk";
 
 /// stackhost: cluster maintenance with sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -72,6 +74,9 @@ enum Command {
     Runs(runs::RunsCommand),
     /// Resume a failed or interrupted run: re-run what did not finish.
     Resume(runs::ResumeArgs),
+    /// Write out the plugin SDK and WIT package this binary carries.
+    #[command(subcommand)]
+    Sdk(sdk::SdkCommand),
 }
 
 /// Parse the command line and run it.
@@ -85,6 +90,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
         Command::Node(cmd) => node::run(&paths, cmd),
         Command::Runs(cmd) => runs::run(&paths, cmd),
         Command::Resume(args) => runs::resume(&paths, args),
+        Command::Sdk(cmd) => sdk::run(cmd),
     }
 }
 
