@@ -154,6 +154,62 @@ mod tests {
         assert!(FILES.windows(2).all(|w| w[0].path < w[1].path));
     }
 
+    /// The SDK's README states the versions and limits the code has: a
+    /// changed constant fails here until the README says so too.
+    #[test]
+    fn the_sdk_readme_states_the_versions_and_limits_of_the_code() {
+        use crate::runtime::limits::CallLimits;
+        let readme = std::str::from_utf8(file("stackhost-sdk/README.md")).unwrap();
+        let limits = CallLimits::default();
+        let thousands = |n: usize| {
+            let digits = n.to_string();
+            let mut out = String::new();
+            for (i, c) in digits.chars().enumerate() {
+                if i > 0 && (digits.len() - i) % 3 == 0 {
+                    out.push(',');
+                }
+                out.push(c);
+            }
+            out
+        };
+        for row in [
+            format!(
+                "SDK {}, WIT package `{}@{}`.",
+                sdk_version(),
+                crate::bindings::WIT_PACKAGE,
+                wit_version()
+            ),
+            format!("| Linear memory | {} MiB per instance", limits.memory >> 20),
+            format!("| Guest CPU time | {} s per call", limits.cpu.as_secs()),
+            format!(
+                "| Wall-clock time | {} h per call",
+                limits.wall.as_secs() / 3600
+            ),
+            format!(
+                "| Captured program output | {} MiB per stream",
+                crate::cluster::CAPTURE_LIMIT >> 20
+            ),
+            format!("| `fs.read` | {} MiB", crate::caps::fs::READ_CAP >> 20),
+            format!("| `fs.write` | {} MiB", crate::caps::fs::WRITE_CAP >> 20),
+            format!(
+                "| Step message (and a plan error) | {} KiB",
+                crate::executor::MAX_STEP_MESSAGE >> 10
+            ),
+            format!(
+                "| Step payload | {} MiB",
+                crate::executor::MAX_PAYLOAD >> 20
+            ),
+            format!(
+                "| Plan | {} steps, and {} MiB",
+                thousands(crate::executor::MAX_PLAN_STEPS),
+                crate::executor::MAX_PLAN_BYTES >> 20
+            ),
+            format!("| Manifest | {} KiB", crate::inspect::MAX_MANIFEST >> 10),
+        ] {
+            assert!(readme.contains(&row), "sdk/README.md does not say `{row}`");
+        }
+    }
+
     #[test]
     fn export_refuses_a_non_empty_dir_and_force_replaces_only_its_own() {
         let dir = tempfile::tempdir().unwrap();
