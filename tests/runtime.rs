@@ -184,23 +184,35 @@ fn the_second_run_uses_the_compile_cache() {
 
 #[test]
 fn a_scaffolded_plugin_builds_installs_and_runs() {
+    // The stranger's path: only the binary, in a directory outside the
+    // repository; the crate carries its own copy of the embedded SDK.
     let s = Sandbox::new();
     let dir = s.home.path().join("my-uptime");
-    s.ok(&["plugin", "new", "my-uptime", "--dir", dir.to_str().unwrap()]);
-    let build =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release"])
-            .current_dir(&dir)
-            // Share the fixtures' target dir so the SDK's dependencies build once.
-            .env("CARGO_TARGET_DIR", support::repo().join("plugins/target"))
-            .output()
-            .unwrap();
+    assert!(!dir.starts_with(support::repo()));
+    let out = s.ok(&["plugin", "new", "my-uptime", "--dir", dir.to_str().unwrap()]);
     assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
+        out.contains("stackhost-sdk 0.1.0 (stackhost:host@0.1.0)"),
+        "{out}"
     );
-    let wasm = support::repo().join("plugins/target/wasm32-wasip2/release/my_uptime.wasm");
+    let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        cargo_toml.contains(
+            r#"stackhost-sdk = { path = ".stackhost-sdk/stackhost-sdk", version = "0.1.0" }"#
+        ),
+        "{cargo_toml}"
+    );
+    let repo = support::repo().canonicalize().unwrap();
+    for (path, bytes) in support::tree(&dir) {
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(repo.to_str().unwrap()),
+            "{path} names the repository:\n{text}"
+        );
+    }
+    let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+    assert!(lib.contains("stackhost run my-uptime uptime"), "{lib}");
+    assert!(lib.contains(".check()?"), "{lib}");
+    let wasm = support::build_plugin_crate(&dir, "my-uptime");
     s.ok(&["plugin", "install", "--yes", wasm.to_str().unwrap()]);
     let (code, report) = s.report(&["my-uptime", "uptime"]);
     assert_eq!(code, 0, "{report:#}");
@@ -209,4 +221,9 @@ fn a_scaffolded_plugin_builds_installs_and_runs() {
     assert!(message.contains("load average"), "{message}");
     let out = s.fails(1, &["plugin", "new", "Bad Name"]);
     assert!(out.contains("must be lower-case letters"), "{out}");
+    let out = s.fails(
+        1,
+        &["plugin", "new", "again", "--dir", dir.to_str().unwrap()],
+    );
+    assert!(out.contains("already exists; pick another --dir"), "{out}");
 }

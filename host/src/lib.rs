@@ -18,5 +18,6 @@ pub mod paths;
 pub mod rollout;
 pub mod runtime;
 pub mod sandbox;
+pub mod sdk;
 pub mod signing;
 pub mod store;

@@ -5,8 +5,12 @@
 //! for and the operator granted: run programs on nodes ([`Node::run`]),
 //! read and write files on them ([`Node::read`], [`Node::write`], ...),
 //! see the selected nodes ([`nodes`]) and talk to the operator ([`log`]).
-//! This crate owns the generated WIT bindings (`wit/` of the stackhost
-//! repository, world `plugin`) and wraps them in plain Rust types.
+//! This crate owns the generated WIT bindings (world `plugin` of the
+//! `stackhost:host` package in `../wit/`, beside this crate) and wraps
+//! them in plain Rust types. `stackhost plugin new NAME` scaffolds a
+//! plugin with its own copy of this crate; `stackhost sdk export DIR`
+//! writes the crate and the WIT out for sharing. The crate's README.md
+//! covers the build, sign and install loop, the manifest and the limits.
 //!
 //! Every command runs in two stages. [`Plugin::plan`] turns the
 //! [`Invocation`] into a [`Plan`]: phases of steps, each step bound to one
@@ -30,12 +34,12 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! stackhost-sdk = { path = "../stackhost/sdk" }
+//! # Written by `stackhost sdk export ~/stackhost-sdk`.
+//! stackhost-sdk = { path = "/home/me/stackhost-sdk/stackhost-sdk" }
 //!
 //! [profile.release]
 //! opt-level = "s"
 //! lto = true
-//! # Not `strip = true`: the manifest travels in a custom section.
 //! ```
 //!
 //! `.cargo/config.toml`:

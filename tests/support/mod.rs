@@ -197,3 +197,48 @@ pub fn scratch_rw() -> tempfile::TempDir {
     std::fs::create_dir_all("/tmp/stackhost-test/rw").expect("create probe grant root");
     tempfile::tempdir_in("/tmp/stackhost-test/rw").expect("scratch dir")
 }
+
+/// Build the plugin crate in `dir` (one `stackhost plugin new` wrote) the
+/// way its author would, for wasm32-wasip2, and return its component.
+/// The build shares the fixtures' target directory only so that the SDK's
+/// dependencies compile once; it is a cache of outputs, never a source.
+pub fn build_plugin_crate(dir: &Path, krate: &str) -> PathBuf {
+    let target = repo().join("plugins/target");
+    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        build.status.success(),
+        "building {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = target.join(format!(
+        "wasm32-wasip2/release/{}.wasm",
+        krate.replace('-', "_")
+    ));
+    assert!(wasm.exists(), "{} was not built", wasm.display());
+    wasm
+}
+
+/// Every file below `dir`, as paths relative to it with `/` separators,
+/// mapped to their bytes.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).expect("list dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                let rel = path.strip_prefix(base).unwrap().to_str().unwrap();
+                out.insert(rel.replace('\\', "/"), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}

@@ -11,6 +11,7 @@ mod run;
 pub use run::RunFlags;
 mod runs;
 mod scaffold;
+mod sdk;
 pub mod text;
 
 use crate::paths::Paths;
@@ -44,7 +45,8 @@ Examples:
   stackhost run patch status
   stackhost runs list
   stackhost resume 12
-  stackhost plugin new my-plugin";
+  stackhost plugin new my-plugin
+  stackhost sdk export ~/stackhost-sdk";
 
 /// stackhost: cluster maintenance with sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -73,6 +75,9 @@ enum Command {
     Runs(runs::RunsCommand),
     /// Resume a failed or interrupted run: re-run what did not finish.
     Resume(runs::ResumeArgs),
+    /// Write out the plugin SDK and WIT package this binary carries.
+    #[command(subcommand)]
+    Sdk(sdk::SdkCommand),
 }
 
 /// Parse the command line and run it.
@@ -86,6 +91,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
         Command::Node(cmd) => node::run(&paths, cmd),
         Command::Runs(cmd) => runs::run(&paths, cmd),
         Command::Resume(args) => runs::resume(&paths, args),
+        Command::Sdk(cmd) => sdk::run(cmd),
     }
 }
 

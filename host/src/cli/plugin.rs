@@ -99,20 +99,34 @@ Exit codes:
         #[arg(long)]
         json: bool,
     },
-    /// Scaffold a new plugin crate.
+    /// Scaffold a new plugin crate that builds with nothing but stackhost.
+    ///
+    /// The crate (NAME/, or --dir) has one command, `uptime`, and its own
+    /// copy of the SDK this binary carries in NAME/.stackhost-sdk/ (the
+    /// stackhost-sdk crate and the WIT package beside it, as `stackhost sdk
+    /// export` writes them). Its Cargo.toml names that copy by the relative
+    /// path .stackhost-sdk/stackhost-sdk, so the crate needs no stackhost
+    /// checkout and can be moved or committed whole; refresh the copy after
+    /// upgrading stackhost with `stackhost sdk export --force
+    /// NAME/.stackhost-sdk`. With --sdk PATH the crate depends on the SDK at
+    /// PATH instead, by its absolute path, and gets no copy.
     #[command(after_help = "\
-Example:
+Examples:
   stackhost plugin new disk-report && cd disk-report
   cargo build --release        # -> target/wasm32-wasip2/release/disk_report.wasm
-  stackhost plugin install target/wasm32-wasip2/release/disk_report.wasm")]
+  stackhost plugin install target/wasm32-wasip2/release/disk_report.wasm
+  stackhost run disk-report uptime
+
+  stackhost sdk export ~/stackhost-sdk && stackhost plugin new disk-report --sdk ~/stackhost-sdk")]
     New {
         /// The plugin's name: lower-case letters, digits and `-`.
         name: String,
         /// Directory to create (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Path to the stackhost-sdk crate (default: the one this binary was built with).
-        #[arg(long)]
+        /// Depend on the stackhost-sdk crate at PATH (a directory `stackhost sdk export` wrote, or
+        /// its stackhost-sdk/) instead of a copy of the embedded SDK.
+        #[arg(long, value_name = "PATH")]
         sdk: Option<PathBuf>,
     },
 }

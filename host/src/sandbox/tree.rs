@@ -640,6 +640,71 @@ mod tests {
         assert_eq!(mode & 0o7777, 0o775);
     }
 
+    /// What sdk/README.md ("What `copy_to` (fs.copy) does with
+    /// metadata") promises plugin authors.
+    #[test]
+    fn copy_metadata_is_what_the_sdk_readme_says() {
+        use std::os::unix::fs::MetadataExt;
+        let src = tempfile::tempdir().unwrap();
+        let d = src.path().join("d");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("f"), "data").unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(d.join("f"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::fs::hard_link(d.join("f"), d.join("g")).unwrap();
+        ln("f", d.join("l")).unwrap();
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        set(&d.join("f"), 0o666);
+        set(&d.join("sub"), 0o777);
+        set(&d, 0o777);
+        let dst = tempfile::tempdir().unwrap();
+        // An existing directory is used as it is; what is in it stays.
+        std::fs::create_dir(dst.path().join("d")).unwrap();
+        std::fs::write(dst.path().join("d/keep"), "mine").unwrap();
+        set(&dst.path().join("d"), 0o700);
+        let (rs, rd) = (
+            Root::pin(src.path()).unwrap(),
+            Root::pin(dst.path()).unwrap(),
+        );
+        let links = policy(&[dst.path()]);
+        assert_eq!(copy(&at(&rs, "d"), &at(&rd, "d"), &links).unwrap(), 8);
+        let meta = |p: &str| std::fs::symlink_metadata(dst.path().join(p)).unwrap();
+        assert_eq!(meta("d").mode() & 0o7777, 0o700);
+        assert_eq!(std::fs::read(dst.path().join("d/keep")).unwrap(), b"mine");
+        // Created entries: the source's bits without world-write.
+        assert_eq!(meta("d/sub").mode() & 0o7777, 0o775);
+        assert_eq!(meta("d/f").mode() & 0o7777, 0o664);
+        // No timestamps kept; hard links become separate files.
+        assert!(meta("d/f").modified().unwrap() > old);
+        assert_ne!(meta("d/f").ino(), meta("d/g").ino());
+        assert!(meta("d/l").file_type().is_symlink());
+        assert_eq!(
+            std::fs::read_link(dst.path().join("d/l")).unwrap(),
+            Path::new("f")
+        );
+        // FIFOs (and sockets, devices) are refused, and the copy stops.
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &d.join("pipe"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let e = copy(&at(&rs, "d"), &at(&rd, "d2"), &links).unwrap_err();
+        assert!(
+            matches!(e, FsError::Invalid(ref m) if m.contains("copy takes files, directories and symlinks")),
+            "{e:?}"
+        );
+    }
+
     #[test]
     fn pack_then_unpack_round_trips_and_refuses_a_second_stage_slip() {
         let src = tempfile::tempdir().unwrap();

@@ -1,0 +1,239 @@
+//! The SDK a stranger gets from the binary alone: `stackhost sdk export`
+//! writes exactly the repository's SDK crate and WIT package, refuses to
+//! write over a directory with something in it unless told, and a plugin
+//! built against that export alone (outside the repository) installs and
+//! runs; `plugin new --sdk` checks what it is pointed at.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use support::{Sandbox, only_step};
+
+/// What an export must hold: the repository's sdk/Cargo.toml,
+/// sdk/README.md and sdk/src/**, as stackhost-sdk/..., and wit/**.
+fn repository_sdk() -> BTreeMap<String, Vec<u8>> {
+    let repo = support::repo();
+    let mut want = BTreeMap::new();
+    for name in ["Cargo.toml", "README.md"] {
+        want.insert(
+            format!("stackhost-sdk/{name}"),
+            std::fs::read(repo.join("sdk").join(name)).unwrap(),
+        );
+    }
+    for (rel, bytes) in support::tree(&repo.join("sdk/src")) {
+        want.insert(format!("stackhost-sdk/src/{rel}"), bytes);
+    }
+    for (rel, bytes) in support::tree(&repo.join("wit")) {
+        want.insert(format!("wit/{rel}"), bytes);
+    }
+    want
+}
+
+/// `version = "X"` of the repository's sdk/Cargo.toml and the version in
+/// `package stackhost:host@X;` of wit/types.wit.
+fn repository_versions() -> (String, String) {
+    let repo = support::repo();
+    let cargo = std::fs::read_to_string(repo.join("sdk/Cargo.toml")).unwrap();
+    let sdk = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("sdk/Cargo.toml states a version")
+        .to_string();
+    let types = std::fs::read_to_string(repo.join("wit/types.wit")).unwrap();
+    let wit = types
+        .lines()
+        .find_map(|l| l.strip_prefix("package stackhost:host@"))
+        .and_then(|v| v.strip_suffix(';'))
+        .expect("wit/types.wit names its package")
+        .to_string();
+    (sdk, wit)
+}
+
+#[test]
+fn sdk_export_writes_the_repositorys_sdk_and_wit_byte_for_byte() {
+    let s = Sandbox::new();
+    let dir = s.home.path().join("exported");
+    let out = s.ok(&["sdk", "export", dir.to_str().unwrap()]);
+    let (sdk, wit) = repository_versions();
+    assert!(
+        out.contains(&format!(
+            "exported stackhost-sdk {sdk} and the WIT package stackhost:host@{wit}"
+        )),
+        "{out}"
+    );
+    let got = support::tree(&dir);
+    let want = repository_sdk();
+    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&got), names(&want), "the exported files differ");
+    for (path, bytes) in &want {
+        assert!(got[path] == *bytes, "{path} differs from the repository's");
+    }
+    // The SDK finds its WIT as ../wit (sdk/src/lib.rs): the export keeps
+    // that layout.
+    let lib = std::str::from_utf8(&got["stackhost-sdk/src/lib.rs"]).unwrap();
+    assert!(
+        lib.contains(r#"path: "../wit","#),
+        "the SDK no longer reads ../wit"
+    );
+}
+
+#[test]
+fn sdk_export_refuses_a_non_empty_dir_without_force() {
+    let s = Sandbox::new();
+    let dir = s.home.path().join("mine");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "keep me").unwrap();
+    let out = s.fails(1, &["sdk", "export", dir.to_str().unwrap()]);
+    assert!(
+        out.contains("is not empty; pass --force to replace its stackhost-sdk/ and wit/"),
+        "{out}"
+    );
+    assert_eq!(support::tree(&dir).len(), 1, "something was written");
+
+    // --force replaces the SDK's two directories whole (a stale .wit file
+    // would change the package) and leaves everything else alone.
+    std::fs::create_dir_all(dir.join("wit")).unwrap();
+    std::fs::write(dir.join("wit/removed-since.wit"), "stale").unwrap();
+    s.ok(&["sdk", "export", "--force", dir.to_str().unwrap()]);
+    let mut want = repository_sdk();
+    want.insert("notes.txt".into(), b"keep me".to_vec());
+    assert_eq!(support::tree(&dir), want);
+
+    // An empty directory needs no --force; a file is never a directory.
+    let empty = s.home.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    s.ok(&["sdk", "export", empty.to_str().unwrap()]);
+    let out = s.fails(
+        1,
+        &[
+            "sdk",
+            "export",
+            "--force",
+            dir.join("notes.txt").to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("exists and is not a directory"), "{out}");
+}
+
+#[test]
+fn sdk_and_plugin_new_help_say_where_the_sdk_goes() {
+    let s = Sandbox::new();
+    // clap wraps help to the terminal's width: compare words, not lines.
+    let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let help = words(&s.ok(&["sdk", "export", "--help"]));
+    for want in [
+        "Write the plugin SDK (the stackhost-sdk crate) and the WIT package",
+        "DIR/stackhost-sdk/",
+        "DIR/wit/",
+        "refused unless --force",
+        "Examples: stackhost sdk export ~/stackhost-sdk",
+        "stackhost sdk export --force my-plugin/.stackhost-sdk",
+    ] {
+        assert!(help.contains(want), "`{want}` is not in:\n{help}");
+    }
+    let help = words(&s.ok(&["plugin", "new", "--help"]));
+    for want in [
+        "NAME/.stackhost-sdk/",
+        "relative path .stackhost-sdk/stackhost-sdk",
+        "needs no stackhost checkout",
+        "With --sdk PATH the crate depends on the SDK at PATH",
+        "stackhost run disk-report uptime",
+    ] {
+        assert!(help.contains(want), "`{want}` is not in:\n{help}");
+    }
+}
+
+#[test]
+fn a_plugin_built_against_an_exported_sdk_alone_installs_and_runs() {
+    let s = Sandbox::new();
+    let repo = support::repo().canonicalize().unwrap();
+    let shared = s.home.path().join("shared-sdk");
+    assert!(!shared.starts_with(&repo));
+    s.ok(&["sdk", "export", shared.to_str().unwrap()]);
+    let dir = s.home.path().join("disk-uptime");
+    let out = s.ok(&[
+        "plugin",
+        "new",
+        "disk-uptime",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--sdk",
+        shared.to_str().unwrap(),
+    ]);
+    let exported = shared.join("stackhost-sdk").canonicalize().unwrap();
+    assert!(
+        out.contains(&format!("using the SDK at {}", exported.display())),
+        "{out}"
+    );
+    assert!(!dir.join(".stackhost-sdk").exists(), "--sdk makes no copy");
+    let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        cargo_toml.contains(&format!(
+            "stackhost-sdk = {{ path = \"{}\" }}",
+            exported.display()
+        )),
+        "{cargo_toml}"
+    );
+    assert!(
+        !cargo_toml.contains(repo.to_str().unwrap()),
+        "Cargo.toml names the repository:\n{cargo_toml}"
+    );
+    let wasm = support::build_plugin_crate(&dir, "disk-uptime");
+    s.ok(&["plugin", "install", "--yes", wasm.to_str().unwrap()]);
+    let (code, report) = s.report(&["disk-uptime", "uptime"]);
+    assert_eq!(code, 0, "{report:#}");
+    let (status, message) = only_step(&report);
+    assert_eq!(status, "ok");
+    assert!(message.contains("load average"), "{message}");
+}
+
+#[test]
+fn plugin_new_refuses_an_sdk_path_that_cannot_build() {
+    let s = Sandbox::new();
+    let dir = |name: &str| s.home.path().join(name);
+    let new = |sdk: &Path| {
+        let target = dir("never-made");
+        let out = s.fails(
+            1,
+            &[
+                "plugin",
+                "new",
+                "never-made",
+                "--dir",
+                target.to_str().unwrap(),
+                "--sdk",
+                sdk.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            !target.exists(),
+            "a refused scaffold left {}",
+            target.display()
+        );
+        out
+    };
+    let out = new(&dir("nowhere"));
+    assert!(out.contains("no stackhost-sdk crate at"), "{out}");
+    assert!(out.contains("stackhost sdk export DIR"), "{out}");
+
+    // A crate that is not the SDK.
+    std::fs::create_dir_all(dir("other")).unwrap();
+    std::fs::write(
+        dir("other/Cargo.toml"),
+        "[package]\nname = \"other\"\nversion = \"1.0.0\"\n",
+    )
+    .unwrap();
+    let out = new(&dir("other"));
+    assert!(
+        out.contains("is not the stackhost-sdk crate's manifest (its package is `other`)"),
+        "{out}"
+    );
+
+    // The SDK crate without the WIT it builds from beside it.
+    s.ok(&["sdk", "export", dir("lonely").to_str().unwrap()]);
+    std::fs::remove_dir_all(dir("lonely/wit")).unwrap();
+    let out = new(&dir("lonely"));
+    assert!(out.contains("has no WIT package beside it"), "{out}");
+}
