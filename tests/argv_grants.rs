@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use support::{Sandbox, only_step, scratch_rw, wasm};
 
 const GRANTS: &str =
@@ -223,25 +222,8 @@ fn plugin_info_shows_the_patterns_and_the_root_warning() {
 #[test]
 fn the_install_prompt_shows_the_patterns_and_the_root_warning() {
     let s = Sandbox::new();
-    let file = wasm("argv-grants");
-    // `script` gives the install a pseudo-terminal, so it asks; the answer
-    // is yes.
-    let line = format!(
-        "STACKHOST_HOME={} {} plugin install {}",
-        s.home.path().display(),
-        env!("CARGO_BIN_EXE_stackhost"),
-        file.display()
-    );
-    let mut child = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script (util-linux) runs");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"y\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    // A pseudo-terminal, so it asks; the answer is yes.
+    let out = s.install_on_terminal(&wasm("argv-grants"), "y");
     let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
     assert!(
         text.contains(&format!(

@@ -696,25 +696,8 @@ fn plugin_text_is_escaped_on_the_terminal() {
 #[test]
 fn the_install_prompt_is_escaped_on_a_real_terminal() {
     let s = Sandbox::new();
-    let file = wasm("exec-hostile");
-    // `script` gives the install a pseudo-terminal, so it asks; the answer
-    // is no.
-    let line = format!(
-        "STACKHOST_HOME={} {} plugin install {}",
-        s.home.path().display(),
-        env!("CARGO_BIN_EXE_stackhost"),
-        file.display()
-    );
-    let mut child = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script (util-linux) runs");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"n\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    // A pseudo-terminal, so it asks; the answer is no.
+    let out = s.install_on_terminal(&wasm("exec-hostile"), "n");
     assert_escaped(
         "the install prompt",
         &out.stdout,

@@ -127,6 +127,34 @@ impl Sandbox {
         ]);
     }
 
+    /// `plugin install FILE` on a pseudo-terminal (through util-linux
+    /// `script`), so it prompts; `answer` is typed at the prompt. Returns
+    /// what the terminal showed.
+    pub fn install_on_terminal(&self, file: &Path, answer: &str) -> Output {
+        use std::io::Write;
+        use std::process::Stdio;
+        let line = format!(
+            "STACKHOST_HOME={} {} plugin install {}",
+            self.home.path().display(),
+            env!("CARGO_BIN_EXE_stackhost"),
+            file.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script (util-linux) runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(format!("{answer}\n").as_bytes())
+            .expect("the answer is typed");
+        child.wait_with_output().expect("script finishes")
+    }
+
     /// Run a plugin command with --json and parse the report.
     pub fn report(&self, args: &[&str]) -> (i32, serde_json::Value) {
         let all = json_run_args(args);
