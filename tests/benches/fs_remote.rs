@@ -97,7 +97,10 @@ fn main() {
         cmd.args(["-p", &port, "-i"])
             .arg(c.path("id_ed25519"))
             .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", c.path("known_hosts").display()))
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                c.path("known_hosts").display()
+            ))
             .args(["-o", "BatchMode=yes", "-S"])
             .arg(&sock)
             .args(extra)

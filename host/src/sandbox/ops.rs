@@ -486,7 +486,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         rustix::fs::mkfifoat(
             rustix::fs::CWD,
-            &dir.path().join("p"),
+            dir.path().join("p"),
             Mode::from_raw_mode(0o600),
         )
         .unwrap();

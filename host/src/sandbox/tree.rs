@@ -692,7 +692,7 @@ mod tests {
         // FIFOs (and sockets, devices) are refused, and the copy stops.
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &d.join("pipe"),
+            d.join("pipe"),
             rustix::fs::FileType::Fifo,
             Mode::from_raw_mode(0o644),
             0,
