@@ -111,16 +111,24 @@ impl LocalNode {
 
 /// Kills a program's whole process group when dropped or told to,
 /// unless disarmed once the program has finished.
-struct GroupKill {
+pub(crate) struct GroupKill {
     pgid: Option<i32>,
 }
 
 impl GroupKill {
-    fn disarm(&mut self) {
+    /// Armed for the process group led by `child` (spawned with
+    /// `process_group(0)`).
+    pub(crate) fn of(child: &tokio::process::Child) -> GroupKill {
+        GroupKill {
+            pgid: child.id().and_then(|id| i32::try_from(id).ok()),
+        }
+    }
+
+    pub(crate) fn disarm(&mut self) {
         self.pgid = None;
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(pgid) = self.pgid.take()
             && let Some(pid) = rustix::process::Pid::from_raw(pgid)
         {

@@ -105,10 +105,14 @@ async fn pipe_local(
             std::process::Stdio::null()
         })
         .stderr(std::process::Stdio::piped())
+        // Its own process group, killed whole if the consumer fails or
+        // the call is dropped (the run's wall clock).
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = cmd
         .spawn()
         .map_err(|e| NodeError::Failed(format!("{op} on node local: cannot start: {e}")))?;
+    let mut group = super::local::GroupKill::of(&child);
     let feed = {
         let pipe = child.stdin.take();
         async move {
@@ -155,12 +159,13 @@ async fn pipe_local(
     };
     let ((), consumer_alive, stderr) = tokio::join!(feed, drain, errs);
     if !consumer_alive {
-        let _ = child.start_kill();
+        group.kill();
     }
     let status = child
         .wait()
         .await
         .map_err(|e| NodeError::Failed(format!("{op} on node local: {e}")))?;
+    group.disarm();
     Ok(PipeStatus {
         status: status.code().unwrap_or(-1),
         stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
