@@ -747,3 +747,27 @@ fn x_art() -> String {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn a_key_comment_cannot_write_to_the_terminal() {
+    let s = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let key = std::fs::read_to_string(support::repo().join("tests/keys/test-vendor.pub")).unwrap();
+    let body = key.lines().nth(1).unwrap();
+    let file = dir.path().join("evil.pub");
+    std::fs::write(
+        &file,
+        format!("untrusted comment: vendor \u{1b}]0;owned\u{7}\u{1b}[2J\u{202e}\n{body}\n"),
+    )
+    .unwrap();
+    for out in [
+        s.ok(&["keys", "trust", file.to_str().unwrap()]),
+        s.ok(&["keys", "list"]),
+    ] {
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{202e}'),
+            "{out:?}"
+        );
+        assert!(out.contains("vendor \\x1b]0;owned"), "{out}");
+    }
+}

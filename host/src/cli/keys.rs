@@ -61,7 +61,11 @@ pub fn run(paths: &Paths, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
                     comment: key.comment.clone(),
                 })?;
             } else if new {
-                println!("trusted key {} ({})", key.id(), key.comment);
+                println!(
+                    "trusted key {} ({})",
+                    key.id(),
+                    super::text::escape_line(&key.comment)
+                );
             } else {
                 println!("key {} was already trusted", key.id());
             }
@@ -82,7 +86,7 @@ pub fn run(paths: &Paths, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             } else {
                 println!("{:<18} COMMENT", "KEY ID");
                 for k in all {
-                    println!("{:<18} {}", k.id, k.comment);
+                    println!("{:<18} {}", k.id, super::text::escape_line(&k.comment));
                 }
             }
         }
