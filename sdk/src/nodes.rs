@@ -113,8 +113,9 @@ impl Node {
         Ok(Output::new(cmd.program(), out))
     }
 
-    /// Read the whole file at `path`, which may be at most `max_bytes` long
-    /// (a bigger file is an [`Error::InvalidArgument`]).
+    /// Read the whole regular file at `path`, which may be at most
+    /// `max_bytes` long and never more than the host's 16 MiB cap (a bigger
+    /// file, a FIFO or a device is an [`Error::InvalidArgument`]).
     pub fn read(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>> {
         Ok(wit_fs::read(&self.name, path, max_bytes)?)
     }
@@ -179,8 +180,9 @@ impl Node {
         Ok(wit_fs::rename(&self.name, source, target)?)
     }
 
-    /// Create a symlink at `link` pointing to `target`; both must lie in
-    /// the plugin's write scope.
+    /// Create a symlink at `link` pointing to `target`. An absolute
+    /// target must lie in the plugin's write scope; a relative one may not
+    /// climb above the grant path holding the link.
     pub fn symlink(&self, target: &str, link: &str) -> Result<()> {
         Ok(wit_fs::symlink(&self.name, target, link)?)
     }
