@@ -227,3 +227,37 @@ fn a_scaffolded_plugin_builds_installs_and_runs() {
     );
     assert!(out.contains("already exists; pick another --dir"), "{out}");
 }
+
+#[test]
+fn a_commands_own_defaults_apply_unless_a_flag_overrides_them() {
+    let s = Sandbox::new();
+    s.install("probe");
+    // `exec-quick` sets `exec-timeout = "1s"` in its manifest.
+    let (code, report) = s.report(&["probe", "exec-quick", "--", "sleep", "3"]);
+    let (status, message) = only_step(&report);
+    assert_eq!((code, status.as_str()), (3, "failed"), "{report:#}");
+    assert!(
+        message.contains("`sleep` on node local ran past its timeout of 1s"),
+        "{message}"
+    );
+    // A flag given on the command line still wins.
+    let (code, report) = s.report(&[
+        "probe",
+        "exec-quick",
+        "--exec-timeout",
+        "10s",
+        "--",
+        "sleep",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{report:#}");
+    // `plugin info` says what the command sets.
+    let info = s.ok(&["plugin", "info", "probe"]);
+    assert!(
+        info.contains("(defaults: --serial 1 --exec-timeout 1s)"),
+        "{info}"
+    );
+    // The host's own default (10m) is untouched for other commands.
+    let (code, report) = s.report(&["probe", "exec", "--", "sleep", "2"]);
+    assert_eq!(code, 0, "{report:#}");
+}

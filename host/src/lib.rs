@@ -9,6 +9,7 @@ pub mod bindings;
 pub mod caps;
 pub mod cli;
 pub mod cluster;
+pub mod duration;
 pub mod executor;
 pub mod grant;
 pub mod inspect;

@@ -89,6 +89,80 @@ pub struct CommandSpec {
     pub read_only: bool,
     #[serde(default, rename = "arg")]
     pub args: Vec<ArgSpec>,
+    /// The command's own defaults for the host's run flags (a flag given
+    /// on the command line still wins).
+    #[serde(default, skip_serializing_if = "CommandDefaults::is_empty")]
+    pub defaults: CommandDefaults,
+}
+
+/// `[command.defaults]`: run flags a command sets for itself, for example
+/// `serial = 1` for an upgrade that must go one node at a time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommandDefaults {
+    /// `--exec-timeout`, as a duration (`30m`).
+    #[serde(default, rename = "exec-timeout")]
+    pub exec_timeout: Option<String>,
+    /// `--timeout`, as a duration (`2h`).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// `--serial`: steps per batch.
+    #[serde(default)]
+    pub serial: Option<usize>,
+}
+
+impl CommandDefaults {
+    pub fn is_empty(&self) -> bool {
+        *self == CommandDefaults::default()
+    }
+
+    /// `--exec-timeout` and `--timeout` as durations (checked at install).
+    pub fn durations(&self) -> (Option<std::time::Duration>, Option<std::time::Duration>) {
+        let parse = |d: &Option<String>| {
+            d.as_deref()
+                .and_then(|t| crate::duration::parse_duration(t).ok())
+        };
+        (parse(&self.exec_timeout), parse(&self.timeout))
+    }
+
+    /// The defaults as the flags that would give them, for `plugin info`.
+    pub fn as_flags(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(n) = self.serial {
+            out.push(format!("--serial {n}"));
+        }
+        if let Some(t) = &self.exec_timeout {
+            out.push(format!("--exec-timeout {t}"));
+        }
+        if let Some(t) = &self.timeout {
+            out.push(format!("--timeout {t}"));
+        }
+        out
+    }
+
+    fn validate(&self, command: &str) -> Result<(), ManifestError> {
+        for (flag, value) in [
+            ("exec-timeout", &self.exec_timeout),
+            ("timeout", &self.timeout),
+        ] {
+            if let Some(v) = value {
+                let d = crate::duration::parse_duration(v).map_err(|e| {
+                    ManifestError::Invalid(format!("command `{command}`: defaults.{flag}: {e}"))
+                })?;
+                if d.is_zero() {
+                    return Err(ManifestError::Invalid(format!(
+                        "command `{command}`: defaults.{flag} must be more than zero"
+                    )));
+                }
+            }
+        }
+        if self.serial == Some(0) {
+            return Err(ManifestError::Invalid(format!(
+                "command `{command}`: defaults.serial must be at least 1"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// One argument of a command.
@@ -450,6 +524,7 @@ impl Manifest {
         let mut seen = BTreeSet::new();
         for command in &self.commands {
             check_name("command name", &command.name)?;
+            command.defaults.validate(&command.name)?;
             if !seen.insert(command.name.as_str()) {
                 return invalid(format!("command `{}` is declared twice", command.name));
             }
@@ -595,6 +670,47 @@ read-only = ["uname"]
             m.capabilities.exec.unwrap().read_only,
             vec![ExecPattern::Program("uname".into())]
         );
+    }
+
+    #[test]
+    fn a_command_may_set_its_own_run_defaults() {
+        let with = |defaults: &str| {
+            GOOD.replace(
+                "[[command.arg]]",
+                &format!("[command.defaults]\n{defaults}\n[[command.arg]]"),
+            )
+        };
+        let m = Manifest::parse(with("serial = 1\nexec-timeout = \"30m\"").as_bytes()).unwrap();
+        let d = &m.commands[0].defaults;
+        assert_eq!(d.serial, Some(1));
+        assert_eq!(
+            d.durations(),
+            (Some(std::time::Duration::from_secs(1800)), None)
+        );
+        assert_eq!(d.as_flags(), vec!["--serial 1", "--exec-timeout 30m"]);
+        for (bad, says) in [
+            (
+                "serial = 0",
+                "command `stamp`: defaults.serial must be at least 1",
+            ),
+            (
+                "timeout = \"soon\"",
+                "command `stamp`: defaults.timeout: `soon` is not a duration",
+            ),
+            (
+                "exec-timeout = \"0s\"",
+                "defaults.exec-timeout must be more than zero",
+            ),
+            ("retries = 3", "unknown field `retries`"),
+        ] {
+            let err = Manifest::parse(with(bad).as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        // No defaults: nothing is written back into stored records.
+        let plain = Manifest::parse(GOOD.as_bytes()).unwrap();
+        assert!(!serde_json::to_string(&plain).unwrap().contains("defaults"));
     }
 
     #[test]

@@ -608,6 +608,14 @@ fn print_info(p: &Installed) {
         println!("  commands:");
         for c in &m.commands {
             println!("    {:<16} {}", one_line(&c.name), one_line(&c.about));
+            let defaults = c.defaults.as_flags();
+            if !defaults.is_empty() {
+                println!(
+                    "    {:<16} (defaults: {})",
+                    "",
+                    one_line(&defaults.join(" "))
+                );
+            }
         }
     }
     println!("  requested:");

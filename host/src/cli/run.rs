@@ -6,9 +6,10 @@ use crate::caps::patches::PatchHost;
 use crate::cluster::Cluster;
 use crate::cluster::inventory;
 use crate::cluster::ssh::SshOptions;
+use crate::duration::parse_duration;
 use crate::executor::{self, JournalHandle, RunOptions, RunReport};
 use crate::journal::Journal;
-use crate::manifest::{ArgKind, Manifest, Output};
+use crate::manifest::{ArgKind, CommandDefaults, Manifest, Output};
 use crate::paths::Paths;
 use crate::rollout::{Amount, RolloutPolicy};
 use crate::runtime::{CallLimits, LoadedPlugin, Runtime};
@@ -59,14 +60,14 @@ pub struct ExecFlags {
     /// Most time a plugin may compute in one call (time spent in host calls does not count).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     cpu_limit: Duration,
-    /// Most time one plugin call may take in all.
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
-    timeout: Duration,
-    /// Default and upper bound for one program run by a plugin.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
-    exec_timeout: Duration,
-    /// Steps per batch: each batch finishes before the next starts (default: all at once).
-    #[arg(long, value_name = "N")]
+    /// Most time one plugin call may take in all [default: 1h, or the command's own].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Default and upper bound for one program run by a plugin [default: 10m, or the command's own].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    exec_timeout: Option<Duration>,
+    /// Steps per batch: each batch finishes before the next starts [default: all at once, or the command's own].
+    #[arg(long, value_name = "N", value_parser = parse_serial)]
     serial: Option<usize>,
     /// Most steps running at once: a count or a percentage of the phase's steps.
     #[arg(long, value_name = "N|P%", default_value = "16")]
@@ -127,18 +128,28 @@ impl ClusterFlags {
     }
 }
 
+/// The host's own defaults for `--timeout` and `--exec-timeout`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(600);
+
 impl ExecFlags {
-    pub fn options(&self, dry_run: bool) -> RunOptions {
+    /// The run's options: each flag given wins, then the command's own
+    /// default from its manifest, then the host's.
+    pub fn options(&self, dry_run: bool, command: &CommandDefaults) -> RunOptions {
+        let (exec_timeout, timeout) = command.durations();
         RunOptions {
             dry_run,
             limits: CallLimits {
                 memory: self.memory_limit << 20,
                 cpu: self.cpu_limit,
-                wall: self.timeout,
+                wall: self.timeout.or(timeout).unwrap_or(DEFAULT_TIMEOUT),
             },
-            exec_timeout: self.exec_timeout,
+            exec_timeout: self
+                .exec_timeout
+                .or(exec_timeout)
+                .unwrap_or(DEFAULT_EXEC_TIMEOUT),
             rollout: RolloutPolicy {
-                serial: self.serial,
+                serial: self.serial.or(command.serial),
                 max_in_flight: self.max_in_flight,
                 canaries: self.canaries,
                 max_fail: self.max_fail,
@@ -259,7 +270,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
         journal: journal.clone(),
         run,
     };
-    let mut opts = flags.exec.options(flags.dry_run);
+    let mut opts = flags.exec.options(flags.dry_run, &spec_cmd.defaults);
     opts.read_only = spec_cmd.read_only;
     opts.patches = patch_host(paths, &installed, opts.limits)?;
     let version = manifest.version.to_string();
@@ -513,35 +524,11 @@ fn plugin_cli(m: &Manifest) -> Command {
     cli
 }
 
-/// `500ms`, `30s`, `5m`, `1h`, or bare seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (try 500ms, 30s, 5m, 1h)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("3 weeks").is_err());
+/// `--serial`: one step per batch at least.
+fn parse_serial(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("--serial must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a number of steps")),
     }
 }

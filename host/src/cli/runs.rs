@@ -150,7 +150,14 @@ pub fn resume(paths: &Paths, args: ResumeArgs) -> anyhow::Result<ExitCode> {
         journal,
         run: record.id,
     };
-    let mut opts = args.flags.options(false);
+    // The command's own defaults apply again (flags given now still win).
+    let defaults = installed
+        .record
+        .manifest
+        .command(&record.command)
+        .map(|c| c.defaults.clone())
+        .unwrap_or_default();
+    let mut opts = args.flags.options(false, &defaults);
     opts.patches = super::run::patch_host(paths, &installed, opts.limits)?;
     let report = execute(&args.flags, handle, true, |h| {
         executor::resume(
