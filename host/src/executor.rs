@@ -28,6 +28,51 @@ pub struct RunOptions {
     pub read_only: bool,
     /// The installed vendor patches, for a plugin granted `patches`.
     pub patches: Option<Arc<crate::caps::patches::PatchHost>>,
+    /// Values of the run's secret arguments: shown as `***` in everything
+    /// the run reports or journals.
+    pub secrets: Arc<Redactor>,
+}
+
+/// Replaces secret values with `***` in text.
+#[derive(Debug, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new(secrets: Vec<String>) -> Redactor {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        // Longest first, so a secret containing another is hidden whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Redactor { secrets }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    pub fn text(&self, text: String) -> String {
+        if !self.secrets.iter().any(|s| text.contains(s.as_str())) {
+            return text;
+        }
+        self.secrets
+            .iter()
+            .fold(text, |t, s| t.replace(s.as_str(), "***"))
+    }
+
+    fn step(&self, mut r: StepReport) -> StepReport {
+        if self.is_empty() {
+            return r;
+        }
+        r.message = self.text(r.message);
+        for e in &mut r.events {
+            e.message = self.text(std::mem::take(&mut e.message));
+        }
+        for m in &mut r.mutations {
+            m.detail = self.text(std::mem::take(&mut m.detail));
+        }
+        r
+    }
 }
 
 /// How a step ended.
@@ -165,6 +210,13 @@ pub async fn run(
         instantiate,
         ..
     } = plugin.plan(ctx, opts.limits, &invocation).await;
+    let plan_events = plan_events
+        .into_iter()
+        .map(|mut e| {
+            e.message = opts.secrets.text(e.message);
+            e
+        })
+        .collect();
     let mut report = new_report(
         &plugin,
         version,
@@ -176,13 +228,15 @@ pub async fn run(
     let plan = match result.map_err(|e| e.to_string()).and_then(check_plan_size) {
         Ok(plan) => plan,
         Err(e) => {
-            report.plan_error = Some(cap_text(e, MAX_STEP_MESSAGE));
+            report.plan_error = Some(cap_text(opts.secrets.text(e), MAX_STEP_MESSAGE));
             report.metrics.total_ms = start.elapsed().as_secs_f64() * 1e3;
             return report;
         }
     };
     if let Some(j) = &journal
-        && let Err(e) = j.journal.record_plan(j.run, &plan_records(&plan))
+        && let Err(e) = j
+            .journal
+            .record_plan(j.run, &plan_records(&plan, &opts.secrets))
     {
         report.plan_error = Some(format!("cannot journal the plan, so nothing was run: {e}"));
         return report;
@@ -345,7 +399,9 @@ fn check_plan_size(plan: api::ExecutionPlan) -> Result<api::ExecutionPlan, Strin
 }
 
 /// The journal rows of a fresh plan, all pending.
-fn plan_records(plan: &api::ExecutionPlan) -> Vec<StepRecord> {
+/// Payloads are journaled with secrets hidden (a run that took secrets is
+/// not resumed; see `stackhost resume`).
+fn plan_records(plan: &api::ExecutionPlan, secrets: &Redactor) -> Vec<StepRecord> {
     plan.phases
         .iter()
         .enumerate()
@@ -361,7 +417,7 @@ fn plan_records(plan: &api::ExecutionPlan) -> Vec<StepRecord> {
                     always: phase.always,
                     node: step.node.clone(),
                     name: step.name.clone(),
-                    payload: step.payload.clone(),
+                    payload: secrets.text(step.payload.clone()),
                     state: StepState::Pending,
                     message: String::new(),
                     attempts: 0,
@@ -451,6 +507,7 @@ async fn apply_plan(
                     continue;
                 }
                 let (plugin, inv, sem) = (plugin.clone(), invocation.clone(), semaphore.clone());
+                let secrets = opts.secrets.clone();
                 let (ctx, limits, journal) = (
                     call_ctx(
                         &plugin,
@@ -479,7 +536,7 @@ async fn apply_plan(
                             ),
                         );
                     }
-                    let report = apply(&plugin, ctx, limits, &inv, step).await;
+                    let report = secrets.step(apply(&plugin, ctx, limits, &inv, step).await);
                     if let Some(j) = &journal
                         && let Err(e) = j.journal.step_finished(
                             j.run,

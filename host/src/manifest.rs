@@ -179,6 +179,22 @@ pub struct ArgSpec {
     pub multiple: bool,
     #[serde(default)]
     pub default: Option<String>,
+    /// A secret (a license key, a password): an option given as
+    /// `--NAME-file FILE`, through `STACKHOST_SECRET_NAME` or at a hidden
+    /// prompt, never in argv; shown as `***` in everything the run
+    /// reports or journals.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
+}
+
+impl ArgSpec {
+    /// The environment variable a secret argument is read from.
+    pub fn secret_env(&self) -> String {
+        format!(
+            "STACKHOST_SECRET_{}",
+            self.name.to_uppercase().replace('-', "_")
+        )
+    }
 }
 
 /// How an argument is written on the command line.
@@ -542,6 +558,14 @@ impl Manifest {
                     return invalid(format!(
                         "command `{}` declares argument `{}` twice",
                         command.name, arg.name
+                    ));
+                }
+                if arg.secret
+                    && (arg.kind != ArgKind::Option || arg.multiple || arg.default.is_some())
+                {
+                    return invalid(format!(
+                        "secret argument `{}` of command `{}` must be an option with no default and no repetition",
+                        arg.name, command.name
                     ));
                 }
                 if arg.kind == ArgKind::Flag

@@ -156,6 +156,7 @@ impl ExecFlags {
             },
             read_only: false,
             patches: None,
+            secrets: Default::default(),
         }
     }
 }
@@ -223,6 +224,21 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
             vec![]
         },
     });
+    // Secret arguments: from their file, the environment or a prompt.
+    let mut secrets: Vec<(String, String)> = Vec::new();
+    for a in spec_cmd.args.iter().filter(|a| a.secret) {
+        let file = sub.get_one::<String>(&a.name).map(std::path::PathBuf::from);
+        if let Some(value) = secret_value(a, file.as_deref())? {
+            secrets.push((a.name.clone(), value));
+        }
+    }
+    let secret_of = |name: &str| {
+        secrets
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| vec![v.clone()])
+            .unwrap_or_default()
+    };
     let invocation = api::Invocation {
         command: command.to_string(),
         args: spec_cmd
@@ -231,6 +247,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
             .map(|a| api::Arg {
                 name: a.name.clone(),
                 values: match a.kind {
+                    _ if a.secret => secret_of(&a.name),
                     ArgKind::Flag => {
                         if sub.get_flag(&a.name) {
                             vec!["true".into()]
@@ -257,7 +274,15 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
         .select(&flags.nodes)
         .map_err(anyhow::Error::msg)?;
     let journal = Journal::open(&paths.data.join("journal.sqlite"))?;
-    let invocation_json = serde_json::to_string(&InvocationRecord::from(&invocation))?;
+    let redactor = crate::executor::Redactor::new(secrets.into_iter().map(|(_, v)| v).collect());
+    // The journal keeps the invocation with secrets hidden.
+    let mut record = InvocationRecord::from(&invocation);
+    for (_, values) in &mut record.args {
+        for v in values.iter_mut() {
+            *v = redactor.text(std::mem::take(v));
+        }
+    }
+    let invocation_json = serde_json::to_string(&record)?;
     let run = journal.begin_run(
         &manifest.name,
         &manifest.version.to_string(),
@@ -271,6 +296,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
         run,
     };
     let mut opts = flags.exec.options(flags.dry_run, &spec_cmd.defaults);
+    opts.secrets = Arc::new(redactor);
     opts.read_only = spec_cmd.read_only;
     opts.patches = patch_host(paths, &installed, opts.limits)?;
     let version = manifest.version.to_string();
@@ -484,7 +510,7 @@ fn plugin_cli(m: &Manifest) -> Command {
                     .to_string();
             }
             let mut arg = Arg::new(a.name.clone())
-                .help(help)
+                .help(help.clone())
                 .hide_default_value(a.default.is_some());
             arg = match a.kind {
                 ArgKind::Positional => arg
@@ -499,6 +525,20 @@ fn plugin_cli(m: &Manifest) -> Command {
                     } else {
                         ArgAction::Set
                     }),
+                // A secret never comes through argv: only its file does;
+                // otherwise the environment or a hidden prompt.
+                ArgKind::Option if a.secret => arg
+                    .long(format!("{}-file", a.name))
+                    .value_name("FILE")
+                    .help(
+                        format!(
+                            "{help} [secret: read from FILE, or ${}, or asked for on a terminal]",
+                            a.secret_env()
+                        )
+                        .trim_start()
+                        .to_string(),
+                    )
+                    .action(ArgAction::Set),
                 ArgKind::Option => arg
                     .long(a.name.clone())
                     .value_name(a.name.to_uppercase())
@@ -531,4 +571,74 @@ fn parse_serial(s: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(_) => Err(format!("`{s}` is not a number of steps")),
     }
+}
+
+/// Most bytes of a secret read from a file.
+const MAX_SECRET: u64 = 64 << 10;
+
+/// The value of secret argument `a`: from `file` (one trailing newline
+/// dropped), else `$STACKHOST_SECRET_NAME`, else a hidden prompt when
+/// stdin is a terminal. `None` when none of these gave one and it is not
+/// required.
+fn secret_value(
+    a: &crate::manifest::ArgSpec,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<String>> {
+    use anyhow::Context;
+    use std::io::{IsTerminal, Read};
+    let trim = |mut s: String| {
+        if s.ends_with('\n') {
+            s.pop();
+            if s.ends_with('\r') {
+                s.pop();
+            }
+        }
+        s
+    };
+    if let Some(path) = file {
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .with_context(|| format!("reading --{}-file {}", a.name, path.display()))?
+            .take(MAX_SECRET)
+            .read_to_string(&mut text)
+            .with_context(|| format!("reading --{}-file {}", a.name, path.display()))?;
+        return Ok(Some(trim(text)));
+    }
+    if let Ok(value) = std::env::var(a.secret_env()) {
+        return Ok(Some(value));
+    }
+    if std::io::stdin().is_terminal() {
+        return Ok(Some(trim(prompt_hidden(&format!(
+            "{} (hidden): ",
+            a.name
+        ))?)));
+    }
+    if a.required {
+        anyhow::bail!(
+            "the secret `{}` was not given: pass --{}-file FILE, set {}, or run on a terminal to be asked",
+            a.name,
+            a.name,
+            a.secret_env()
+        );
+    }
+    Ok(None)
+}
+
+/// Read one line from the terminal with echo off.
+fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    let before = tcgetattr(&stdin)?;
+    let mut quiet = before.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    eprint!("{prompt}");
+    std::io::stderr().flush()?;
+    tcsetattr(&stdin, OptionalActions::Now, &quiet)?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    tcsetattr(&stdin, OptionalActions::Now, &before)?;
+    eprintln!();
+    read?;
+    Ok(line)
 }

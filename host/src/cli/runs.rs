@@ -150,13 +150,15 @@ pub fn resume(paths: &Paths, args: ResumeArgs) -> anyhow::Result<ExitCode> {
         journal,
         run: record.id,
     };
+    let command = installed.record.manifest.command(&record.command);
+    if command.is_some_and(|c| c.args.iter().any(|a| a.secret)) {
+        bail!(
+            "run {} took secret arguments, which the journal does not keep; run the command again",
+            record.id
+        );
+    }
     // The command's own defaults apply again (flags given now still win).
-    let defaults = installed
-        .record
-        .manifest
-        .command(&record.command)
-        .map(|c| c.defaults.clone())
-        .unwrap_or_default();
+    let defaults = command.map(|c| c.defaults.clone()).unwrap_or_default();
     let mut opts = args.flags.options(false, &defaults);
     opts.patches = super::run::patch_host(paths, &installed, opts.limits)?;
     let report = execute(&args.flags, handle, true, |h| {

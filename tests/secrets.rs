@@ -1,0 +1,166 @@
+//! Secret arguments: given by file, environment or hidden prompt, never
+//! in argv; they reach the plugin, and everything the host writes (the
+//! report, `--json`, dry-run records, events, errors, the journal
+//! database, stderr) shows `***` instead, even when the plugin echoes the
+//! secret back in every way it can (the `secretive` fixture).
+
+mod support;
+
+use support::{Sandbox, refs};
+
+const KEY: &str = "NR-license-5f3a9c1e7d2b";
+
+/// Every byte the host left under its home (the journal database and its
+/// write-ahead log, the plugin store) and the output, checked for the key.
+fn leaks(s: &Sandbox, out: &std::process::Output) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![s.home.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if std::fs::read(&path)
+                .unwrap()
+                .windows(KEY.len())
+                .any(|w| w == KEY.as_bytes())
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        if String::from_utf8_lossy(bytes).contains(KEY) {
+            found.push(name.into());
+        }
+    }
+    found
+}
+
+fn report(out: &std::process::Output) -> serde_json::Value {
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    json["report"].clone()
+}
+
+#[test]
+fn a_secret_reaches_the_plugin_and_is_shown_nowhere() {
+    let s = Sandbox::new();
+    s.install("secretive");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("license-key");
+    std::fs::write(&file, format!("{KEY}\n")).unwrap();
+    let reversed: String = KEY.chars().rev().collect();
+
+    // From a file: the plugin gets the key (its reverse comes back), the
+    // report says `***` where the plugin echoed it.
+    let out = s.run(&[
+        "run",
+        "secretive",
+        "leak",
+        "--json",
+        "--license-key-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&out);
+    let step = &r["phases"][0]["steps"][0];
+    assert_eq!(
+        step["message"],
+        format!("the key is ***, reversed {reversed}"),
+        "{r:#}"
+    );
+    assert_eq!(step["events"][0]["message"], "applying with key ***");
+    assert_eq!(r["plan_events"][0]["message"], "planning with key ***");
+    assert_eq!(leaks(&s, &out), Vec::<String>::new());
+
+    // From the environment, under --dry-run: the recorded call too.
+    let out = s.run_env(
+        &["run", "secretive", "leak", "--json", "--dry-run"],
+        &[("STACKHOST_SECRET_LICENSE_KEY", KEY)],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&out);
+    assert_eq!(
+        r["phases"][0]["steps"][0]["mutations"][0]["detail"], "touch /tmp/***",
+        "{r:#}"
+    );
+    assert_eq!(leaks(&s, &out), Vec::<String>::new());
+
+    // A failure carrying the key, in JSON and on the terminal.
+    for json in [true, false] {
+        let mut args = vec!["run", "secretive", "leak", "--fail"];
+        if json {
+            args.push("--json");
+        }
+        let out = s.run_env(&args, &[("STACKHOST_SECRET_LICENSE_KEY", KEY)]);
+        assert_eq!(out.status.code(), Some(3));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("failed with key ***"), "{text}");
+        assert_eq!(leaks(&s, &out), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn a_secret_never_comes_through_argv_and_its_absence_is_explained() {
+    let s = Sandbox::new();
+    s.install("secretive");
+    // There is no `--license-key VALUE`.
+    let out = s.fails(2, &["run", "secretive", "leak", "--license-key", KEY]);
+    assert!(out.contains("unexpected argument '--license-key'"), "{out}");
+    // Not given, and no terminal to ask on.
+    let out = s.fails(1, &["run", "secretive", "leak"]);
+    assert!(
+        out.contains(
+            "the secret `license-key` was not given: pass --license-key-file FILE, set STACKHOST_SECRET_LICENSE_KEY, or run on a terminal to be asked"
+        ),
+        "{out}"
+    );
+    // The help says how to give it.
+    let help = s.ok(&["run", "secretive", "leak", "--help"]);
+    // clap wraps the help: compare with whitespace collapsed.
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains("--license-key-file <FILE> The license key")
+            && help.contains(
+                "The license key [secret: read from FILE, or $STACKHOST_SECRET_LICENSE_KEY, or asked for on a terminal]"
+            ),
+        "{help}"
+    );
+}
+
+#[test]
+fn a_run_that_took_a_secret_is_not_resumed_from_the_journal() {
+    let s = Sandbox::new();
+    s.install("secretive");
+    let out = s.run_env(
+        &["run", "secretive", "leak", "--json", "--fail"],
+        &[("STACKHOST_SECRET_LICENSE_KEY", KEY)],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = json["run"].as_i64().unwrap().to_string();
+    let args = vec!["resume".to_string(), run.clone()];
+    let out = s.fails(1, &refs(&args));
+    assert!(
+        out.contains(&format!(
+            "run {run} took secret arguments, which the journal does not keep; run the command again"
+        )),
+        "{out}"
+    );
+}
