@@ -164,3 +164,57 @@ fn a_run_that_took_a_secret_is_not_resumed_from_the_journal() {
         "{out}"
     );
 }
+
+#[test]
+fn a_secret_asked_for_on_a_terminal_is_not_echoed() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let s = Sandbox::new();
+    s.install("secretive");
+    let line = format!(
+        "STACKHOST_HOME={} {} run secretive leak",
+        s.home.path().display(),
+        env!("CARGO_BIN_EXE_stackhost")
+    );
+    // `script` gives the run a pseudo-terminal, so it asks.
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut told = false;
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if !told && String::from_utf8_lossy(&seen).contains("license-key (hidden): ") {
+                told = true;
+                let _ = tx.send(());
+            }
+        }
+        seen
+    });
+    // Type only once the prompt is up (echo is off by then).
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the run asked for the secret");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{KEY}\n").as_bytes()).unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    let text = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    assert!(status.success(), "{text}");
+    assert!(!text.contains(KEY), "the key was shown: {text}");
+    let reversed: String = KEY.chars().rev().collect();
+    assert!(
+        text.contains(&format!("the key is ***, reversed {reversed}")),
+        "{text}"
+    );
+}
