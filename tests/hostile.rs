@@ -55,6 +55,20 @@ impl Scratch {
     fn outside(&self, p: &str) -> PathBuf {
         self.outside.path().join(p)
     }
+
+    /// A root-only file outside every grant, for an attempt to aim at.
+    fn victim(&self, name: &str, content: &str) -> PathBuf {
+        let victim = self.outside(name);
+        std::fs::write(&victim, content).unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        victim
+    }
+}
+
+/// The victim still holds `content`, with its mode.
+fn untouched(victim: &Path, content: &str) {
+    assert_eq!(std::fs::read_to_string(victim).unwrap(), content);
+    assert_eq!(mode(victim), 0o600);
 }
 
 fn host() -> Sandbox {
@@ -100,9 +114,7 @@ fn mode(p: &Path) -> u32 {
 fn copy_never_plants_or_writes_through_an_outward_symlink() {
     let s = host();
     let x = Scratch::new();
-    let victim = x.outside("victim");
-    std::fs::write(&victim, "outside").unwrap();
-    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let victim = x.victim("victim", "outside");
     // Stage one: a read-scope tree holding a link out.
     std::fs::create_dir(x.ro.path().join("tree")).unwrap();
     symlink(&victim, x.ro.path().join("tree/victim")).unwrap();
@@ -121,8 +133,7 @@ fn copy_never_plants_or_writes_through_an_outward_symlink() {
     symlink(&victim, x.rw.path().join("tree2/victim")).unwrap();
     let (code, status, m) = attempt(&s, &["copy", &x.ro("plain"), &x.rw("tree2")]);
     assert_eq!((code, status.as_str()), (0, "changed"), "{m}");
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "outside");
-    assert_eq!(mode(&victim), 0o600);
+    untouched(&victim, "outside");
     assert_eq!(
         std::fs::read_to_string(x.rw.path().join("tree2/victim")).unwrap(),
         "from the plugin"
@@ -196,17 +207,14 @@ fn a_race_swapping_a_directory_for_a_link_never_reads_outside() {
 fn a_planted_temporary_name_is_never_written_through() {
     let s = host();
     let x = Scratch::new();
-    let victim = x.outside("root-only");
-    std::fs::write(&victim, "root's").unwrap();
-    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let victim = x.victim("root-only", "root's");
     // Links at every name the old scheme could use (`.NAME.stackhost-PID`).
     for pid in 1..4096 {
         symlink(&victim, x.rw.path().join(format!(".f.stackhost-{pid}"))).unwrap();
     }
     let (code, _, m) = attempt(&s, &["write", &x.rw("f"), "plugin text"]);
     assert_eq!(code, 0, "{m}");
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's");
-    assert_eq!(mode(&victim), 0o600);
+    untouched(&victim, "root's");
     assert_eq!(
         std::fs::read_to_string(x.rw.path().join("f")).unwrap(),
         "plugin text"
@@ -390,9 +398,7 @@ fn fifos_huge_reads_and_links_out_are_refused_without_hanging() {
 fn artifacts_on_the_operators_host_are_made_and_read_through_handles() {
     let s = host();
     let x = Scratch::new();
-    let victim = x.outside("root-only");
-    std::fs::write(&victim, "root's").unwrap();
-    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let victim = x.victim("root-only", "root's");
     std::fs::create_dir(x.ro.path().join("tree")).unwrap();
     std::fs::write(x.ro.path().join("tree/f"), "data").unwrap();
     // Links at every temporary name the old scheme could use.
@@ -401,8 +407,7 @@ fn artifacts_on_the_operators_host_are_made_and_read_through_handles() {
     }
     let (code, _, m) = attempt(&s, &["pack", &x.ro("tree"), &x.art("a.tar")]);
     assert_eq!(code, 0, "{m}");
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's");
-    assert_eq!(mode(&victim), 0o600);
+    untouched(&victim, "root's");
     // An artifact path through a link out of the archive grant.
     symlink(x.outside.path(), x.art.path().join("out")).unwrap();
     refused(
