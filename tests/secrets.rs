@@ -168,22 +168,10 @@ fn a_run_that_took_a_secret_is_not_resumed_from_the_journal() {
 #[test]
 fn a_secret_asked_for_on_a_terminal_is_not_echoed() {
     use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
     let s = Sandbox::new();
     s.install("secretive");
-    let line = format!(
-        "STACKHOST_HOME={} {} run secretive leak",
-        s.home.path().display(),
-        env!("CARGO_BIN_EXE_stackhost")
-    );
-    // `script` gives the run a pseudo-terminal, so it asks.
-    let mut child = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script (util-linux) runs");
+    // A pseudo-terminal, so it asks.
+    let mut child = s.on_terminal(&["run", "secretive", "leak"]);
     let mut stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {

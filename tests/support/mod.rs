@@ -127,25 +127,32 @@ impl Sandbox {
         ]);
     }
 
-    /// `plugin install FILE` on a pseudo-terminal (through util-linux
-    /// `script`), so it prompts; `answer` is typed at the prompt. Returns
-    /// what the terminal showed.
-    pub fn install_on_terminal(&self, file: &Path, answer: &str) -> Output {
-        use std::io::Write;
+    /// `stackhost ARGS` on a pseudo-terminal (through util-linux
+    /// `script`), with piped stdin and stdout, so it acts as it would for
+    /// an operator at a terminal.
+    pub fn on_terminal(&self, args: &[&str]) -> std::process::Child {
         use std::process::Stdio;
         let line = format!(
-            "STACKHOST_HOME={} {} plugin install {}",
+            "STACKHOST_HOME={} {} {}",
             self.home.path().display(),
             env!("CARGO_BIN_EXE_stackhost"),
-            file.display()
+            args.join(" ")
         );
-        let mut child = Command::new("script")
+        Command::new("script")
             .args(["-qec", &line, "/dev/null"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("script (util-linux) runs");
+            .expect("script (util-linux) runs")
+    }
+
+    /// `plugin install FILE` on a pseudo-terminal, so it prompts; `answer`
+    /// is typed at the prompt. Returns what the terminal showed.
+    pub fn install_on_terminal(&self, file: &Path, answer: &str) -> Output {
+        use std::io::Write;
+        let file = file.display().to_string();
+        let mut child = self.on_terminal(&["plugin", "install", &file]);
         child
             .stdin
             .take()
