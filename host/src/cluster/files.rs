@@ -107,13 +107,7 @@ impl Node {
     }
 
     fn fs_error(&self, what: &str, e: FsError) -> NodeError {
-        let msg = format!("{what} on node {}: {e}", self.info.name);
-        match e {
-            FsError::NotFound(_) => NodeError::NotFound(msg),
-            FsError::Denied(_) => NodeError::Denied(msg),
-            FsError::Invalid(_) => NodeError::InvalidArgument(msg),
-            FsError::Io(_) => NodeError::Io(msg),
-        }
+        fs_error(format!("{what} on node {}: {e}", self.info.name), &e)
     }
 
     async fn files_local(
@@ -269,6 +263,16 @@ impl Node {
                 }
             ))),
         }
+    }
+}
+
+/// A sandbox refusal as a node error of the same kind, saying `msg`.
+pub fn fs_error(msg: String, e: &FsError) -> NodeError {
+    match e {
+        FsError::NotFound(_) => NodeError::NotFound(msg),
+        FsError::Denied(_) => NodeError::Denied(msg),
+        FsError::Invalid(_) => NodeError::InvalidArgument(msg),
+        FsError::Io(_) => NodeError::Io(msg),
     }
 }
 

@@ -316,6 +316,35 @@ impl SshNode {
         Ok(())
     }
 
+    /// Start `line` on `session` in its own process group, with a guard
+    /// that kills the group (through `sudo` when needed) unless disarmed.
+    /// The permit is held for the channel's life.
+    async fn start(
+        &self,
+        session: SessionChannel,
+        sudo: Vec<String>,
+        line: &str,
+    ) -> Result<
+        (
+            russh::ChannelReadHalf,
+            russh::ChannelWriteHalf<client::Msg>,
+            GroupGuard,
+            OwnedSemaphorePermit,
+        ),
+        NodeError,
+    > {
+        let guard = GroupGuard::new(GroupKiller::new(self, &session, sudo));
+        let SessionChannel {
+            channel, permit, ..
+        } = session;
+        channel
+            .exec(true, in_own_group(line).as_bytes())
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let (read, write) = channel.split();
+        Ok((read, write, guard, permit))
+    }
+
     /// Run a command line on the node as its own process group, feeding
     /// `stdin`; `what` names it in errors, `sudo` runs the kill of its
     /// group on a timeout. Past `timeout` the whole group is killed.
@@ -345,16 +374,7 @@ impl SshNode {
                     self.name
                 ))
             })??;
-        let mut guard = GroupGuard::new(GroupKiller::new(self, &session, sudo));
-        let SessionChannel {
-            channel, permit, ..
-        } = session;
-        let _permit = permit;
-        channel
-            .exec(true, in_own_group(line).as_bytes())
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        let (mut read, write) = channel.split();
+        let (mut read, write, mut guard, _permit) = self.start(session, sudo, line).await?;
         let mut out = ExecOutput {
             status: -1,
             ..Default::default()
@@ -491,16 +511,8 @@ impl SshNode {
     ) -> Result<super::stream::PipeStatus, NodeError> {
         self.check_line(line)?;
         let session = self.open_session().await?;
-        let mut guard = GroupGuard::new(GroupKiller::new(self, &session, self.root_sudo()));
-        let SessionChannel {
-            channel, permit, ..
-        } = session;
-        let _permit = permit;
-        channel
-            .exec(true, in_own_group(line).as_bytes())
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        let (mut read, write) = channel.split();
+        let (mut read, write, mut guard, _permit) =
+            self.start(session, self.root_sudo(), line).await?;
         let feed = async {
             if let Some(mut rx) = stdin {
                 while let Some(chunk) = rx.recv().await {

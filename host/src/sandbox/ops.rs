@@ -20,7 +20,11 @@ pub struct At<'a> {
     pub rel: PathBuf,
 }
 
-impl At<'_> {
+impl<'a> At<'a> {
+    pub fn new(root: &'a Root, rel: PathBuf) -> At<'a> {
+        At { root, rel }
+    }
+
     /// Relative to the pinned directory.
     fn full(&self) -> PathBuf {
         self.root.rel(&self.rel)

@@ -153,18 +153,8 @@ pub fn serve(
             Reply::Done
         }),
         Request::Rename { from, to } => {
-            let (r1, rel1) = at(&from)?;
-            let (r2, rel2) = at(&to)?;
-            ops::rename(
-                &ops::At {
-                    root: &r1,
-                    rel: rel1,
-                },
-                &ops::At {
-                    root: &r2,
-                    rel: rel2,
-                },
-            )?;
+            let ((r1, rel1), (r2, rel2)) = (at(&from)?, at(&to)?);
+            ops::rename(&ops::At::new(&r1, rel1), &ops::At::new(&r2, rel2))?;
             Reply::Done
         }
         Request::Remove { at, recursive } => with_at!(at, |a| {
@@ -176,17 +166,10 @@ pub fn serve(
             Reply::Done
         }),
         Request::Copy { from, to, links } => {
-            let (r1, rel1) = at(&from)?;
-            let (r2, rel2) = at(&to)?;
+            let ((r1, rel1), (r2, rel2)) = (at(&from)?, at(&to)?);
             Reply::Bytes(tree::copy(
-                &ops::At {
-                    root: &r1,
-                    rel: rel1,
-                },
-                &ops::At {
-                    root: &r2,
-                    rel: rel2,
-                },
+                &ops::At::new(&r1, rel1),
+                &ops::At::new(&r2, rel2),
                 &links,
             )?)
         }

@@ -74,14 +74,8 @@ impl HostPath {
 }
 
 fn fs_err(shown: &Path, e: crate::sandbox::FsError) -> WitError {
-    use crate::sandbox::FsError;
     let msg = format!("archive path `{}`: {e}", shown.display());
-    match e {
-        FsError::NotFound(_) => WitError::NotFound(msg),
-        FsError::Denied(_) => WitError::PermissionDenied(msg),
-        FsError::Invalid(_) => WitError::InvalidArgument(msg),
-        FsError::Io(_) => WitError::Io(msg),
-    }
+    crate::cluster::files::fs_error(msg, &e).into()
 }
 
 /// Check a path on the operator's host against the archive grant, and pin
