@@ -46,7 +46,7 @@ fn a_good_plugin_passes_and_nothing_is_installed() {
     assert_eq!(
         out,
         format!(
-            "ok: {}: hello 0.1.0 (plugin), stackhost:host@0.1.0, requests exec, fs; unsigned\n",
+            "ok: {}: hello 0.1.0 (plugin), stackhost:host@0.1.1, requests exec, fs; unsigned\n",
             file.display()
         )
     );
@@ -58,7 +58,7 @@ fn a_good_plugin_passes_and_nothing_is_installed() {
         json["imports"]
             .as_array()
             .unwrap()
-            .contains(&serde_json::json!("stackhost:host/exec@0.1.0")),
+            .contains(&serde_json::json!("stackhost:host/exec@0.1.1")),
         "{json:#}"
     );
     assert_nothing_installed(&s);
@@ -90,7 +90,7 @@ fn an_import_the_manifest_does_not_request_fails_naming_it() {
     assert_eq!(
         out,
         format!(
-            "{}: 1 problem:\n  - plugin `sneaky` imports `stackhost:host/fs@0.1.0` but its \
+            "{}: 1 problem:\n  - plugin `sneaky` imports `stackhost:host/fs@0.1.1` but its \
              manifest does not request `fs`; add [capabilities.fs] with a reason to its \
              stackhost.toml\n",
             file.display()
@@ -121,8 +121,8 @@ fn an_incompatible_wit_version_is_named_once() {
         json["problems"],
         serde_json::json!([
             "plugin `future-wit` targets stackhost:host@1.0.0, but this host serves \
-             stackhost:host@0.1.0; the versions are incompatible (rebuild the plugin against \
-             stackhost:host@0.1.0)"
+             stackhost:host@0.1.1; the versions are incompatible (rebuild the plugin against \
+             stackhost:host@0.1.1)"
         ])
     );
 }

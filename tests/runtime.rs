@@ -101,7 +101,7 @@ fn a_plugin_growing_past_its_memory_limit_is_stopped() {
 
 #[test]
 fn limits_in_one_process_leave_the_runtime_usable() {
-    use stackhost::bindings::exports::stackhost::host::plugin_api::Invocation;
+    use stackhost::bindings::exports::stackhost::host::commands::Invocation;
     use stackhost::grant::Grant;
     use stackhost::runtime::{CallCtx, CallError, CallLimits, LimitExceeded, Runtime};
     use std::sync::Arc;
@@ -191,13 +191,13 @@ fn a_scaffolded_plugin_builds_installs_and_runs() {
     assert!(!dir.starts_with(support::repo()));
     let out = s.ok(&["plugin", "new", "my-uptime", "--dir", dir.to_str().unwrap()]);
     assert!(
-        out.contains("stackhost-sdk 0.1.0 (stackhost:host@0.1.0)"),
+        out.contains("stackhost-sdk 0.2.0 (stackhost:host@0.1.1)"),
         "{out}"
     );
     let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     assert!(
         cargo_toml.contains(
-            r#"stackhost-sdk = { path = ".stackhost-sdk/stackhost-sdk", version = "0.1.0" }"#
+            r#"stackhost-sdk = { path = ".stackhost-sdk/stackhost-sdk", version = "0.2.0" }"#
         ),
         "{cargo_toml}"
     );

@@ -19,7 +19,7 @@ fn an_import_the_manifest_does_not_request_is_refused_at_install() {
         ],
     );
     assert!(
-        out.contains("imports `stackhost:host/fs@0.1.0` but its manifest does not request `fs`"),
+        out.contains("imports `stackhost:host/fs@0.1.1` but its manifest does not request `fs`"),
         "{out}"
     );
 }
@@ -38,7 +38,7 @@ fn an_import_the_operator_did_not_grant_is_refused_before_it_runs() {
         ],
     );
     assert!(
-        out.contains("imports `stackhost:host/fs@0.1.0` but was not granted `fs`"),
+        out.contains("imports `stackhost:host/fs@0.1.1` but was not granted `fs`"),
         "{out}"
     );
     assert!(s.ok(&["plugin", "list"]).contains("no plugins installed"));

@@ -82,6 +82,12 @@ fn a_secret_reaches_the_plugin_and_is_shown_nowhere() {
     );
     assert_eq!(step["events"][0]["message"], "applying with key ***");
     assert_eq!(r["plan_events"][0]["message"], "planning with key ***");
+    // The step's data, echoed by the plugin, hides it too.
+    assert_eq!(
+        step["data"],
+        serde_json::json!({"license_key": "***", "reversed": reversed}),
+        "{r:#}"
+    );
     assert_eq!(leaks(&s, &out), Vec::<String>::new());
 
     // From the environment, under --dry-run: the recorded call too.
@@ -96,8 +102,13 @@ fn a_secret_reaches_the_plugin_and_is_shown_nowhere() {
         String::from_utf8_lossy(&out.stderr)
     );
     let r = report(&out);
+    let mutations = &r["phases"][0]["steps"][0]["mutations"];
+    assert_eq!(mutations[0]["detail"], "touch /tmp/***", "{r:#}");
+    // The diff of the config file the step would write: all `+`, key hidden.
     assert_eq!(
-        r["phases"][0]["steps"][0]["mutations"][0]["detail"], "touch /tmp/***",
+        mutations[1]["diff"],
+        "--- /dev/null\n+++ b/tmp/stackhost-secretive/newrelic-infra.yml\n@@ -0,0 +1,2 @@\n\
+         +license_key: ***\n+proxy: none\n",
         "{r:#}"
     );
     assert_eq!(leaks(&s, &out), Vec::<String>::new());

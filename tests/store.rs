@@ -34,7 +34,7 @@ fn an_incompatible_wit_version_is_refused_naming_both() {
     let path = wasm("future-wit");
     let out = s.fails(1, &["plugin", "install", "--yes", path.to_str().unwrap()]);
     assert!(
-        out.contains("stackhost:host@1.0.0") && out.contains("stackhost:host@0.1.0"),
+        out.contains("stackhost:host@1.0.0") && out.contains("stackhost:host@0.1.1"),
         "{out}"
     );
     assert!(s.ok(&["plugin", "list"]).contains("no plugins installed"));
@@ -157,7 +157,7 @@ fn info_shows_requests_grants_and_imports() {
     let info = s.ok(&["plugin", "info", "hello"]);
     for needle in [
         "hello 0.1.0",
-        "stackhost:host/exec@0.1.0",
+        "stackhost:host/exec@0.1.1",
         "granted:     exec,fs",
         "uname (read-only)",
     ] {

@@ -1,12 +1,16 @@
 //! Plan, then apply: the host asks the plugin for a plan, then runs its
 //! phases in order, the steps of a phase concurrently across nodes, each
 //! step in a fresh instance. After a failure the remaining phases are
-//! skipped except those marked `always`.
+//! skipped except `always` ones, and the `on-failure` ones run (they are
+//! skipped when nothing failed). Every step can read the outcomes of the
+//! steps finished before it (`run.outcomes`).
 
-use crate::bindings::exports::stackhost::host::plugin_api as api;
+use crate::bindings::exports::stackhost::host::commands as api;
 use crate::cluster::Cluster;
+pub use crate::journal::PhaseWhen;
 use crate::journal::{Journal, RunRecord, StepRecord, StepState};
-use crate::runtime::state::cap_text;
+use crate::progress::Progress;
+use crate::runtime::state::{Finished, RunShared, cap_text};
 use crate::runtime::{
     CallCtx, CallError, CallLimits, CallReport, Event, LoadedPlugin, Mutation, ReadOnly,
 };
@@ -31,6 +35,8 @@ pub struct RunOptions {
     /// Values of the run's secret arguments: shown as `***` in everything
     /// the run reports or journals.
     pub secrets: Arc<Redactor>,
+    /// How steps' progress and live output are shown while they run.
+    pub progress: crate::progress::Mode,
 }
 
 /// Replaces secret values with `***` in text.
@@ -70,8 +76,29 @@ impl Redactor {
         }
         for m in &mut r.mutations {
             m.detail = self.text(std::mem::take(&mut m.detail));
+            m.diff = m.diff.take().map(|d| self.text(d));
+        }
+        if let Some(data) = &mut r.data {
+            self.json(data);
         }
         r
+    }
+
+    /// Hide secrets in every string (and key) of a JSON document.
+    pub fn json(&self, value: &mut serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => *s = self.text(std::mem::take(s)),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.json(v)),
+            Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (k, mut v) in entries {
+                    self.json(&mut v);
+                    map.insert(self.text(k), v);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -107,6 +134,19 @@ impl StepStatus {
     }
 }
 
+impl StepStatus {
+    /// How a journaled step ended (pending and running ones did not).
+    pub fn from_state(s: StepState) -> StepStatus {
+        match s {
+            StepState::Ok => StepStatus::Ok,
+            StepState::Changed => StepStatus::Changed,
+            StepState::Skipped => StepStatus::Skipped,
+            StepState::Failed => StepStatus::Failed,
+            StepState::Pending | StepState::Running | StepState::NotRun => StepStatus::NotRun,
+        }
+    }
+}
+
 impl From<StepStatus> for StepState {
     fn from(s: StepStatus) -> StepState {
         match s {
@@ -133,6 +173,9 @@ pub struct StepReport {
     pub name: String,
     pub status: StepStatus,
     pub message: String,
+    /// The structured result the step returned (`step-outcome.data`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
     pub events: Vec<Event>,
     pub mutations: Vec<Mutation>,
     pub instantiate_us: u64,
@@ -143,6 +186,8 @@ pub struct StepReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseReport {
     pub name: String,
+    pub when: PhaseWhen,
+    /// `when` is `always` (kept for readers of the first `--json` format).
     pub always: bool,
     pub steps: Vec<StepReport>,
 }
@@ -165,6 +210,10 @@ pub struct RunReport {
     pub dry_run: bool,
     /// Set when the plan itself failed; no phase ran then.
     pub plan_error: Option<String>,
+    /// The plan refused the operator's arguments (`plan_error` says why):
+    /// a usage error, exit status 2.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub usage_error: bool,
     /// Why the rollout stopped early, if it did.
     pub halted: Option<String>,
     pub plan_events: Vec<Event>,
@@ -203,7 +252,7 @@ pub async fn run(
     journal: Option<JournalHandle>,
 ) -> RunReport {
     let start = Instant::now();
-    let ctx = call_ctx(&plugin, &cluster, &opts, ReadOnly::Plan);
+    let ctx = call_ctx(&plugin, &cluster, &opts, ReadOnly::Plan, None, None);
     let CallReport {
         result,
         events: plan_events,
@@ -225,6 +274,7 @@ pub async fn run(
         plan_events,
         instantiate,
     );
+    report.usage_error = matches!(result, Err(CallError::Usage(_)));
     let plan = match result.map_err(|e| e.to_string()).and_then(check_plan_size) {
         Ok(plan) => plan,
         Err(e) => {
@@ -241,6 +291,10 @@ pub async fn run(
         report.plan_error = Some(format!("cannot journal the plan, so nothing was run: {e}"));
         return report;
     }
+    let shared = Arc::new(RunShared::new(
+        Progress::new(opts.progress, opts.secrets.clone()),
+        opts.secrets.clone(),
+    ));
     apply_plan(
         &plugin,
         &cluster,
@@ -249,6 +303,7 @@ pub async fn run(
         journal,
         plan,
         HashMap::new(),
+        shared,
         &mut report,
     )
     .await;
@@ -277,11 +332,19 @@ pub async fn resume(
     );
     let mut phases: Vec<api::Phase> = Vec::new();
     let mut done = HashMap::new();
+    let shared = Arc::new(RunShared::new(
+        Progress::new(opts.progress, opts.secrets.clone()),
+        opts.secrets.clone(),
+    ));
     for s in &record.steps {
         if phases.len() <= s.phase_index {
             phases.push(api::Phase {
                 name: s.phase.clone(),
-                always: s.always,
+                when: match s.when {
+                    PhaseWhen::Normal => api::PhaseWhen::Normal,
+                    PhaseWhen::Always => api::PhaseWhen::Always,
+                    PhaseWhen::OnFailure => api::PhaseWhen::OnFailure,
+                },
                 steps: vec![],
             });
         }
@@ -291,7 +354,21 @@ pub async fn resume(
             payload: s.payload.clone(),
         });
         if s.state.finished() {
-            done.insert((s.phase_index, s.step_index), (s.state, s.message.clone()));
+            done.insert(
+                (s.phase_index, s.step_index),
+                (s.state, s.message.clone(), s.data.clone()),
+            );
+            // What the earlier attempts did is there for `run.outcomes`.
+            shared.finished(Finished {
+                phase_index: s.phase_index,
+                step_index: s.step_index,
+                phase: s.phase.clone(),
+                node: s.node.clone(),
+                name: s.name.clone(),
+                status: StepStatus::from_state(s.state),
+                message: s.message.clone(),
+                data: s.data.clone(),
+            });
         }
     }
     let plan = api::ExecutionPlan { phases };
@@ -303,6 +380,7 @@ pub async fn resume(
         Some(journal),
         plan,
         done,
+        shared,
         &mut report,
     )
     .await;
@@ -315,6 +393,8 @@ fn call_ctx(
     cluster: &Arc<Cluster>,
     opts: &RunOptions,
     read_only: ReadOnly,
+    shared: Option<Arc<RunShared>>,
+    progress: Option<Arc<crate::progress::StepProgress>>,
 ) -> Arc<CallCtx> {
     Arc::new(
         CallCtx::new(
@@ -325,7 +405,8 @@ fn call_ctx(
             opts.exec_timeout,
         )
         .read_only(read_only)
-        .with_patches(opts.patches.clone()),
+        .with_patches(opts.patches.clone())
+        .in_run(shared, progress),
     )
 }
 
@@ -343,6 +424,7 @@ fn new_report(
         command: invocation.command.clone(),
         dry_run: opts.dry_run,
         plan_error: None,
+        usage_error: false,
         halted: None,
         plan_events,
         phases: Vec::new(),
@@ -414,21 +496,36 @@ fn plan_records(plan: &api::ExecutionPlan, secrets: &Redactor) -> Vec<StepRecord
                     phase_index: pi,
                     step_index: si,
                     phase: phase.name.clone(),
-                    always: phase.always,
+                    when: when(phase.when),
                     node: step.node.clone(),
                     name: step.name.clone(),
                     payload: secrets.text(step.payload.clone()),
                     state: StepState::Pending,
                     message: String::new(),
                     attempts: 0,
+                    data: None,
                 })
         })
         .collect()
 }
 
+/// The journal's form of a plan's `phase-when`.
+fn when(w: api::PhaseWhen) -> PhaseWhen {
+    match w {
+        api::PhaseWhen::Normal => PhaseWhen::Normal,
+        api::PhaseWhen::Always => PhaseWhen::Always,
+        api::PhaseWhen::OnFailure => PhaseWhen::OnFailure,
+    }
+}
+
+/// A finished step from an earlier attempt: its state, message and data.
+type Done = (StepState, String, Option<String>);
+
 /// Run the phases in order under the rollout policy, skipping the steps
 /// in `done`. One failure budget covers the whole run; a node whose step
-/// failed takes no part in later phases except `always` ones.
+/// failed takes no part in later normal phases. `always` phases run
+/// whatever happened; `on-failure` phases only once a step failed or the
+/// run halted.
 #[allow(clippy::too_many_arguments)]
 async fn apply_plan(
     plugin: &Arc<LoadedPlugin>,
@@ -437,7 +534,8 @@ async fn apply_plan(
     opts: &RunOptions,
     journal: Option<JournalHandle>,
     plan: api::ExecutionPlan,
-    done: HashMap<(usize, usize), (StepState, String)>,
+    done: HashMap<(usize, usize), Done>,
+    shared: Arc<RunShared>,
     report: &mut RunReport,
 ) {
     let invocation = Arc::new(invocation);
@@ -455,40 +553,51 @@ async fn apply_plan(
         if let Some(j) = j {
             let _ = j
                 .journal
-                .step_finished(j.run, pi, si, StepState::NotRun, why);
+                .step_finished(j.run, pi, si, StepState::NotRun, why, None);
         }
     };
     for (pi, phase) in plan.phases.into_iter().enumerate() {
+        let when = when(phase.when);
+        let phase_name = Arc::new(phase.name.clone());
         let n = phase.steps.len();
         let mut pending: Vec<Option<api::Step>> = phase.steps.into_iter().map(Some).collect();
         let mut results: Vec<Option<StepReport>> = (0..n).map(|_| None).collect();
         let semaphore = Arc::new(tokio::sync::Semaphore::new(opts.rollout.in_flight(n)));
+        // Decided once, when the phase starts: whether anything failed
+        // before it.
+        let failed_before = failures > 0 || halted.is_some();
         for (bi, batch) in opts.rollout.batches(n).into_iter().enumerate() {
             let canary = opts.rollout.canaries > 0 && bi == 0;
             let mut tasks = tokio::task::JoinSet::new();
             for si in batch {
                 let step = pending[si].take().expect("each step is in one batch");
-                if let Some(why) = halted.as_deref().filter(|_| !phase.always) {
-                    not_run_here(&journal, pi, si, why);
-                    results[si] = Some(not_run(step, why));
+                let skip = match when {
+                    PhaseWhen::Normal => halted
+                        .as_deref()
+                        .or_else(|| {
+                            failed_nodes
+                                .contains(&step.node)
+                                .then_some("this node failed earlier in the run")
+                        })
+                        .map(str::to_string),
+                    PhaseWhen::Always => None,
+                    PhaseWhen::OnFailure => (!failed_before)
+                        .then(|| "an on-failure phase, and nothing failed".to_string()),
+                };
+                if let Some(why) = skip {
+                    not_run_here(&journal, pi, si, &why);
+                    let r = not_run(step, &why);
+                    shared.finished(finished(pi, si, &phase_name, &r, None));
+                    results[si] = Some(r);
                     continue;
                 }
-                if !phase.always && failed_nodes.contains(&step.node) {
-                    let why = "this node failed earlier in the run";
-                    not_run_here(&journal, pi, si, why);
-                    results[si] = Some(not_run(step, why));
-                    continue;
-                }
-                if let Some((state, message)) = done.get(&(pi, si)) {
-                    let status = match state {
-                        StepState::Changed => StepStatus::Changed,
-                        StepState::Skipped => StepStatus::Skipped,
-                        _ => StepStatus::Ok,
-                    };
+                if let Some((state, message, data)) = done.get(&(pi, si)) {
+                    let status = StepStatus::from_state(*state);
                     let message = format!("done in an earlier attempt: {message}");
                     results[si] = Some(StepReport {
                         status,
                         message,
+                        data: data.as_deref().and_then(|d| serde_json::from_str(d).ok()),
                         ..not_run(step, "")
                     });
                     continue;
@@ -501,27 +610,23 @@ async fn apply_plan(
                     if let Some(j) = &journal {
                         let _ = j
                             .journal
-                            .step_finished(j.run, pi, si, StepState::Failed, &msg);
+                            .step_finished(j.run, pi, si, StepState::Failed, &msg, None);
                     }
-                    tasks.spawn(async move { (si, failed_step(step, msg)) });
+                    let r = failed_step(step, msg);
+                    shared.finished(finished(pi, si, &phase_name, &r, None));
+                    tasks.spawn(async move { (si, r) });
                     continue;
                 }
                 let (plugin, inv, sem) = (plugin.clone(), invocation.clone(), semaphore.clone());
                 let secrets = opts.secrets.clone();
-                let (ctx, limits, journal) = (
-                    call_ctx(
-                        &plugin,
-                        cluster,
-                        opts,
-                        if opts.read_only {
-                            ReadOnly::Command
-                        } else {
-                            ReadOnly::No
-                        },
-                    ),
-                    opts.limits,
-                    journal.clone(),
-                );
+                let read_only = if opts.read_only {
+                    ReadOnly::Command
+                } else {
+                    ReadOnly::No
+                };
+                let (cluster, opts, limits, journal) =
+                    (cluster.clone(), opts.clone(), opts.limits, journal.clone());
+                let (shared, phase_name) = (shared.clone(), phase_name.clone());
                 tasks.spawn(async move {
                     let _permit = sem.acquire_owned().await.expect("semaphore never closes");
                     if let Some(j) = &journal
@@ -536,7 +641,17 @@ async fn apply_plan(
                             ),
                         );
                     }
-                    let report = secrets.step(apply(&plugin, ctx, limits, &inv, step).await);
+                    let progress = Arc::new(shared.progress.step(&step.node, &step.name));
+                    let ctx = call_ctx(
+                        &plugin,
+                        &cluster,
+                        &opts,
+                        read_only,
+                        Some(shared.clone()),
+                        Some(progress),
+                    );
+                    let report = secrets.step(apply(&plugin, &secrets, ctx, limits, &inv, step).await);
+                    let data = report.data.as_ref().map(|d| d.to_string());
                     if let Some(j) = &journal
                         && let Err(e) = j.journal.step_finished(
                             j.run,
@@ -544,10 +659,12 @@ async fn apply_plan(
                             si,
                             report.status.into(),
                             &report.message,
+                            data.as_deref(),
                         )
                     {
                         tracing::error!("cannot journal the end of step {}: {e}", report.name);
                     }
+                    shared.finished(finished(pi, si, &phase_name, &report, data));
                     (si, report)
                 });
             }
@@ -572,6 +689,9 @@ async fn apply_plan(
                     "{failures} failed step(s) exceeded the run's failure budget of {budget} (--max-fail)"
                 ));
             }
+            if let Some(why) = &halted {
+                shared.halted(why);
+            }
         }
         let steps = results
             .into_iter()
@@ -579,15 +699,34 @@ async fn apply_plan(
             .collect();
         report.phases.push(PhaseReport {
             name: phase.name,
-            always: phase.always,
+            when,
+            always: when == PhaseWhen::Always,
             steps,
         });
     }
     report.halted = halted;
 }
 
+/// A step's result as `run.outcomes` gives it.
+fn finished(pi: usize, si: usize, phase: &str, r: &StepReport, data: Option<String>) -> Finished {
+    Finished {
+        phase_index: pi,
+        step_index: si,
+        phase: phase.to_string(),
+        node: r.node.clone(),
+        name: r.name.clone(),
+        status: r.status,
+        message: r.message.clone(),
+        data,
+    }
+}
+
+/// The most bytes of data one step may return.
+pub const MAX_DATA: usize = 1 << 20;
+
 async fn apply(
     plugin: &LoadedPlugin,
+    secrets: &Redactor,
     ctx: Arc<CallCtx>,
     limits: CallLimits,
     inv: &api::Invocation,
@@ -600,34 +739,54 @@ async fn apply(
         events,
         instantiate,
     } = plugin.apply_step(ctx, limits, inv, &step).await;
-    let (status, message) = match result {
-        Ok(out) => (
-            match out.status {
+    let (status, message, data) = match result {
+        Ok(out) => {
+            let status = match out.status {
                 api::StepStatus::Ok => StepStatus::Ok,
                 api::StepStatus::Changed => StepStatus::Changed,
                 api::StepStatus::Skipped => StepStatus::Skipped,
-            },
-            out.message,
-        ),
+            };
+            match out.data.map(parse_data).transpose() {
+                Ok(data) => (status, out.message, data),
+                // The step did its work; its result is unusable, and a
+                // rollback reading it would be misled: say so as a failure.
+                Err(why) => (
+                    StepStatus::Failed,
+                    format!("{} (the step's data was refused: {why})", out.message),
+                    None,
+                ),
+            }
+        }
         Err(e @ CallError::Plugin(crate::bindings::WitError::Unreachable(_))) => {
-            (StepStatus::Unreachable, e.to_string())
+            (StepStatus::Unreachable, e.to_string(), None)
         }
-        Err(e @ (CallError::Plugin(_) | CallError::Limit { .. } | CallError::Trap { .. })) => {
-            (StepStatus::Failed, e.to_string())
-        }
+        Err(e) => (StepStatus::Failed, e.to_string(), None),
     };
-    // The plugin chose the message: keep the report and journal small.
-    let message = cap_text(message, MAX_STEP_MESSAGE);
+    // The plugin chose the message: keep the report and journal small
+    // (secrets hidden first, so the cut cannot leave half of one).
+    let message = cap_text(secrets.text(message), MAX_STEP_MESSAGE);
     StepReport {
         node: step.node,
         name: step.name,
         status,
         message,
+        data,
         events,
         mutations,
         instantiate_us: instantiate.as_micros() as u64,
         duration_ms: start.elapsed().as_millis() as u64,
     }
+}
+
+/// A step's data: a JSON document of at most [`MAX_DATA`] bytes.
+fn parse_data(text: String) -> Result<serde_json::Value, String> {
+    if text.len() > MAX_DATA {
+        return Err(format!(
+            "it is {} bytes, more than the {MAX_DATA} bytes a step's data may be",
+            text.len()
+        ));
+    }
+    serde_json::from_str(&text).map_err(|e| format!("it is not JSON: {e}"))
 }
 
 fn not_run(step: api::Step, why: &str) -> StepReport {
@@ -643,9 +802,34 @@ fn failed_step(step: api::Step, message: String) -> StepReport {
         name: step.name,
         status: StepStatus::Failed,
         message,
+        data: None,
         events: vec![],
         mutations: vec![],
         instantiate_us: 0,
         duration_ms: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_data_must_be_json_and_small() {
+        assert_eq!(parse_data(r#"{"a":[1,2]}"#.into()).unwrap()["a"][1], 2);
+        assert!(parse_data("not json".into()).unwrap_err().contains("not JSON"));
+        let big = format!("\"{}\"", "x".repeat(MAX_DATA));
+        assert!(parse_data(big).unwrap_err().contains("more than the 1048576 bytes"));
+    }
+
+    #[test]
+    fn secrets_are_hidden_in_data_keys_and_values() {
+        let r = Redactor::new(vec!["s3cret".into()]);
+        let mut v = serde_json::json!({"key s3cret": ["x s3cret y", 1, {"n": "s3cret"}]});
+        r.json(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"key ***": ["x *** y", 1, {"n": "***"}]})
+        );
     }
 }

@@ -52,7 +52,7 @@ impl Grant {
     pub fn has(&self, name: &str) -> bool {
         let c = &self.capabilities;
         match name {
-            "types" | "nodes" | "log" => true,
+            "types" | "nodes" | "log" | "run" => true,
             "exec" => c.exec.is_some(),
             "fs" => c.fs.is_some(),
             "archive" => c.archive.is_some(),

@@ -20,6 +20,15 @@ pub enum JournalError {
     #[error("no run with id {0} in the journal (see `stackhost runs list`)")]
     NoSuchRun(i64),
     #[error(
+        "the journal {path} is at schema version {found}, newer than the {known} this stackhost \
+         knows; use a newer stackhost (nothing was changed)"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error(
         "the cluster is locked by run {run} ({plugin} {command}, pid {pid}, since {since}); \
          the lock expires in {expires_in}s unless its holder renews it. Wait for that run, or \
          pass --force-unlock if its holder is gone"
@@ -81,6 +90,40 @@ impl StepState {
     }
 }
 
+/// When a phase runs (the plan's `phase-when`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseWhen {
+    /// While nothing has failed.
+    Normal,
+    /// Even after a failure.
+    Always,
+    /// Only after a failure.
+    OnFailure,
+}
+
+impl PhaseWhen {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseWhen::Normal => "normal",
+            PhaseWhen::Always => "always",
+            PhaseWhen::OnFailure => "on-failure",
+        }
+    }
+
+    /// From the journal: the `phase_when` column, or (written before it
+    /// existed) the `always` column.
+    fn parse(s: &str, always: bool) -> PhaseWhen {
+        match s {
+            "always" => PhaseWhen::Always,
+            "on-failure" => PhaseWhen::OnFailure,
+            "normal" => PhaseWhen::Normal,
+            _ if always => PhaseWhen::Always,
+            _ => PhaseWhen::Normal,
+        }
+    }
+}
+
 /// A run as the journal holds it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
@@ -105,12 +148,14 @@ pub struct StepRecord {
     pub phase_index: usize,
     pub step_index: usize,
     pub phase: String,
-    pub always: bool,
+    pub when: PhaseWhen,
     pub node: String,
     pub name: String,
     pub payload: String,
     pub state: StepState,
     pub message: String,
+    /// The step's outcome data (JSON), once it finished with some.
+    pub data: Option<String>,
     /// How many times the step was started, over the run and its resumes.
     pub attempts: u32,
 }
@@ -144,12 +189,40 @@ CREATE TABLE IF NOT EXISTS cluster_lock (
 );
 ";
 
+/// Schema changes after the first, in order; `PRAGMA user_version` counts
+/// those applied. A journal newer than this host knows is refused.
+const MIGRATIONS: &[&str] = &[
+    // 1: phases that run only after a failure; step outcome data (WIT 0.1.1).
+    "ALTER TABLE steps ADD COLUMN phase_when TEXT NOT NULL DEFAULT '';
+     ALTER TABLE steps ADD COLUMN data TEXT;",
+];
+
 /// Seconds since the Unix epoch (SQLite integers are signed).
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Apply the migrations `conn` lacks, each in its own transaction.
+fn migrate(conn: &Connection, path: &Path) -> Result<(), JournalError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if found > known {
+        return Err(JournalError::TooNew {
+            path: path.display().to_string(),
+            found,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql} PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
+    }
+    Ok(())
 }
 
 impl Journal {
@@ -164,6 +237,7 @@ impl Journal {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn, path)?;
         Ok(Journal {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -198,9 +272,9 @@ impl Journal {
         let tx = conn.transaction()?;
         for s in steps {
             tx.execute(
-                "INSERT INTO steps (run_id, phase_index, step_index, phase, always, node, name, payload, state, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9)",
-                params![run, s.phase_index as i64, s.step_index as i64, s.phase, s.always, s.node, s.name, s.payload, now()],
+                "INSERT INTO steps (run_id, phase_index, step_index, phase, always, phase_when, node, name, payload, state, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10)",
+                params![run, s.phase_index as i64, s.step_index as i64, s.phase, s.when == PhaseWhen::Always, s.when.as_str(), s.node, s.name, s.payload, now()],
             )?;
         }
         tx.commit()?;
@@ -225,9 +299,10 @@ impl Journal {
         step: usize,
         state: StepState,
         message: &str,
+        data: Option<&str>,
     ) -> Result<(), JournalError> {
         self.conn().execute(
-            "UPDATE steps SET state = ?4, message = ?5, updated_at = ?6
+            "UPDATE steps SET state = ?4, message = ?5, data = ?6, updated_at = ?7
              WHERE run_id = ?1 AND phase_index = ?2 AND step_index = ?3",
             params![
                 run,
@@ -235,6 +310,7 @@ impl Journal {
                 step as i64,
                 state.as_str(),
                 message,
+                data,
                 now()
             ],
         )?;
@@ -247,6 +323,23 @@ impl Journal {
             "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
             params![run, if succeeded { "succeeded" } else { "failed" }, now()],
         )?;
+        Ok(())
+    }
+
+    /// Forget a run that never got a plan (its plan refused the
+    /// operator's arguments).
+    pub fn discard_run(&self, run: i64) -> Result<(), JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let steps: i64 = tx.query_row(
+            "SELECT count(*) FROM steps WHERE run_id = ?1",
+            params![run],
+            |r| r.get(0),
+        )?;
+        if steps == 0 {
+            tx.execute("DELETE FROM runs WHERE id = ?1", params![run])?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -283,7 +376,8 @@ impl Journal {
             .optional()?
             .ok_or(JournalError::NoSuchRun(id))?;
         let mut stmt = conn.prepare(
-            "SELECT phase_index, step_index, phase, always, node, name, payload, state, message, attempts
+            "SELECT phase_index, step_index, phase, always, node, name, payload, state, message, attempts,
+                    phase_when, data
              FROM steps WHERE run_id = ?1 ORDER BY phase_index, step_index",
         )?;
         run.steps = stmt
@@ -292,13 +386,14 @@ impl Journal {
                     phase_index: r.get::<_, i64>(0)? as usize,
                     step_index: r.get::<_, i64>(1)? as usize,
                     phase: r.get(2)?,
-                    always: r.get(3)?,
+                    when: PhaseWhen::parse(&r.get::<_, String>(10)?, r.get(3)?),
                     node: r.get(4)?,
                     name: r.get(5)?,
                     payload: r.get(6)?,
                     state: StepState::parse(&r.get::<_, String>(7)?),
                     message: r.get(8)?,
                     attempts: r.get(9)?,
+                    data: r.get(11)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -388,6 +483,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_round_one_journal_is_migrated_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        {
+            // The schema as round 1 left it, with a run in it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(
+                "INSERT INTO runs VALUES (1, 'p', '1.0.0', 'd', 'c', '{}', 0, 1, NULL, 'failed');
+                 INSERT INTO steps (run_id, phase_index, step_index, phase, always, node, name,
+                                    payload, state, updated_at)
+                 VALUES (1, 0, 0, 'cleanup', 1, 'local', 's', '', 'pending', 1);",
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        let run = j.get(1).unwrap();
+        assert_eq!(
+            (run.steps[0].when, run.steps[0].data.clone()),
+            (PhaseWhen::Always, None)
+        );
+        drop(j);
+        Journal::open(&path).expect("opening a migrated journal again changes nothing");
+
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = Journal::open(&path).err().expect("a newer journal is refused");
+        assert!(
+            err.to_string().contains("schema version 99, newer than the 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn records_steps_and_locks() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
@@ -396,22 +527,28 @@ mod tests {
             phase_index: 0,
             step_index: 0,
             phase: "ph".into(),
-            always: false,
+            when: PhaseWhen::OnFailure,
             node: "local".into(),
             name: "s".into(),
             payload: "x".into(),
             state: StepState::Pending,
             message: String::new(),
             attempts: 0,
+            data: None,
         };
         j.record_plan(run, &[step]).unwrap();
         j.step_started(run, 0, 0).unwrap();
-        j.step_finished(run, 0, 0, StepState::Changed, "done")
+        j.step_finished(run, 0, 0, StepState::Changed, "done", Some(r#"{"n":1}"#))
             .unwrap();
         let got = j.get(run).unwrap();
         assert_eq!(
-            (got.steps[0].state, got.steps[0].attempts),
-            (StepState::Changed, 1)
+            (
+                got.steps[0].state,
+                got.steps[0].attempts,
+                got.steps[0].when,
+                got.steps[0].data.as_deref()
+            ),
+            (StepState::Changed, 1, PhaseWhen::OnFailure, Some(r#"{"n":1}"#))
         );
 
         assert_eq!(j.lock(run, Duration::from_secs(60), false).unwrap(), None);

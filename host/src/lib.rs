@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod journal;
 pub mod manifest;
 pub mod paths;
+pub mod progress;
 pub mod rollout;
 pub mod runtime;
 pub mod sandbox;

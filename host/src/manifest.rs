@@ -484,6 +484,7 @@ pub struct DockerRequest {
 pub const RESERVED_ARGS: &[&str] = &[
     "dry-run",
     "json",
+    "verbose",
     "nodes",
     "memory-limit",
     "cpu-limit",

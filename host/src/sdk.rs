@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn carries_the_sdk_and_the_wit_the_host_serves() {
         assert_eq!(wit_version(), crate::bindings::WIT_VERSION);
-        assert_eq!(sdk_version(), semver::Version::new(0, 1, 0));
+        assert_eq!(sdk_version(), semver::Version::new(0, 2, 0));
         for must in [
             "stackhost-sdk/Cargo.toml",
             "stackhost-sdk/README.md",
@@ -194,6 +194,10 @@ mod tests {
             format!(
                 "| Step message (and a plan error) | {} KiB",
                 crate::executor::MAX_STEP_MESSAGE >> 10
+            ),
+            format!(
+                "| Step data | {} MiB of JSON per step",
+                crate::executor::MAX_DATA >> 20
             ),
             format!(
                 "| Step payload | {} MiB",

@@ -33,6 +33,9 @@ pub enum Error {
     /// The plugin itself gave up (see [`bail!`](crate::bail)); reported to
     /// the host as `failed`.
     Plugin(String),
+    /// The operator's arguments are wrong (from `plan`): printed as a plain
+    /// `error:` line, exit status 2. Made by [`usage!`](crate::usage).
+    Usage(String),
 }
 
 /// `Result` with the SDK's [`Error`] as the default error type.
@@ -55,7 +58,8 @@ impl Error {
             | Error::Unsupported(m)
             | Error::Io(m)
             | Error::Failed(m)
-            | Error::Plugin(m) => m,
+            | Error::Plugin(m)
+            | Error::Usage(m) => m,
         }
     }
 
@@ -79,7 +83,7 @@ impl fmt::Display for Error {
             Error::Unsupported(_) => "unsupported",
             Error::Io(_) => "I/O error",
             Error::Failed(_) => "failed",
-            Error::Plugin(m) => return f.write_str(m),
+            Error::Plugin(m) | Error::Usage(m) => return f.write_str(m),
         };
         write!(f, "{kind}: {}", self.message())
     }
@@ -112,7 +116,7 @@ impl From<Error> for WitError {
             Error::InvalidArgument(m) => WitError::InvalidArgument(m),
             Error::Unsupported(m) => WitError::Unsupported(m),
             Error::Io(m) => WitError::Io(m),
-            Error::Failed(m) | Error::Plugin(m) => WitError::Failed(m),
+            Error::Failed(m) | Error::Plugin(m) | Error::Usage(m) => WitError::Failed(m),
         }
     }
 }
@@ -152,5 +156,25 @@ macro_rules! ensure {
         if !$cond {
             $crate::bail!($($arg)+);
         }
+    };
+}
+
+/// Return early with [`Error::Usage`]: the operator's arguments are wrong.
+/// From `plan`, the host prints `error: MESSAGE` and exits with status 2.
+///
+/// ```
+/// # use stackhost_sdk::{usage, Result};
+/// fn keep(text: &str) -> Result<u32> {
+///     match text.parse() {
+///         Ok(n) => Ok(n),
+///         Err(_) => usage!("--keep takes a number of exports, not `{text}`"),
+///     }
+/// }
+/// assert!(keep("abc").is_err());
+/// ```
+#[macro_export]
+macro_rules! usage {
+    ($($arg:tt)+) => {
+        return ::core::result::Result::Err($crate::Error::Usage(::std::format!($($arg)+)))
     };
 }

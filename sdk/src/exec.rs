@@ -21,6 +21,7 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Command {
     inner: wit::Command,
+    live: bool,
 }
 
 impl Command {
@@ -38,6 +39,7 @@ impl Command {
                 cwd: None,
                 timeout_ms: None,
             },
+            live: false,
         }
     }
 
@@ -102,6 +104,21 @@ impl Command {
         // Past u32::MAX ms (49 days) the host's own limit decides anyway.
         self.inner.timeout_ms = Some(u32::try_from(limit.as_millis()).unwrap_or(u32::MAX));
         self
+    }
+
+    /// Show the program's output to the operator while it runs (the latest
+    /// line per node on a terminal; a line every few seconds otherwise).
+    /// The output is still captured and returned. For long programs: apt
+    /// upgrades, rsync, builds.
+    #[must_use = "builder methods return the changed command"]
+    pub fn live(mut self) -> Command {
+        self.live = true;
+        self
+    }
+
+    /// Whether [`Command::live`] was asked for.
+    pub fn is_live(&self) -> bool {
+        self.live
     }
 
     /// The program this command runs.

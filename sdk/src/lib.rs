@@ -54,7 +54,7 @@
 //! ```toml
 //! name = "uptime"
 //! version = "0.1.0"
-//! wit = "0.1.0"
+//! wit = "0.1.1"
 //! description = "Report each node's uptime"
 //!
 //! [[command]]
@@ -97,7 +97,7 @@
 //!
 //! # What is in the component
 //!
-//! [`export_plugin!`] exports `stackhost:host/plugin-api@0.1.0` and embeds
+//! [`export_plugin!`] exports `stackhost:host/commands@0.1.1` and embeds
 //! `stackhost.toml` as the custom section `stackhost-manifest`, which ends
 //! up in the core module nested inside the component. The component imports
 //! only the capability interfaces the plugin actually calls (the linker
@@ -146,11 +146,11 @@ pub mod patch_bindings {
         path: "../wit",
         world: "patch",
         with: {
-            "stackhost:host/types@0.1.0": crate::bindings::stackhost::host::types,
-            "stackhost:host/nodes@0.1.0": crate::bindings::stackhost::host::nodes,
-            "stackhost:host/exec@0.1.0": crate::bindings::stackhost::host::exec,
-            "stackhost:host/fs@0.1.0": crate::bindings::stackhost::host::fs,
-            "stackhost:host/log@0.1.0": crate::bindings::stackhost::host::log,
+            "stackhost:host/types@0.1.1": crate::bindings::stackhost::host::types,
+            "stackhost:host/nodes@0.1.1": crate::bindings::stackhost::host::nodes,
+            "stackhost:host/exec@0.1.1": crate::bindings::stackhost::host::exec,
+            "stackhost:host/fs@0.1.1": crate::bindings::stackhost::host::fs,
+            "stackhost:host/log@0.1.1": crate::bindings::stackhost::host::log,
         },
         pub_export_macro: true,
         export_macro_name: "export",
@@ -169,6 +169,7 @@ pub mod patches;
 mod plan;
 mod plugin;
 pub mod postgres;
+pub mod run;
 
 pub use error::{Error, Result};
 pub use exec::{Command, Output};
@@ -181,7 +182,7 @@ pub use plugin::Plugin;
 pub mod prelude {
     pub use crate::{
         Command, Error, Invocation, Node, Outcome, Output, Patch, PatchInfo, Phase, Plan, Plugin,
-        Result, Step, bail, ensure, export_patch, export_plugin, log, nodes,
+        Result, Step, bail, ensure, export_patch, export_plugin, log, nodes, run, usage,
     };
 }
 

@@ -38,6 +38,55 @@ pub fn local() -> Option<Node> {
         .map(Node::from_wit)
 }
 
+/// A node of the inventory, selected for this run or not, with how the
+/// host reaches it (see [`inventory`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryNode {
+    /// Its unique name.
+    pub name: String,
+    /// The address the host connects to.
+    pub address: String,
+    /// The node's own host name, when the inventory gives one.
+    pub hostname: Option<String>,
+    /// SSH port (0 for the local node).
+    pub port: u16,
+    /// SSH user (the operator's own for the local node).
+    pub user: String,
+    /// Its roles.
+    pub roles: Vec<String>,
+    /// Whether it is the machine the host runs on.
+    pub is_local: bool,
+    /// Whether it is selected for this run: only selected nodes can be
+    /// reached (run programs, touch files).
+    pub selected: bool,
+}
+
+impl InventoryNode {
+    /// Whether the node holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// Every node of the inventory, selected for this run or not, in inventory
+/// order: for configuration that describes the whole cluster (Nagios
+/// hosts, peer lists) when the run writes to one node.
+pub fn inventory() -> Vec<InventoryNode> {
+    wit_nodes::list_all()
+        .into_iter()
+        .map(|n| InventoryNode {
+            name: n.name,
+            address: n.address,
+            hostname: n.hostname,
+            port: n.port,
+            user: n.user,
+            roles: n.roles,
+            is_local: n.is_local,
+            selected: n.selected,
+        })
+        .collect()
+}
+
 /// One node of the cluster.
 ///
 /// Get one from [`all`], [`with_role`] or [`get`] while planning, or from
@@ -109,7 +158,11 @@ impl Node {
     /// Takes the command by value or by reference.
     pub fn run(&self, cmd: impl Borrow<Command>) -> Result<Output> {
         let cmd = cmd.borrow();
-        let out = wit_exec::run(&self.name, cmd.as_wit())?;
+        let out = if cmd.is_live() {
+            wit_exec::run_live(&self.name, cmd.as_wit())?
+        } else {
+            wit_exec::run(&self.name, cmd.as_wit())?
+        };
         Ok(Output::new(cmd.program(), out))
     }
 

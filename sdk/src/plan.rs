@@ -2,7 +2,7 @@
 //! a [`Plan`] of [`Phase`]s of [`Step`]s, each step ending in an
 //! [`Outcome`].
 
-use crate::bindings::exports::stackhost::host::plugin_api as wit;
+use crate::bindings::exports::stackhost::host::commands as wit;
 use crate::nodes::Node;
 use crate::{Error, Result};
 
@@ -139,7 +139,7 @@ impl Phase {
         Phase {
             inner: wit::Phase {
                 name: name.into(),
-                always: false,
+                when: wit::PhaseWhen::Normal,
                 steps: Vec::new(),
             },
         }
@@ -149,7 +149,17 @@ impl Phase {
     /// restart).
     #[must_use = "returns the changed phase"]
     pub fn always(mut self) -> Phase {
-        self.inner.always = true;
+        self.inner.when = wit::PhaseWhen::Always;
+        self
+    }
+
+    /// Run this phase only when an earlier step failed or the run halted
+    /// (rollback: switch back, retag back); when everything succeeded its
+    /// steps are `not-run`. Its steps run on failed nodes too; read
+    /// [`run::outcomes`](crate::run::outcomes) to see what was done.
+    #[must_use = "returns the changed phase"]
+    pub fn on_failure(mut self) -> Phase {
+        self.inner.when = wit::PhaseWhen::OnFailure;
         self
     }
 
@@ -251,6 +261,7 @@ pub enum Status {
 pub struct Outcome {
     status: Status,
     message: String,
+    data: Option<String>,
 }
 
 impl Outcome {
@@ -259,6 +270,7 @@ impl Outcome {
         Outcome {
             status: Status::Ok,
             message: message.into(),
+            data: None,
         }
     }
 
@@ -267,6 +279,7 @@ impl Outcome {
         Outcome {
             status: Status::Changed,
             message: message.into(),
+            data: None,
         }
     }
 
@@ -275,6 +288,7 @@ impl Outcome {
         Outcome {
             status: Status::Skipped,
             message: message.into(),
+            data: None,
         }
     }
 
@@ -288,6 +302,21 @@ impl Outcome {
         &self.message
     }
 
+    /// Attach a structured result: a JSON document (at most 1 MiB) that
+    /// `--json` shows under the step, the journal keeps, and later steps
+    /// read through [`run::outcomes`](crate::run::outcomes). The host fails
+    /// the step if it is not JSON.
+    #[must_use = "returns the outcome with its data"]
+    pub fn with_data(mut self, json: impl Into<String>) -> Outcome {
+        self.data = Some(json.into());
+        self
+    }
+
+    /// The data attached with [`Outcome::with_data`].
+    pub fn data(&self) -> Option<&str> {
+        self.data.as_deref()
+    }
+
     pub(crate) fn into_wit(self) -> wit::StepOutcome {
         let status = match self.status {
             Status::Ok => wit::StepStatus::Ok,
@@ -297,6 +326,7 @@ impl Outcome {
         wit::StepOutcome {
             status,
             message: self.message,
+            data: self.data,
         }
     }
 }

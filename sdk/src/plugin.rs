@@ -1,10 +1,10 @@
 //! The [`Plugin`] trait a plugin implements, and the adapter that turns it
-//! into the component's `plugin-api` export (used by
+//! into the component's `commands` export (used by
 //! [`export_plugin!`](crate::export_plugin)).
 
-use crate::bindings::exports::stackhost::host::plugin_api as wit;
+use crate::bindings::exports::stackhost::host::commands as wit;
 use crate::bindings::stackhost::host::types::Error as WitError;
-use crate::{Invocation, Outcome, Plan, Result, Step};
+use crate::{Error, Invocation, Outcome, Plan, Result, Step};
 use std::marker::PhantomData;
 
 /// A maintenance plugin.
@@ -18,7 +18,9 @@ pub trait Plugin {
     /// Turn the invocation into a plan. Only read-only capability calls
     /// belong here (probing nodes, reading files): the host refuses
     /// mutating ones with [`Error::PermissionDenied`](crate::Error). It runs
-    /// `plan` under `--dry-run` too.
+    /// `plan` under `--dry-run` too. Return [`Error::Usage`](crate::Error)
+    /// (see [`usage!`](crate::usage)) when the operator's arguments are
+    /// wrong: the host prints it as a plain `error:` line and exits 2.
     fn plan(inv: &Invocation) -> Result<Plan>;
 
     /// Carry out one step of the plan. Under `--dry-run` the same code
@@ -32,9 +34,12 @@ pub trait Plugin {
 pub struct Export<P>(PhantomData<fn() -> P>);
 
 impl<P: Plugin> wit::Guest for Export<P> {
-    fn plan(invocation: wit::Invocation) -> Result<wit::ExecutionPlan, WitError> {
+    fn plan(invocation: wit::Invocation) -> Result<wit::ExecutionPlan, wit::PlanError> {
         let inv = Invocation::from_wit(invocation);
-        P::plan(&inv).map(Plan::into_wit).map_err(Into::into)
+        P::plan(&inv).map(Plan::into_wit).map_err(|e| match e {
+            Error::Usage(m) => wit::PlanError::Usage(m),
+            other => wit::PlanError::Other(other.into()),
+        })
     }
 
     fn apply_step(

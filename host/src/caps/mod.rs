@@ -1,5 +1,5 @@
 //! Host capabilities, one module each: `exec`, `fs`, `nodes`, `log`,
-//! `archive`, `postgres`, `patches` (and the shared `types`). Each has
+//! `run`, `archive`, `postgres`, `patches` (and the shared `types`). Each has
 //! `mod.rs` (the marker type and its `add_to_linker`), `host.rs` (the
 //! generated `Host` trait's impl) and, where calls are scoped, `scope.rs`
 //! (the grant check). The `docker` interface is defined in the WIT but not
@@ -12,6 +12,7 @@ pub mod log;
 pub mod nodes;
 pub mod patches;
 pub mod postgres;
+pub mod run;
 pub mod types;
 
 use crate::bindings::WitError;

@@ -20,6 +20,9 @@ use std::process::ExitCode;
 
 /// Exit code for an error before or outside a run (bad input, refused plugin).
 pub const EXIT_ERROR: u8 = 1;
+/// Exit code for a usage error: the host's own, or a plugin's plan that
+/// refused the operator's arguments.
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code for a run that finished with failed steps or a failed plan.
 pub const EXIT_FAILED_STEPS: u8 = 3;
 
@@ -27,7 +30,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  error: bad input, refused or missing plugin, unreadable files
-  2  usage error on the command line
+  2  usage error on the command line (the host's, or a plugin's own)
   3  the run finished, but its plan or some of its steps failed
 
 Files live under ~/.config/stackhost, ~/.local/share/stackhost and

@@ -3,7 +3,7 @@
 //! a plugin produced is escaped for the terminal (see `text`).
 
 use super::text::{escape_for_terminal as shown, escape_line as one_line};
-use crate::executor::{RunReport, StepStatus};
+use crate::executor::{PhaseWhen, RunReport, StepStatus};
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -37,8 +37,12 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
         .unwrap_or(4)
         .max(4);
     for phase in &r.phases {
-        let always = if phase.always { " (always)" } else { "" };
-        writeln!(out, "\nphase {}{always}", one_line(&phase.name))?;
+        let when = match phase.when {
+            PhaseWhen::Normal => "",
+            PhaseWhen::Always => " (always)",
+            PhaseWhen::OnFailure => " (on failure)",
+        };
+        writeln!(out, "\nphase {}{when}", one_line(&phase.name))?;
         for s in &phase.steps {
             writeln!(
                 out,
@@ -72,6 +76,9 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
                 writeln!(out, "  {}", one_line(node))?;
                 for m in ms {
                     writeln!(out, "    {:<10} {}", one_line(&m.call), one_line(&m.detail))?;
+                    for line in m.diff.iter().flat_map(|d| d.lines()) {
+                        writeln!(out, "      {}", one_line(line))?;
+                    }
                 }
             }
         }

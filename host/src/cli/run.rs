@@ -1,7 +1,7 @@
 //! `stackhost run NAME[@REQ] COMMAND [ARGS]`: resolve the plugin, build its
 //! command line from the manifest, plan and apply, print the report.
 
-use crate::bindings::exports::stackhost::host::plugin_api as api;
+use crate::bindings::exports::stackhost::host::commands as api;
 use crate::caps::patches::PatchHost;
 use crate::cluster::Cluster;
 use crate::cluster::inventory;
@@ -54,6 +54,9 @@ pub struct ExecFlags {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Show every line of the programs' live output; by default a line every few seconds per step when stderr is not a terminal (on a terminal, each running step's latest line).
+    #[arg(long)]
+    pub verbose: bool,
     /// Most linear memory one plugin instance may use, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512)]
     memory_limit: usize,
@@ -157,6 +160,7 @@ impl ExecFlags {
             read_only: false,
             patches: None,
             secrets: Default::default(),
+            progress: crate::progress::Mode::detect(self.verbose),
         }
     }
 }
@@ -311,6 +315,17 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
             Some(h),
         )
     })?;
+    if report.usage_error {
+        // The operator's arguments were wrong: nothing ran, nothing to
+        // show in `runs list`.
+        journal.discard_run(run)?;
+        eprintln!(
+            "error: {}",
+            super::text::escape_for_terminal(report.plan_error.as_deref().unwrap_or_default())
+        );
+        eprintln!("See `stackhost run {} {command} --help`.", manifest.name);
+        return Ok(ExitCode::from(super::EXIT_USAGE));
+    }
     if spec_cmd.output == Output::Message && report.succeeded() {
         return print_messages(&report);
     }

@@ -55,6 +55,9 @@ struct NodeEntry {
     user: Option<String>,
     identity: Option<PathBuf>,
     sudo: Option<bool>,
+    /// The node's own host name, for plugins (Nagios, New Relic) that
+    /// describe it; the host connects to `address`.
+    hostname: Option<String>,
     #[serde(default)]
     local: bool,
     #[serde(default)]
@@ -110,14 +113,29 @@ fn parse(path: &Path, text: &str, ssh: SshOptions) -> Result<Cluster, InventoryE
                 n.name
             )));
         }
-        let (address, transport) = if n.local {
+        if let Some(h) = &n.hostname
+            && !valid_hostname(h)
+        {
+            return Err(invalid(format!(
+                "node `{}` has a malformed hostname `{}` (letters, digits, `-` and `.`, \
+                 at most 253 characters)",
+                n.name,
+                h.escape_default()
+            )));
+        }
+        let (address, port, user, transport) = if n.local {
             if n.address.is_some() || n.port.is_some() || n.user.is_some() {
                 return Err(invalid(format!(
                     "node `{}` is local; it takes no address, port or user",
                     n.name
                 )));
             }
-            ("127.0.0.1".to_string(), Transport::Local(LocalNode))
+            (
+                "127.0.0.1".to_string(),
+                0,
+                super::local_user(),
+                Transport::Local(LocalNode),
+            )
         } else {
             let address = n.address.ok_or_else(|| {
                 invalid(format!(
@@ -137,6 +155,8 @@ fn parse(path: &Path, text: &str, ssh: SshOptions) -> Result<Cluster, InventoryE
             };
             (
                 address,
+                target.port,
+                target.user.clone(),
                 Transport::Ssh(SshNode::new(&n.name, target, ssh.clone())),
             )
         };
@@ -145,6 +165,9 @@ fn parse(path: &Path, text: &str, ssh: SshOptions) -> Result<Cluster, InventoryE
             address,
             roles: n.roles,
             is_local: n.local,
+            hostname: n.hostname,
+            port,
+            user,
         };
         nodes.push(Arc::new(Node {
             info,
@@ -152,7 +175,20 @@ fn parse(path: &Path, text: &str, ssh: SshOptions) -> Result<Cluster, InventoryE
             files: Default::default(),
         }));
     }
-    Ok(Cluster { nodes })
+    Ok(Cluster::new(nodes))
+}
+
+/// A DNS host name: labels of letters, digits and `-`, not starting or
+/// ending with `-`.
+fn valid_hostname(h: &str) -> bool {
+    h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 #[cfg(test)]

@@ -76,7 +76,12 @@ impl LocalNode {
         let stderr = child.stderr.take().expect("stderr is piped");
         let run = async {
             let ((out, out_cut), (err, err_cut), (), status) =
-                tokio::join!(capture(stdout), capture(stderr), feed, child.wait());
+                tokio::join!(
+                    capture(stdout, req.live.as_ref()),
+                    capture(stderr, req.live.as_ref()),
+                    feed,
+                    child.wait()
+                );
             (out, out_cut || err_cut, err, status)
         };
         match tokio::time::timeout(req.timeout, run).await {
@@ -144,7 +149,10 @@ impl Drop for GroupKill {
 }
 
 /// Read a stream to its end, keeping at most [`CAPTURE_LIMIT`] bytes.
-async fn capture(mut stream: impl AsyncRead + Unpin) -> (Vec<u8>, bool) {
+async fn capture(
+    mut stream: impl AsyncRead + Unpin,
+    live: Option<&super::LiveSink>,
+) -> (Vec<u8>, bool) {
     let mut kept = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
     let mut truncated = false;
@@ -152,6 +160,9 @@ async fn capture(mut stream: impl AsyncRead + Unpin) -> (Vec<u8>, bool) {
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                if let Some(live) = live {
+                    live.take(&buf[..n]);
+                }
                 let room = CAPTURE_LIMIT - kept.len();
                 if n > room {
                     truncated = true;
@@ -185,6 +196,7 @@ mod tests {
             user: None,
             cwd: None,
             timeout: std::time::Duration::from_secs(10),
+            live: None,
         };
         let out = LocalNode.exec(&req).await.unwrap();
         assert_eq!(
@@ -223,6 +235,7 @@ mod tests {
             user: None,
             cwd: None,
             timeout,
+            live: None,
         }
     }
 

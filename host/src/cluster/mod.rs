@@ -22,6 +22,28 @@ pub struct NodeInfo {
     pub address: String,
     pub roles: Vec<String>,
     pub is_local: bool,
+    /// The node's own host name, when the inventory gives one.
+    pub hostname: Option<String>,
+    /// SSH port; 0 for the local node.
+    pub port: u16,
+    /// SSH user; the operator's own user for the local node.
+    pub user: String,
+}
+
+/// The user the host runs as (the local node's user).
+pub fn local_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            let uid = rustix::process::getuid();
+            if uid.is_root() {
+                "root".into()
+            } else {
+                uid.as_raw().to_string()
+            }
+        })
 }
 
 /// How the host reaches a node.
@@ -44,6 +66,8 @@ pub struct Node {
 #[derive(Debug, Default)]
 pub struct Cluster {
     nodes: Vec<Arc<Node>>,
+    /// Every node of the inventory, selected or not.
+    all: Arc<Vec<NodeInfo>>,
 }
 
 impl Cluster {
@@ -55,14 +79,21 @@ impl Cluster {
             address: "127.0.0.1".into(),
             roles: vec!["core".into()],
             is_local: true,
+            hostname: None,
+            port: 0,
+            user: local_user(),
         };
-        Cluster {
-            nodes: vec![Arc::new(Node {
-                info,
-                transport: Transport::Local(LocalNode),
-                files: Default::default(),
-            })],
-        }
+        Cluster::new(vec![Arc::new(Node {
+            info,
+            transport: Transport::Local(LocalNode),
+            files: Default::default(),
+        })])
+    }
+
+    /// A cluster of all of `nodes`.
+    pub fn new(nodes: Vec<Arc<Node>>) -> Cluster {
+        let all = Arc::new(nodes.iter().map(|n| n.info.clone()).collect());
+        Cluster { nodes, all }
     }
 
     /// Keep only the nodes that `selectors` pick (see [`select`]).
@@ -75,7 +106,13 @@ impl Cluster {
                 .into_iter()
                 .filter(|n| keep.contains(&n.info.name))
                 .collect(),
+            all: self.all,
         })
+    }
+
+    /// Every node of the inventory, selected for the run or not.
+    pub fn inventory(&self) -> &[NodeInfo] {
+        &self.all
     }
 
     /// Every node of the run.
@@ -130,6 +167,26 @@ pub struct ExecRequest {
     pub user: Option<String>,
     pub cwd: Option<String>,
     pub timeout: std::time::Duration,
+    /// Where the program's output goes as it arrives (`exec.run-live`),
+    /// besides being captured.
+    pub live: Option<LiveSink>,
+}
+
+/// Takes a running program's output, stdout and stderr alike, as it
+/// arrives.
+#[derive(Clone)]
+pub struct LiveSink(pub std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>);
+
+impl LiveSink {
+    pub fn take(&self, data: &[u8]) {
+        (self.0)(data)
+    }
+}
+
+impl std::fmt::Debug for LiveSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveSink")
+    }
 }
 
 /// What a finished program produced.

@@ -58,6 +58,9 @@ mod tests {
     fn node(name: &str, roles: &[&str]) -> NodeInfo {
         NodeInfo {
             name: name.into(),
+            hostname: None,
+            port: 22,
+            user: "root".into(),
             address: "127.0.0.1".into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             is_local: false,

@@ -355,6 +355,7 @@ impl SshNode {
         stdin: Option<&[u8]>,
         timeout: Duration,
         sudo: Vec<String>,
+        live: Option<&super::LiveSink>,
     ) -> Result<ExecOutput, NodeError> {
         self.check_line(line)?;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -392,9 +393,15 @@ impl SshNode {
                     ChannelMsg::Data { data } => {
                         let data = header.take(&data);
                         guard.arm(header.pgid());
+                        if let Some(live) = live {
+                            live.take(&data);
+                        }
                         keep(&mut out.stdout, &data, &mut out.truncated)
                     }
                     ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        if let Some(live) = live {
+                            live.take(&data);
+                        }
                         keep(&mut out.stderr, &data, &mut out.truncated)
                     }
                     ChannelMsg::ExitStatus { exit_status } => {
@@ -480,8 +487,15 @@ impl SshNode {
             line = format!("cd {} && {line}", quote(cwd));
         }
         let what = format!("`{}`", req.program);
-        self.run_line(&what, &line, req.stdin.as_deref(), req.timeout, sudo)
-            .await
+        self.run_line(
+            &what,
+            &line,
+            req.stdin.as_deref(),
+            req.timeout,
+            sudo,
+            req.live.as_ref(),
+        )
+        .await
     }
 
     /// Words that run a kill as root when the inventory asks for sudo.
@@ -615,6 +629,7 @@ impl SshNode {
                 stdin,
                 Duration::from_secs(600),
                 self.root_sudo(),
+                None,
             )
             .await?;
         if out.truncated {

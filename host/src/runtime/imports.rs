@@ -7,7 +7,7 @@ use semver::Version;
 
 /// Interfaces of `stackhost:host` this host implements.
 pub const PROVIDED: &[&str] = &[
-    "types", "nodes", "log", "exec", "fs", "archive", "postgres", "patches",
+    "types", "nodes", "log", "run", "exec", "fs", "archive", "postgres", "patches",
 ];
 
 /// Interfaces that exist in the WIT but whose host side is not built yet.
@@ -198,11 +198,17 @@ mod tests {
         .unwrap_err();
         assert!(
             err.to_string().contains("stackhost:host@1.0.0")
-                && err.to_string().contains("stackhost:host@0.1.0")
+                && err.to_string().contains("stackhost:host@0.1.1")
         );
+        // 0.1.0 and 0.1.1 imports alike; `run` needs no grant.
         check(
             "p",
-            ["wasi:io/streams@0.2.6", "stackhost:host/log@0.1.0"].into_iter(),
+            [
+                "wasi:io/streams@0.2.6",
+                "stackhost:host/log@0.1.0",
+                "stackhost:host/run@0.1.1",
+            ]
+            .into_iter(),
             Allowed::Granted(&none),
         )
         .unwrap();

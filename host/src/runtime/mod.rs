@@ -12,7 +12,9 @@ pub use cache::CacheOutcome;
 pub use limits::{CallLimits, LimitExceeded};
 pub use state::{CallCtx, Event, Mutation, PluginState, ReadOnly};
 
-use crate::bindings::exports::stackhost::host::plugin_api as api;
+use crate::bindings::exports::stackhost::host::commands as api;
+use crate::bindings::legacy::Plugin010Pre;
+use crate::bindings::legacy::exports::stackhost::host::plugin_api as v010;
 use crate::bindings::patch::PatchPre;
 use crate::bindings::stackhost::host::types::PatchInfo;
 use crate::bindings::{PluginPre, WitError};
@@ -51,6 +53,8 @@ pub struct LoadedPlugin {
 /// The linked component, by world.
 enum Pre {
     Plugin(PluginPre<PluginState>),
+    /// A plugin built against WIT 0.1.0 (exports `plugin-api`).
+    Legacy(Plugin010Pre<PluginState>),
     Patch(PatchPre<PluginState>),
 }
 
@@ -61,6 +65,9 @@ pub enum CallError {
     /// permission-denied that it passed on).
     #[error("{}", crate::caps::describe_error(.0))]
     Plugin(WitError),
+    /// The plugin's plan refused the operator's arguments.
+    #[error("{0}")]
+    Usage(String),
     /// The call ran into a limit and was stopped.
     #[error("plugin `{plugin}` was stopped: {limit}")]
     Limit {
@@ -140,12 +147,17 @@ impl Runtime {
         grant: Grant,
     ) -> anyhow::Result<LoadedPlugin> {
         self.link(name, digest, wasm, grant, |pre| {
-            PluginPre::new(pre)
-                .map(Pre::Plugin)
-                .map_err(anyhow::Error::from)
-                .with_context(|| {
-                    format!("plugin `{name}` does not export stackhost:host/plugin-api")
-                })
+            // A 0.1.1 plugin exports `commands`; one built against 0.1.0
+            // exports `plugin-api`.
+            match PluginPre::new(pre.clone()) {
+                Ok(p) => Ok(Pre::Plugin(p)),
+                Err(new) => Plugin010Pre::new(pre).map(Pre::Legacy).map_err(|_| {
+                    anyhow::Error::from(new).context(format!(
+                        "plugin `{name}` exports neither stackhost:host/commands (0.1.1) \
+                         nor stackhost:host/plugin-api (0.1.0)"
+                    ))
+                }),
+            }
         })
     }
 
@@ -210,6 +222,7 @@ impl Runtime {
         caps::types::add_to_linker(&mut linker)?;
         caps::nodes::add_to_linker(&mut linker)?;
         caps::log::add_to_linker(&mut linker)?;
+        caps::run::add_to_linker(&mut linker)?;
         if grant.has("exec") {
             caps::exec::add_to_linker(&mut linker)?;
         }
@@ -330,6 +343,7 @@ impl LoadedPlugin {
         let mut store = Store::new(
             match &self.pre {
                 Pre::Plugin(p) => p.engine(),
+                Pre::Legacy(p) => p.engine(),
                 Pre::Patch(p) => p.engine(),
             },
             PluginState::new(ctx.clone(), limits.memory),
@@ -355,18 +369,39 @@ impl LoadedPlugin {
                 Pre::Plugin(pre) => {
                     let plugin = pre.instantiate_async(&mut store).await?;
                     let instantiate = t.elapsed();
-                    let api = plugin.stackhost_host_plugin_api();
+                    let api = plugin.stackhost_host_commands();
                     let out = match export {
-                        Export::Plan(inv) => {
-                            api.call_plan(&mut store, inv).await?.map(Returned::Plan)
-                        }
+                        Export::Plan(inv) => match api.call_plan(&mut store, inv).await? {
+                            Ok(plan) => Ok(Returned::Plan(plan)),
+                            Err(api::PlanError::Usage(m)) => {
+                                return Ok((Err(CallError::Usage(m)), instantiate));
+                            }
+                            Err(api::PlanError::Other(e)) => Err(e),
+                        },
                         Export::ApplyStep(inv, step) => api
                             .call_apply_step(&mut store, inv, step)
                             .await?
                             .map(Returned::Outcome),
                         _ => return Err(wrong_world(&self.name, "plugin")),
                     };
-                    (out, instantiate)
+                    (out.map_err(CallError::Plugin), instantiate)
+                }
+                Pre::Legacy(pre) => {
+                    let plugin = pre.instantiate_async(&mut store).await?;
+                    let instantiate = t.elapsed();
+                    let api = plugin.stackhost_host_plugin_api();
+                    let out = match export {
+                        Export::Plan(inv) => api
+                            .call_plan(&mut store, &legacy::invocation(inv))
+                            .await?
+                            .map(|p| Returned::Plan(legacy::plan(p))),
+                        Export::ApplyStep(inv, step) => api
+                            .call_apply_step(&mut store, &legacy::invocation(inv), &legacy::step(step))
+                            .await?
+                            .map(|o| Returned::Outcome(legacy::outcome(o))),
+                        _ => return Err(wrong_world(&self.name, "plugin")),
+                    };
+                    (out.map_err(CallError::Plugin), instantiate)
                 }
                 Pre::Patch(pre) => {
                     let patch = pre.instantiate_async(&mut store).await?;
@@ -388,15 +423,14 @@ impl LoadedPlugin {
                             .map(|()| Returned::Done),
                         _ => return Err(wrong_world(&self.name, "patch")),
                     };
-                    (out, instantiate)
+                    (out.map_err(CallError::Plugin), instantiate)
                 }
             };
             Ok::<_, wasmtime::Error>(out)
         };
         let outcome = tokio::time::timeout(limits.wall, run).await;
         let (result, instantiate) = match outcome {
-            Ok(Ok((Ok(v), inst))) => (Ok(v), inst),
-            Ok(Ok((Err(e), inst))) => (Err(CallError::Plugin(e)), inst),
+            Ok(Ok((out, inst))) => (out, inst),
             Ok(Err(trap)) => (Err(self.trap_error(trap, &store)), Duration::ZERO),
             Err(_) => (
                 Err(CallError::Limit {
@@ -444,6 +478,72 @@ impl LoadedPlugin {
         CallError::Trap {
             plugin: self.name.clone(),
             message,
+        }
+    }
+}
+
+/// The 0.1.0 export's types, to and from this host's (`commands`).
+mod legacy {
+    use super::{api, v010};
+
+    pub fn invocation(i: &api::Invocation) -> v010::Invocation {
+        v010::Invocation {
+            command: i.command.clone(),
+            args: i
+                .args
+                .iter()
+                .map(|a| v010::Arg {
+                    name: a.name.clone(),
+                    values: a.values.clone(),
+                })
+                .collect(),
+            dry_run: i.dry_run,
+        }
+    }
+
+    pub fn step(s: &api::Step) -> v010::Step {
+        v010::Step {
+            node: s.node.clone(),
+            name: s.name.clone(),
+            payload: s.payload.clone(),
+        }
+    }
+
+    pub fn plan(p: v010::ExecutionPlan) -> api::ExecutionPlan {
+        api::ExecutionPlan {
+            phases: p
+                .phases
+                .into_iter()
+                .map(|ph| api::Phase {
+                    name: ph.name,
+                    when: if ph.always {
+                        api::PhaseWhen::Always
+                    } else {
+                        api::PhaseWhen::Normal
+                    },
+                    steps: ph
+                        .steps
+                        .into_iter()
+                        .map(|s| api::Step {
+                            node: s.node,
+                            name: s.name,
+                            payload: s.payload,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn outcome(o: v010::StepOutcome) -> api::StepOutcome {
+        api::StepOutcome {
+            status: match o.status {
+                v010::StepStatus::Ok => api::StepStatus::Ok,
+                v010::StepStatus::Changed => api::StepStatus::Changed,
+                v010::StepStatus::Skipped => api::StepStatus::Skipped,
+            },
+            message: o.message,
+            data: None,
         }
     }
 }

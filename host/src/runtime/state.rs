@@ -20,6 +20,96 @@ pub struct Mutation {
     pub call: String,
     /// What it would have done, for the operator.
     pub detail: String,
+    /// For a file write: a unified diff against the file's current
+    /// content (text under 1 MiB), or sizes and sha256 of both.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+/// A step of the run that has finished, as `run.outcomes` gives it.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub phase_index: usize,
+    pub step_index: usize,
+    pub phase: String,
+    pub node: String,
+    pub name: String,
+    pub status: crate::executor::StepStatus,
+    pub message: String,
+    /// The step's data, as JSON text.
+    pub data: Option<String>,
+}
+
+/// What every call of one run shares: the steps finished so far (for the
+/// `run` interface) and the live display.
+#[derive(Debug)]
+pub struct RunShared {
+    finished: Mutex<Vec<Finished>>,
+    /// The first failed step's message.
+    failure: Mutex<Option<String>>,
+    /// Why the run halted.
+    halt: Mutex<Option<String>>,
+    pub progress: crate::progress::Progress,
+    /// The run's secret values.
+    pub secrets: std::sync::Arc<crate::executor::Redactor>,
+}
+
+impl RunShared {
+    pub fn new(
+        progress: crate::progress::Progress,
+        secrets: std::sync::Arc<crate::executor::Redactor>,
+    ) -> RunShared {
+        RunShared {
+            finished: Mutex::default(),
+            failure: Mutex::default(),
+            halt: Mutex::default(),
+            progress,
+            secrets,
+        }
+    }
+
+    /// Note a finished step (its message and data already redacted).
+    pub fn finished(&self, step: Finished) {
+        if step.status.is_failure() {
+            let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+            failure.get_or_insert_with(|| {
+                format!("step `{}` failed on {}: {}", step.name, step.node, step.message)
+            });
+        }
+        self.finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(step);
+    }
+
+    /// The run halted.
+    pub fn halted(&self, why: &str) {
+        *self.halt.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+    }
+
+    /// Finished steps in plan order, only those on `node` when given.
+    pub fn outcomes(&self, node: Option<&str>) -> Vec<Finished> {
+        let mut all: Vec<Finished> = self
+            .finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|f| node.is_none_or(|n| f.node == n))
+            .cloned()
+            .collect();
+        all.sort_by_key(|f| (f.phase_index, f.step_index));
+        all
+    }
+
+    /// The first failed step's message, or else why the run halted.
+    pub fn failure(&self) -> Option<String> {
+        let first = self
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        first.or_else(|| self.halt.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
 }
 
 /// An event the plugin logged.
@@ -46,6 +136,10 @@ const MAX_EVENT_BYTES: usize = 1 << 20;
 /// of each: the plugin controls both.
 const MAX_MUTATIONS: usize = 10_000;
 pub const MAX_DETAIL: usize = 1024;
+/// The longest diff kept of one recorded write.
+pub const MAX_DIFF: usize = 256 << 10;
+/// The most bytes of diffs one call keeps together.
+const MAX_DIFF_BYTES: usize = 8 << 20;
 
 /// `text` cut to at most `max` bytes (on a character boundary), saying
 /// how much was cut.
@@ -101,6 +195,10 @@ pub struct CallCtx {
     pub exec_timeout: Duration,
     /// The installed vendor patches, for a plugin granted `patches`.
     pub patches: Option<std::sync::Arc<crate::caps::patches::PatchHost>>,
+    /// The run this call belongs to (none for a vendor patch's `info`).
+    pub run: Option<std::sync::Arc<RunShared>>,
+    /// The live line of the step this call carries out.
+    pub progress: Option<std::sync::Arc<crate::progress::StepProgress>>,
     mutations: Mutex<Recorded<Mutation>>,
     events: Mutex<Recorded<Event>>,
     /// Nanoseconds spent in host calls, so the CPU limit counts only the
@@ -124,6 +222,8 @@ impl CallCtx {
             read_only: ReadOnly::No,
             exec_timeout,
             patches: None,
+            run: None,
+            progress: None,
             mutations: Mutex::default(),
             events: Mutex::default(),
             host_nanos: AtomicU64::new(0),
@@ -145,6 +245,17 @@ impl CallCtx {
         self
     }
 
+    /// Belong to `run`; show the step's progress on `progress`.
+    pub fn in_run(
+        mut self,
+        run: Option<std::sync::Arc<RunShared>>,
+        progress: Option<std::sync::Arc<crate::progress::StepProgress>>,
+    ) -> CallCtx {
+        self.run = run;
+        self.progress = progress;
+        self
+    }
+
     /// In a read-only call, the refusal of mutating call `call`.
     pub fn refuse_mutation(&self, node: &str, call: &str) -> Result<(), crate::bindings::WitError> {
         let why = match self.read_only {
@@ -160,15 +271,39 @@ impl CallCtx {
     /// Record a mutation that a dry run did not make. Past
     /// [`MAX_MUTATIONS`] only the count is kept (and reported).
     pub fn record(&self, node: &str, call: &str, detail: String) {
+        self.record_diff(node, call, detail, None);
+    }
+
+    /// Record a mutation with a diff of what it would change (capped at
+    /// [`MAX_DIFF`]).
+    pub fn record_diff(&self, node: &str, call: &str, detail: String, diff: Option<String>) {
+        // Secrets hidden before anything is cut, so a cut cannot leave half
+        // a secret showing.
+        let (detail, diff) = match &self.run {
+            Some(run) => (run.secrets.text(detail), diff.map(|d| run.secrets.text(d))),
+            None => (detail, diff),
+        };
         let mut kept = self.mutations.lock().unwrap_or_else(|p| p.into_inner());
         if kept.items.len() >= MAX_MUTATIONS {
             kept.dropped += 1;
             return;
         }
+        let diff = diff.map(|d| cap_text(d, MAX_DIFF)).map(|d| {
+            if kept.bytes + d.len() > MAX_DIFF_BYTES {
+                format!(
+                    "(diff of {} bytes not kept: a step keeps at most {MAX_DIFF_BYTES} bytes of diffs)",
+                    d.len()
+                )
+            } else {
+                kept.bytes += d.len();
+                d
+            }
+        });
         kept.items.push(Mutation {
             node: node.into(),
             call: call.into(),
             detail: cap_text(detail, MAX_DETAIL),
+            diff,
         });
     }
 
@@ -210,6 +345,7 @@ impl CallCtx {
                     "{} more mutations recorded but not kept (at most {MAX_MUTATIONS} per step)",
                     m.dropped
                 ),
+                diff: None,
             });
         }
         let mut events = e.items;

@@ -35,6 +35,7 @@ struct Backup;
 
 impl Plugin for Backup {
     fn plan(inv: &Invocation) -> Result<Plan> {
+        check_usage(inv)?;
         let core = core_node()?;
         let one = |name: &str| Ok(Plan::new().phase(Phase::new(name).step(&core, name, "")));
         match inv.command() {
@@ -69,6 +70,47 @@ impl Plugin for Backup {
             other => bail!("unknown step `{other}`"),
         }
     }
+}
+
+/// The operator's arguments, checked before anything is planned: a wrong
+/// one is a usage error (`error: ...`, exit 2), not a failed run.
+fn check_usage(inv: &Invocation) -> Result<()> {
+    let checked = match inv.command() {
+        "export" => export_roles_named(inv),
+        "prune" => inv
+            .require("keep")?
+            .parse::<usize>()
+            .map(drop)
+            .map_err(|_| Error::plugin("--keep takes a whole number")),
+        "schedule" if !inv.flag("list") && !inv.flag("remove") => {
+            match inv.value("dest") {
+                None => Err(Error::plugin("schedule needs DEST (or --list / --remove)")),
+                Some(d) if !d.starts_with('/') => {
+                    Err(Error::plugin(format!("DEST must be an absolute path, not `{d}`")))
+                }
+                Some(_) => inv.value("at").map_or(Ok(()), check_cron),
+            }
+        }
+        _ => Ok(()),
+    };
+    checked.map_err(|e| Error::Usage(e.message().to_string()))
+}
+
+/// --only and --exclude name exportable roles; --cluster and
+/// --only-this-node exclude each other.
+fn export_roles_named(inv: &Invocation) -> Result<()> {
+    for r in inv.values("only").iter().chain(inv.values("exclude")) {
+        ensure!(
+            ROLES.contains(&r.as_str()),
+            "unknown role `{r}` (exportable: {})",
+            ROLES.join(", ")
+        );
+    }
+    ensure!(
+        !(inv.flag("cluster") && inv.flag("only-this-node")),
+        "--cluster and --only-this-node exclude each other"
+    );
+    Ok(())
 }
 
 fn core_node() -> Result<Node> {

@@ -15,8 +15,29 @@ impl exec::Host for CapView<'_> {
         cmd: Command,
     ) -> wasmtime::Result<Result<Output, WitError>> {
         let call = self.call;
-        Ok(call.timed(run(self, node, cmd)).await)
+        Ok(call.timed(run(self, node, cmd, false)).await)
     }
+
+    async fn run_live(
+        &mut self,
+        node: String,
+        cmd: Command,
+    ) -> wasmtime::Result<Result<Output, WitError>> {
+        let call = self.call;
+        Ok(call.timed(run(self, node, cmd, true)).await)
+    }
+}
+
+/// A sink that shows each line of output on the step's live line.
+fn live_sink(view: &CapView<'_>) -> Option<crate::cluster::LiveSink> {
+    let progress = view.call.progress.clone()?;
+    let lines = std::sync::Mutex::new(crate::progress::LineSplitter::new());
+    Some(crate::cluster::LiveSink(std::sync::Arc::new(
+        move |data: &[u8]| {
+            let mut lines = lines.lock().unwrap_or_else(|p| p.into_inner());
+            lines.feed(data, |line| progress.line(line));
+        },
+    )))
 }
 
 /// The command line a dry run records: quoted words, cut at the record's
@@ -25,7 +46,12 @@ fn recorded_line(cmd: &Command) -> String {
     scope::quoted_call(&cmd.program, &cmd.args, crate::runtime::state::MAX_DETAIL)
 }
 
-async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, WitError> {
+async fn run(
+    view: &CapView<'_>,
+    node: String,
+    cmd: Command,
+    live: bool,
+) -> Result<Output, WitError> {
     let node = view.node(&node)?;
     if cmd.program.is_empty() {
         return Err(WitError::InvalidArgument("empty program name".into()));
@@ -69,6 +95,7 @@ async fn run(view: &CapView<'_>, node: String, cmd: Command) -> Result<Output, W
         user: cmd.user,
         cwd: cmd.cwd,
         timeout,
+        live: if live { live_sink(view) } else { None },
     };
     let out = node.transport.exec(&req).await?;
     Ok(Output {

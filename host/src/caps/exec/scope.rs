@@ -479,6 +479,9 @@ mod tests {
     fn node(roles: &[&str]) -> NodeInfo {
         NodeInfo {
             name: "n".into(),
+            hostname: None,
+            port: 22,
+            user: "root".into(),
             address: "".into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             is_local: true,

@@ -2,13 +2,14 @@
 //! beneath its pinned grant root on the node (`crate::sandbox`); under
 //! `--dry-run` mutating calls are recorded after the check instead.
 
+use super::diff;
 use super::scope::{Access, Checked, check, link_policy};
 use crate::bindings::WitError;
 use crate::bindings::stackhost::host::fs::{self, DirEntry, FileType, Metadata};
 use crate::caps::CapView;
 use crate::cluster::files::{Input, Output};
 use crate::cluster::{Node, NodeError};
-use crate::sandbox::wire::{Reply, Request};
+use crate::sandbox::wire::{Loc, Reply, Request};
 use crate::sandbox::{FileKind, ops::check_mode};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,12 +62,60 @@ impl CapView<'_> {
         detail: String,
         op: impl Future<Output = Result<T, NodeError>>,
     ) -> Result<T, WitError> {
+        self.unless_recorded_with(node, call, detail, None, op)
+            .await
+    }
+
+    /// [`Self::unless_recorded`], recording `diff` with the mutation.
+    async fn unless_recorded_with<T: Default>(
+        &self,
+        node: &Node,
+        call: &str,
+        detail: String,
+        diff: Option<String>,
+        op: impl Future<Output = Result<T, NodeError>>,
+    ) -> Result<T, WitError> {
         self.call.refuse_mutation(&node.info.name, call)?;
         if self.call.dry_run {
-            self.call.record(&node.info.name, call, detail);
+            self.call.record_diff(&node.info.name, call, detail, diff);
             return Ok(T::default());
         }
         Ok(op.await?)
+    }
+}
+
+/// What `loc` on `node` holds now, for the diff of a recorded write. The
+/// host reads it for the operator; the plugin never sees it.
+async fn current(node: &Node, path: &str, loc: &Loc) -> diff::Current {
+    let what = format!("fs.write `{path}` (reading it for the dry-run diff)");
+    let stat = Request::Stat {
+        at: loc.clone(),
+        follow: false,
+    };
+    let st = match node.files(&what, stat, Input::None, None).await {
+        Ok((Reply::Stat(Some(st)), _)) => st,
+        Ok((Reply::Stat(None), _)) => return diff::Current::Missing,
+        _ => return diff::Current::Other("unreadable"),
+    };
+    match st.kind {
+        FileKind::File if st.size <= diff::MAX_TEXT_DIFF => {}
+        FileKind::File => return diff::Current::Large(st.size),
+        FileKind::Directory => return diff::Current::Other("a directory"),
+        FileKind::Symlink => return diff::Current::Other("a symlink (it would be replaced)"),
+        FileKind::Other => return diff::Current::Other("not a regular file"),
+    }
+    let max = diff::MAX_TEXT_DIFF;
+    let read = Request::Read {
+        at: loc.clone(),
+        max,
+    };
+    match node
+        .files(&what, read, Input::None, Some(Output::Collect(max)))
+        .await
+    {
+        Ok((Reply::Bytes(_), data)) => diff::Current::Small(data),
+        // Grown past the cap since the stat, or gone: say its size.
+        _ => diff::Current::Large(st.size),
     }
 }
 
@@ -159,11 +208,18 @@ impl fs::Host for CapView<'_> {
             let detail = format!("{path} ({} bytes)", data.len());
             let what = format!("fs.write `{path}`");
             let len = data.len() as u64;
-            let req = Request::Write { at: c.loc, mode, len };
+            let req = Request::Write { at: c.loc.clone(), mode, len };
+            let diff = if this.call.dry_run
+                && this.call.refuse_mutation(&node.info.name, "fs.write").is_ok()
+            {
+                Some(diff::of_write(&path, &current(&node, &path, &c.loc).await, &data))
+            } else {
+                None
+            };
             let op = async {
                 node.files(&what, req, Input::Bytes(data), None).await.map(drop)
             };
-            this.unless_recorded(&node, "fs.write", detail, op).await
+            this.unless_recorded_with(&node, "fs.write", detail, diff, op).await
         })
         .await
     }

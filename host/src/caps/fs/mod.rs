@@ -1,5 +1,6 @@
 //! `stackhost:host/fs`: files on nodes, within granted path scopes.
 
+pub mod diff;
 mod host;
 pub use host::{READ_CAP, WRITE_CAP};
 pub(crate) mod scope;

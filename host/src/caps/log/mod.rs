@@ -50,9 +50,10 @@ impl log::Host for CapView<'_> {
         total: Option<u64>,
         unit: String,
     ) -> wasmtime::Result<()> {
-        // Progress bars for long steps come with the rollout work; until then
-        // progress is visible with RUST_LOG=debug.
         tracing::debug!(plugin = %self.call.plugin, done, ?total, %unit, "progress");
+        if let Some(progress) = &self.call.progress {
+            progress.set(done, total, &unit);
+        }
         Ok(())
     }
 }

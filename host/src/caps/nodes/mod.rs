@@ -1,8 +1,10 @@
-//! `stackhost:host/nodes`: the nodes selected for the run, with roles.
-//! Linked for every plugin; it reveals only the run's own nodes.
+//! `stackhost:host/nodes`: the nodes selected for the run, with roles, and
+//! the whole inventory (`list-all`). Linked for every plugin: a plugin may
+//! see every node's name, address, port, user and roles, never a key;
+//! the other capabilities reach only the selected nodes.
 
 use super::CapView;
-use crate::bindings::stackhost::host::nodes::{self, Node};
+use crate::bindings::stackhost::host::nodes::{self, Node, NodeDetail};
 use crate::cluster::NodeInfo;
 use crate::runtime::PluginState;
 use wasmtime::component::{HasData, Linker};
@@ -52,5 +54,23 @@ impl nodes::Host for CapView<'_> {
 
     async fn get(&mut self, name: String) -> wasmtime::Result<Option<Node>> {
         Ok(self.call.cluster.get(&name).map(|n| to_wit(&n.info)))
+    }
+
+    async fn list_all(&mut self) -> wasmtime::Result<Vec<NodeDetail>> {
+        let cluster = &self.call.cluster;
+        Ok(cluster
+            .inventory()
+            .iter()
+            .map(|info| NodeDetail {
+                name: info.name.clone(),
+                address: info.address.clone(),
+                hostname: info.hostname.clone(),
+                port: info.port,
+                user: info.user.clone(),
+                roles: info.roles.clone(),
+                is_local: info.is_local,
+                selected: cluster.get(&info.name).is_some(),
+            })
+            .collect())
     }
 }

@@ -269,6 +269,7 @@ async fn admin(
         user,
         cwd: Some("/".into()),
         timeout: call.exec_timeout,
+        live: None,
     };
     let out = node.transport.exec(&req).await?;
     if out.status != 0 {

@@ -1,0 +1,56 @@
+//! `stackhost:host/run` (since 0.1.1): what earlier steps of the current
+//! run did, so a rollback phase knows what to undo. Linked for every
+//! plugin; it reveals only this run's own outcomes, with secrets hidden.
+
+use super::CapView;
+use crate::bindings::stackhost::host::run::{self, OutcomeStatus, StepResult};
+use crate::executor::StepStatus;
+use crate::runtime::PluginState;
+use wasmtime::component::{HasData, Linker};
+
+/// Marker for the `run` interface.
+pub struct Run;
+
+impl HasData for Run {
+    type Data<'a> = CapView<'a>;
+}
+
+pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
+    run::add_to_linker::<PluginState, Run>(linker, |s| CapView { call: &s.call })
+        .map_err(anyhow::Error::from)
+}
+
+fn status(s: StepStatus) -> OutcomeStatus {
+    match s {
+        StepStatus::Ok => OutcomeStatus::Ok,
+        StepStatus::Changed => OutcomeStatus::Changed,
+        StepStatus::Skipped => OutcomeStatus::Skipped,
+        StepStatus::Failed => OutcomeStatus::Failed,
+        StepStatus::Unreachable => OutcomeStatus::Unreachable,
+        StepStatus::NotRun => OutcomeStatus::NotRun,
+    }
+}
+
+impl run::Host for CapView<'_> {
+    async fn outcomes(&mut self, node: Option<String>) -> wasmtime::Result<Vec<StepResult>> {
+        let Some(shared) = &self.call.run else {
+            return Ok(Vec::new());
+        };
+        Ok(shared
+            .outcomes(node.as_deref())
+            .into_iter()
+            .map(|f| StepResult {
+                phase: f.phase,
+                node: f.node,
+                name: f.name,
+                status: status(f.status),
+                message: f.message,
+                data: f.data,
+            })
+            .collect())
+    }
+
+    async fn failure(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.call.run.as_ref().and_then(|r| r.failure()))
+    }
+}
