@@ -549,9 +549,13 @@ fn a_scheduled_export_really_runs_on_the_filesystem_node() {
         )
         .contains("no")
     );
+    // A usage error: a plain `error:` line and exit 2, nothing journaled.
     let out = s.fails(
-        3,
+        2,
         &refs(&c.args(&["run", "backup", "schedule", "--at", "3am", dest])),
     );
-    assert!(out.contains("is not a cron schedule"), "{out}");
+    assert!(
+        out.starts_with("error: `3am` is not a cron schedule (five fields, e.g. \"0 3 * * *\")\n"),
+        "{out}"
+    );
 }

@@ -24,7 +24,15 @@ fn a_dry_run_changes_nothing_and_lists_the_mutations() {
     let mutations = &r["phases"][0]["steps"][0]["mutations"];
     assert_eq!(
         mutations,
-        &serde_json::json!([{ "node": "local", "call": "fs.write", "detail": format!("{} (12 bytes)", file.display()) }])
+        &serde_json::json!([{
+            "node": "local",
+            "call": "fs.write",
+            "detail": format!("{} (12 bytes)", file.display()),
+            "diff": format!(
+                "--- /dev/null\n+++ b{}\n@@ -0,0 +1 @@\n+twelve bytes\n\\ No newline at end of file\n",
+                file.display()
+            ),
+        }])
     );
 
     let touched = dir.path().join("touched");

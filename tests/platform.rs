@@ -40,14 +40,13 @@ fn a_plugin_built_against_wit_0_1_0_still_installs_and_runs() {
         "{r:#}"
     );
     let (code, r) = s.report(&["probe-0-1-0", "exec", "echo", "from", "0.1.0"]);
-    assert_eq!(
-        (code, only_step(&r).1.trim()),
-        (0, "from 0.1.0"),
-        "{r:#}"
-    );
+    assert_eq!((code, only_step(&r).1.trim()), (0, "from 0.1.0"), "{r:#}");
     // Its `always` phases keep their meaning.
     let (code, r) = s.report(&["probe-0-1-0", "chain", dir.path().to_str().unwrap()]);
-    assert_eq!(code, 3, "the second phase fails until the gate exists: {r:#}");
+    assert_eq!(
+        code, 3,
+        "the second phase fails until the gate exists: {r:#}"
+    );
     let phases: Vec<(&str, &str)> = r["phases"]
         .as_array()
         .unwrap()
@@ -56,7 +55,11 @@ fn a_plugin_built_against_wit_0_1_0_still_installs_and_runs() {
         .collect();
     assert_eq!(
         phases,
-        [("first", "normal"), ("second", "normal"), ("cleanup", "always")]
+        [
+            ("first", "normal"),
+            ("second", "normal"),
+            ("cleanup", "always")
+        ]
     );
     assert_eq!(r["phases"][2]["steps"][0]["status"], "changed", "{r:#}");
     // A dry run of its write shows the diff, as for any plugin.
@@ -73,8 +76,11 @@ fn a_plugin_built_against_wit_0_1_0_still_installs_and_runs() {
     assert!(diff.contains("\n+world"), "{diff}");
 }
 
+/// A step as the tests compare it: (node, status, message).
+type StepSeen = (String, String, String);
+
 /// (phase, when, [(node, status, message)]) of a report.
-fn phases(r: &serde_json::Value) -> Vec<(String, String, Vec<(String, String, String)>)> {
+fn phases(r: &serde_json::Value) -> Vec<(String, String, Vec<StepSeen>)> {
     r["phases"]
         .as_array()
         .unwrap()
@@ -150,7 +156,10 @@ fn on_failure_phases_run_only_after_a_failure_and_see_earlier_outcomes() {
             vec![("local".into(), "changed".into(), "changed local".into())]
         )
     );
-    assert_eq!(r["phases"][0]["steps"][0]["data"], serde_json::json!({"node": "local", "was": "v1"}));
+    assert_eq!(
+        r["phases"][0]["steps"][0]["data"],
+        serde_json::json!({"node": "local", "was": "v1"})
+    );
     assert_eq!(
         p[1],
         (
@@ -272,7 +281,10 @@ fn a_plugins_usage_error_exits_2_with_a_plain_error_and_is_not_journaled() {
     assert!(!runs.contains("platform"), "{runs}");
     // A good count runs.
     let (code, r) = s.report(&["platform", "count", "2"]);
-    assert_eq!((code, r["phases"][0]["steps"].as_array().unwrap().len()), (0, 2));
+    assert_eq!(
+        (code, r["phases"][0]["steps"].as_array().unwrap().len()),
+        (0, 2)
+    );
 }
 
 #[test]
@@ -315,7 +327,7 @@ fn a_config_edit_under_dry_run_is_shown_as_a_unified_diff() {
     ]);
     assert!(
         out.contains(&format!(
-            "    fs.write   {path} (41 bytes)\n      --- a{path}\n      +++ b{path}\n      @@ -1,4 +1,4 @@\n        # app\n      -port = 80\n      +port = 8080\n"
+            "    fs.write   {path} (41 bytes)\n      --- a{path}\n      +++ b{path}\n      @@ -1,4 +1,4 @@\n       # app\n      -port = 80\n      +port = 8080\n"
         )),
         "{out}"
     );
@@ -343,7 +355,10 @@ fn live_output_is_shown_while_the_program_runs() {
     for line in ["line 1 of 3", "line 2 of 3", "line 3 of 3"] {
         assert!(err.contains(&format!("  … local live: {line}\n")), "{err}");
     }
-    assert!(err.contains("  … local live: 100% (3 of 3 lines)\n"), "{err}");
+    assert!(
+        err.contains("  … local live: 100% (3 of 3 lines)\n"),
+        "{err}"
+    );
     let (_, r) = s.report(&["platform", "live", "3"]);
     assert_eq!(only_step(&r), ("ok".into(), "3 lines".into()));
 

@@ -608,9 +608,9 @@ async fn apply_plan(
                         step.node
                     );
                     if let Some(j) = &journal {
-                        let _ = j
-                            .journal
-                            .step_finished(j.run, pi, si, StepState::Failed, &msg, None);
+                        let _ =
+                            j.journal
+                                .step_finished(j.run, pi, si, StepState::Failed, &msg, None);
                     }
                     let r = failed_step(step, msg);
                     shared.finished(finished(pi, si, &phase_name, &r, None));
@@ -650,7 +650,8 @@ async fn apply_plan(
                         Some(shared.clone()),
                         Some(progress),
                     );
-                    let report = secrets.step(apply(&plugin, &secrets, ctx, limits, &inv, step).await);
+                    let report =
+                        secrets.step(apply(&plugin, &secrets, ctx, limits, &inv, step).await);
                     let data = report.data.as_ref().map(|d| d.to_string());
                     if let Some(j) = &journal
                         && let Err(e) = j.journal.step_finished(
@@ -817,9 +818,17 @@ mod tests {
     #[test]
     fn step_data_must_be_json_and_small() {
         assert_eq!(parse_data(r#"{"a":[1,2]}"#.into()).unwrap()["a"][1], 2);
-        assert!(parse_data("not json".into()).unwrap_err().contains("not JSON"));
+        assert!(
+            parse_data("not json".into())
+                .unwrap_err()
+                .contains("not JSON")
+        );
         let big = format!("\"{}\"", "x".repeat(MAX_DATA));
-        assert!(parse_data(big).unwrap_err().contains("more than the 1048576 bytes"));
+        assert!(
+            parse_data(big)
+                .unwrap_err()
+                .contains("more than the 1048576 bytes")
+        );
     }
 
     #[test]

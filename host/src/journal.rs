@@ -511,9 +511,12 @@ mod tests {
             .unwrap()
             .pragma_update(None, "user_version", 99)
             .unwrap();
-        let err = Journal::open(&path).err().expect("a newer journal is refused");
+        let err = Journal::open(&path)
+            .err()
+            .expect("a newer journal is refused");
         assert!(
-            err.to_string().contains("schema version 99, newer than the 1"),
+            err.to_string()
+                .contains("schema version 99, newer than the 1"),
             "{err}"
         );
     }
@@ -548,7 +551,12 @@ mod tests {
                 got.steps[0].when,
                 got.steps[0].data.as_deref()
             ),
-            (StepState::Changed, 1, PhaseWhen::OnFailure, Some(r#"{"n":1}"#))
+            (
+                StepState::Changed,
+                1,
+                PhaseWhen::OnFailure,
+                Some(r#"{"n":1}"#)
+            )
         );
 
         assert_eq!(j.lock(run, Duration::from_secs(60), false).unwrap(), None);

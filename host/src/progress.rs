@@ -48,7 +48,9 @@ pub struct Progress {
 
 impl std::fmt::Debug for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Progress").field("mode", &self.mode).finish()
+        f.debug_struct("Progress")
+            .field("mode", &self.mode)
+            .finish()
     }
 }
 
@@ -249,12 +251,12 @@ mod tests {
 
     #[test]
     fn shown_text_hides_secrets_and_escapes() {
-        let p = Progress::new(
-            Mode::Off,
-            Arc::new(Redactor::new(vec!["hunter2".into()])),
-        );
+        let p = Progress::new(Mode::Off, Arc::new(Redactor::new(vec!["hunter2".into()])));
         let step = p.step("n1", "apply");
-        assert_eq!(step.clean("key hunter2 \x1b[2J done\n"), "key *** \\x1b[2J done");
+        assert_eq!(
+            step.clean("key hunter2 \x1b[2J done\n"),
+            "key *** \\x1b[2J done"
+        );
         assert_eq!(step.clean("a\rb\rlast"), "last");
     }
 }

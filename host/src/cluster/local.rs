@@ -75,13 +75,12 @@ impl LocalNode {
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let run = async {
-            let ((out, out_cut), (err, err_cut), (), status) =
-                tokio::join!(
-                    capture(stdout, req.live.as_ref()),
-                    capture(stderr, req.live.as_ref()),
-                    feed,
-                    child.wait()
-                );
+            let ((out, out_cut), (err, err_cut), (), status) = tokio::join!(
+                capture(stdout, req.live.as_ref()),
+                capture(stderr, req.live.as_ref()),
+                feed,
+                child.wait()
+            );
             (out, out_cut || err_cut, err, status)
         };
         match tokio::time::timeout(req.timeout, run).await {

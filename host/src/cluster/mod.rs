@@ -175,7 +175,10 @@ pub struct ExecRequest {
 /// Takes a running program's output, stdout and stderr alike, as it
 /// arrives.
 #[derive(Clone)]
-pub struct LiveSink(pub std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>);
+pub struct LiveSink(pub std::sync::Arc<LiveFn>);
+
+/// What a [`LiveSink`] calls with each piece of output.
+pub type LiveFn = dyn Fn(&[u8]) + Send + Sync;
 
 impl LiveSink {
     pub fn take(&self, data: &[u8]) {

@@ -396,7 +396,11 @@ impl LoadedPlugin {
                             .await?
                             .map(|p| Returned::Plan(legacy::plan(p))),
                         Export::ApplyStep(inv, step) => api
-                            .call_apply_step(&mut store, &legacy::invocation(inv), &legacy::step(step))
+                            .call_apply_step(
+                                &mut store,
+                                &legacy::invocation(inv),
+                                &legacy::step(step),
+                            )
                             .await?
                             .map(|o| Returned::Outcome(legacy::outcome(o))),
                         _ => return Err(wrong_world(&self.name, "plugin")),

@@ -73,7 +73,10 @@ impl RunShared {
         if step.status.is_failure() {
             let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
             failure.get_or_insert_with(|| {
-                format!("step `{}` failed on {}: {}", step.name, step.node, step.message)
+                format!(
+                    "step `{}` failed on {}: {}",
+                    step.name, step.node, step.message
+                )
             });
         }
         self.finished

@@ -75,7 +75,11 @@ mod tests {
     #[test]
     fn a_config_edit_is_a_unified_diff() {
         let old = b"a = 1\nb = 2\nc = 3\n".to_vec();
-        let d = of_write("/etc/x.conf", &Current::Small(old), b"a = 1\nb = 20\nc = 3\n");
+        let d = of_write(
+            "/etc/x.conf",
+            &Current::Small(old),
+            b"a = 1\nb = 20\nc = 3\n",
+        );
         assert_eq!(
             d,
             "--- a/etc/x.conf\n+++ b/etc/x.conf\n@@ -1,3 +1,3 @@\n a = 1\n-b = 2\n+b = 20\n c = 3\n"
