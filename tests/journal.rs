@@ -73,24 +73,16 @@ fn a_failed_run_resumes_without_repeating_finished_steps() {
     assert!(s.ok(&["runs", "list"]).contains("probe 0.1.0"));
 }
 
-/// Start `stackhost run spin loop` in the background and wait until it
-/// holds the cluster lock (its run is journaled as running).
+/// Start `stackhost run platform live N` (a step printing a line every
+/// 0.2 s for hours, using no CPU) in the background and wait until it holds
+/// the cluster lock (its run is journaled as running).
+#[allow(clippy::zombie_processes)] // each caller kills and waits for it
 fn start_lock_holder(s: &Sandbox, ttl: &str) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stackhost"))
-        .args([
-            "run",
-            "spin",
-            "loop",
-            "--cpu-limit",
-            "120s",
-            "--timeout",
-            "120s",
-            "--lock-ttl",
-            ttl,
-        ])
+        .args(["run", "platform", "live", "99999", "--lock-ttl", ttl])
         .env("STACKHOST_HOME", s.home.path())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -101,14 +93,17 @@ fn start_lock_holder(s: &Sandbox, ttl: &str) -> std::process::Child {
             .as_array()
             .unwrap()
             .iter()
-            .any(|r| r["plugin"] == "spin" && r["status"] == "running")
+            .any(|r| r["plugin"] == "platform" && r["status"] == "running")
         {
             return child;
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
-            let _ = child.wait();
-            panic!("the lock holder never started");
+            let out = child.wait_with_output();
+            panic!(
+                "the lock holder never started ({out:?}); runs:\n{}",
+                s.ok(&["runs", "list"])
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -117,21 +112,62 @@ fn start_lock_holder(s: &Sandbox, ttl: &str) -> std::process::Child {
 #[test]
 fn a_second_mutating_run_is_refused_and_a_dead_holders_lock_expires() {
     let s = Sandbox::new();
-    s.install("spin");
+    s.install("platform");
     s.install("probe");
     let mut holder = start_lock_holder(&s, "2s");
     // Alive, it keeps renewing a 2 s lock: still refused after the TTL.
     std::thread::sleep(Duration::from_secs(3));
     let out = s.fails(1, &["run", "probe", "exec", "true"]);
     assert!(
-        out.contains("the cluster is locked by run 1 (spin loop, pid"),
+        out.contains("the cluster is locked by run 1 (platform live, pid"),
         "{out}"
     );
     // A dry run mutates nothing and takes no lock.
     s.ok(&["run", "probe", "exec", "true", "--dry-run"]);
 
+    // kill -9: the holder cannot release its lock. It ran on this machine
+    // and its pid is gone, so the next run takes the lock at once, without
+    // waiting out the lease, and says so; the run shows as abandoned.
+    let pid = holder.id();
     holder.kill().unwrap();
     holder.wait().unwrap();
+    let list = s.ok(&["runs", "list"]);
+    assert!(list.contains("    1  abandoned "), "{list}");
+    let shown = s.ok(&["runs", "show", "1"]);
+    assert!(
+        shown.contains(&format!(
+            "  abandoned: its process ({pid}) is gone: killed, or its machine restarted"
+        )),
+        "{shown}"
+    );
+    let out = s.run(&["run", "probe", "exec", "true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "note: the cluster lock was held by run 1, whose process {pid} on this machine is \
+             gone; taking it over"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_expired_lock_of_another_machine_is_taken_over() {
+    let s = Sandbox::new();
+    s.install("platform");
+    s.install("probe");
+    let mut holder = start_lock_holder(&s, "2s");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // As if the holder had run elsewhere: only its lease can free the lock.
+    let db = s.home.path().join("data/journal.sqlite");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE cluster_lock SET host = 'elsewhere'", [])
+        .unwrap();
+    let out = s.fails(1, &["run", "probe", "exec", "true"]);
+    assert!(out.contains("the cluster is locked by run 1"), "{out}");
     std::thread::sleep(Duration::from_secs(3));
     let out = s.run(&["run", "probe", "exec", "true"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -145,7 +181,7 @@ fn a_second_mutating_run_is_refused_and_a_dead_holders_lock_expires() {
 #[test]
 fn force_unlock_takes_a_live_lock_with_a_warning() {
     let s = Sandbox::new();
-    s.install("spin");
+    s.install("platform");
     s.install("probe");
     let mut holder = start_lock_holder(&s, "60s");
     let out = s.run(&["run", "probe", "exec", "true", "--force-unlock"]);

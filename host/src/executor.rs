@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub secrets: Arc<Redactor>,
     /// How steps' progress and live output are shown while they run.
     pub progress: crate::progress::Mode,
+    /// Set by SIGINT or SIGTERM: no new step starts, running ones stop.
+    pub interrupt: Option<Arc<crate::interrupt::Interrupt>>,
 }
 
 /// Replaces secret values with `***` in text.
@@ -114,6 +116,8 @@ pub enum StepStatus {
     Unreachable,
     /// Not run: the run halted, or the node failed earlier.
     NotRun,
+    /// Stopped while it ran, by SIGINT or SIGTERM; `resume` runs it again.
+    Interrupted,
 }
 
 impl StepStatus {
@@ -130,6 +134,7 @@ impl StepStatus {
             StepStatus::Failed => "failed",
             StepStatus::Unreachable => "unreachable",
             StepStatus::NotRun => "not-run",
+            StepStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -142,6 +147,7 @@ impl StepStatus {
             StepState::Changed => StepStatus::Changed,
             StepState::Skipped => StepStatus::Skipped,
             StepState::Failed => StepStatus::Failed,
+            StepState::Interrupted => StepStatus::Interrupted,
             StepState::Pending | StepState::Running | StepState::NotRun => StepStatus::NotRun,
         }
     }
@@ -155,6 +161,7 @@ impl From<StepStatus> for StepState {
             StepStatus::Skipped => StepState::Skipped,
             StepStatus::Failed | StepStatus::Unreachable => StepState::Failed,
             StepStatus::NotRun => StepState::NotRun,
+            StepStatus::Interrupted => StepState::Interrupted,
         }
     }
 }
@@ -216,6 +223,9 @@ pub struct RunReport {
     pub usage_error: bool,
     /// Why the rollout stopped early, if it did.
     pub halted: Option<String>,
+    /// The signal that stopped the run (`SIGINT`, `SIGTERM`), if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<&'static str>,
     pub plan_events: Vec<Event>,
     pub phases: Vec<PhaseReport>,
     pub metrics: Metrics,
@@ -224,7 +234,8 @@ pub struct RunReport {
 impl RunReport {
     /// True when the plan and every step that ran succeeded.
     pub fn succeeded(&self) -> bool {
-        self.plan_error.is_none()
+        self.interrupted.is_none()
+            && self.plan_error.is_none()
             && self
                 .phases
                 .iter()
@@ -426,6 +437,7 @@ fn new_report(
         plan_error: None,
         usage_error: false,
         halted: None,
+        interrupted: None,
         plan_events,
         phases: Vec::new(),
         metrics: Metrics {
@@ -569,9 +581,15 @@ async fn apply_plan(
         for (bi, batch) in opts.rollout.batches(n).into_iter().enumerate() {
             let canary = opts.rollout.canaries > 0 && bi == 0;
             let mut tasks = tokio::task::JoinSet::new();
+            let mut running: HashMap<tokio::task::Id, (usize, String, String)> = HashMap::new();
             for si in batch {
                 let step = pending[si].take().expect("each step is in one batch");
-                let skip = match when {
+                let interrupted = opts
+                    .interrupt
+                    .as_ref()
+                    .and_then(|i| i.signal())
+                    .map(|sig| format!("interrupted by {} before it started", sig.name()));
+                let skip = interrupted.or_else(|| match when {
                     PhaseWhen::Normal => halted
                         .as_deref()
                         .or_else(|| {
@@ -583,7 +601,7 @@ async fn apply_plan(
                     PhaseWhen::Always => None,
                     PhaseWhen::OnFailure => (!failed_before)
                         .then(|| "an on-failure phase, and nothing failed".to_string()),
-                };
+                });
                 if let Some(why) = skip {
                     not_run_here(&journal, pi, si, &why);
                     let r = not_run(step, &why);
@@ -614,7 +632,9 @@ async fn apply_plan(
                     }
                     let r = failed_step(step, msg);
                     shared.finished(finished(pi, si, &phase_name, &r, None));
-                    tasks.spawn(async move { (si, r) });
+                    let (node, name) = (r.node.clone(), r.name.clone());
+                    let task = tasks.spawn(async move { (si, r) });
+                    running.insert(task.id(), (si, node, name));
                     continue;
                 }
                 let (plugin, inv, sem) = (plugin.clone(), invocation.clone(), semaphore.clone());
@@ -627,7 +647,8 @@ async fn apply_plan(
                 let (cluster, opts, limits, journal) =
                     (cluster.clone(), opts.clone(), opts.limits, journal.clone());
                 let (shared, phase_name) = (shared.clone(), phase_name.clone());
-                tasks.spawn(async move {
+                let (node, name) = (step.node.clone(), step.name.clone());
+                let task = tasks.spawn(async move {
                     let _permit = sem.acquire_owned().await.expect("semaphore never closes");
                     if let Some(j) = &journal
                         && let Err(e) = j.journal.step_started(j.run, pi, si)
@@ -668,11 +689,64 @@ async fn apply_plan(
                     shared.finished(finished(pi, si, &phase_name, &report, data));
                     (si, report)
                 });
+                running.insert(task.id(), (si, node, name));
             }
             let mut batch_failed = Vec::new();
-            while let Some(joined) = tasks.join_next().await {
+            let mut stopping = false;
+            loop {
+                let joined = match opts.interrupt.as_ref().filter(|_| !stopping) {
+                    Some(interrupt) => tokio::select! {
+                        joined = tasks.join_next_with_id() => joined,
+                        () = interrupt.wait() => {
+                            // Dropping a step's future kills its programs'
+                            // process groups and removes its unfinished
+                            // artifacts (see cluster::local, ssh::group,
+                            // artifact::Writer).
+                            tasks.abort_all();
+                            stopping = true;
+                            continue;
+                        }
+                    },
+                    None => tasks.join_next_with_id().await,
+                };
+                let Some(joined) = joined else { break };
                 let (si, step) = match joined {
-                    Ok(pair) => pair,
+                    Ok((_, pair)) => pair,
+                    Err(e) if e.is_cancelled() => {
+                        let (si, node, name) =
+                            running.remove(&e.id()).expect("every task is in `running`");
+                        let sig = opts
+                            .interrupt
+                            .as_ref()
+                            .and_then(|i| i.signal())
+                            .map_or("a signal", |s| s.name());
+                        let message = format!(
+                            "interrupted by {sig} while running: stopped, and its programs killed"
+                        );
+                        if let Some(j) = &journal {
+                            let _ = j.journal.step_finished(
+                                j.run,
+                                pi,
+                                si,
+                                StepState::Interrupted,
+                                &message,
+                                None,
+                            );
+                        }
+                        let r = StepReport {
+                            node,
+                            name,
+                            status: StepStatus::Interrupted,
+                            message,
+                            data: None,
+                            events: vec![],
+                            mutations: vec![],
+                            instantiate_us: 0,
+                            duration_ms: 0,
+                        };
+                        shared.finished(finished(pi, si, &phase_name, &r, None));
+                        (si, r)
+                    }
                     // A panic here is a host bug; let it surface as one.
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 };
@@ -706,6 +780,11 @@ async fn apply_plan(
         });
     }
     report.halted = halted;
+    report.interrupted = opts
+        .interrupt
+        .as_ref()
+        .and_then(|i| i.signal())
+        .map(|s| s.name());
 }
 
 /// A step's result as `run.outcomes` gives it.

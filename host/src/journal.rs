@@ -54,6 +54,8 @@ pub enum StepState {
     Skipped,
     Failed,
     NotRun,
+    /// Stopped while running by SIGINT or SIGTERM.
+    Interrupted,
 }
 
 impl StepState {
@@ -66,6 +68,7 @@ impl StepState {
             StepState::Skipped => "skipped",
             StepState::Failed => "failed",
             StepState::NotRun => "not-run",
+            StepState::Interrupted => "interrupted",
         }
     }
 
@@ -77,6 +80,7 @@ impl StepState {
             "skipped" => StepState::Skipped,
             "failed" => StepState::Failed,
             "not-run" => StepState::NotRun,
+            "interrupted" => StepState::Interrupted,
             _ => StepState::Pending,
         }
     }
@@ -137,8 +141,15 @@ pub struct RunRecord {
     pub dry_run: bool,
     pub started_at: i64,
     pub finished_at: Option<i64>,
-    /// `running`, `succeeded`, `failed`.
+    /// `running`, `succeeded`, `failed`, `interrupted`, or `abandoned` (a
+    /// run still `running` whose process is gone from this machine).
     pub status: String,
+    /// Why the run failed, was interrupted or abandoned, when known.
+    pub reason: Option<String>,
+    /// The process and host that ran it (unknown for runs journaled before
+    /// they were recorded).
+    pub pid: Option<u32>,
+    pub host: Option<String>,
     pub steps: Vec<StepRecord>,
 }
 
@@ -195,7 +206,66 @@ const MIGRATIONS: &[&str] = &[
     // 1: phases that run only after a failure; step outcome data (WIT 0.1.1).
     "ALTER TABLE steps ADD COLUMN phase_when TEXT NOT NULL DEFAULT '';
      ALTER TABLE steps ADD COLUMN data TEXT;",
+    // 2: which process on which host runs a run and holds the lock (so a
+    // dead holder is seen at once), and why a run ended as it did.
+    "ALTER TABLE runs ADD COLUMN pid INTEGER;
+     ALTER TABLE runs ADD COLUMN host TEXT;
+     ALTER TABLE runs ADD COLUMN reason TEXT;
+     ALTER TABLE cluster_lock ADD COLUMN host TEXT NOT NULL DEFAULT '';",
 ];
+
+/// This machine's host name, as runs and locks record it.
+pub fn this_host() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether process `pid` exists on this machine.
+fn alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    // EPERM means it exists but is another user's.
+    !matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    Succeeded,
+    Failed,
+    /// Stopped by SIGINT or SIGTERM.
+    Interrupted,
+}
+
+impl RunEnd {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunEnd::Succeeded => "succeeded",
+            RunEnd::Failed => "failed",
+            RunEnd::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Whose lock a run took, when it was not free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Takeover {
+    /// The holder's lease had expired.
+    Expired(i64),
+    /// The holder's process is gone from this machine.
+    HolderGone { run: i64, pid: u32 },
+    /// `--force-unlock` took a live lock.
+    Forced(i64),
+}
 
 /// Seconds since the Unix epoch (SQLite integers are signed).
 pub fn now() -> i64 {
@@ -217,10 +287,20 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), JournalError> {
         });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {sql} PRAGMA user_version = {}; COMMIT;",
-            i + 1
-        ))?;
+        // Another process may be migrating the same journal: take the write
+        // lock, then look again.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let applied = (|| {
+            let now: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if now <= i as i64 {
+                conn.execute_batch(&format!("{sql} PRAGMA user_version = {};", i + 1))?;
+            }
+            conn.execute_batch("COMMIT")
+        })();
+        if let Err(e) = applied {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
     }
     Ok(())
 }
@@ -259,9 +339,9 @@ impl Journal {
     ) -> Result<i64, JournalError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO runs (plugin, version, digest, command, invocation, dry_run, started_at, status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running')",
-            params![plugin, version, digest, command, invocation, dry_run, now()],
+            "INSERT INTO runs (plugin, version, digest, command, invocation, dry_run, started_at, status, pid, host)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9)",
+            params![plugin, version, digest, command, invocation, dry_run, now(), std::process::id(), this_host()],
         )?;
         Ok(conn.last_insert_rowid())
     }
@@ -317,11 +397,16 @@ impl Journal {
         Ok(())
     }
 
-    /// Record how the run ended.
-    pub fn finish_run(&self, run: i64, succeeded: bool) -> Result<(), JournalError> {
+    /// Record how the run ended, and why when it did not succeed.
+    pub fn finish_run(
+        &self,
+        run: i64,
+        end: RunEnd,
+        reason: Option<&str>,
+    ) -> Result<(), JournalError> {
         self.conn().execute(
-            "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
-            params![run, if succeeded { "succeeded" } else { "failed" }, now()],
+            "UPDATE runs SET status = ?2, finished_at = ?3, reason = ?4 WHERE id = ?1",
+            params![run, end.as_str(), now(), reason],
         )?;
         Ok(())
     }
@@ -343,11 +428,13 @@ impl Journal {
         Ok(())
     }
 
-    /// Mark a run as running again (for `resume`).
+    /// Mark a run as running again, in this process (for `resume`).
     pub fn reopen_run(&self, run: i64) -> Result<(), JournalError> {
         self.conn().execute(
-            "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?1",
-            params![run],
+            "UPDATE runs SET status = 'running', finished_at = NULL, reason = NULL, pid = ?2,
+                             host = ?3
+             WHERE id = ?1",
+            params![run, std::process::id(), this_host()],
         )?;
         Ok(())
     }
@@ -356,7 +443,8 @@ impl Journal {
     pub fn list(&self, limit: usize) -> Result<Vec<RunRecord>, JournalError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, plugin, version, digest, command, invocation, dry_run, started_at, finished_at, status
+            "SELECT id, plugin, version, digest, command, invocation, dry_run, started_at, finished_at, status,
+                    reason, pid, host
              FROM runs ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map(params![limit as i64], run_from_row)?;
@@ -368,7 +456,8 @@ impl Journal {
         let conn = self.conn();
         let mut run = conn
             .query_row(
-                "SELECT id, plugin, version, digest, command, invocation, dry_run, started_at, finished_at, status
+                "SELECT id, plugin, version, digest, command, invocation, dry_run, started_at, finished_at, status,
+                        reason, pid, host
                  FROM runs WHERE id = ?1",
                 params![id],
                 run_from_row,
@@ -402,20 +491,29 @@ impl Journal {
 
     /// Take the cluster lock for `run`, or say who holds it. An expired
     /// lock is taken over; `force` takes a live one.
-    pub fn lock(&self, run: i64, ttl: Duration, force: bool) -> Result<Option<i64>, JournalError> {
+    pub fn lock(
+        &self,
+        run: i64,
+        ttl: Duration,
+        force: bool,
+    ) -> Result<Option<Takeover>, JournalError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let held: Option<(i64, u32, i64, i64)> = tx
+        let held: Option<(i64, u32, i64, i64, String)> = tx
             .query_row(
-                "SELECT run_id, pid, acquired_at, expires_at FROM cluster_lock WHERE id = 1",
+                "SELECT run_id, pid, acquired_at, expires_at, host FROM cluster_lock WHERE id = 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
         let now = now();
+        let here = this_host();
         let mut taken_from = None;
-        if let Some((holder, pid, acquired, expires)) = held {
-            if expires > now && !force {
+        if let Some((holder, pid, acquired, expires, host)) = held {
+            // A holder on this machine whose process is gone will never
+            // renew or release: no need to wait out its lease.
+            let gone = host == here && !alive(pid);
+            if expires > now && !force && !gone {
                 let (plugin, command) = tx
                     .query_row(
                         "SELECT plugin, command FROM runs WHERE id = ?1",
@@ -433,11 +531,24 @@ impl Journal {
                     expires_in: (expires - now) as u64,
                 });
             }
-            taken_from = Some(holder);
+            taken_from = Some(if expires <= now {
+                Takeover::Expired(holder)
+            } else if gone {
+                Takeover::HolderGone { run: holder, pid }
+            } else {
+                Takeover::Forced(holder)
+            });
         }
         tx.execute(
-            "INSERT OR REPLACE INTO cluster_lock (id, run_id, pid, acquired_at, expires_at) VALUES (1, ?1, ?2, ?3, ?4)",
-            params![run, std::process::id(), now, now + ttl.as_secs().max(1) as i64],
+            "INSERT OR REPLACE INTO cluster_lock (id, run_id, pid, acquired_at, expires_at, host)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+            params![
+                run,
+                std::process::id(),
+                now,
+                now + ttl.as_secs().max(1) as i64,
+                here
+            ],
         )?;
         tx.commit()?;
         Ok(taken_from)
@@ -463,6 +574,23 @@ impl Journal {
 }
 
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let mut run = run_columns(r)?;
+    let gone = run.status == "running"
+        && run.host.as_deref() == Some(this_host().as_str())
+        && run.pid.is_some_and(|p| !alive(p));
+    if gone {
+        run.status = "abandoned".into();
+        run.reason.get_or_insert_with(|| {
+            format!(
+                "its process ({}) is gone: killed, or its machine restarted",
+                run.pid.unwrap_or_default()
+            )
+        });
+    }
+    Ok(run)
+}
+
+fn run_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {
         id: r.get(0)?,
         plugin: r.get(1)?,
@@ -474,6 +602,9 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         started_at: r.get(7)?,
         finished_at: r.get(8)?,
         status: r.get(9)?,
+        reason: r.get(10)?,
+        pid: r.get(11)?,
+        host: r.get(12)?,
         steps: Vec::new(),
     })
 }
@@ -516,7 +647,7 @@ mod tests {
             .expect("a newer journal is refused");
         assert!(
             err.to_string()
-                .contains("schema version 99, newer than the 1"),
+                .contains("schema version 99, newer than the 2"),
             "{err}"
         );
     }
@@ -569,7 +700,7 @@ mod tests {
         );
         assert_eq!(
             j.lock(other, Duration::from_secs(60), true).unwrap(),
-            Some(run)
+            Some(Takeover::Forced(run))
         );
         assert!(
             !j.renew(run, Duration::from_secs(60)).unwrap(),
@@ -577,5 +708,59 @@ mod tests {
         );
         j.unlock(other).unwrap();
         assert_eq!(j.lock(run, Duration::from_secs(60), false).unwrap(), None);
+    }
+
+    #[test]
+    fn a_lock_whose_holder_died_on_this_machine_is_taken_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let dead = run_dead_process();
+        let run = j.begin_run("p", "1.0.0", "d", "c", "{}", false).unwrap();
+        j.lock(run, Duration::from_secs(600), false).unwrap();
+        // The holder's process and pid, as a killed stackhost leaves them.
+        j.conn()
+            .execute_batch(&format!(
+                "UPDATE cluster_lock SET pid = {dead}; UPDATE runs SET pid = {dead} WHERE id = {run};"
+            ))
+            .unwrap();
+        assert_eq!(j.get(run).unwrap().status, "abandoned");
+        let next = j.begin_run("q", "1.0.0", "d", "c", "{}", false).unwrap();
+        assert_eq!(
+            j.lock(next, Duration::from_secs(600), false).unwrap(),
+            Some(Takeover::HolderGone { run, pid: dead })
+        );
+        // A live holder elsewhere (another host) is still respected.
+        j.conn()
+            .execute_batch(&format!(
+                "UPDATE cluster_lock SET pid = {dead}, host = 'other-machine'"
+            ))
+            .unwrap();
+        let third = j.begin_run("r", "1.0.0", "d", "c", "{}", false).unwrap();
+        assert!(j.lock(third, Duration::from_secs(600), false).is_err());
+    }
+
+    #[test]
+    fn two_processes_opening_a_new_journal_at_once_migrate_it_once() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("j.sqlite");
+            let opened: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || Journal::open(&path).map(drop))
+                })
+                .collect();
+            for t in opened {
+                t.join().unwrap().expect("every opener succeeds");
+            }
+        }
+    }
+
+    /// The pid of a process that has exited and been reaped.
+    fn run_dead_process() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
     }
 }

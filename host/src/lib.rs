@@ -13,6 +13,7 @@ pub mod duration;
 pub mod executor;
 pub mod grant;
 pub mod inspect;
+pub mod interrupt;
 pub mod journal;
 pub mod manifest;
 pub mod paths;

@@ -86,8 +86,23 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
     if let Some(why) = &r.halted {
         writeln!(out, "\nThe rollout halted: {}.", shown(why))?;
     }
+    if let Some(sig) = r.interrupted {
+        let steps: Vec<_> = r.phases.iter().flat_map(|p| &p.steps).collect();
+        let count = |f: &dyn Fn(StepStatus) -> bool| steps.iter().filter(|s| f(s.status)).count();
+        writeln!(
+            out,
+            "\nInterrupted by {sig}: {} step(s) finished, {} stopped while running (their programs \
+             killed), {} not started.",
+            count(&|s| matches!(
+                s,
+                StepStatus::Ok | StepStatus::Changed | StepStatus::Skipped | StepStatus::Failed
+            )),
+            count(&|s| s == StepStatus::Interrupted),
+            count(&|s| s == StepStatus::NotRun),
+        )?;
+    }
     writeln!(out, "\nRECAP")?;
-    let mut recap: BTreeMap<&str, [usize; 6]> = BTreeMap::new();
+    let mut recap: BTreeMap<&str, [usize; 7]> = BTreeMap::new();
     for s in r.phases.iter().flat_map(|p| &p.steps) {
         let slot = match s.status {
             StepStatus::Ok => 0,
@@ -96,13 +111,31 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
             StepStatus::Skipped => 3,
             StepStatus::NotRun => 4,
             StepStatus::Unreachable => 5,
+            StepStatus::Interrupted => 6,
         };
         recap.entry(s.node.as_str()).or_default()[slot] += 1;
     }
-    for (node, [ok, changed, failed, skipped, not_run, unreachable]) in recap {
+    for (
+        node,
+        [
+            ok,
+            changed,
+            failed,
+            skipped,
+            not_run,
+            unreachable,
+            interrupted,
+        ],
+    ) in recap
+    {
+        let interrupted = if interrupted > 0 {
+            format!(" interrupted={interrupted}")
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "  {:<width$}  ok={ok} changed={changed} unreachable={unreachable} failed={failed} skipped={skipped} not-run={not_run}",
+            "  {:<width$}  ok={ok} changed={changed} unreachable={unreachable} failed={failed} skipped={skipped} not-run={not_run}{interrupted}",
             one_line(node)
         )?;
     }

@@ -8,7 +8,7 @@ use crate::cluster::inventory;
 use crate::cluster::ssh::SshOptions;
 use crate::duration::parse_duration;
 use crate::executor::{self, JournalHandle, RunOptions, RunReport};
-use crate::journal::Journal;
+use crate::journal::{Journal, RunEnd, Takeover};
 use crate::manifest::{ArgKind, CommandDefaults, Manifest, Output};
 use crate::paths::Paths;
 use crate::rollout::{Amount, RolloutPolicy};
@@ -161,6 +161,7 @@ impl ExecFlags {
             patches: None,
             secrets: Default::default(),
             progress: crate::progress::Mode::detect(self.verbose),
+            interrupt: Some(crate::interrupt::Interrupt::new()),
         }
     }
 }
@@ -305,7 +306,8 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
     opts.patches = patch_host(paths, &installed, opts.limits)?;
     let version = manifest.version.to_string();
     let mutating = !flags.dry_run && !spec_cmd.read_only;
-    let report = execute(&flags.exec, handle, mutating, |h| {
+    let interrupt = opts.interrupt.clone();
+    let report = execute(&flags.exec, handle, mutating, interrupt, |h| {
         executor::run(
             Arc::new(plugin),
             version,
@@ -386,6 +388,7 @@ pub(super) fn execute<F, Fut>(
     flags: &ExecFlags,
     h: JournalHandle,
     mutating: bool,
+    interrupt: Option<Arc<crate::interrupt::Interrupt>>,
     work: F,
 ) -> anyhow::Result<RunReport>
 where
@@ -396,15 +399,19 @@ where
     if mutating {
         match journal.lock(run, flags.lock_ttl, flags.force_unlock) {
             Ok(None) => {}
-            Ok(Some(prev)) if flags.force_unlock => eprintln!(
+            Ok(Some(Takeover::Forced(prev))) => eprintln!(
                 "warning: --force-unlock took the cluster lock from run {prev}; \
                  if that run is still going, two mutating runs now overlap"
             ),
-            Ok(Some(prev)) => eprintln!(
+            Ok(Some(Takeover::Expired(prev))) => eprintln!(
                 "note: the cluster lock of run {prev} had expired (its holder is gone); taking it over"
             ),
+            Ok(Some(Takeover::HolderGone { run: prev, pid })) => eprintln!(
+                "note: the cluster lock was held by run {prev}, whose process {pid} on this machine \
+                 is gone; taking it over (`stackhost runs show {prev}`, `stackhost resume {prev}`)"
+            ),
             Err(e) => {
-                journal.finish_run(run, false)?;
+                journal.finish_run(run, RunEnd::Failed, Some(&e.to_string()))?;
                 return Err(e.into());
             }
         }
@@ -413,6 +420,11 @@ where
         .enable_all()
         .build()?;
     let report = tokio.block_on(async {
+        if let Some(i) = &interrupt
+            && let Err(e) = i.listen()
+        {
+            tracing::warn!("cannot listen for SIGINT and SIGTERM: {e}");
+        }
         let ttl = flags.lock_ttl;
         let heartbeat = mutating.then(|| {
             let journal = journal.clone();
@@ -436,7 +448,21 @@ where
         }
         report
     });
-    journal.finish_run(run, report.succeeded())?;
+    // Blocking work of stopped steps (an artifact being written) ends, and
+    // cleans up, before the run is recorded as over.
+    tokio.shutdown_timeout(std::time::Duration::from_secs(30));
+    let (end, reason) = if let Some(sig) = report.interrupted {
+        (RunEnd::Interrupted, Some(format!("interrupted by {sig}")))
+    } else if report.succeeded() {
+        (RunEnd::Succeeded, None)
+    } else if let Some(e) = &report.plan_error {
+        (RunEnd::Failed, Some(format!("the plan failed: {e}")))
+    } else if let Some(h) = &report.halted {
+        (RunEnd::Failed, Some(format!("the rollout halted: {h}")))
+    } else {
+        (RunEnd::Failed, Some("some steps failed".to_string()))
+    };
+    journal.finish_run(run, end, reason.as_deref())?;
     if mutating {
         journal.unlock(run)?;
     }
@@ -449,11 +475,25 @@ pub(super) fn finish(flags: &ExecFlags, run: i64, report: &RunReport) -> anyhow:
         super::print_json(&serde_json::json!({ "run": run, "report": report }))?;
     } else {
         super::report::print(report)?;
-        if !report.succeeded() && !report.dry_run {
+        if report.interrupted.is_some() && !report.dry_run {
+            println!(
+                "\nrun {run} is journaled as interrupted: `stackhost runs show {run}`; \
+                 `stackhost resume {run}` runs what was stopped or not started"
+            );
+        } else if !report.succeeded() && !report.dry_run && report.plan_error.is_none() {
             println!(
                 "\nrun {run} is journaled: `stackhost runs show {run}`; after fixing the cause, `stackhost resume {run}`"
             );
+        } else if report.plan_error.is_some() {
+            println!(
+                "\nrun {run} is journaled: `stackhost runs show {run}`; its plan failed, so there is \
+                 nothing to resume: fix the cause and run the command again"
+            );
         }
+    }
+    if let Some(sig) = report.interrupted {
+        let code = if sig == "SIGTERM" { 143 } else { 130 };
+        return Ok(ExitCode::from(code));
     }
     Ok(if report.succeeded() {
         ExitCode::SUCCESS

@@ -90,9 +90,19 @@ pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                     r.status
                 );
                 println!(
-                    "  started {}",
-                    super::format_time(r.started_at.max(0) as u64)
+                    "  started {}{}",
+                    super::format_time(r.started_at.max(0) as u64),
+                    r.finished_at
+                        .map(|f| format!(
+                            ", ended {} ({} s)",
+                            super::format_time(f.max(0) as u64),
+                            (f - r.started_at).max(0)
+                        ))
+                        .unwrap_or_default()
                 );
+                if let Some(why) = &r.reason {
+                    println!("  {}: {}", r.status, shown(why));
+                }
                 for s in &r.steps {
                     println!(
                         "  {:<12} {:<10} {:<9} {} (attempts: {}) {}",
@@ -161,7 +171,8 @@ pub fn resume(paths: &Paths, args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let defaults = command.map(|c| c.defaults.clone()).unwrap_or_default();
     let mut opts = args.flags.options(false, &defaults);
     opts.patches = super::run::patch_host(paths, &installed, opts.limits)?;
-    let report = execute(&args.flags, handle, true, |h| {
+    let interrupt = opts.interrupt.clone();
+    let report = execute(&args.flags, handle, true, interrupt, |h| {
         executor::resume(
             Arc::new(plugin),
             Arc::new(cluster),

@@ -178,6 +178,34 @@ pub struct ChunkReader {
     rx: mpsc::Receiver<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
+    stop: Option<StopFlag>,
+}
+
+/// Set when the step a blocking reader works for was dropped (stopped by
+/// its timeout or by SIGINT): the reader then fails at its next read, so
+/// the blocking thread ends, and what it wrote is cleaned up, at once
+/// rather than after the whole stream.
+#[derive(Clone, Default)]
+pub struct StopFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl StopFlag {
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A guard that sets the flag when dropped.
+    pub fn on_drop(&self) -> StopOnDrop {
+        StopOnDrop(self.clone())
+    }
+}
+
+/// Sets its [`StopFlag`] when dropped.
+pub struct StopOnDrop(StopFlag);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        (self.0).0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl ChunkReader {
@@ -186,12 +214,22 @@ impl ChunkReader {
             rx,
             current: Vec::new(),
             pos: 0,
+            stop: None,
         }
+    }
+
+    /// Fail reads once `stop` is set.
+    pub fn stop_on(mut self, stop: StopFlag) -> ChunkReader {
+        self.stop = Some(stop);
+        self
     }
 }
 
 impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop.as_ref().is_some_and(StopFlag::is_set) {
+            return Err(std::io::Error::other("the step was stopped"));
+        }
         while self.pos == self.current.len() {
             match self.rx.blocking_recv() {
                 Some(chunk) => {

@@ -204,6 +204,10 @@ async fn add_path(
         )));
     }
     let (tx, rx) = stream::chunks();
+    // Dropped with this future (a timeout, SIGINT): the consumer stops at
+    // its next read and the unfinished artifact is removed then.
+    let stop = stream::StopFlag::default();
+    let _stop = stop.on_drop();
     let consumer = {
         let inner = inner.clone();
         let name = name.clone();
@@ -214,7 +218,7 @@ async fn add_path(
             let w = guard
                 .as_mut()
                 .ok_or_else(|| WitError::Failed("the artifact is already finished".into()))?;
-            let reader = ChunkReader::new(rx);
+            let reader = ChunkReader::new(rx).stop_on(stop);
             match kind {
                 FileKind::Directory => w.add_tar(&name, reader).map(|(items, _)| items),
                 _ => w.add_reader(&name, size, reader).map(|i| vec![i]),

@@ -28,6 +28,9 @@ fn status(s: StepStatus) -> OutcomeStatus {
         StepStatus::Failed => OutcomeStatus::Failed,
         StepStatus::Unreachable => OutcomeStatus::Unreachable,
         StepStatus::NotRun => OutcomeStatus::NotRun,
+        // Never seen by a step: nothing starts after an interruption, and
+        // `resume` runs an interrupted step again.
+        StepStatus::Interrupted => OutcomeStatus::Failed,
     }
 }
 
