@@ -314,10 +314,27 @@ impl Journal {
         }
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
-        migrate(&conn, path)?;
+        // Switching a new database to WAL needs it to itself, and SQLite
+        // answers `busy` at once rather than waiting when another process
+        // is doing the same: retry that for a while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let set_up = (|| -> Result<(), JournalError> {
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+                conn.pragma_update(None, "synchronous", "FULL")?;
+                conn.execute_batch(SCHEMA)?;
+                migrate(&conn, path)
+            })();
+            match set_up {
+                Err(JournalError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        }
         Ok(Journal {
             conn: Arc::new(Mutex::new(conn)),
         })
