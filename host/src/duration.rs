@@ -1,5 +1,5 @@
 //! Durations as operators and manifests write them: `500ms`, `30s`, `5m`,
-//! `1h`, or bare seconds.
+//! `1h`, `7d`, or bare seconds.
 
 use std::time::Duration;
 
@@ -18,7 +18,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m or h)")),
+        "d" => n * 86400.0,
+        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m, h or d)")),
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
 }

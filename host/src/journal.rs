@@ -150,6 +150,8 @@ pub struct RunRecord {
     /// they were recorded).
     pub pid: Option<u32>,
     pub host: Option<String>,
+    /// False for a read-only command (it took no lock and changed nothing).
+    pub mutating: bool,
     pub steps: Vec<StepRecord>,
 }
 
@@ -211,6 +213,7 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN pid INTEGER;
      ALTER TABLE runs ADD COLUMN host TEXT;
      ALTER TABLE runs ADD COLUMN reason TEXT;
+     ALTER TABLE runs ADD COLUMN mutating INTEGER;
      ALTER TABLE cluster_lock ADD COLUMN host TEXT NOT NULL DEFAULT '';",
 ];
 
@@ -235,6 +238,30 @@ fn alive(pid: u32) -> bool {
         rustix::process::test_kill_process(pid),
         Err(rustix::io::Errno::SRCH)
     )
+}
+
+/// Which runs `runs list` shows.
+#[derive(Debug, Clone)]
+pub struct RunFilter {
+    pub limit: usize,
+    /// Dry runs and read-only commands too (hidden by default).
+    pub all: bool,
+    pub status: Option<String>,
+    pub plugin: Option<String>,
+    /// Started at or after this time (seconds since the epoch).
+    pub since: Option<i64>,
+}
+
+impl Default for RunFilter {
+    fn default() -> RunFilter {
+        RunFilter {
+            limit: 20,
+            all: false,
+            status: None,
+            plugin: None,
+            since: None,
+        }
+    }
 }
 
 /// How a run ended.
@@ -345,6 +372,7 @@ impl Journal {
     }
 
     /// Record a new run; returns its id.
+    #[allow(clippy::too_many_arguments)] // one column each
     pub fn begin_run(
         &self,
         plugin: &str,
@@ -353,12 +381,13 @@ impl Journal {
         command: &str,
         invocation: &str,
         dry_run: bool,
+        mutating: bool,
     ) -> Result<i64, JournalError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO runs (plugin, version, digest, command, invocation, dry_run, started_at, status, pid, host)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9)",
-            params![plugin, version, digest, command, invocation, dry_run, now(), std::process::id(), this_host()],
+            "INSERT INTO runs (plugin, version, digest, command, invocation, dry_run, started_at, status, pid, host, mutating)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10)",
+            params![plugin, version, digest, command, invocation, dry_run, now(), std::process::id(), this_host(), mutating],
         )?;
         Ok(conn.last_insert_rowid())
     }
@@ -456,16 +485,35 @@ impl Journal {
         Ok(())
     }
 
-    /// The most recent runs, newest first (steps not loaded).
-    pub fn list(&self, limit: usize) -> Result<Vec<RunRecord>, JournalError> {
+    /// The most recent runs that pass `filter`, newest first (steps not
+    /// loaded).
+    pub fn list(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, JournalError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT id, plugin, version, digest, command, invocation, dry_run, started_at, finished_at, status,
-                    reason, pid, host
-             FROM runs ORDER BY id DESC LIMIT ?1",
+                    reason, pid, host, mutating
+             FROM runs
+             WHERE (?1 OR (dry_run = 0 AND coalesce(mutating, 1) = 1))
+               AND (?2 IS NULL OR plugin = ?2)
+               AND started_at >= ?3
+             ORDER BY id DESC",
         )?;
-        let rows = stmt.query_map(params![limit as i64], run_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = stmt.query_map(
+            params![filter.all, filter.plugin, filter.since.unwrap_or(i64::MIN)],
+            run_from_row,
+        )?;
+        let mut runs = Vec::new();
+        for run in rows {
+            let run = run?;
+            // `abandoned` is worked out per row, so the status is matched here.
+            if filter.status.as_ref().is_none_or(|s| *s == run.status) {
+                runs.push(run);
+                if runs.len() >= filter.limit {
+                    break;
+                }
+            }
+        }
+        Ok(runs)
     }
 
     /// One run with its steps.
@@ -474,7 +522,7 @@ impl Journal {
         let mut run = conn
             .query_row(
                 "SELECT id, plugin, version, digest, command, invocation, dry_run, started_at, finished_at, status,
-                        reason, pid, host
+                        reason, pid, host, mutating
                  FROM runs WHERE id = ?1",
                 params![id],
                 run_from_row,
@@ -622,6 +670,7 @@ fn run_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         reason: r.get(10)?,
         pid: r.get(11)?,
         host: r.get(12)?,
+        mutating: r.get::<_, Option<bool>>(13)?.unwrap_or(true),
         steps: Vec::new(),
     })
 }
@@ -673,7 +722,9 @@ mod tests {
     fn records_steps_and_locks() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
-        let run = j.begin_run("p", "1.0.0", "d", "c", "{}", false).unwrap();
+        let run = j
+            .begin_run("p", "1.0.0", "d", "c", "{}", false, true)
+            .unwrap();
         let step = StepRecord {
             phase_index: 0,
             step_index: 0,
@@ -708,7 +759,9 @@ mod tests {
         );
 
         assert_eq!(j.lock(run, Duration::from_secs(60), false).unwrap(), None);
-        let other = j.begin_run("q", "1.0.0", "d", "c", "{}", false).unwrap();
+        let other = j
+            .begin_run("q", "1.0.0", "d", "c", "{}", false, true)
+            .unwrap();
         let err = j.lock(other, Duration::from_secs(60), false).unwrap_err();
         assert!(
             err.to_string()
@@ -732,7 +785,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
         let dead = run_dead_process();
-        let run = j.begin_run("p", "1.0.0", "d", "c", "{}", false).unwrap();
+        let run = j
+            .begin_run("p", "1.0.0", "d", "c", "{}", false, true)
+            .unwrap();
         j.lock(run, Duration::from_secs(600), false).unwrap();
         // The holder's process and pid, as a killed stackhost leaves them.
         j.conn()
@@ -741,7 +796,9 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(j.get(run).unwrap().status, "abandoned");
-        let next = j.begin_run("q", "1.0.0", "d", "c", "{}", false).unwrap();
+        let next = j
+            .begin_run("q", "1.0.0", "d", "c", "{}", false, true)
+            .unwrap();
         assert_eq!(
             j.lock(next, Duration::from_secs(600), false).unwrap(),
             Some(Takeover::HolderGone { run, pid: dead })
@@ -752,7 +809,9 @@ mod tests {
                 "UPDATE cluster_lock SET pid = {dead}, host = 'other-machine'"
             ))
             .unwrap();
-        let third = j.begin_run("r", "1.0.0", "d", "c", "{}", false).unwrap();
+        let third = j
+            .begin_run("r", "1.0.0", "d", "c", "{}", false, true)
+            .unwrap();
         assert!(j.lock(third, Duration::from_secs(600), false).is_err());
     }
 

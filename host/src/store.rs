@@ -57,11 +57,56 @@ impl Installed {
     }
 }
 
+/// The installed name nearest to a mistyped one, if one is near enough.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suggestion(pub Option<String>);
+
+impl Suggestion {
+    /// The name among `names` at the smallest edit distance from `typed`,
+    /// when that distance is at most a third of its length (and 1 at
+    /// least), as clap suggests flags.
+    pub fn nearest<'a>(typed: &str, names: impl Iterator<Item = &'a str>) -> Suggestion {
+        let limit = (typed.chars().count() / 3).max(1);
+        Suggestion(
+            names
+                .map(|n| (edit_distance(typed, n), n))
+                .filter(|(d, _)| *d <= limit)
+                .min()
+                .map(|(_, n)| n.to_string()),
+        )
+    }
+}
+
+impl std::fmt::Display for Suggestion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(n) => write!(f, "; did you mean `{n}`?"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// Store errors the operator can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("no plugin named `{0}` is installed (see `stackhost plugin list`)")]
-    NotInstalled(String),
+    #[error("no plugin named `{0}` is installed{1} (see `stackhost plugin list`)")]
+    NotInstalled(String, Suggestion),
     #[error("plugin `{name}` has no installed version matching `{req}` (installed: {installed})")]
     NoMatch {
         name: String,
@@ -184,7 +229,10 @@ impl PluginStore {
             .filter(|p| p.name() == name)
             .collect();
         if versions.is_empty() {
-            return Err(StoreError::NotInstalled(name.into()));
+            return Err(StoreError::NotInstalled(
+                name.into(),
+                Suggestion::nearest(name, self.list()?.iter().map(|p| p.name())),
+            ));
         }
         let installed = versions
             .iter()
@@ -255,7 +303,7 @@ impl PluginStore {
             .collect();
         if matching.is_empty() {
             return Err(match req {
-                None => StoreError::NotInstalled(name.into()),
+                None => StoreError::NotInstalled(name.into(), Suggestion(None)),
                 Some(r) => StoreError::NoMatch {
                     name: name.into(),
                     req: r.clone(),
@@ -319,6 +367,17 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_typo_gets_the_nearest_installed_name() {
+        let names = ["backup", "hello", "ssh-keys", "patch"];
+        let near = |t: &str| Suggestion::nearest(t, names.iter().copied()).0;
+        assert_eq!(near("bakcup").as_deref(), Some("backup"));
+        assert_eq!(near("helo").as_deref(), Some("hello"));
+        assert_eq!(near("sshkeys").as_deref(), Some("ssh-keys"));
+        assert_eq!(near("nagios"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
 
     #[test]
     fn parses_specs() {

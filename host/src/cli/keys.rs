@@ -12,10 +12,12 @@ use std::process::ExitCode;
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Trust a minisign public key (the vendor's `minisign.pub`).
-    #[command(after_help = "\\
-Examples:
+    #[command(after_help = "Examples:
   stackhost keys trust acme-patches.pub
-  minisign -S -s acme.key -m aok-endpoint-fix.wasm   # the vendor's side: makes aok-endpoint-fix.wasm.minisig")]
+
+The vendor signs each patch with the matching secret key:
+  minisign -S -s acme.key -m aok-endpoint-fix.wasm
+which writes aok-endpoint-fix.wasm.minisig beside it.")]
     Trust {
         /// A minisign public key file.
         file: PathBuf,

@@ -53,7 +53,7 @@ Examples:
 
 /// stackhost: cluster maintenance with sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
-#[command(name = "stackhost", version, about, before_long_help = "", after_help = EXAMPLES, after_long_help = format!("{EXAMPLES}\n\n{EXIT_CODES}"))]
+#[command(name = "stackhost", version, about, after_help = EXAMPLES, after_long_help = format!("{EXAMPLES}\n\n{EXIT_CODES}"))]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

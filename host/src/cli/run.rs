@@ -181,10 +181,50 @@ Examples:
   stackhost run hello stamp --message 'patched' --dry-run
   stackhost run hello@^0.1 info --json";
 
+/// `argv` with host flags given before the plugin name (`run --json hello
+/// info`, as ansible and kubectl take them) moved after its command, where
+/// the plugin's parser takes them; a flag's value moves with it. Help
+/// flags stay first.
+fn host_flags_after_command(argv: &[String]) -> Vec<String> {
+    let flags = RunFlags::augment_args(Command::new("flags"));
+    let mut leading = Vec::new();
+    let mut i = 0;
+    while let Some(word) = argv.get(i) {
+        let Some(long) = word.strip_prefix("--").filter(|w| !w.is_empty()) else {
+            break;
+        };
+        let (name, inline) = long
+            .split_once('=')
+            .map_or((long, false), |(n, _)| (n, true));
+        let Some(arg) = flags.get_arguments().find(|a| a.get_long() == Some(name)) else {
+            break;
+        };
+        leading.push(word.clone());
+        i += 1;
+        if !inline
+            && arg.get_action().takes_values()
+            && let Some(value) = argv.get(i)
+        {
+            leading.push(value.clone());
+            i += 1;
+        }
+    }
+    if leading.is_empty() {
+        return argv.to_vec();
+    }
+    let rest = &argv[i..];
+    let at = rest.len().min(2);
+    let mut out: Vec<String> = rest[..at].to_vec();
+    out.extend(leading);
+    out.extend(rest[at..].iter().cloned());
+    out
+}
+
 pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let Some((spec, rest)) = args.argv.split_first().filter(|(s, _)| !s.starts_with('-')) else {
+    let argv = host_flags_after_command(&args.argv);
+    let Some((spec, rest)) = argv.split_first().filter(|(s, _)| !s.starts_with('-')) else {
         println!("{RUN_HELP}");
-        let help_only = args.argv.iter().any(|a| a == "-h" || a == "--help");
+        let help_only = argv.iter().any(|a| a == "-h" || a == "--help");
         return Ok(if help_only {
             ExitCode::SUCCESS
         } else {
@@ -295,6 +335,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
         command,
         &invocation_json,
         flags.dry_run,
+        !spec_cmd.read_only,
     )?;
     let handle = JournalHandle {
         journal: journal.clone(),
@@ -696,4 +737,30 @@ fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     eprintln!();
     read?;
     Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_flags_after_command as moved;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn host_flags_before_the_plugin_name_move_after_its_command() {
+        assert_eq!(
+            moved(&words("--json hello info")),
+            words("hello info --json")
+        );
+        assert_eq!(
+            moved(&words("--nodes dea-1 --dry-run backup export -- x")),
+            words("backup export --nodes dea-1 --dry-run -- x")
+        );
+        assert_eq!(moved(&words("--serial=1 hello")), words("hello --serial=1"));
+        // Already after, an unknown flag, or help: left as they are.
+        for same in ["hello info --json", "--bogus hello info", "--help"] {
+            assert_eq!(moved(&words(same)), words(same));
+        }
+    }
 }

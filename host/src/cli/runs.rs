@@ -4,7 +4,7 @@
 use super::run::{ExecFlags, InvocationRecord, execute, finish, load};
 use super::text::{escape_for_terminal as shown, escape_line as one_line};
 use crate::executor::{self, JournalHandle};
-use crate::journal::Journal;
+use crate::journal::{Journal, RunFilter, RunRecord};
 use crate::paths::Paths;
 use crate::store::PluginStore;
 use anyhow::bail;
@@ -15,11 +15,26 @@ use std::sync::Arc;
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// List recent runs, newest first.
+    /// List recent runs, newest first (mutating runs; --all adds dry runs and read-only commands).
+    #[command(
+        after_help = "Examples:\n  stackhost runs list\n  stackhost runs list --status failed --since 7d\n  stackhost runs list --plugin backup --all --json"
+    )]
     List {
         /// How many runs to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Also show dry runs and read-only commands (`hello info`, `backup list`).
+        #[arg(long)]
+        all: bool,
+        /// Only runs with this status.
+        #[arg(long, value_parser = ["running", "succeeded", "failed", "interrupted", "abandoned"])]
+        status: Option<String>,
+        /// Only runs of this plugin.
+        #[arg(long, value_name = "NAME")]
+        plugin: Option<String>,
+        /// Only runs started within this long (`90m`, `7d`).
+        #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_duration)]
+        since: Option<std::time::Duration>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -51,10 +66,24 @@ fn journal(paths: &Paths) -> anyhow::Result<Journal> {
 pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
     let journal = journal(paths)?;
     match cmd {
-        RunsCommand::List { limit, json } => {
-            let runs = journal.list(limit)?;
+        RunsCommand::List {
+            limit,
+            all,
+            status,
+            plugin,
+            since,
+            json,
+        } => {
+            let filter = RunFilter {
+                limit,
+                all,
+                status,
+                plugin,
+                since: since.map(|d| crate::journal::now() - d.as_secs() as i64),
+            };
+            let runs = journal.list(&filter)?;
             if json {
-                super::print_json(&runs)?;
+                super::print_json(&runs.iter().map(run_json).collect::<Vec<_>>())?;
             } else if runs.is_empty() {
                 println!("no runs yet");
             } else {
@@ -78,7 +107,7 @@ pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
         RunsCommand::Show { id, json } => {
             let r = journal.get(id)?;
             if json {
-                super::print_json(&r)?;
+                super::print_json(&run_json(&r))?;
             } else {
                 let dry = if r.dry_run { " (dry run)" } else { "" };
                 println!(
@@ -89,6 +118,17 @@ pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                     one_line(&r.command),
                     r.status
                 );
+                if let Ok(inv) = serde_json::from_str::<InvocationRecord>(&r.invocation) {
+                    let args: Vec<String> = inv
+                        .args
+                        .iter()
+                        .filter(|(_, v)| !v.is_empty())
+                        .map(|(n, v)| format!("{n}={}", v.join(",")))
+                        .collect();
+                    if !args.is_empty() {
+                        println!("  arguments: {}", one_line(&args.join(" ")));
+                    }
+                }
                 println!(
                     "  started {}{}",
                     super::format_time(r.started_at.max(0) as u64),
@@ -118,6 +158,23 @@ pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A run as `--json` shows it: the invocation and each step's data as
+/// JSON values, not JSON text inside strings.
+fn run_json(r: &RunRecord) -> serde_json::Value {
+    fn parse(text: &str) -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(text)
+            .unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
+    }
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    v["invocation"] = parse(&r.invocation);
+    if let Some(steps) = v["steps"].as_array_mut() {
+        for (step, rec) in steps.iter_mut().zip(&r.steps) {
+            step["data"] = rec.data.as_deref().map_or(serde_json::Value::Null, parse);
+        }
+    }
+    v
 }
 
 /// Re-run what did not finish in run `id`; finished steps never run again.

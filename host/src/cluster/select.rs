@@ -11,6 +11,17 @@ pub fn select(nodes: &[NodeInfo], selectors: &[String]) -> Result<BTreeSet<Strin
     if selectors.is_empty() {
         return Ok(nodes.iter().map(|n| n.name.clone()).collect());
     }
+    if selectors
+        .iter()
+        .all(|s| s.split(',').all(|p| p.trim().is_empty()))
+    {
+        // `--nodes ''` (an unset shell variable, say): never read as "all".
+        return Err(
+            "--nodes was given but names no node (an empty selector); name nodes, globs or \
+             `role:ROLE`, or leave --nodes out to run on every node"
+                .into(),
+        );
+    }
     let mut picked = BTreeSet::new();
     for selector in selectors
         .iter()
@@ -54,6 +65,15 @@ fn glob(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_selector_is_an_error_not_all_or_nothing() {
+        let nodes = [node("a", &[]), node("b", &[])];
+        for empty in [vec![String::new()], vec![" , ".to_string()]] {
+            let err = select(&nodes, &empty).unwrap_err();
+            assert!(err.contains("names no node"), "{err}");
+        }
+    }
 
     fn node(name: &str, roles: &[&str]) -> NodeInfo {
         NodeInfo {

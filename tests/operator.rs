@@ -1,0 +1,135 @@
+//! The command line as a new operator meets it: help text that says what
+//! each command does, host flags accepted before the plugin name, an empty
+//! `--nodes` refused, a mistyped plugin name answered with the nearest one,
+//! and `runs list` filters that hide dry runs and read-only commands.
+
+mod support;
+
+use support::Sandbox;
+
+#[test]
+fn help_shows_each_commands_own_description() {
+    let s = Sandbox::new();
+    s.install("hello");
+    let help = s.ok(&["run", "hello", "--help"]);
+    assert!(
+        help.contains(
+            "Commands:\n  info   Show the OS and kernel of every node\n  stamp  Leave a stamp \
+             file in /var/tmp/stackhost-hello on every node\n"
+        ),
+        "{help}"
+    );
+    let help = s.ok(&["run", "hello", "info", "--help"]);
+    assert!(
+        help.starts_with("Show the OS and kernel of every node\n\nUsage: stackhost run hello info"),
+        "{help}"
+    );
+    assert!(help.contains("\nHost flags:\n"), "{help}");
+    assert!(
+        help.contains("Examples:\n  stackhost run hello info\n"),
+        "{help}"
+    );
+    let top = s.ok(&["--help"]);
+    assert!(
+        top.starts_with(
+            "A maintenance host for PaaS clusters with sandboxed WebAssembly plugins\n"
+        ),
+        "{top}"
+    );
+    let trust = s.ok(&["keys", "trust", "--help"]);
+    assert!(!trust.contains("\\\n"), "{trust}");
+    assert!(
+        trust.contains("Examples:\n  stackhost keys trust acme-patches.pub\n"),
+        "{trust}"
+    );
+}
+
+#[test]
+fn host_flags_go_before_or_after_the_plugin_name() {
+    let s = Sandbox::new();
+    s.install("hello");
+    for args in [
+        &["run", "--json", "hello", "info"][..],
+        &["run", "hello", "info", "--json"][..],
+        &["run", "--nodes", "local", "--json", "hello", "info"][..],
+    ] {
+        let out = s.ok(args);
+        let json: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {out}"));
+        assert_eq!(json["report"]["command"], "info", "{args:?}");
+    }
+}
+
+#[test]
+fn an_empty_node_selection_and_a_mistyped_plugin_are_errors_that_help() {
+    let s = Sandbox::new();
+    s.install("hello");
+    let out = s.fails(1, &["run", "hello", "info", "--nodes", ""]);
+    assert!(
+        out.contains("--nodes was given but names no node (an empty selector)"),
+        "{out}"
+    );
+    let out = s.fails(1, &["run", "helo", "info"]);
+    assert!(
+        out.contains("no plugin named `helo` is installed; did you mean `hello`?"),
+        "{out}"
+    );
+    let out = s.fails(1, &["run", "nagios", "config"]);
+    assert!(
+        out.contains("no plugin named `nagios` is installed (see `stackhost plugin list`)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn runs_list_hides_dry_runs_and_read_only_commands_and_filters() {
+    let s = Sandbox::new();
+    s.install("hello");
+    s.install("probe");
+    s.ok(&["run", "hello", "info"]); // 1: read-only
+    s.ok(&["run", "probe", "exec", "true"]); // 2
+    s.ok(&["run", "probe", "exec", "true", "--dry-run"]); // 3: dry run
+    s.fails(
+        3,
+        &["run", "probe", "exec", "false-program-that-is-not-granted"],
+    ); // 4: failed
+
+    let ids = |args: &[&str]| -> Vec<i64> {
+        let mut all = vec!["runs", "list", "--json"];
+        all.extend_from_slice(args);
+        let list: serde_json::Value = serde_json::from_str(&s.ok(&all)).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&[]), [4, 2]);
+    assert_eq!(ids(&["--all"]), [4, 3, 2, 1]);
+    assert_eq!(ids(&["--status", "failed"]), [4]);
+    assert_eq!(ids(&["--plugin", "hello", "--all"]), [1]);
+    assert_eq!(ids(&["--since", "1h", "--limit", "1"]), [4]);
+    let text = s.ok(&["runs", "list"]);
+    assert!(!text.contains("hello"), "{text}");
+
+    // `runs show --json` holds the invocation as JSON, not as a string.
+    let shown: serde_json::Value =
+        serde_json::from_str(&s.ok(&["runs", "show", "2", "--json"])).unwrap();
+    assert_eq!(shown["invocation"]["command"], "exec", "{shown:#}");
+    assert_eq!(shown["mutating"], true);
+    let shown = s.ok(&["runs", "show", "4"]);
+    assert!(
+        shown.contains("  arguments: program=false-program-that-is-not-granted"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "  failed: the rollout halted: 1 failed step(s) exceeded the run's failure budget of 0"
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains(", ended "), "{shown}");
+
+    let out = s.fails(2, &["runs", "list", "--status", "weird"]);
+    assert!(out.contains("invalid value 'weird'"), "{out}");
+}
