@@ -133,3 +133,65 @@ fn runs_list_hides_dry_runs_and_read_only_commands_and_filters() {
     let out = s.fails(2, &["runs", "list", "--status", "weird"]);
     assert!(out.contains("invalid value 'weird'"), "{out}");
 }
+
+#[test]
+fn completions_quiet_colors_and_the_inventory_from_the_environment() {
+    let s = Sandbox::new();
+    s.install("hello");
+    s.install("platform");
+    // Completion scripts name the commands.
+    let bash = s.ok(&["completions", "bash"]);
+    assert!(bash.starts_with("_stackhost() {"), "{bash}");
+    assert!(bash.contains("resume") && bash.contains("runs"), "{bash}");
+    let fish = s.ok(&["completions", "fish"]);
+    assert!(fish.contains("complete -c stackhost"), "{fish}");
+
+    // --quiet: no live lines, the report still comes.
+    let out = s.run(&["run", "platform", "live", "2", "--quiet"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("live: 2 lines"));
+
+    // STACKHOST_INVENTORY stands in for --inventory.
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.toml");
+    std::fs::write(
+        &inv,
+        "[[node]]\nname = \"box\"\nlocal = true\nroles = [\"core\"]\n",
+    )
+    .unwrap();
+    let out = s.run_env(
+        &["run", "hello", "info"],
+        &[("STACKHOST_INVENTORY", inv.to_str().unwrap())],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("\n  box   ok       info: "), "{text}");
+
+    // Colors on a terminal, none with NO_COLOR or in a pipe.
+    let colored = s
+        .on_terminal(&["run", "hello", "info"])
+        .wait_with_output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&colored.stdout);
+    assert!(
+        screen.contains("\x1b[32mok      \x1b[0m info: "),
+        "{screen}"
+    );
+    let plain = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "NO_COLOR=1 STACKHOST_HOME={} {} run hello info",
+                s.home.path().display(),
+                env!("CARGO_BIN_EXE_stackhost")
+            ),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&plain.stdout);
+    assert!(!screen.contains("\x1b[32m"), "{screen}");
+    assert!(!s.ok(&["run", "hello", "info"]).contains('\x1b'));
+}

@@ -485,6 +485,7 @@ pub const RESERVED_ARGS: &[&str] = &[
     "dry-run",
     "json",
     "verbose",
+    "quiet",
     "nodes",
     "memory-limit",
     "cpu-limit",

@@ -81,6 +81,14 @@ enum Command {
     /// Write out the plugin SDK and WIT package this binary carries.
     #[command(subcommand)]
     Sdk(sdk::SdkCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  stackhost completions bash > /etc/bash_completion.d/stackhost\n  stackhost completions zsh > \"${fpath[1]}/_stackhost\"\n  stackhost completions fish > ~/.config/fish/completions/stackhost.fish"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Parse the command line and run it.
@@ -95,6 +103,16 @@ pub fn main() -> anyhow::Result<ExitCode> {
         Command::Runs(cmd) => runs::run(&paths, cmd),
         Command::Resume(args) => runs::resume(&paths, args),
         Command::Sdk(cmd) => sdk::run(cmd),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "stackhost",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

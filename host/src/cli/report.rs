@@ -7,7 +7,32 @@ use crate::executor::{PhaseWhen, RunReport, StepStatus};
 use std::collections::BTreeMap;
 use std::io::Write;
 
+/// Whether statuses are colored: stdout is a terminal and `NO_COLOR` is
+/// not set (<https://no-color.org>).
+fn colors() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A status padded to `width`, colored as Ansible does when `color`.
+pub fn status_cell(status: StepStatus, width: usize, color: bool) -> String {
+    let text = format!("{:<width$}", status.as_str());
+    let code = match status {
+        StepStatus::Ok => "32",
+        StepStatus::Changed => "33",
+        StepStatus::Failed | StepStatus::Unreachable => "31",
+        StepStatus::Skipped | StepStatus::NotRun => "36",
+        StepStatus::Interrupted => "35",
+    };
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text
+    }
+}
+
 pub fn print(r: &RunReport) -> std::io::Result<()> {
+    let color = colors();
     let mut out = std::io::stdout().lock();
     let mode = if r.dry_run {
         " (dry run: nothing is changed)"
@@ -46,9 +71,9 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
         for s in &phase.steps {
             writeln!(
                 out,
-                "  {:<width$}  {:<8} {}: {}",
+                "  {:<width$}  {} {}: {}",
                 one_line(&s.node),
-                s.status.as_str(),
+                status_cell(s.status, 8, color),
                 one_line(&s.name),
                 shown(&s.message)
             )?;
@@ -140,4 +165,22 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_padded_and_colored_only_when_asked() {
+        assert_eq!(status_cell(StepStatus::Ok, 8, false), "ok      ");
+        assert_eq!(
+            status_cell(StepStatus::Failed, 8, true),
+            "\x1b[31mfailed  \x1b[0m"
+        );
+        assert_eq!(
+            status_cell(StepStatus::Interrupted, 8, false),
+            "interrupted"
+        );
+    }
 }

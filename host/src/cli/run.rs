@@ -55,8 +55,11 @@ pub struct ExecFlags {
     #[arg(long)]
     pub json: bool,
     /// Show every line of the programs' live output; by default a line every few seconds per step when stderr is not a terminal (on a terminal, each running step's latest line).
-    #[arg(long)]
+    #[arg(long, short = 'v', conflicts_with = "quiet")]
     pub verbose: bool,
+    /// Show no live progress or program output while steps run (the report still follows).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     /// Most linear memory one plugin instance may use, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512)]
     memory_limit: usize,
@@ -95,7 +98,7 @@ pub struct ExecFlags {
 #[derive(Debug, Clone, Args)]
 pub struct ClusterFlags {
     /// Inventory file (default: ~/.config/stackhost/inventory.toml if it exists, else this machine alone).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "STACKHOST_INVENTORY")]
     inventory: Option<std::path::PathBuf>,
     /// Record the host key of a node not yet in known_hosts instead of refusing it.
     #[arg(long)]
@@ -160,7 +163,11 @@ impl ExecFlags {
             read_only: false,
             patches: None,
             secrets: Default::default(),
-            progress: crate::progress::Mode::detect(self.verbose),
+            progress: if self.quiet {
+                crate::progress::Mode::Off
+            } else {
+                crate::progress::Mode::detect(self.verbose)
+            },
             interrupt: Some(crate::interrupt::Interrupt::new()),
         }
     }
