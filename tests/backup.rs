@@ -9,9 +9,12 @@ mod support;
 mod cluster;
 
 use cluster::TestCluster;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{Sandbox, refs};
+use std::time::{Duration, SystemTime};
+use support::{Sandbox, only_step, refs};
 
 /// Start PostgreSQL on node `i` (the image has the packages, no cluster).
 fn pg_up(c: &TestCluster, i: usize) {
@@ -268,7 +271,9 @@ fn export_then_import_into_another_cluster() {
         out.path().to_str().unwrap(),
     ])));
     assert!(
-        listed.contains("cluster (postgresql, controller, filesystem, core)"),
+        listed.contains(
+            "cluster: databases (aok, cloud_controller), droplets, services/filesystem, settings  "
+        ),
         "{listed}"
     );
     assert_eq!(listed.lines().count(), 3, "{listed}");
@@ -490,7 +495,8 @@ fn a_scheduled_export_really_runs_on_the_filesystem_node() {
     assert_eq!(when, "30 2 * * *");
     assert_eq!(
         command,
-        format!("/usr/local/bin/stackhost run backup export --cluster {dest}")
+        format!("/usr/local/bin/stackhost run backup export --cluster --force {dest}"),
+        "a file name is the same file every night: each run replaces the last"
     );
     assert_eq!(
         c.sh(3, "stat -c %a /etc/cron.d/stackhost-backup").trim(),
@@ -498,19 +504,22 @@ fn a_scheduled_export_really_runs_on_the_filesystem_node() {
     );
 
     // Run the entry's command the way cron does (sh -c, cron's PATH, as
-    // root) and check the export it leaves.
-    c.docker(&[
-        "exec",
-        &fs_node,
-        "env",
-        "-i",
-        "HOME=/root",
-        "SHELL=/bin/sh",
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "sh",
-        "-c",
-        command,
-    ]);
+    // root), twice, as on two nights (the second replaces the first's
+    // export), and check the export it leaves.
+    for _night in 0..2 {
+        c.docker(&[
+            "exec",
+            &fs_node,
+            "env",
+            "-i",
+            "HOME=/root",
+            "SHELL=/bin/sh",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "sh",
+            "-c",
+            command,
+        ]);
+    }
     let members = c.sh(3, &format!("tar -tf {dest}"));
     for m in [
         "backup.json",
@@ -558,4 +567,288 @@ fn a_scheduled_export_really_runs_on_the_filesystem_node() {
         out.starts_with("error: `3am` is not a cron schedule (five fields, e.g. \"0 3 * * *\")\n"),
         "{out}"
     );
+}
+
+/// A fresh directory inside the backup plugin's archive grant (`/tmp`).
+fn out_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("sh-bk-")
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
+/// The names of the entries in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut bytes = vec![0; n];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
+    bytes
+}
+
+/// Date `path` `secs` seconds back (list and prune order by time).
+fn age(path: &Path, secs: u64) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(secs))
+        .unwrap();
+}
+
+/// An export laid out as the plugin writes one (`backup.json` first, then
+/// the items, then the host's manifest), written by the host's own
+/// artifact writer: every role was asked for, only database `aok` is in
+/// it. For the tests that need exports but no cluster.
+fn export_of_aok(path: &Path, secs_ago: u64) {
+    let meta = serde_json::json!({
+        "format": "stackhost-backup/1",
+        "product_version": "3.4.2",
+        "created": 1_795_546_740u64,
+        "scope": "cluster",
+        "roles": ["postgresql", "controller", "filesystem", "core"],
+        "topology": [{"name": "core-1", "address": "10.0.0.1", "roles": ["core", "postgresql"]}],
+        "contents": [{
+            "kind": "database",
+            "item": "databases/aok.dump",
+            "role": "postgresql",
+            "node": "core-1",
+            "source": "aok",
+        }],
+    });
+    let json = serde_json::to_vec_pretty(&meta).unwrap();
+    let dump = random_bytes(20_000);
+    let mut w =
+        stackhost::artifact::Writer::create(path, stackhost::artifact::Compression::Zstd, 1)
+            .unwrap();
+    w.add_reader("backup.json", json.len() as u64, &json[..])
+        .unwrap();
+    w.add_reader("databases/aok.dump", dump.len() as u64, &dump[..])
+        .unwrap();
+    w.finish().unwrap();
+    age(path, secs_ago);
+}
+
+#[test]
+fn export_refuses_a_contradicting_name_and_an_existing_file() {
+    let s = Sandbox::new();
+    s.install("backup");
+    let out = out_dir();
+
+    // --gzip with a name that says otherwise: a usage error, nothing written.
+    for (name, says) in [("e.tar.zst", "zstd"), ("e.tar", "no compression")] {
+        let dest = out.path().join(name);
+        let d = dest.to_str().unwrap();
+        let text = s.fails(2, &["run", "backup", "export", "--gzip", d]);
+        assert!(
+            text.starts_with(&format!(
+                "error: --gzip contradicts DEST {d}, whose name says {says}; \
+                 name it .tar.gz or .tgz, or leave out --gzip\n\
+                 See `stackhost run backup export --help`.\n"
+            )),
+            "{text}"
+        );
+    }
+    assert!(names_in(out.path()).is_empty(), "nothing is written");
+
+    // An existing file is refused without --force (under --dry-run too,
+    // as the real run would be) and left as it was.
+    let old = out.path().join("old.tar.zst");
+    let o = old.to_str().unwrap();
+    let bytes = random_bytes(5000);
+    std::fs::write(&old, &bytes).unwrap();
+    for dry_run in [false, true] {
+        let mut args = vec!["run", "backup", "export"];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        args.push(o);
+        let text = s.fails(2, &args);
+        assert!(
+            text.starts_with(&format!(
+                "error: {o} already exists; pass --force to replace it\n"
+            )),
+            "{text}"
+        );
+    }
+    assert_eq!(std::fs::read(&old).unwrap(), bytes, "left as it was");
+    assert_eq!(names_in(out.path()), ["old.tar.zst"]);
+}
+
+#[test]
+fn exports_are_private_and_replaced_only_with_force() {
+    let c = TestCluster::up(1, "sh-bk-force");
+    seed_small(&c);
+    let out = out_dir();
+    let dest = out.path().join("e.tar.zst");
+    let d = dest.to_str().unwrap();
+    let s = Sandbox::new();
+    s.install("backup");
+    let private = |what: &str| {
+        let meta = std::fs::metadata(&dest).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o7777,
+            0o600,
+            "{what}: an export holds dumps and settings, only its owner may read it"
+        );
+        meta.ino()
+    };
+
+    let (code, r) = s.report(&refs(&c.args(&["backup", "export", d])));
+    assert_eq!(code, 0, "{r:#}");
+    let first = private("a new export");
+
+    // A second export to the same name is refused and touches nothing.
+    let text = s.fails(2, &refs(&c.args(&["run", "backup", "export", d])));
+    assert!(
+        text.starts_with(&format!(
+            "error: {d} already exists; pass --force to replace it\n"
+        )),
+        "{text}"
+    );
+    assert_eq!(private("after the refusal"), first, "the same file");
+    assert_eq!(names_in(out.path()), ["e.tar.zst"]);
+
+    // --force puts a new file in its place, private too, and it verifies.
+    let (code, r) = s.report(&refs(&c.args(&["backup", "export", "--force", d])));
+    assert_eq!(code, 0, "{r:#}");
+    assert!(
+        message(&r, "export").1.starts_with(&format!("wrote {d}: ")),
+        "{r:#}"
+    );
+    assert_ne!(private("a replaced export"), first, "a new file");
+    assert_eq!(names_in(out.path()), ["e.tar.zst"]);
+    let (code, r) = s.report(&refs(&c.args(&["backup", "verify", d])));
+    assert_eq!(code, 0, "{r:#}");
+
+    // list says what the export holds, not what was asked for: every
+    // role, but one node has no filesystem role and no /etc/stackato.
+    let listed = s.ok(&refs(&c.args(&[
+        "run",
+        "backup",
+        "list",
+        out.path().to_str().unwrap(),
+    ])));
+    let line = listed.lines().find(|l| l.ends_with(d)).expect(&listed);
+    assert!(
+        line.contains("cluster: databases (aok), droplets  ")
+            && !line.contains("settings")
+            && !line.contains("services"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn list_says_what_each_file_holds_in_readable_sizes() {
+    let s = Sandbox::new();
+    s.install("backup");
+    let out = out_dir();
+
+    // A directory that does not exist yet holds no exports.
+    let missing = out.path().join("not-yet");
+    let m = missing.to_str().unwrap();
+    assert_eq!(
+        s.ok(&["run", "backup", "list", m]),
+        format!("no exports in {m} (it does not exist yet)\n")
+    );
+    assert!(!missing.exists(), "listing creates nothing");
+
+    export_of_aok(&out.path().join("aok.tar.zst"), 100);
+    for (name, size) in [
+        ("tiny.tar", 500),
+        ("small.tar.zst", 3000),
+        ("big.tgz", 2_200_000),
+    ] {
+        std::fs::write(out.path().join(name), random_bytes(size)).unwrap();
+    }
+    let listed = s.ok(&["run", "backup", "list", out.path().to_str().unwrap()]);
+    let line = |name: &str| {
+        listed
+            .lines()
+            .find(|l| l.ends_with(&format!("/{name}")))
+            .unwrap_or_else(|| panic!("{name} is not listed:\n{listed}"))
+    };
+    assert!(
+        line("aok.tar.zst").contains("cluster: databases (aok)  ")
+            && line("aok.tar.zst").contains(" KiB  "),
+        "the items present, not the roles asked for:\n{listed}"
+    );
+    assert!(line("tiny.tar").contains(" 500 B  "), "{listed}");
+    assert!(
+        line("small.tar.zst").contains(" 2.9 KiB  ")
+            && line("small.tar.zst").contains("? (no backup.json)"),
+        "{listed}"
+    );
+    assert!(line("big.tgz").contains(" 2.1 MiB  "), "{listed}");
+    assert_eq!(
+        listed.lines().count(),
+        5,
+        "a header and four files:\n{listed}"
+    );
+}
+
+#[test]
+fn prune_counts_and_deletes_only_readable_exports() {
+    let s = Sandbox::new();
+    s.install("backup");
+    let out = out_dir();
+    let at = |name: &str| out.path().join(name).to_str().unwrap().to_string();
+    // Oldest first: two good exports, then a foreign file and an export
+    // cut short, the two newest, which counting every file would keep
+    // while deleting both good exports.
+    export_of_aok(Path::new(&at("good-old.tar.zst")), 4000);
+    export_of_aok(Path::new(&at("good-new.tar.zst")), 3000);
+    std::fs::write(at("foreign.tar.zst"), random_bytes(30_000)).unwrap();
+    age(Path::new(&at("foreign.tar.zst")), 2000);
+    let whole = std::fs::read(at("good-new.tar.zst")).unwrap();
+    std::fs::write(at("cut.tar.zst"), &whole[..whole.len() / 2]).unwrap();
+    age(Path::new(&at("cut.tar.zst")), 1000);
+    let dir = out.path().to_str().unwrap();
+
+    let (code, r) = s.report(&["backup", "prune", "--keep", "1", dir]);
+    assert_eq!(code, 0, "{r:#}");
+    let (status, msg) = only_step(&r);
+    assert_eq!(status, "changed", "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "deleted 1 of 2 exports: {}; ",
+            at("good-old.tar.zst")
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "skipped (not readable stackhost exports, never deleted; `backup verify FILE` says why): {}, {}",
+            at("cut.tar.zst"),
+            at("foreign.tar.zst")
+        )),
+        "{msg}"
+    );
+    assert_eq!(
+        names_in(out.path()),
+        ["cut.tar.zst", "foreign.tar.zst", "good-new.tar.zst"]
+    );
+
+    // Again: the one good export is kept, the others still never touched.
+    let (code, r) = s.report(&["backup", "prune", "--keep", "1", dir]);
+    assert_eq!(code, 0, "{r:#}");
+    let (status, msg) = only_step(&r);
+    assert_eq!(status, "ok", "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "1 export in {dir}, keeping 1: nothing to delete; skipped"
+        )),
+        "{msg}"
+    );
+    assert_eq!(names_in(out.path()).len(), 3);
 }

@@ -9,6 +9,12 @@
 //! writer dropped unfinished removes it, and a process killed midway leaves
 //! only that hidden file, never a file under the final name.
 //!
+//! Artifacts hold database dumps and settings, so the temporary file is
+//! created with mode 0600 by the same `openat` that makes it (see
+//! [`crate::sandbox::ops::create_temp`]; a umask can only take bits away):
+//! it is never readable by others, not even for a moment, and the rename
+//! keeps that.
+//!
 //! All of this is synchronous (tar, compression, hashing) and runs on
 //! blocking threads; bytes arrive and leave through readers and writers
 //! backed by bounded channels, so memory stays constant.
@@ -1020,6 +1026,20 @@ mod tests {
         w.add_reader("ok", 1, &b"x"[..]).unwrap();
         drop(w);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn artifacts_are_private_from_the_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.tar.zst");
+        let mut w = Writer::create(&path, Compression::Zstd, 1).unwrap();
+        w.add_reader("x", 1, &b"x"[..]).unwrap();
+        let tmp = dir.path().join(&w.tmp);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&tmp), 0o600, "the temporary file, while it fills");
+        w.finish().unwrap();
+        assert_eq!(mode(&path), 0o600, "the finished artifact");
     }
 
     #[test]

@@ -76,21 +76,29 @@ impl Plugin for Backup {
 /// one is a usage error (`error: ...`, exit 2), not a failed run.
 fn check_usage(inv: &Invocation) -> Result<()> {
     let checked = match inv.command() {
-        "export" => export_roles_named(inv),
+        "export" => export_roles_named(inv)
+            .and_then(|()| compression_agrees(inv))
+            .and_then(|()| {
+                // A dated name in a directory is new; a file name may not be.
+                let dest = export_dest(inv);
+                if names_file(dest) {
+                    refuse_existing(inv, dest)
+                } else {
+                    Ok(())
+                }
+            }),
         "prune" => inv
             .require("keep")?
             .parse::<usize>()
             .map(drop)
             .map_err(|_| Error::plugin("--keep takes a whole number")),
-        "schedule" if !inv.flag("list") && !inv.flag("remove") => {
-            match inv.value("dest") {
-                None => Err(Error::plugin("schedule needs DEST (or --list / --remove)")),
-                Some(d) if !d.starts_with('/') => {
-                    Err(Error::plugin(format!("DEST must be an absolute path, not `{d}`")))
-                }
-                Some(_) => inv.value("at").map_or(Ok(()), check_cron),
-            }
-        }
+        "schedule" if !inv.flag("list") && !inv.flag("remove") => match inv.value("dest") {
+            None => Err(Error::plugin("schedule needs DEST (or --list / --remove)")),
+            Some(d) if !d.starts_with('/') => Err(Error::plugin(format!(
+                "DEST must be an absolute path, not `{d}`"
+            ))),
+            Some(_) => inv.value("at").map_or(Ok(()), check_cron),
+        },
         _ => Ok(()),
     };
     checked.map_err(|e| Error::Usage(e.message().to_string()))
@@ -110,6 +118,35 @@ fn export_roles_named(inv: &Invocation) -> Result<()> {
         !(inv.flag("cluster") && inv.flag("only-this-node")),
         "--cluster and --only-this-node exclude each other"
     );
+    Ok(())
+}
+
+/// --gzip and a DEST file name that says otherwise contradict each other.
+/// (zstd is the default and has no flag, so only --gzip can disagree.)
+fn compression_agrees(inv: &Invocation) -> Result<()> {
+    let dest = export_dest(inv);
+    if !inv.flag("gzip") || !names_file(dest) {
+        return Ok(());
+    }
+    let named = match compression_of(dest) {
+        Compression::Gzip => return Ok(()),
+        Compression::Zstd => "zstd",
+        Compression::None => "no compression",
+    };
+    bail!(
+        "--gzip contradicts DEST {dest}, whose name says {named}; \
+         name it .tar.gz or .tgz, or leave out --gzip"
+    )
+}
+
+/// An export never replaces a file silently: an existing one needs
+/// --force. Only a file that opens counts as there; anything else at that
+/// name (a directory, a path outside the grant) is left to the export
+/// step, which names what it finds.
+fn refuse_existing(inv: &Invocation, path: &str) -> Result<()> {
+    if !inv.flag("force") && archive::open(path).is_ok() {
+        bail!("{path} already exists; pass --force to replace it");
+    }
     Ok(())
 }
 
@@ -156,11 +193,22 @@ fn stamp(secs: u64) -> String {
 }
 
 const SUFFIXES: &[&str] = &[".tar.zst", ".tar.gz", ".tgz", ".tar"];
+const DEFAULT_DEST: &str = "/var/backups/stackato/";
+
+/// True when `dest` names the artifact file itself (by its suffix) rather
+/// than a directory to put a dated one in.
+fn names_file(dest: &str) -> bool {
+    SUFFIXES.iter().any(|s| dest.ends_with(s))
+}
+
+fn export_dest(inv: &Invocation) -> &str {
+    inv.value("dest").unwrap_or(DEFAULT_DEST)
+}
 
 /// The artifact path for `dest`: a file name as given, or a dated name in
 /// a directory.
 fn artifact_path(dest: &str, base: &str, gzip: bool) -> String {
-    if SUFFIXES.iter().any(|s| dest.ends_with(s)) {
+    if names_file(dest) {
         return dest.to_string();
     }
     let ext = if gzip { "tar.gz" } else { "tar.zst" };
@@ -320,11 +368,10 @@ fn product_version(core: &Node) -> Option<String> {
 fn export(inv: &Invocation) -> Result<Outcome> {
     let (roles, scope) = export_roles(inv)?;
     let core = core_node()?;
-    let path = artifact_path(
-        inv.value("dest").unwrap_or("/var/backups/stackato/"),
-        "stackato-export",
-        inv.flag("gzip"),
-    );
+    let path = artifact_path(export_dest(inv), "stackato-export", inv.flag("gzip"));
+    // Again here: a dated name from a run in the same second, or a file
+    // that appeared since the plan.
+    refuse_existing(inv, &path)?;
     let local = inv.flag("only-this-node").then(nodes::local).flatten();
     let holder = |role: &str| -> Option<Node> {
         match &local {
@@ -442,7 +489,7 @@ fn dump_table(inv: &Invocation, step: &Step) -> Result<Outcome> {
     let (db, table) = (inv.require("db")?, inv.require("table")?);
     let node = step.node();
     let path = artifact_path(
-        inv.value("dest").unwrap_or("/var/backups/stackato/"),
+        inv.value("dest").unwrap_or(DEFAULT_DEST),
         &format!("{db}-{table}"),
         false,
     );
@@ -488,47 +535,135 @@ fn verify(inv: &Invocation) -> Result<Outcome> {
     )))
 }
 
+/// The artifacts in `dir`, newest first; `None` when the directory does
+/// not exist (yet), which holds no exports rather than being a failure.
+fn artifacts_in(dir: &str) -> Result<Option<Vec<archive::Listed>>> {
+    match archive::list(dir) {
+        Ok(listed) => Ok(Some(listed)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn no_exports_yet(dir: &str) -> Outcome {
+    Outcome::ok(format!("no exports in {dir} (it does not exist yet)"))
+}
+
+/// Bytes for people: KiB under a MiB, MiB under a GiB.
+fn human_size(bytes: u64) -> String {
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    let b = bytes as f64;
+    if bytes < KIB {
+        format!("{bytes} B")
+    } else if bytes < MIB {
+        format!("{:.1} KiB", b / KIB as f64)
+    } else if bytes < GIB {
+        format!("{:.1} MiB", b / MIB as f64)
+    } else {
+        format!("{:.1} GiB", b / GIB as f64)
+    }
+}
+
+/// What an export holds, from its `backup.json`: the databases by name,
+/// then the other items (`droplets`, `services/filesystem`, `settings`).
+/// Every content recorded there went in: an export that cannot write one
+/// leaves no file at all.
+fn held(meta: &Meta) -> Vec<String> {
+    let dbs: Vec<&str> = meta
+        .contents
+        .iter()
+        .filter(|c| c.kind == "database")
+        .map(|c| c.source.as_str())
+        .collect();
+    let mut out = Vec::new();
+    if !dbs.is_empty() {
+        out.push(format!("databases ({})", dbs.join(", ")));
+    }
+    out.extend(
+        meta.contents
+            .iter()
+            .filter(|c| c.kind != "database")
+            .map(|c| c.item.clone()),
+    );
+    out
+}
+
+/// One row of `list --json`.
 #[derive(Serialize)]
 struct Listing {
     path: String,
     size: u64,
     modified: u64,
+    /// `cluster`, or `node NAME` for --only-this-node.
     scope: Option<String>,
+    /// Item names as the export's `backup.json` records them.
+    items: Option<Vec<String>>,
     product_version: Option<String>,
 }
 
 fn list(inv: &Invocation) -> Result<Outcome> {
     let dir = inv.require("dir")?;
-    let mut rows = Vec::new();
-    for l in archive::list(dir)? {
-        let meta = archive::open(&l.path)
-            .and_then(|a| a.read(META, 1 << 20))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Meta>(&b).ok());
-        rows.push(Listing {
-            path: l.path,
-            size: l.size,
-            modified: l.modified,
-            scope: meta
-                .as_ref()
-                .map(|m| format!("{} ({})", m.scope, m.roles.join(", "))),
-            product_version: meta.and_then(|m| m.product_version),
+    let json = inv.flag("json");
+    let Some(listed) = artifacts_in(dir)? else {
+        return Ok(if json {
+            Outcome::ok("[]")
+        } else {
+            no_exports_yet(dir)
         });
-    }
-    if inv.flag("json") {
+    };
+    let exports: Vec<(archive::Listed, Option<Meta>)> = listed
+        .into_iter()
+        .map(|l| {
+            // backup.json is the first item, so this reads only the start.
+            let meta = archive::open(&l.path)
+                .and_then(|a| a.read(META, 1 << 20))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Meta>(&b).ok());
+            (l, meta)
+        })
+        .collect();
+    if json {
+        let rows: Vec<Listing> = exports
+            .into_iter()
+            .map(|(l, meta)| Listing {
+                path: l.path,
+                size: l.size,
+                modified: l.modified,
+                scope: meta.as_ref().map(|m| m.scope.clone()),
+                items: meta
+                    .as_ref()
+                    .map(|m| m.contents.iter().map(|c| c.item.clone()).collect()),
+                product_version: meta.and_then(|m| m.product_version),
+            })
+            .collect();
         return Ok(Outcome::ok(
             serde_json::to_string_pretty(&rows).map_err(|e| Error::plugin(e.to_string()))?,
         ));
     }
-    if rows.is_empty() {
+    if exports.is_empty() {
         return Ok(Outcome::ok(format!("no exports in {dir}")));
     }
+    let contents: Vec<String> = exports
+        .iter()
+        .map(|(_, meta)| match meta {
+            Some(m) => format!("{}: {}", m.scope, held(m).join(", ")),
+            None => "? (no backup.json)".into(),
+        })
+        .collect();
+    let width = contents
+        .iter()
+        .map(String::len)
+        .chain(["CONTENTS".len()])
+        .max()
+        .unwrap_or(0);
     let mut out = format!(
-        "{:<19}  {:>10}  {:<40}  PATH\n",
-        "DATE (UTC)", "SIZE", "SCOPE"
+        "{:<16}  {:>10}  {:<width$}  PATH\n",
+        "DATE (UTC)", "SIZE", "CONTENTS"
     );
-    for r in rows {
-        let s = stamp(r.modified);
+    for ((l, _), contents) in exports.iter().zip(contents) {
+        let s = stamp(l.modified);
         let date = format!(
             "{}-{}-{} {}:{}",
             &s[..4],
@@ -537,14 +672,28 @@ fn list(inv: &Invocation) -> Result<Outcome> {
             &s[9..11],
             &s[11..13]
         );
-        let size = format!("{:.1} MiB", r.size as f64 / (1 << 20) as f64);
-        let scope = r.scope.unwrap_or_else(|| "? (no backup.json)".into());
         out.push_str(&format!(
-            "{date:<19}  {size:>10}  {scope:<40}  {}\n",
-            r.path
+            "{date:<16}  {:>10}  {contents:<width$}  {}\n",
+            human_size(l.size),
+            l.path
         ));
     }
     Ok(Outcome::ok(out))
+}
+
+fn exports(n: usize) -> String {
+    if n == 1 {
+        "1 export".into()
+    } else {
+        format!("{n} exports")
+    }
+}
+
+/// Whether `path` is a stackhost artifact whose manifest reads (it is at
+/// the end, so this reads the whole stream once and catches a file cut
+/// short): the only kind prune counts or deletes.
+fn readable_artifact(path: &str) -> bool {
+    archive::open(path).and_then(|a| a.items()).is_ok()
 }
 
 fn prune(inv: &Invocation) -> Result<Outcome> {
@@ -553,29 +702,48 @@ fn prune(inv: &Invocation) -> Result<Outcome> {
         .require("keep")?
         .parse()
         .map_err(|_| Error::plugin("--keep takes a whole number"))?;
-    let all = archive::list(dir)?;
-    let doomed: Vec<_> = all.iter().skip(keep).collect();
-    for l in &doomed {
-        archive::remove(&l.path)?;
-    }
-    if doomed.is_empty() {
-        return Ok(Outcome::ok(format!(
-            "{} exports in {dir}, keeping {keep}: nothing to delete",
-            all.len()
-        )));
-    }
-    let verb = if inv.dry_run() {
-        "would delete"
-    } else {
-        "deleted"
+    let Some(listed) = artifacts_in(dir)? else {
+        return Ok(no_exports_yet(dir));
     };
-    let names: Vec<&str> = doomed.iter().map(|l| l.path.as_str()).collect();
-    Ok(Outcome::changed(format!(
-        "{verb} {} of {}: {}",
-        doomed.len(),
-        all.len(),
-        names.join(", ")
-    )))
+    // Foreign and damaged files neither count towards --keep nor are ever
+    // deleted: counting them could leave fewer good exports than asked.
+    let (good, skipped): (Vec<_>, Vec<_>) = listed
+        .into_iter()
+        .map(|l| l.path)
+        .partition(|p| readable_artifact(p));
+    let doomed = good.get(keep..).unwrap_or_default();
+    for path in doomed {
+        archive::remove(path)?;
+    }
+    let mut msg = if doomed.is_empty() {
+        format!(
+            "{} in {dir}, keeping {keep}: nothing to delete",
+            exports(good.len())
+        )
+    } else {
+        format!(
+            "{} {} of {}: {}",
+            if inv.dry_run() {
+                "would delete"
+            } else {
+                "deleted"
+            },
+            doomed.len(),
+            exports(good.len()),
+            doomed.join(", ")
+        )
+    };
+    if !skipped.is_empty() {
+        msg.push_str(&format!(
+            "; skipped (not readable stackhost exports, never deleted; `backup verify FILE` says why): {}",
+            skipped.join(", ")
+        ));
+    }
+    Ok(if doomed.is_empty() {
+        Outcome::ok(msg)
+    } else {
+        Outcome::changed(msg)
+    })
 }
 
 fn import(inv: &Invocation) -> Result<Outcome> {
@@ -734,6 +902,11 @@ fn schedule(inv: &Invocation, step: &Step) -> Result<Outcome> {
         "export".into(),
         "--cluster".into(),
     ];
+    if names_file(dest) {
+        // The same file every time: each run replaces the last one's
+        // export, which stays in place until the new one is complete.
+        words.push("--force".into());
+    }
     if let Some(inventory) = inv.value("inventory-file") {
         words.extend(["--inventory".into(), inventory.to_string()]);
     }
@@ -778,5 +951,14 @@ mod tests {
         assert!(artifact_path("/x/", "e", true).starts_with("/x/e-"));
         assert!(artifact_path("/x", "e", false).ends_with(".tar.zst"));
         assert_eq!(compression_of("/a.tgz"), Compression::Gzip);
+        assert!(names_file("/x/y.tar") && !names_file("/x/y.tar/"));
+    }
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human_size(500), "500 B");
+        assert_eq!(human_size(3000), "2.9 KiB");
+        assert_eq!(human_size(2_200_000), "2.1 MiB");
+        assert_eq!(human_size(5 << 30), "5.0 GiB");
     }
 }
