@@ -184,7 +184,7 @@ fn export_then_import_into_another_cluster() {
             && items.iter().any(|i| msg.contains(&format!(": {i} ("))),
         "the damaged item is named: {msg}"
     );
-    let (code, r) = s.report(&refs(&b.args(&["backup", "import", fl])));
+    let (code, r) = s.report(&refs(&b.args(&["backup", "import", fl, "--yes"])));
     let (status, msg) = message(&r, "import");
     assert_eq!((code, status.as_str()), (3, "failed"), "{r:#}");
     assert!(msg.contains("nothing was imported"), "{msg}");
@@ -204,7 +204,13 @@ fn export_then_import_into_another_cluster() {
     std::fs::remove_file(&flipped).unwrap();
 
     // Import into cluster B: same rows, same files.
-    let (code, r) = s.report(&refs(&b.args(&["backup", "import", "--cluster", f])));
+    let (code, r) = s.report(&refs(&b.args(&[
+        "backup",
+        "import",
+        "--cluster",
+        f,
+        "--yes",
+    ])));
     assert_eq!(code, 0, "{r:#}");
     let (_, msg) = message(&r, "import");
     assert!(msg.contains("Not restored: settings"), "{msg}");
@@ -283,6 +289,7 @@ fn export_then_import_into_another_cluster() {
         "--keep",
         "1",
         out.path().to_str().unwrap(),
+        "--yes",
     ])));
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(
@@ -815,7 +822,7 @@ fn prune_counts_and_deletes_only_readable_exports() {
     age(Path::new(&at("cut.tar.zst")), 1000);
     let dir = out.path().to_str().unwrap();
 
-    let (code, r) = s.report(&["backup", "prune", "--keep", "1", dir]);
+    let (code, r) = s.report(&["backup", "prune", "--keep", "1", dir, "--yes"]);
     assert_eq!(code, 0, "{r:#}");
     let (status, msg) = only_step(&r);
     assert_eq!(status, "changed", "{msg}");
@@ -840,7 +847,7 @@ fn prune_counts_and_deletes_only_readable_exports() {
     );
 
     // Again: the one good export is kept, the others still never touched.
-    let (code, r) = s.report(&["backup", "prune", "--keep", "1", dir]);
+    let (code, r) = s.report(&["backup", "prune", "--keep", "1", dir, "--yes"]);
     assert_eq!(code, 0, "{r:#}");
     let (status, msg) = only_step(&r);
     assert_eq!(status, "ok", "{msg}");

@@ -274,11 +274,25 @@ fn disable_passwords_turns_passwords_off_and_key_login_keeps_working() {
         "dry run changed sshd"
     );
 
+    // Destructive: refused off a terminal without --yes, nothing changed.
+    let out = s.fails(1, &refs(&c.args(&["run", "ssh-keys", "disable-passwords"])));
+    assert!(
+        out.contains(
+            "`ssh-keys disable-passwords` is destructive: Turn SSH password authentication off \
+             on each node, after proving key login works there, then reload sshd; not on a \
+             terminal, so it cannot be confirmed: pass --yes to run it, or --dry-run to see \
+             what it would do"
+        ),
+        "{out}"
+    );
+    assert!(c.sh(1, "sshd -T").contains("passwordauthentication yes"));
+
     let (code, r) = s.report(&refs(&c.args(&[
         "ssh-keys",
         "disable-passwords",
         "--serial",
         "1",
+        "--yes",
     ])));
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(
@@ -294,7 +308,7 @@ fn disable_passwords_turns_passwords_off_and_key_login_keeps_working() {
     // New connections still log in with keys; a second run is a no-op.
     let (code, _) = s.report(&refs(&c.args(&["hello", "info"])));
     assert_eq!(code, 0);
-    let (_, r) = s.report(&refs(&c.args(&["ssh-keys", "disable-passwords"])));
+    let (_, r) = s.report(&refs(&c.args(&["ssh-keys", "disable-passwords", "--yes"])));
     assert_eq!(
         nodes_of(&r, 0),
         [(c.node(1), "ok".into()), (c.node(2), "ok".into())]
@@ -330,7 +344,7 @@ fn a_non_root_login_reaches_root_through_sudo() {
             .contains(core_key.trim()),
         "written as root through sudo"
     );
-    let (code, r) = s.report(&refs(&c.args(&["ssh-keys", "disable-passwords"])));
+    let (code, r) = s.report(&refs(&c.args(&["ssh-keys", "disable-passwords", "-y"])));
     assert_eq!(code, 0, "{r:#}");
     assert!(c.sh(2, "sshd -T").contains("passwordauthentication no"));
 

@@ -195,3 +195,81 @@ fn completions_quiet_colors_and_the_inventory_from_the_environment() {
     assert!(!screen.contains("\x1b[32m"), "{screen}");
     assert!(!s.ok(&["run", "hello", "info"]).contains('\x1b'));
 }
+
+#[test]
+fn a_destructive_command_is_confirmed_or_needs_yes() {
+    use std::io::Write;
+    let s = Sandbox::new();
+    s.install("platform");
+    let out = s.fails(1, &["run", "platform", "wipe"]);
+    assert!(
+        out.contains(
+            "`platform wipe` is destructive: Pretend to wipe the node's data (a destructive \
+             command: confirmed, or --yes); not on a terminal, so it cannot be confirmed: pass \
+             --yes to run it, or --dry-run to see what it would do"
+        ),
+        "{out}"
+    );
+    assert!(
+        !s.ok(&["runs", "list", "--all"]).contains("wipe"),
+        "nothing journaled"
+    );
+    assert!(
+        s.ok(&["run", "platform", "wipe", "--dry-run"])
+            .contains("would wipe")
+    );
+    assert!(
+        s.ok(&["run", "platform", "wipe", "--yes"])
+            .contains("wipe: wiped")
+    );
+
+    for (answer, done) in [("n", false), ("y", true)] {
+        let mut child = s.on_terminal(&["run", "platform", "wipe"]);
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{answer}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let screen = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            screen.contains("Run it on 1 node(s): local? [y/N] "),
+            "{screen}"
+        );
+        assert_eq!(screen.contains("wipe: wiped"), done, "{screen}");
+        assert_eq!(
+            screen.contains("not confirmed: nothing was done"),
+            !done,
+            "{screen}"
+        );
+    }
+}
+
+#[test]
+fn messages_name_the_local_node_as_the_inventory_does() {
+    let s = Sandbox::new();
+    s.install("probe");
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.toml");
+    std::fs::write(
+        &inv,
+        "[[node]]\nname = \"core-1\"\nlocal = true\nroles = [\"core\"]\n",
+    )
+    .unwrap();
+    // exec-quick has a 1 s exec timeout of its own.
+    let (code, r) = s.report(&[
+        "probe",
+        "exec-quick",
+        "sleep",
+        "5",
+        "--inventory",
+        inv.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 3);
+    let (_, message) = support::only_step(&r);
+    assert!(
+        message.starts_with("timeout: `sleep` on node core-1 ran past its timeout of 1s"),
+        "{message}"
+    );
+}

@@ -23,7 +23,14 @@ fn two_versions_side_by_side_and_requirements_pick_the_right_one() {
         out.contains("no installed version matching `^3` (installed: 1.2.0, 2.0.0)"),
         "{out}"
     );
-    s.ok(&["plugin", "remove", "multi@^1"]);
+    let out = s.fails(1, &["plugin", "remove", "multi@^1"]);
+    assert!(
+        out.contains(
+            "removing multi 1.2.0 needs confirming, and this is not a terminal: pass --yes"
+        ),
+        "{out}"
+    );
+    s.ok(&["plugin", "remove", "multi@^1", "--yes"]);
     let out = s.fails(1, &["run", "multi@^1", "which"]);
     assert!(out.contains("(installed: 2.0.0)"), "{out}");
 }

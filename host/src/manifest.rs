@@ -87,6 +87,11 @@ pub struct CommandSpec {
     /// and refuses any mutating call it makes.
     #[serde(default, rename = "read-only")]
     pub read_only: bool,
+    /// The command destroys or replaces data (an import over the current
+    /// data, a prune, turning passwords off): the host asks the operator
+    /// to confirm, or needs `--yes`, except under `--dry-run`.
+    #[serde(default)]
+    pub destructive: bool,
     #[serde(default, rename = "arg")]
     pub args: Vec<ArgSpec>,
     /// The command's own defaults for the host's run flags (a flag given
@@ -486,6 +491,7 @@ pub const RESERVED_ARGS: &[&str] = &[
     "json",
     "verbose",
     "quiet",
+    "yes",
     "nodes",
     "memory-limit",
     "cpu-limit",
@@ -545,6 +551,12 @@ impl Manifest {
             command.defaults.validate(&command.name)?;
             if !seen.insert(command.name.as_str()) {
                 return invalid(format!("command `{}` is declared twice", command.name));
+            }
+            if command.destructive && command.read_only {
+                return invalid(format!(
+                    "command `{}` is declared both read-only and destructive",
+                    command.name
+                ));
             }
             let mut args = BTreeSet::new();
             let mut trailing = false;

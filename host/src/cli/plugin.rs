@@ -69,9 +69,15 @@ Examples:
         json: bool,
     },
     /// Remove installed versions of a plugin (all, or those matching NAME@REQUIREMENT).
+    #[command(
+        after_help = "Examples:\n  stackhost plugin remove multi@^1\n  stackhost plugin remove hello --yes"
+    )]
     Remove {
         /// NAME or NAME@REQUIREMENT.
         plugin: String,
+        /// Remove without asking (needed off a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -210,8 +216,22 @@ pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
                 print_info(&p);
             }
         }
-        PluginCommand::Remove { plugin, json } => {
+        PluginCommand::Remove { plugin, yes, json } => {
             let (name, req) = store::parse_spec(&plugin)?;
+            if !yes {
+                let doomed: Vec<String> = store
+                    .list()?
+                    .iter()
+                    .filter(|p| {
+                        p.name() == name && req.as_ref().is_none_or(|r| r.matches(p.version()))
+                    })
+                    .map(|p| format!("{} {}", p.name(), p.version()))
+                    .collect();
+                if !doomed.is_empty() && !confirm_removal(&doomed)? {
+                    eprintln!("not confirmed: nothing was removed");
+                    return Ok(ExitCode::from(super::EXIT_ERROR));
+                }
+            }
             let removed = store.remove(name, req.as_ref())?;
             if json {
                 super::print_json(&removed.iter().map(summary).collect::<Vec<_>>())?;
@@ -355,6 +375,22 @@ fn signed_text(signer: Option<&Signer>) -> String {
         Some(s) => format!("signed by {s}"),
         None => "unsigned".into(),
     }
+}
+
+/// Ask before removing `doomed` (installed versions); off a terminal,
+/// refuse without --yes.
+fn confirm_removal(doomed: &[String]) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "removing {} needs confirming, and this is not a terminal: pass --yes",
+            doomed.join(", ")
+        );
+    }
+    print!("remove {}? [y/N] ", doomed.join(", "));
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 /// Show each request and ask the operator, on a terminal only.

@@ -44,6 +44,9 @@ pub struct RunFlags {
     /// Nodes to run on: names, globs (`dea-*`) or roles (`role:dea`); comma-separated or repeated.
     #[arg(long, value_name = "SELECTOR")]
     nodes: Vec<String>,
+    /// Confirm a destructive command (import, prune, disable-passwords) without being asked.
+    #[arg(long, short = 'y')]
+    yes: bool,
     #[command(flatten)]
     exec: ExecFlags,
 }
@@ -114,11 +117,15 @@ pub struct ClusterFlags {
 impl ClusterFlags {
     /// The cluster: the inventory's nodes, or the local node alone.
     pub fn open(&self, paths: &Paths) -> anyhow::Result<Cluster> {
-        let default = paths.config.join("inventory.toml");
+        let default = inventory::default_path(paths);
         let path = match &self.inventory {
             Some(p) => p.clone(),
             None if default.exists() => default,
-            None => return Ok(Cluster::local()),
+            None => {
+                let roles =
+                    inventory::LocalNodeRoles::in_config(&paths.config).load_or_default()?;
+                return Ok(Cluster::local_with_roles(roles));
+            }
         };
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
         let known_hosts = match self.known_hosts.strip_prefix("~/") {
@@ -325,6 +332,17 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
         .open(paths)?
         .select(&flags.nodes)
         .map_err(anyhow::Error::msg)?;
+    if spec_cmd.destructive && !flags.dry_run && !flags.yes {
+        let nodes: Vec<&str> = cluster
+            .nodes()
+            .iter()
+            .map(|n| n.info.name.as_str())
+            .collect();
+        if !confirm(&manifest.name, command, &spec_cmd.about, &nodes)? {
+            eprintln!("not confirmed: nothing was done");
+            return Ok(ExitCode::from(super::EXIT_ERROR));
+        }
+    }
     let journal = Journal::open(&paths.data.join("journal.sqlite"))?;
     let redactor = crate::executor::Redactor::new(secrets.into_iter().map(|(_, v)| v).collect());
     // The journal keeps the invocation with secrets hidden.
@@ -674,6 +692,30 @@ fn parse_serial(s: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(_) => Err(format!("`{s}` is not a number of steps")),
     }
+}
+
+/// Ask the operator to confirm destructive command `command` on `nodes`;
+/// off a terminal, refuse (the operator must pass --yes).
+fn confirm(plugin: &str, command: &str, about: &str, nodes: &[&str]) -> anyhow::Result<bool> {
+    use super::text::escape_line as one_line;
+    use std::io::{BufRead, IsTerminal, Write};
+    let what = format!("`{plugin} {command}` is destructive: {}", one_line(about));
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "{what}; not on a terminal, so it cannot be confirmed: pass --yes to run it, or \
+             --dry-run to see what it would do"
+        );
+    }
+    let shown: Vec<_> = nodes.iter().map(|n| one_line(n)).collect();
+    eprint!(
+        "{what}\nRun it on {} node(s): {}? [y/N] ",
+        nodes.len(),
+        shown.join(", ")
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 /// Most bytes of a secret read from a file.

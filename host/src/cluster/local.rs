@@ -5,15 +5,20 @@
 use super::{CAPTURE_LIMIT, DEFAULT_PATH, ExecOutput, ExecRequest, NodeError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-/// The machine the host runs on.
-#[derive(Debug, Clone, Copy)]
-pub struct LocalNode;
-
-const NODE: &str = "local";
+/// The machine the host runs on, under its inventory name.
+#[derive(Debug, Clone)]
+pub struct LocalNode {
+    name: String,
+}
 
 impl LocalNode {
+    pub fn new(name: &str) -> LocalNode {
+        LocalNode { name: name.into() }
+    }
+
     /// Run a program and capture its output.
     pub async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput, NodeError> {
+        let node = &self.name;
         let current_user = std::env::var("USER").unwrap_or_default();
         let is_root = is_root();
         let needs_sudo = match req.user.as_deref() {
@@ -51,7 +56,20 @@ impl LocalNode {
             cmd.current_dir(cwd);
         }
         let mut child = cmd.spawn().map_err(|e| {
-            let msg = format!("cannot start `{}` on node {NODE}: {e}", req.program);
+            let msg = if needs_sudo {
+                format!(
+                    "cannot run `{}` as {} on node {node}: starting `sudo` failed: {e}{}",
+                    req.program,
+                    req.user.as_deref().unwrap_or("root"),
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        " (sudo is not installed; install it, or run stackhost as that user)"
+                    } else {
+                        ""
+                    }
+                )
+            } else {
+                format!("cannot start `{}` on node {node}: {e}", req.program)
+            };
             if e.kind() == std::io::ErrorKind::NotFound {
                 NodeError::NotFound(msg)
             } else {
@@ -104,7 +122,7 @@ impl LocalNode {
             Err(_) => {
                 group.kill();
                 Err(NodeError::Timeout(format!(
-                    "`{}` on node {NODE} ran past its timeout of {:?} and was killed, with \
+                    "`{}` on node {node} ran past its timeout of {:?} and was killed, with \
                      every process it started",
                     req.program, req.timeout
                 )))
@@ -197,7 +215,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(10),
             live: None,
         };
-        let out = LocalNode.exec(&req).await.unwrap();
+        let out = LocalNode::new("local").exec(&req).await.unwrap();
         assert_eq!(
             (out.status, out.stdout.as_slice(), out.stderr.as_slice()),
             (3, &b"out\n"[..], &b"err\n"[..])
@@ -206,7 +224,7 @@ mod tests {
             args: vec!["-c".into(), "kill -TERM $$".into()],
             ..req
         };
-        let out = LocalNode.exec(&req).await.unwrap();
+        let out = LocalNode::new("local").exec(&req).await.unwrap();
         assert_eq!((out.status, out.signal), (-1, Some(15)));
     }
 
@@ -253,7 +271,7 @@ mod tests {
     async fn a_timeout_kills_the_whole_group() {
         let marker = format!("300.{}1", std::process::id());
         let req = straggler(&marker, std::time::Duration::from_millis(500));
-        let err = LocalNode.exec(&req).await.unwrap_err();
+        let err = LocalNode::new("local").exec(&req).await.unwrap_err();
         assert!(
             err.to_string().contains(
                 "ran past its timeout of 500ms and was killed, with every process it started"
@@ -268,8 +286,11 @@ mod tests {
         let marker = format!("300.{}2", std::process::id());
         let req = straggler(&marker, std::time::Duration::from_secs(60));
         // The run's wall clock drops a step's future like this.
-        let dropped =
-            tokio::time::timeout(std::time::Duration::from_millis(500), LocalNode.exec(&req)).await;
+        let dropped = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            LocalNode::new("local").exec(&req),
+        )
+        .await;
         assert!(dropped.is_err());
         assert_eq!(left_running(&marker).await, Vec::<String>::new());
     }
