@@ -134,7 +134,7 @@ fn parse(path: &Path, text: &str, ssh: SshOptions) -> Result<Cluster, InventoryE
                 "127.0.0.1".to_string(),
                 0,
                 super::local_user(),
-                Transport::Local(LocalNode),
+                Transport::Local(LocalNode::new(&n.name)),
             )
         } else {
             let address = n.address.ok_or_else(|| {

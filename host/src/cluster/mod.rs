@@ -85,7 +85,7 @@ impl Cluster {
         };
         Cluster::new(vec![Arc::new(Node {
             info,
-            transport: Transport::Local(LocalNode),
+            transport: Transport::Local(LocalNode::new("local")),
             files: Default::default(),
         })])
     }
