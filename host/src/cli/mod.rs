@@ -2,6 +2,7 @@
 //! validated by clap with no I/O, then each subcommand resolves what it
 //! needs (paths, store, runtime) and runs.
 
+mod inventory;
 mod keys;
 mod node;
 mod plugin;
@@ -70,6 +71,9 @@ enum Command {
     /// Trust, list and remove the keys that sign plugins and vendor patches.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Write an example inventory, or check one and list its nodes.
+    #[command(subcommand)]
+    Inventory(inventory::InventoryCommand),
     /// Show the cluster's nodes.
     #[command(subcommand)]
     Node(node::NodeCommand),
@@ -99,6 +103,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&paths, args),
         Command::Plugin(cmd) => plugin::run(&paths, cmd),
         Command::Keys(cmd) => keys::run(&paths, cmd),
+        Command::Inventory(cmd) => inventory::run(&paths, cmd),
         Command::Node(cmd) => node::run(&paths, cmd),
         Command::Runs(cmd) => runs::run(&paths, cmd),
         Command::Resume(args) => runs::resume(&paths, args),

@@ -1,23 +1,7 @@
 //! The inventory: a TOML file listing the cluster's nodes with address,
-//! port, user and roles. Without one, the cluster is the local node.
-//!
-//! ```toml
-//! [defaults]              # optional; each node may override
-//! user = "stackato"
-//! port = 22
-//! identity = "/home/stackato/.ssh/id_ed25519"
-//! sudo = true             # file operations through `sudo -n`
-//!
-//! [[node]]
-//! name = "core"
-//! address = "10.0.0.10"
-//! roles = ["core", "controller", "postgresql"]
-//!
-//! [[node]]
-//! name = "this-machine"
-//! local = true            # the machine stackhost runs on: no SSH
-//! roles = ["filesystem"]
-//! ```
+//! port, user and roles ([`EXAMPLE`] shows every field). Without one, the
+//! cluster is the local node alone, holding the roles the operator stored
+//! with `stackhost node local` ([`LocalNodeRoles`]), else `core`.
 
 use super::ssh::{SshNode, SshOptions, SshTarget};
 use super::{Cluster, LocalNode, Node, NodeInfo, Transport};
@@ -25,6 +9,53 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// A complete, commented inventory: what `stackhost inventory init` writes
+/// and README.md shows. It must parse (a unit test holds it to that).
+pub const EXAMPLE: &str = r#"# stackhost inventory: the nodes of one cluster, how to reach each, and
+# their roles. `stackhost inventory check` shows what stackhost reads from
+# it. Unknown fields are errors.
+
+# Defaults for every node reached over SSH; a [[node]] may override each.
+[defaults]
+user = "stackato"          # SSH login user (default "root")
+port = 22                  # SSH port (default 22)
+identity = "/home/stackato/.ssh/id_ed25519"  # private key; without one: ssh-agent,
+                           # then ~/.ssh/id_ed25519, id_ecdsa, id_rsa
+sudo = true                # file operations through `sudo -n` (default false);
+                           # for a login user that is not root
+
+# One [[node]] per machine. `name`: unique; letters, digits, `-`, `_`, `.`.
+# `roles`: what runs there (not empty, no `,`, `:` or space); a run picks
+# nodes with --nodes NAME, --nodes 'dea-*' or --nodes role:dea.
+[[node]]
+name = "core"
+local = true               # the machine stackhost runs on: no SSH, so no
+                           # address, port or user (it runs as you)
+hostname = "core-1.example.internal"  # optional: the node's own host name,
+                           # for plugins (Nagios, New Relic); never dialled
+roles = ["core", "controller", "primary", "router"]
+
+[[node]]
+name = "db"
+address = "10.0.0.11"      # IP or DNS name stackhost connects to
+hostname = "db-1.example.internal"
+roles = ["postgresql", "filesystem"]
+
+[[node]]
+name = "dea-1"
+address = "10.0.0.21"
+roles = ["dea"]
+
+[[node]]
+name = "dea-2"
+address = "10.0.0.22"
+port = 2222                # these four override [defaults] for this node
+user = "root"
+identity = "/root/.ssh/dea_ed25519"
+sudo = false
+roles = ["dea"]
+"#;
 
 /// Why an inventory was refused.
 #[derive(Debug, thiserror::Error)]
@@ -73,20 +104,56 @@ struct InventoryFile {
     nodes: Vec<NodeEntry>,
 }
 
+/// The inventory used when neither `--inventory` nor `STACKHOST_INVENTORY`
+/// names one (it is used only if it exists).
+pub fn default_path(paths: &crate::paths::Paths) -> PathBuf {
+    paths.config.join("inventory.toml")
+}
+
 /// Load the inventory at `path` into a cluster.
 pub fn load(path: &Path, ssh: SshOptions) -> Result<Cluster, InventoryError> {
     let text = std::fs::read_to_string(path).map_err(|e| InventoryError::Read(path.into(), e))?;
     parse(path, &text, ssh)
 }
 
+/// Read and validate the inventory at `path` without preparing any
+/// connection: the nodes as a run would see them.
+pub fn read_nodes(path: &Path) -> Result<Vec<NodeInfo>, InventoryError> {
+    let text = std::fs::read_to_string(path).map_err(|e| InventoryError::Read(path.into(), e))?;
+    Ok(entries(path, &text)?
+        .into_iter()
+        .map(|(info, _)| info)
+        .collect())
+}
+
 fn parse(path: &Path, text: &str, ssh: SshOptions) -> Result<Cluster, InventoryError> {
+    let ssh = Arc::new(ssh);
+    let nodes = entries(path, text)?
+        .into_iter()
+        .map(|(info, target)| {
+            let transport = match target {
+                None => Transport::Local(LocalNode::new(&info.name)),
+                Some(t) => Transport::Ssh(SshNode::new(&info.name, t, ssh.clone())),
+            };
+            Arc::new(Node {
+                info,
+                transport,
+                files: Default::default(),
+            })
+        })
+        .collect();
+    Ok(Cluster::new(nodes))
+}
+
+/// Every node of the inventory `text`, checked, with its SSH target (none
+/// for the local node).
+fn entries(path: &Path, text: &str) -> Result<Vec<(NodeInfo, Option<SshTarget>)>, InventoryError> {
     let file: InventoryFile =
         toml::from_str(text).map_err(|e| InventoryError::Toml(path.into(), e))?;
     let invalid = |m: String| InventoryError::Invalid(path.into(), m);
     if file.nodes.is_empty() {
         return Err(invalid("it lists no [[node]]".into()));
     }
-    let ssh = Arc::new(ssh);
     let mut names = BTreeSet::new();
     let mut nodes = Vec::new();
     for n in file.nodes {
@@ -103,14 +170,11 @@ fn parse(path: &Path, text: &str, ssh: SshOptions) -> Result<Cluster, InventoryE
         if !names.insert(n.name.clone()) {
             return Err(invalid(format!("node `{}` is listed twice", n.name)));
         }
-        if let Some(role) = n
-            .roles
-            .iter()
-            .find(|r| r.is_empty() || r.contains([',', ':', ' ']))
-        {
+        if let Some(role) = n.roles.iter().find(|r| !valid_role(r)) {
             return Err(invalid(format!(
-                "node `{}` has a malformed role `{role}`",
-                n.name
+                "node `{}` has a malformed role `{}` ({ROLE_RULE})",
+                n.name,
+                role.escape_default()
             )));
         }
         if let Some(h) = &n.hostname
@@ -123,19 +187,14 @@ fn parse(path: &Path, text: &str, ssh: SshOptions) -> Result<Cluster, InventoryE
                 h.escape_default()
             )));
         }
-        let (address, port, user, transport) = if n.local {
+        let (address, port, user, target) = if n.local {
             if n.address.is_some() || n.port.is_some() || n.user.is_some() {
                 return Err(invalid(format!(
                     "node `{}` is local; it takes no address, port or user",
                     n.name
                 )));
             }
-            (
-                "127.0.0.1".to_string(),
-                0,
-                super::local_user(),
-                Transport::Local(LocalNode::new(&n.name)),
-            )
+            ("127.0.0.1".to_string(), 0, super::local_user(), None)
         } else {
             let address = n.address.ok_or_else(|| {
                 invalid(format!(
@@ -153,12 +212,7 @@ fn parse(path: &Path, text: &str, ssh: SshOptions) -> Result<Cluster, InventoryE
                 identity: n.identity.or(file.defaults.identity.clone()),
                 sudo: n.sudo.or(file.defaults.sudo).unwrap_or(false),
             };
-            (
-                address,
-                target.port,
-                target.user.clone(),
-                Transport::Ssh(SshNode::new(&n.name, target, ssh.clone())),
-            )
+            (address, target.port, target.user.clone(), Some(target))
         };
         let info = NodeInfo {
             name: n.name,
@@ -169,13 +223,18 @@ fn parse(path: &Path, text: &str, ssh: SshOptions) -> Result<Cluster, InventoryE
             port,
             user,
         };
-        nodes.push(Arc::new(Node {
-            info,
-            transport,
-            files: Default::default(),
-        }));
+        nodes.push((info, target));
     }
-    Ok(Cluster::new(nodes))
+    Ok(nodes)
+}
+
+/// What a role may be, as errors say it.
+const ROLE_RULE: &str = "a role is not empty and holds no `,`, `:` or space";
+
+/// A role name: not empty, and free of the characters `--nodes role:R,...`
+/// and `--roles A,B` split on.
+fn valid_role(role: &str) -> bool {
+    !role.is_empty() && !role.contains([',', ':', ' '])
 }
 
 /// A DNS host name: labels of letters, digits and `-`, not starting or
@@ -189,6 +248,117 @@ fn valid_hostname(h: &str) -> bool {
                 && !label.ends_with('-')
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
+}
+
+/// The roles of the local node when there is no inventory, kept in
+/// `<config>/local-node.toml` by `stackhost node local --roles`; a small
+/// file so an operator with one machine never has to write an inventory.
+#[derive(Debug, Clone)]
+pub struct LocalNodeRoles {
+    path: PathBuf,
+}
+
+/// The local node's roles when none are stored.
+pub const DEFAULT_LOCAL_ROLES: &[&str] = &["core"];
+
+/// Why the local node's stored roles could not be read, checked or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalRolesError {
+    #[error("cannot read the local node's roles from {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("cannot save the local node's roles to {0}: {1}")]
+    Write(PathBuf, std::io::Error),
+    #[error(
+        "the local node's roles in {0} are not valid: {1} (fix the file, or go back to `core` \
+         with `stackhost node local --reset`)"
+    )]
+    Invalid(PathBuf, String),
+    #[error("malformed role `{0}`: {ROLE_RULE}")]
+    Role(String),
+    #[error("no role given; to go back to the default `core`, use --reset")]
+    NoRoles,
+}
+
+#[derive(Debug, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocalNodeFile {
+    roles: Vec<String>,
+}
+
+impl LocalNodeRoles {
+    /// The stored roles under the configuration directory `config`.
+    pub fn in_config(config: &Path) -> LocalNodeRoles {
+        LocalNodeRoles {
+            path: config.join("local-node.toml"),
+        }
+    }
+
+    /// The file the roles are kept in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored roles, or `None` when none are stored.
+    pub fn load(&self) -> Result<Option<Vec<String>>, LocalRolesError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(LocalRolesError::Read(self.path.clone(), e)),
+        };
+        let invalid = |m: String| LocalRolesError::Invalid(self.path.clone(), m);
+        let file: LocalNodeFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        check_local_roles(&file.roles).map_err(|e| invalid(e.to_string()))?;
+        Ok(Some(file.roles))
+    }
+
+    /// The stored roles, else [`DEFAULT_LOCAL_ROLES`].
+    pub fn load_or_default(&self) -> Result<Vec<String>, LocalRolesError> {
+        Ok(self
+            .load()?
+            .unwrap_or_else(|| DEFAULT_LOCAL_ROLES.iter().map(|r| r.to_string()).collect()))
+    }
+
+    /// Store `roles` (checked first), replacing what was stored.
+    pub fn save(&self, roles: &[String]) -> Result<(), LocalRolesError> {
+        check_local_roles(roles)?;
+        let write = |e| LocalRolesError::Write(self.path.clone(), e);
+        let body = toml::to_string(&LocalNodeFile {
+            roles: roles.to_vec(),
+        })
+        .map_err(|e| write(std::io::Error::other(e)))?;
+        let text = format!(
+            "# The local node's roles when there is no inventory; written by\n\
+             # `stackhost node local --roles`, removed by `--reset`.\n{body}"
+        );
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(write)?;
+        // A whole file or the old one, never half of one.
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write)?;
+        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(write)?;
+        tmp.persist(&self.path).map_err(|e| write(e.error))?;
+        Ok(())
+    }
+
+    /// Forget the stored roles; whether there were any.
+    pub fn reset(&self) -> Result<bool, LocalRolesError> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(LocalRolesError::Write(self.path.clone(), e)),
+        }
+    }
+}
+
+/// The local node's roles follow the inventory's rule, and there is at
+/// least one (no roles at all is what `--reset` is for).
+fn check_local_roles(roles: &[String]) -> Result<(), LocalRolesError> {
+    if roles.is_empty() {
+        return Err(LocalRolesError::NoRoles);
+    }
+    match roles.iter().find(|r| !valid_role(r)) {
+        Some(r) => Err(LocalRolesError::Role(r.escape_default().to_string())),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -234,6 +404,24 @@ local = true
     }
 
     #[test]
+    fn the_example_parses_with_every_field_applied() {
+        let c = parse_str(EXAMPLE).expect("the example inventory parses");
+        let names: Vec<&str> = c.nodes().iter().map(|n| n.info.name.as_str()).collect();
+        assert_eq!(names, ["core", "db", "dea-1", "dea-2"]);
+        let core = &c.get("core").unwrap().info;
+        assert!(core.is_local);
+        assert_eq!(core.hostname.as_deref(), Some("core-1.example.internal"));
+        let db = &c.get("db").unwrap().info;
+        assert_eq!((db.port, db.user.as_str()), (22, "stackato"));
+        let dea2 = &c.get("dea-2").unwrap().info;
+        assert_eq!((dea2.port, dea2.user.as_str()), (2222, "root"));
+        let Transport::Ssh(ssh) = &c.get("dea-2").unwrap().transport else {
+            panic!("dea-2 is reached over SSH");
+        };
+        assert!(!ssh.sudo(), "dea-2 overrides sudo");
+    }
+
+    #[test]
     fn refuses_bad_inventories() {
         let err = |t: &str| parse_str(t).expect_err("refused").to_string();
         assert!(err("").contains("lists no [[node]]"));
@@ -247,5 +435,35 @@ local = true
                 .contains("listed twice")
         );
         assert!(err("[[node]]\nname = \"a\"\naddress = \"x\"\nport = 99999\n").contains("port"));
+        assert_eq!(
+            err("[[node]]\nname = \"a\"\nlocal = true\nroles = [\"x:y\"]\n"),
+            "the inventory inv.toml is not valid: node `a` has a malformed role `x:y` \
+             (a role is not empty and holds no `,`, `:` or space)"
+        );
+    }
+
+    #[test]
+    fn local_roles_are_stored_checked_and_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        let local = LocalNodeRoles::in_config(&config);
+        assert_eq!(local.load().unwrap(), None);
+        assert_eq!(local.load_or_default().unwrap(), ["core"]);
+        let roles = vec!["core".to_string(), "postgresql".to_string()];
+        local.save(&roles).unwrap();
+        assert_eq!(local.load().unwrap(), Some(roles));
+        for bad in ["", "a b", "a:b", "a,b"] {
+            assert_eq!(
+                local.save(&[bad.to_string()]).unwrap_err().to_string(),
+                format!("malformed role `{bad}`: {ROLE_RULE}")
+            );
+        }
+        assert!(matches!(local.save(&[]), Err(LocalRolesError::NoRoles)));
+        std::fs::write(local.path(), "roles = [\"ok\", \"not ok\"]\n").unwrap();
+        let err = local.load().unwrap_err().to_string();
+        assert!(err.contains("malformed role `not ok`"), "{err}");
+        assert!(local.reset().unwrap());
+        assert!(!local.reset().unwrap());
+        assert_eq!(local.load_or_default().unwrap(), ["core"]);
     }
 }

@@ -74,10 +74,22 @@ impl Cluster {
     /// The embedded default: this machine alone, named `local`, holding the
     /// `core` role.
     pub fn local() -> Cluster {
+        Cluster::local_with_roles(
+            inventory::DEFAULT_LOCAL_ROLES
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+        )
+    }
+
+    /// This machine alone, named `local`, holding `roles` (what the
+    /// operator stored with `stackhost node local --roles`, see
+    /// [`inventory::LocalNodeRoles`]).
+    pub fn local_with_roles(roles: Vec<String>) -> Cluster {
         let info = NodeInfo {
             name: "local".into(),
             address: "127.0.0.1".into(),
-            roles: vec!["core".into()],
+            roles,
             is_local: true,
             hostname: None,
             port: 0,
