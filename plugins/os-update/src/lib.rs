@@ -1,0 +1,434 @@
+//! `os-update`: the guide's "Applying Ubuntu Security Updates" on Debian
+//! and Ubuntu nodes. `status` simulates a dist-upgrade and sorts what it
+//! would install into security and other upgrades; `enable-unattended`
+//! writes the unattended-upgrades switch declaratively; `apply` runs
+//! `apt-get update` and then `unattended-upgrade` (security only) or
+//! `apt-get -y dist-upgrade` (`--all`), one node at a time by default,
+//! with the output shown live, and reports what changed per node.
+
+use serde::Serialize;
+use stackhost_sdk::prelude::*;
+use std::collections::BTreeMap;
+
+struct OsUpdate;
+
+const AUTO_UPGRADES: &str = "/etc/apt/apt.conf.d/20auto-upgrades";
+const AUTO_REBOOT: &str = "/etc/apt/apt.conf.d/52stackhost-automatic-reboot";
+const REBOOT_REQUIRED: &str = "/var/run/reboot-required";
+const REBOOT_PKGS: &str = "/var/run/reboot-required.pkgs";
+
+/// What the guide's `dpkg-reconfigure -plow unattended-upgrades` writes.
+const AUTO_UPGRADES_TEXT: &str = "// Written by `stackhost run os-update enable-unattended` (what
+// `dpkg-reconfigure -plow unattended-upgrades` sets): refresh the package
+// lists and install security upgrades every day.
+APT::Periodic::Update-Package-Lists \"1\";
+APT::Periodic::Unattended-Upgrade \"1\";
+";
+
+const AUTO_REBOOT_TEXT: &str = "// Written by `stackhost run os-update enable-unattended --allow-automatic-reboot`.
+Unattended-Upgrade::Automatic-Reboot \"true\";
+";
+
+/// One package an upgrade would install or did install.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct Upgrade {
+    name: String,
+    /// The installed version, none for a new package.
+    from: Option<String>,
+    to: String,
+    /// Where the new version comes from, as apt says (`Debian-Security:12/stable-security`).
+    origin: String,
+}
+
+impl Upgrade {
+    fn is_security(&self) -> bool {
+        self.origin.to_ascii_lowercase().contains("security")
+    }
+
+    fn short(&self) -> String {
+        match &self.from {
+            Some(from) => format!("{} {from} -> {}", self.name, self.to),
+            None => format!("{} (new) {}", self.name, self.to),
+        }
+    }
+}
+
+/// The `Inst` lines of `apt-get -s dist-upgrade`:
+/// `Inst NAME [OLD] (NEW ORIGIN [ARCH])`.
+fn parse_simulation(text: &str) -> Vec<Upgrade> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("Inst ")?;
+            let (name, rest) = rest.split_once(' ')?;
+            let (from, rest) = match rest.strip_prefix('[') {
+                Some(r) => {
+                    let (old, r) = r.split_once(']')?;
+                    (Some(old.to_string()), r.trim_start())
+                }
+                None => (None, rest),
+            };
+            let inner = rest.strip_prefix('(')?;
+            let inner = inner.rsplit_once(')').map_or(inner, |(i, _)| i);
+            let (to, origin) = inner.split_once(' ').unwrap_or((inner, ""));
+            let origin = origin
+                .rsplit_once(" [")
+                .map_or(origin, |(o, _)| o)
+                .to_string();
+            Some(Upgrade {
+                name: name.to_string(),
+                from,
+                to: to.to_string(),
+                origin,
+            })
+        })
+        .collect()
+}
+
+/// `dpkg-query -W` output: package name to version.
+fn parse_installed(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let (name, version) = l.split_once(' ')?;
+            (!version.is_empty()).then(|| (name.to_string(), version.to_string()))
+        })
+        .collect()
+}
+
+/// What changed between two `dpkg-query -W` listings.
+fn changed(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<Upgrade> {
+    after
+        .iter()
+        .filter(|(name, v)| before.get(*name) != Some(*v))
+        .map(|(name, v)| Upgrade {
+            name: name.clone(),
+            from: before.get(name).cloned(),
+            to: v.clone(),
+            origin: String::new(),
+        })
+        .collect()
+}
+
+/// Run as root with a stable language.
+fn apt(program: &str) -> Command {
+    Command::new(program)
+        .user("root")
+        .env("LANG", "C")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+}
+
+fn simulate(node: &Node) -> Result<Vec<Upgrade>> {
+    let out = node.run(apt("apt-get").args(["-s", "-q", "dist-upgrade"]))?.check()?;
+    Ok(parse_simulation(&out.stdout_str()))
+}
+
+fn installed(node: &Node) -> Result<BTreeMap<String, String>> {
+    let out = node
+        .run(apt("dpkg-query").args(["-W", "-f", "${Package} ${Version}\\n"]))?
+        .check()?;
+    Ok(parse_installed(&out.stdout_str()))
+}
+
+#[derive(Debug, Serialize)]
+struct Reboot {
+    required: bool,
+    /// The packages that asked for it (`reboot-required.pkgs`).
+    packages: Vec<String>,
+}
+
+fn reboot(node: &Node) -> Result<Reboot> {
+    let required = node.exists(REBOOT_REQUIRED)?;
+    let packages = if node.exists(REBOOT_PKGS)? {
+        node.read_to_string(REBOOT_PKGS)?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Reboot { required, packages })
+}
+
+#[derive(Debug, Serialize)]
+struct Kernel {
+    running: String,
+    /// The newest `vmlinuz-*` in /boot, if /boot has any (a container has none).
+    newest_installed: Option<String>,
+}
+
+/// Compare Debian-ish versions well enough for kernel releases: numbers
+/// as numbers, the rest as text.
+fn version_key(v: &str) -> Vec<(u64, String)> {
+    v.split(['.', '-', '+', '~'])
+        .map(|part| {
+            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+            (digits.parse().unwrap_or(0), part[digits.len()..].to_string())
+        })
+        .collect()
+}
+
+fn kernel(node: &Node) -> Result<Kernel> {
+    let running = node
+        .run(Command::new("uname").arg("-r"))?
+        .check()?
+        .stdout_str()
+        .trim()
+        .to_string();
+    let newest_installed = if node.exists("/boot")? {
+        node.list_dir("/boot")?
+            .into_iter()
+            .filter_map(|e| e.name.strip_prefix("vmlinuz-").map(String::from))
+            .max_by_key(|v| version_key(v))
+    } else {
+        None
+    };
+    Ok(Kernel {
+        running,
+        newest_installed,
+    })
+}
+
+fn unattended_enabled(node: &Node) -> Result<bool> {
+    if !node.exists(AUTO_UPGRADES)? {
+        return Ok(false);
+    }
+    let text = node.read_to_string(AUTO_UPGRADES)?;
+    Ok(text.lines().any(|l| {
+        let l = l.trim();
+        !l.starts_with("//")
+            && l.starts_with("APT::Periodic::Unattended-Upgrade")
+            && (l.contains("\"1\"") || l.contains("\"true\""))
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    security: Vec<Upgrade>,
+    other: Vec<Upgrade>,
+    reboot: Reboot,
+    kernel: Kernel,
+    unattended_upgrades: bool,
+}
+
+fn names(list: &[Upgrade]) -> String {
+    list.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn status(node: &Node) -> Result<Outcome> {
+    let (security, other): (Vec<_>, Vec<_>) =
+        simulate(node)?.into_iter().partition(Upgrade::is_security);
+    let st = Status {
+        security,
+        other,
+        reboot: reboot(node)?,
+        kernel: kernel(node)?,
+        unattended_upgrades: unattended_enabled(node)?,
+    };
+    let mut parts = vec![format!(
+        "{} security, {} other upgrade(s) pending",
+        st.security.len(),
+        st.other.len()
+    )];
+    if !st.security.is_empty() {
+        parts.push(format!("security: {}", names(&st.security)));
+    }
+    if st.reboot.required {
+        parts.push(if st.reboot.packages.is_empty() {
+            "reboot required".to_string()
+        } else {
+            format!("reboot required by {}", st.reboot.packages.join(", "))
+        });
+    }
+    match &st.kernel.newest_installed {
+        Some(newest) if version_key(newest) > version_key(&st.kernel.running) => parts.push(
+            format!("kernel {} running, {newest} installed", st.kernel.running),
+        ),
+        _ => {}
+    }
+    parts.push(format!(
+        "unattended-upgrades {}",
+        if st.unattended_upgrades { "on" } else { "off" }
+    ));
+    let data = serde_json::to_string(&st).map_err(|e| Error::plugin(e.to_string()))?;
+    Ok(Outcome::ok(parts.join("; ")).with_data(data))
+}
+
+fn enable_unattended(inv: &Invocation, node: &Node) -> Result<Outcome> {
+    let mut done = Vec::new();
+    let current = if node.exists(AUTO_UPGRADES)? {
+        Some(node.read_to_string(AUTO_UPGRADES)?)
+    } else {
+        None
+    };
+    if current.as_deref() != Some(AUTO_UPGRADES_TEXT) {
+        node.write_with_mode(AUTO_UPGRADES, AUTO_UPGRADES_TEXT, 0o644)?;
+        done.push(format!("wrote {AUTO_UPGRADES}"));
+    }
+    let reboot_on = node.exists(AUTO_REBOOT)?;
+    if inv.flag("allow-automatic-reboot") {
+        if !reboot_on || node.read_to_string(AUTO_REBOOT)? != AUTO_REBOOT_TEXT {
+            node.write_with_mode(AUTO_REBOOT, AUTO_REBOOT_TEXT, 0o644)?;
+            done.push(format!("wrote {AUTO_REBOOT} (automatic reboots on)"));
+        }
+    } else if reboot_on {
+        node.remove(AUTO_REBOOT)?;
+        done.push(format!(
+            "removed {AUTO_REBOOT} (automatic reboots need --allow-automatic-reboot)"
+        ));
+    }
+    let verb = if inv.dry_run() { "would have " } else { "" };
+    Ok(if done.is_empty() {
+        Outcome::ok("unattended security upgrades already on")
+    } else {
+        Outcome::changed(format!("{verb}{}", done.join("; ")))
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct Applied {
+    upgraded: Vec<Upgrade>,
+    reboot: Reboot,
+}
+
+fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
+    let all = inv.flag("all");
+    let proxied = |mut cmd: Command| {
+        if let Some(p) = inv.value("http-proxy") {
+            cmd = cmd.env("http_proxy", p);
+        }
+        if let Some(p) = inv.value("https-proxy") {
+            cmd = cmd.env("https_proxy", p);
+        }
+        cmd
+    };
+    if inv.dry_run() {
+        // Nothing is installed: say what would be, from the simulation of
+        // the package lists as they are now.
+        node.run(proxied(apt("apt-get").arg("update")))?;
+        let pending: Vec<Upgrade> = simulate(node)?
+            .into_iter()
+            .filter(|u| all || u.is_security())
+            .collect();
+        let list: Vec<String> = pending.iter().map(Upgrade::short).collect();
+        let data = serde_json::to_string(&Applied {
+            upgraded: pending,
+            reboot: reboot(node)?,
+        })
+        .map_err(|e| Error::plugin(e.to_string()))?;
+        return Ok(if list.is_empty() {
+            Outcome::ok("nothing to upgrade (as the package lists stand now)")
+        } else {
+            Outcome::changed(format!("would upgrade {}", list.join(", ")))
+        }
+        .with_data(data));
+    }
+    let before = installed(node)?;
+    node.run(proxied(apt("apt-get").args(["update", "-q"])).live())?
+        .check()?;
+    let upgrade = if all {
+        apt("apt-get").args([
+            "-y",
+            "-q",
+            "-o",
+            "Dpkg::Options::=--force-confdef",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+            "dist-upgrade",
+        ])
+    } else {
+        apt("unattended-upgrade").arg("-d")
+    };
+    node.run(proxied(upgrade).live())?.check()?;
+    let upgraded = changed(&before, &installed(node)?);
+    let reboot = reboot(node)?;
+    let mut message = if upgraded.is_empty() {
+        "nothing to upgrade".to_string()
+    } else {
+        format!(
+            "upgraded {}",
+            upgraded.iter().map(Upgrade::short).collect::<Vec<_>>().join(", ")
+        )
+    };
+    if reboot.required {
+        message.push_str("; a reboot is now required");
+    }
+    let outcome = if upgraded.is_empty() {
+        Outcome::ok(message)
+    } else {
+        Outcome::changed(message)
+    };
+    let data = serde_json::to_string(&Applied { upgraded, reboot })
+        .map_err(|e| Error::plugin(e.to_string()))?;
+    Ok(outcome.with_data(data))
+}
+
+impl Plugin for OsUpdate {
+    fn plan(inv: &Invocation) -> Result<Plan> {
+        let name = inv.command();
+        if !["status", "enable-unattended", "apply"].contains(&name) {
+            return Err(inv.unknown_command());
+        }
+        let nodes = nodes::all();
+        ensure!(!nodes.is_empty(), "no node is selected");
+        let phase = nodes
+            .iter()
+            .fold(Phase::new(name), |p, n| p.step(n, name, ""));
+        Ok(Plan::new().phase(phase))
+    }
+
+    fn apply(inv: &Invocation, step: &Step) -> Result<Outcome> {
+        let node = step.node();
+        match step.name() {
+            "status" => status(&node),
+            "enable-unattended" => enable_unattended(inv, &node),
+            "apply" => apply(inv, &node),
+            other => bail!("unknown step `{other}`"),
+        }
+    }
+}
+
+export_plugin!(OsUpdate);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_simulated_upgrade_is_sorted_into_security_and_other() {
+        let text = "NOTE: This is only a simulation!\n\
+            Inst libssl3 [3.0.11-1~deb12u1] (3.0.13-1~deb12u1 Debian-Security:12/stable-security [amd64])\n\
+            Inst tzdata [2024a-0+deb12u1] (2025b-0+deb12u1 Debian:12.11/stable [all])\n\
+            Inst newdep (1.2-3 Debian:12.11/stable [amd64])\n\
+            Conf libssl3 (3.0.13-1~deb12u1 Debian-Security:12/stable-security [amd64])\n";
+        let u = parse_simulation(text);
+        assert_eq!(u.len(), 3);
+        assert_eq!(
+            u[0],
+            Upgrade {
+                name: "libssl3".into(),
+                from: Some("3.0.11-1~deb12u1".into()),
+                to: "3.0.13-1~deb12u1".into(),
+                origin: "Debian-Security:12/stable-security".into(),
+            }
+        );
+        assert!(u[0].is_security() && !u[1].is_security());
+        assert_eq!(u[2].from, None);
+        assert_eq!(u[2].short(), "newdep (new) 1.2-3");
+    }
+
+    #[test]
+    fn installed_versions_and_what_changed() {
+        let before = parse_installed("a 1.0\nb 2.0\n");
+        let after = parse_installed("a 1.1\nb 2.0\nc 0.1\n");
+        let c = changed(&before, &after);
+        let shown: Vec<String> = c.iter().map(Upgrade::short).collect();
+        assert_eq!(shown, ["a 1.0 -> 1.1", "c (new) 0.1"]);
+    }
+
+    #[test]
+    fn kernel_versions_compare_by_number() {
+        assert!(version_key("6.1.0-21-amd64") > version_key("6.1.0-9-amd64"));
+        assert!(version_key("6.10.0-1-amd64") > version_key("6.9.12-1-amd64"));
+    }
+}

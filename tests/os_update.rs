@@ -1,0 +1,176 @@
+//! The os-update plugin on real Debian nodes (containers of the test
+//! cluster) with real apt and unattended-upgrades. The nodes have no
+//! network, so each gets a local apt repository (a `file:` source, built
+//! with dpkg-deb) that plays Debian's security archive (`Label:
+//! Debian-Security`, suite `bookworm-security`) and another archive
+//! that unattended-upgrades does not take from:
+//! `osu-demo` 1.0 is installed and 1.1 is a security upgrade, `osu-other`
+//! 2.0 is installed and 2.1 is an ordinary upgrade.
+
+mod support;
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use cluster::TestCluster;
+use support::{Sandbox, refs};
+
+/// Build the two packages, install the old versions, and serve the new
+/// ones from two local repositories in place of Debian's own sources.
+const SETUP: &str = r#"
+set -e
+mkdeb() { # name version dir
+    d=$(mktemp -d); mkdir -p "$d/DEBIAN" "$d/usr/share/$1"
+    echo "$2" > "$d/usr/share/$1/version"
+    printf 'Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: test <t@example>\nDescription: stackhost os-update test package\n' "$1" "$2" > "$d/DEBIAN/control"
+    dpkg-deb --build "$d" "$3/$1_$2_all.deb" >/dev/null
+}
+repo() { # dir origin label suite
+    (cd "$1" && for f in *.deb; do
+        dpkg-deb -f "$f"; echo "Filename: ./$f"; echo "Size: $(stat -c %s "$f")"
+        echo "SHA256: $(sha256sum "$f" | cut -d' ' -f1)"; echo
+    done > Packages)
+    printf 'Origin: %s\nLabel: %s\nSuite: %s\nCodename: %s\nDate: %s\nSHA256:\n %s %s Packages\n' \
+        "$2" "$3" "$4" "$4" "$(date -Ru)" "$(sha256sum "$1/Packages" | cut -d' ' -f1)" \
+        "$(stat -c %s "$1/Packages")" > "$1/Release"
+}
+mkdir -p /srv/old /srv/security /srv/main
+mkdeb osu-demo 1.0 /srv/old; mkdeb osu-other 2.0 /srv/old
+dpkg -i /srv/old/*.deb >/dev/null
+mkdeb osu-demo 1.1 /srv/security; mkdeb osu-other 2.1 /srv/main
+repo /srv/security Debian Debian-Security bookworm-security
+repo /srv/main Example Example stable
+echo 'deb [trusted=yes] file:/srv/security ./' > /etc/apt/sources.list
+echo 'deb [trusted=yes] file:/srv/main ./' >> /etc/apt/sources.list
+rm -f /etc/apt/apt.conf.d/20auto-upgrades
+apt-get update -q >/dev/null
+"#;
+
+fn version(c: &TestCluster, i: usize, pkg: &str) -> String {
+    c.sh(i, &format!("dpkg-query -W -f '${{Version}}' {pkg}"))
+}
+
+#[test]
+fn status_enable_and_apply_security_then_everything_one_node_at_a_time() {
+    let c = TestCluster::up(2, "sh-osu");
+    for i in [1, 2] {
+        c.sh(i, SETUP);
+    }
+    let s = Sandbox::new();
+    s.install("os-update");
+
+    // status: per node, the pending upgrades sorted, as data.
+    let (code, r) = s.report(&refs(&c.args(&["os-update", "status"])));
+    assert_eq!(code, 0, "{r:#}");
+    let steps = r["phases"][0]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    for step in steps {
+        assert_eq!(step["status"], "ok");
+        assert!(
+            step["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("1 security, 1 other upgrade(s) pending; security: osu-demo; "),
+            "{step:#}"
+        );
+        let data = &step["data"];
+        assert_eq!(data["security"][0]["name"], "osu-demo", "{data:#}");
+        assert_eq!(data["security"][0]["from"], "1.0");
+        assert_eq!(data["security"][0]["to"], "1.1");
+        assert_eq!(data["other"][0]["name"], "osu-other");
+        assert_eq!(data["reboot"]["required"], false);
+        assert_eq!(data["unattended_upgrades"], false);
+    }
+
+    // enable-unattended: a dry run shows the file as a diff and writes
+    // nothing; the real run writes it; a second run is ok.
+    let (code, r) = s.report(&refs(&c.args(&[
+        "os-update",
+        "enable-unattended",
+        "--dry-run",
+        "--nodes",
+        &c.node(1),
+    ])));
+    assert_eq!(code, 0, "{r:#}");
+    let diff = r["phases"][0]["steps"][0]["mutations"][0]["diff"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        diff.starts_with("--- /dev/null\n+++ b/etc/apt/apt.conf.d/20auto-upgrades\n"),
+        "{diff}"
+    );
+    assert!(diff.contains("\n+APT::Periodic::Unattended-Upgrade \"1\";\n"), "{diff}");
+    assert_eq!(c.sh(1, "ls /etc/apt/apt.conf.d/ | grep -c auto-upgrades || true").trim(), "0");
+    let (code, r) = s.report(&refs(&c.args(&["os-update", "enable-unattended"])));
+    assert_eq!(code, 0, "{r:#}");
+    assert!(c.sh(2, "apt-config dump").contains("APT::Periodic::Unattended-Upgrade \"1\";"));
+    assert!(!c.sh(2, "apt-config dump").contains("Automatic-Reboot \"true\""));
+    let (_, r) = s.report(&refs(&c.args(&["os-update", "enable-unattended"])));
+    for step in r["phases"][0]["steps"].as_array().unwrap() {
+        assert_eq!(step["status"], "ok", "{step:#}");
+    }
+    let (_, r) = s.report(&refs(&c.args(&["os-update", "status"])));
+    assert_eq!(r["phases"][0]["steps"][0]["data"]["unattended_upgrades"], true);
+
+    // apply (security only, the default): one node at a time, live output.
+    let out = s.run(&refs(&c.args(&["run", "os-update", "apply", "--verbose"])));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("changed  apply: upgraded osu-demo 1.0 -> 1.1"),
+        "{stdout}"
+    );
+    assert!(stderr.contains(&format!("  … {} apply: ", c.node(1))), "{stderr}");
+    for i in [1, 2] {
+        assert_eq!(version(&c, i, "osu-demo"), "1.1", "node {i}");
+        assert_eq!(version(&c, i, "osu-other"), "2.0", "node {i}: security only");
+    }
+    // One node at a time (the command's own default): every live line of
+    // node 1 comes before the first of node 2.
+    let last_1 = stderr.rfind(&format!("  … {} apply: ", c.node(1))).unwrap();
+    let first_2 = stderr.find(&format!("  … {} apply: ", c.node(2))).unwrap();
+    assert!(last_1 < first_2, "{stderr}");
+
+    // Automatic reboots only when allowed, and turned off again without.
+    s.ok(&refs(&c.args(&[
+        "run",
+        "os-update",
+        "enable-unattended",
+        "--allow-automatic-reboot",
+    ])));
+    assert!(c.sh(1, "apt-config dump").contains("Unattended-Upgrade::Automatic-Reboot \"true\";"));
+    let out = s.ok(&refs(&c.args(&["run", "os-update", "enable-unattended"])));
+    assert!(out.contains("automatic reboots need --allow-automatic-reboot"), "{out}");
+    assert!(!c.sh(1, "apt-config dump").contains("Automatic-Reboot \"true\""));
+
+    // --dry-run --all says what would come and installs nothing.
+    let (code, r) = s.report(&refs(&c.args(&["os-update", "apply", "--all", "--dry-run"])));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        r["phases"][0]["steps"][0]["message"],
+        "would upgrade osu-other 2.0 -> 2.1"
+    );
+    assert_eq!(version(&c, 1, "osu-other"), "2.0");
+
+    // --all: the rest too; a second run has nothing to do.
+    let (code, r) = s.report(&refs(&c.args(&["os-update", "apply", "--all"])));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        r["phases"][0]["steps"][1]["data"]["upgraded"][0]["name"],
+        "osu-other",
+        "{r:#}"
+    );
+    for i in [1, 2] {
+        assert_eq!(version(&c, i, "osu-other"), "2.1", "node {i}");
+    }
+    let (_, r) = s.report(&refs(&c.args(&["os-update", "apply", "--all"])));
+    for step in r["phases"][0]["steps"].as_array().unwrap() {
+        assert_eq!(
+            (step["status"].as_str(), step["message"].as_str()),
+            (Some("ok"), Some("nothing to upgrade")),
+            "{step:#}"
+        );
+    }
+}
