@@ -273,3 +273,145 @@ fn messages_name_the_local_node_as_the_inventory_does() {
         "{message}"
     );
 }
+
+#[test]
+fn patch_status_without_a_product_version_says_how_to_fix_it() {
+    let s = Sandbox::new();
+    s.install("patch");
+    let missing = "/etc/stackato/stackhost-test-no-such-version";
+    let out = s.run(&["run", "patch", "status", "--version-file", missing]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "{missing} does not exist on core node local, so the product version is unknown: on \
+             a Stackato core node it holds the version (`cat {missing}` shows e.g. 3.4.2); if the \
+             version is kept elsewhere, pass --version-file FILE (under /etc/stackato)"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_json_run_has_one_envelope_success_or_failure() {
+    let s = Sandbox::new();
+    s.install("platform");
+    s.install("hello");
+    let doc = |args: &[&str]| -> (i32, serde_json::Value) {
+        let out = s.run(args);
+        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: no JSON ({e}):\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (out.status.code().unwrap(), json)
+    };
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let envelope = [
+        "command", "data", "error", "plugin", "report", "run", "status",
+    ];
+
+    let (code, ok) = doc(&["run", "platform", "rollout", "--json"]);
+    assert_eq!((code, keys(&ok)), (0, envelope.map(String::from).to_vec()));
+    assert_eq!(ok["status"], "succeeded");
+    assert_eq!(ok["error"], serde_json::Value::Null);
+    assert_eq!(
+        ok["data"],
+        serde_json::json!([{"phase": "change", "node": "local", "step": "change",
+                            "data": {"node": "local", "was": "v1"}}])
+    );
+
+    let (code, failed) = doc(&["run", "platform", "rollout", "--fail-on", "local", "--json"]);
+    assert_eq!((code, failed["status"].as_str()), (3, Some("failed")));
+    assert_eq!(
+        failed["error"],
+        "1 failed step(s) exceeded the run's failure budget of 0 (--max-fail)"
+    );
+
+    let (code, usage) = doc(&["run", "platform", "count", "x", "--json"]);
+    assert_eq!(
+        (code, keys(&usage)),
+        (2, envelope.map(String::from).to_vec())
+    );
+    assert_eq!(usage["status"], "usage-error");
+    assert_eq!(usage["error"], "N must be a number of steps, not `x`");
+
+    // An error before any run: the same shape, status `error`.
+    let (code, err) = doc(&["run", "nagios", "config", "--json"]);
+    assert_eq!((code, err["status"].as_str()), (1, Some("error")));
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("no plugin named `nagios` is installed"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn the_config_file_gives_defaults_the_command_line_overrides() {
+    let s = Sandbox::new();
+    s.install("hello");
+    let config = s.home.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    let inv = s.home.path().join("site.toml");
+    std::fs::write(
+        &inv,
+        "[[node]]\nname = \"site-core\"\nlocal = true\nroles = [\"core\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        config.join("config.toml"),
+        format!(
+            "[run]\ninventory = \"{}\"\nmax-in-flight = 4\njson = true\n",
+            inv.display()
+        ),
+    )
+    .unwrap();
+    // From the config: the inventory and --json.
+    let out: serde_json::Value = serde_json::from_str(&s.ok(&["run", "hello", "info"])).unwrap();
+    assert_eq!(out["report"]["phases"][0]["steps"][0]["node"], "site-core");
+    // The command line wins.
+    let other = s.home.path().join("other.toml");
+    std::fs::write(&other, "[[node]]\nname = \"other\"\nlocal = true\n").unwrap();
+    let out: serde_json::Value = serde_json::from_str(&s.ok(&[
+        "run",
+        "hello",
+        "info",
+        "--inventory",
+        other.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(out["report"]["phases"][0]["steps"][0]["node"], "other");
+    // A mistake in the file is named.
+    std::fs::write(config.join("config.toml"), "[run]\nmax-inflight = 4\n").unwrap();
+    let err = s.fails(1, &["run", "hello", "info"]);
+    assert!(
+        err.contains("config.toml: `max-inflight` is not one of the host's run flags"),
+        "{err}"
+    );
+    std::fs::write(config.join("config.toml"), "[run]\ndry-run = true\n").unwrap();
+    let err = s.fails(1, &["run", "hello", "info"]);
+    assert!(err.contains("`dry-run` cannot be a default"), "{err}");
+}
+
+#[test]
+fn the_manual_page_describes_the_commands() {
+    let s = Sandbox::new();
+    let man = s.ok(&["man"]);
+    assert!(
+        man.starts_with(".ie \\n(.g .ds Aq \\(aq"),
+        "{}",
+        &man[..200.min(man.len())]
+    );
+    assert!(man.contains(".TH stackhost 1"), "{man}");
+    assert!(
+        man.contains("A maintenance host for PaaS clusters with sandboxed WebAssembly plugins")
+    );
+    assert!(man.contains("Run a plugin command on the cluster"), "{man}");
+}

@@ -100,18 +100,34 @@ fn status_enable_and_apply_security_then_everything_one_node_at_a_time() {
         diff.starts_with("--- /dev/null\n+++ b/etc/apt/apt.conf.d/20auto-upgrades\n"),
         "{diff}"
     );
-    assert!(diff.contains("\n+APT::Periodic::Unattended-Upgrade \"1\";\n"), "{diff}");
-    assert_eq!(c.sh(1, "ls /etc/apt/apt.conf.d/ | grep -c auto-upgrades || true").trim(), "0");
+    assert!(
+        diff.contains("\n+APT::Periodic::Unattended-Upgrade \"1\";\n"),
+        "{diff}"
+    );
+    assert_eq!(
+        c.sh(1, "ls /etc/apt/apt.conf.d/ | grep -c auto-upgrades || true")
+            .trim(),
+        "0"
+    );
     let (code, r) = s.report(&refs(&c.args(&["os-update", "enable-unattended"])));
     assert_eq!(code, 0, "{r:#}");
-    assert!(c.sh(2, "apt-config dump").contains("APT::Periodic::Unattended-Upgrade \"1\";"));
-    assert!(!c.sh(2, "apt-config dump").contains("Automatic-Reboot \"true\""));
+    assert!(
+        c.sh(2, "apt-config dump")
+            .contains("APT::Periodic::Unattended-Upgrade \"1\";")
+    );
+    assert!(
+        !c.sh(2, "apt-config dump")
+            .contains("Automatic-Reboot \"true\"")
+    );
     let (_, r) = s.report(&refs(&c.args(&["os-update", "enable-unattended"])));
     for step in r["phases"][0]["steps"].as_array().unwrap() {
         assert_eq!(step["status"], "ok", "{step:#}");
     }
     let (_, r) = s.report(&refs(&c.args(&["os-update", "status"])));
-    assert_eq!(r["phases"][0]["steps"][0]["data"]["unattended_upgrades"], true);
+    assert_eq!(
+        r["phases"][0]["steps"][0]["data"]["unattended_upgrades"],
+        true
+    );
 
     // apply (security only, the default): one node at a time, live output.
     let out = s.run(&refs(&c.args(&["run", "os-update", "apply", "--verbose"])));
@@ -122,10 +138,17 @@ fn status_enable_and_apply_security_then_everything_one_node_at_a_time() {
         stdout.contains("changed  apply: upgraded osu-demo 1.0 -> 1.1"),
         "{stdout}"
     );
-    assert!(stderr.contains(&format!("  … {} apply: ", c.node(1))), "{stderr}");
+    assert!(
+        stderr.contains(&format!("  … {} apply: ", c.node(1))),
+        "{stderr}"
+    );
     for i in [1, 2] {
         assert_eq!(version(&c, i, "osu-demo"), "1.1", "node {i}");
-        assert_eq!(version(&c, i, "osu-other"), "2.0", "node {i}: security only");
+        assert_eq!(
+            version(&c, i, "osu-other"),
+            "2.0",
+            "node {i}: security only"
+        );
     }
     // One node at a time (the command's own default): every live line of
     // node 1 comes before the first of node 2.
@@ -140,13 +163,27 @@ fn status_enable_and_apply_security_then_everything_one_node_at_a_time() {
         "enable-unattended",
         "--allow-automatic-reboot",
     ])));
-    assert!(c.sh(1, "apt-config dump").contains("Unattended-Upgrade::Automatic-Reboot \"true\";"));
+    assert!(
+        c.sh(1, "apt-config dump")
+            .contains("Unattended-Upgrade::Automatic-Reboot \"true\";")
+    );
     let out = s.ok(&refs(&c.args(&["run", "os-update", "enable-unattended"])));
-    assert!(out.contains("automatic reboots need --allow-automatic-reboot"), "{out}");
-    assert!(!c.sh(1, "apt-config dump").contains("Automatic-Reboot \"true\""));
+    assert!(
+        out.contains("automatic reboots need --allow-automatic-reboot"),
+        "{out}"
+    );
+    assert!(
+        !c.sh(1, "apt-config dump")
+            .contains("Automatic-Reboot \"true\"")
+    );
 
     // --dry-run --all says what would come and installs nothing.
-    let (code, r) = s.report(&refs(&c.args(&["os-update", "apply", "--all", "--dry-run"])));
+    let (code, r) = s.report(&refs(&c.args(&[
+        "os-update",
+        "apply",
+        "--all",
+        "--dry-run",
+    ])));
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(
         r["phases"][0]["steps"][0]["message"],
@@ -158,8 +195,7 @@ fn status_enable_and_apply_security_then_everything_one_node_at_a_time() {
     let (code, r) = s.report(&refs(&c.args(&["os-update", "apply", "--all"])));
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(
-        r["phases"][0]["steps"][1]["data"]["upgraded"][0]["name"],
-        "osu-other",
+        r["phases"][0]["steps"][1]["data"]["upgraded"][0]["name"], "osu-other",
         "{r:#}"
     );
     for i in [1, 2] {

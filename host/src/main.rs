@@ -20,6 +20,24 @@ fn main() -> ExitCode {
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {}", shown(cause));
             }
+            // Under --json the failure is a document on stdout too, in the
+            // envelope every --json run prints.
+            if std::env::args()
+                .skip(1)
+                .take_while(|a| a != "--")
+                .any(|a| a == "--json")
+            {
+                let causes: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
+                let doc = serde_json::json!({
+                    "run": null,
+                    "status": "error",
+                    "report": null,
+                    "data": [],
+                    "error": e.to_string(),
+                    "causes": causes,
+                });
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
             ExitCode::from(stackhost::cli::EXIT_ERROR)
         }
     }

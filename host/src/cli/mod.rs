@@ -93,6 +93,11 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Print the manual page (roff), for `man -l -` or /usr/local/share/man/man1.
+    #[command(
+        after_help = "Examples:\n  stackhost man | man -l -\n  stackhost man > /usr/local/share/man/man1/stackhost.1"
+    )]
+    Man,
 }
 
 /// Parse the command line and run it.
@@ -108,6 +113,11 @@ pub fn main() -> anyhow::Result<ExitCode> {
         Command::Runs(cmd) => runs::run(&paths, cmd),
         Command::Resume(args) => runs::resume(&paths, args),
         Command::Sdk(cmd) => sdk::run(cmd),
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -234,8 +234,98 @@ fn host_flags_after_command(argv: &[String]) -> Vec<String> {
     out
 }
 
+/// Defaults for the host's run flags from `config.toml` (`[run]`, keys
+/// named as the long flags: `inventory = "..."`, `max-in-flight = 8`,
+/// `verbose = true`), added after the command where the command line does
+/// not give the flag (and, for a flag with an environment variable, the
+/// environment does not either). The command line wins, then the
+/// environment, then the config file, then the built-in default.
+fn with_config_defaults(paths: &Paths, argv: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let file = paths.config.join("config.toml");
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(argv),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", file.display()),
+    };
+    let config: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", file.display()))?;
+    let Some(run) = config.get("run") else {
+        return Ok(argv);
+    };
+    if let Some(other) = config.keys().find(|k| *k != "run") {
+        anyhow::bail!(
+            "{}: unknown table `[{other}]` (the config file has only `[run]`, the defaults of \
+             the host's run flags)",
+            file.display()
+        );
+    }
+    let run = run
+        .as_table()
+        .with_context(|| format!("{}: `run` must be a table (`[run]`)", file.display()))?;
+    let flags = RunFlags::augment_args(Command::new("flags"));
+    let until_args = argv.iter().position(|a| a == "--").unwrap_or(argv.len());
+    let given = |long: &str| {
+        argv[..until_args]
+            .iter()
+            .any(|a| a == &format!("--{long}") || a.starts_with(&format!("--{long}=")))
+    };
+    let mut extra = Vec::new();
+    for (key, value) in run {
+        let arg = flags
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()) && key != "help")
+            .with_context(|| {
+                format!(
+                    "{}: `{key}` is not one of the host's run flags (see `stackhost run NAME \
+                     COMMAND --help`, \"Host flags\")",
+                    file.display()
+                )
+            })?;
+        if matches!(key.as_str(), "dry-run" | "yes" | "force-unlock") {
+            anyhow::bail!(
+                "{}: `{key}` cannot be a default; give it on the command line each time",
+                file.display()
+            );
+        }
+        let from_env = arg
+            .get_env()
+            .is_some_and(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
+        if given(key) || from_env {
+            continue;
+        }
+        match value {
+            toml::Value::Boolean(true) => extra.push(format!("--{key}")),
+            toml::Value::Boolean(false) => {}
+            toml::Value::String(s) => extra.push(format!("--{key}={s}")),
+            toml::Value::Integer(n) => extra.push(format!("--{key}={n}")),
+            toml::Value::Array(items) => {
+                for item in items {
+                    let item = match item {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    extra.push(format!("--{key}={item}"));
+                }
+            }
+            other => anyhow::bail!(
+                "{}: `{key} = {other}` is neither a string, a number, a boolean nor a list",
+                file.display()
+            ),
+        }
+    }
+    // Only where a command was named: `run NAME` alone lists commands.
+    if extra.is_empty() || until_args < 2 || argv[1].starts_with('-') || argv[0].starts_with('-') {
+        return Ok(argv);
+    }
+    let at = 2;
+    let mut out = argv[..at].to_vec();
+    out.extend(extra);
+    out.extend(argv[at..].iter().cloned());
+    Ok(out)
+}
+
 pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let argv = host_flags_after_command(&args.argv);
+    let argv = with_config_defaults(paths, host_flags_after_command(&args.argv))?;
     let Some((spec, rest)) = argv.split_first().filter(|(s, _)| !s.starts_with('-')) else {
         println!("{RUN_HELP}");
         let help_only = argv.iter().any(|a| a == "-h" || a == "--help");
@@ -344,6 +434,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let journal = Journal::open(&paths.data.join("journal.sqlite"))?;
+    let resumable = secrets.is_empty();
     let redactor = crate::executor::Redactor::new(secrets.into_iter().map(|(_, v)| v).collect());
     // The journal keeps the invocation with secrets hidden.
     let mut record = InvocationRecord::from(&invocation);
@@ -387,6 +478,17 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
         // The operator's arguments were wrong: nothing ran, nothing to
         // show in `runs list`.
         journal.discard_run(run)?;
+        if flags.exec.json {
+            super::print_json(&serde_json::json!({
+                "run": null,
+                "plugin": manifest.name,
+                "command": command,
+                "status": "usage-error",
+                "report": null,
+                "data": [],
+                "error": report.plan_error,
+            }))?;
+        }
         eprintln!(
             "error: {}",
             super::text::escape_for_terminal(report.plan_error.as_deref().unwrap_or_default())
@@ -397,7 +499,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
     if spec_cmd.output == Output::Message && report.succeeded() {
         return print_messages(&report);
     }
-    finish(&flags.exec, run, &report)
+    finish(&flags.exec, run, &report, resumable)
 }
 
 /// Print the steps' messages as they are: the document a `message`
@@ -536,9 +638,14 @@ where
 }
 
 /// Print the report and pick the exit code.
-pub(super) fn finish(flags: &ExecFlags, run: i64, report: &RunReport) -> anyhow::Result<ExitCode> {
+pub(super) fn finish(
+    flags: &ExecFlags,
+    run: i64,
+    report: &RunReport,
+    resumable: bool,
+) -> anyhow::Result<ExitCode> {
     if flags.json {
-        super::print_json(&serde_json::json!({ "run": run, "report": report }))?;
+        super::print_json(&envelope(run, report))?;
     } else {
         super::report::print(report)?;
         if report.interrupted.is_some() && !report.dry_run {
@@ -547,9 +654,16 @@ pub(super) fn finish(flags: &ExecFlags, run: i64, report: &RunReport) -> anyhow:
                  `stackhost resume {run}` runs what was stopped or not started"
             );
         } else if !report.succeeded() && !report.dry_run && report.plan_error.is_none() {
-            println!(
-                "\nrun {run} is journaled: `stackhost runs show {run}`; after fixing the cause, `stackhost resume {run}`"
-            );
+            if resumable {
+                println!(
+                    "\nrun {run} is journaled: `stackhost runs show {run}`; after fixing the cause, `stackhost resume {run}`"
+                );
+            } else {
+                println!(
+                    "\nrun {run} is journaled: `stackhost runs show {run}`; it took secret arguments, \
+                     which the journal does not keep, so it cannot be resumed: run the command again"
+                );
+            }
         } else if report.plan_error.is_some() {
             println!(
                 "\nrun {run} is journaled: `stackhost runs show {run}`; its plan failed, so there is \
@@ -565,6 +679,44 @@ pub(super) fn finish(flags: &ExecFlags, run: i64, report: &RunReport) -> anyhow:
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::EXIT_FAILED_STEPS)
+    })
+}
+
+/// The one `--json` document of `run` and `resume`, success or failure:
+/// `{run, plugin, command, status, report, data, error}`. `data` lists
+/// the steps that returned data (phase, node, step, data); `error` is the
+/// plan's failure or the halt reason.
+pub(super) fn envelope(run: i64, report: &RunReport) -> serde_json::Value {
+    let status = if report.interrupted.is_some() {
+        "interrupted"
+    } else if report.succeeded() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    let data: Vec<serde_json::Value> = report
+        .phases
+        .iter()
+        .flat_map(|p| p.steps.iter().map(move |s| (p, s)))
+        .filter_map(|(p, s)| {
+            s.data.as_ref().map(
+                |d| serde_json::json!({"phase": p.name, "node": s.node, "step": s.name, "data": d}),
+            )
+        })
+        .collect();
+    let error = report
+        .plan_error
+        .clone()
+        .or_else(|| report.halted.clone())
+        .or_else(|| report.interrupted.map(|s| format!("interrupted by {s}")));
+    serde_json::json!({
+        "run": run,
+        "plugin": report.plugin,
+        "command": report.command,
+        "status": status,
+        "report": report,
+        "data": data,
+        "error": error,
     })
 }
 

@@ -239,5 +239,5 @@ pub fn resume(paths: &Paths, args: ResumeArgs) -> anyhow::Result<ExitCode> {
             &record,
         )
     })?;
-    finish(&args.flags, record.id, &report)
+    finish(&args.flags, record.id, &report, true)
 }

@@ -25,7 +25,8 @@ APT::Periodic::Update-Package-Lists \"1\";
 APT::Periodic::Unattended-Upgrade \"1\";
 ";
 
-const AUTO_REBOOT_TEXT: &str = "// Written by `stackhost run os-update enable-unattended --allow-automatic-reboot`.
+const AUTO_REBOOT_TEXT: &str =
+    "// Written by `stackhost run os-update enable-unattended --allow-automatic-reboot`.
 Unattended-Upgrade::Automatic-Reboot \"true\";
 ";
 
@@ -117,7 +118,9 @@ fn apt(program: &str) -> Command {
 }
 
 fn simulate(node: &Node) -> Result<Vec<Upgrade>> {
-    let out = node.run(apt("apt-get").args(["-s", "-q", "dist-upgrade"]))?.check()?;
+    let out = node
+        .run(apt("apt-get").args(["-s", "-q", "dist-upgrade"]))?
+        .check()?;
     Ok(parse_simulation(&out.stdout_str()))
 }
 
@@ -163,7 +166,10 @@ fn version_key(v: &str) -> Vec<(u64, String)> {
     v.split(['.', '-', '+', '~'])
         .map(|part| {
             let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
-            (digits.parse().unwrap_or(0), part[digits.len()..].to_string())
+            (
+                digits.parse().unwrap_or(0),
+                part[digits.len()..].to_string(),
+            )
         })
         .collect()
 }
@@ -212,7 +218,10 @@ struct Status {
 }
 
 fn names(list: &[Upgrade]) -> String {
-    list.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(", ")
+    list.iter()
+        .map(|u| u.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn status(node: &Node) -> Result<Outcome> {
@@ -347,7 +356,11 @@ fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
     } else {
         format!(
             "upgraded {}",
-            upgraded.iter().map(Upgrade::short).collect::<Vec<_>>().join(", ")
+            upgraded
+                .iter()
+                .map(Upgrade::short)
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     };
     if reboot.required {

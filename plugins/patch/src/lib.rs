@@ -69,6 +69,14 @@ fn product_version(inv: &Invocation) -> Result<Version> {
     let core = core_node()?;
     let path = inv.require("version-file")?;
     let text = core.read_to_string(path).map_err(|e| {
+        if e.is_not_found() {
+            return Error::plugin(format!(
+                "{path} does not exist on core node {}, so the product version is unknown: on a \
+                 Stackato core node it holds the version (`cat {path}` shows e.g. 3.4.2); if the \
+                 version is kept elsewhere, pass --version-file FILE (under /etc/stackato)",
+                core.name()
+            ));
+        }
         Error::plugin(format!(
             "cannot read the product version from {path} on core node {}: {}",
             core.name(),
@@ -301,8 +309,24 @@ fn render(s: &Status) -> String {
             list.join(", ")
         }
     };
+    if s.patches.is_empty() {
+        out.push_str(
+            "No vendor patches are installed: install a signed one with `stackhost plugin \
+             install PATCH.wasm` (its vendor's key trusted with `stackhost keys trust`).\n",
+        );
+    }
     for p in s.patches.iter().filter(|p| p.applicable) {
         out.push_str(&format!("    {}: {}\n", p.name, p.description));
+        if p.installed_on.is_empty() && p.to_be_installed_on.is_empty() && p.unknown_on.is_empty() {
+            field(
+                &mut out,
+                "no node selected",
+                &format!(
+                    "no selected node holds {} (check --nodes and the inventory's roles)",
+                    p.roles_affected.join(", ")
+                ),
+            );
+        }
         field(&mut out, "patch id", &p.id.to_string());
         field(&mut out, "roles affected", &p.roles_affected.join(", "));
         field(&mut out, "installed on", &nodes(&p.installed_on));
@@ -567,3 +591,49 @@ fn restart(inv: &Invocation, step: &Step) -> Result<Outcome> {
 }
 
 export_plugin!(PatchPlugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_says_when_no_patch_is_installed_or_no_node_holds_its_roles() {
+        let empty = Status {
+            product_version: "3.4.2".into(),
+            updates_available: 0,
+            patches: vec![],
+        };
+        assert_eq!(
+            render(&empty),
+            "0 updates are available for 3.4.2.\nNo vendor patches are installed: install a \
+             signed one with `stackhost plugin install PATCH.wasm` (its vendor's key trusted \
+             with `stackhost keys trust`).\n"
+        );
+        let nowhere = Status {
+            product_version: "3.4.2".into(),
+            updates_available: 0,
+            patches: vec![PatchStatus {
+                name: "aok-endpoint-fix".into(),
+                id: 7,
+                description: "Fix the AOK endpoint".into(),
+                version: "1.0.0".into(),
+                signed_by: None,
+                product_versions: "=3.4.2".into(),
+                applicable: true,
+                roles_affected: vec!["controller".into()],
+                installed_on: vec![],
+                to_be_installed_on: vec![],
+                unknown_on: BTreeMap::new(),
+                ledger_disagrees_on: vec![],
+            }],
+        };
+        assert!(
+            render(&nowhere).contains(
+                "no node selected:   no selected node holds controller (check --nodes and the \
+                 inventory's roles)"
+            ),
+            "{}",
+            render(&nowhere)
+        );
+    }
+}
