@@ -295,8 +295,12 @@ impl Writer {
                 path.display()
             )));
         }
-        let (file, tmp_name) =
-            crate::sandbox::ops::create_temp(dir.as_fd(), name).map_err(|e| {
+        // The writer's pid is in the name, so a file left by a killed
+        // writer can be told from one being written (see
+        // [`remove_stale_partials`]).
+        let tag = format!("{PARTIAL_TAG}{}-", std::process::id());
+        let (file, tmp_name) = crate::sandbox::ops::create_temp_tagged(dir.as_fd(), name, &tag)
+            .map_err(|e| {
                 ArtifactError::Io(format!(
                     "cannot create a file beside {}: {e}",
                     path.display()
@@ -944,6 +948,44 @@ pub fn list(dir: &Path) -> Result<Vec<Listed>, ArtifactError> {
     list_in(&fd, dir)
 }
 
+/// What an unfinished artifact's name holds after `.stackhost-`, before
+/// its writer's pid.
+const PARTIAL_TAG: &str = "partial-";
+
+/// Remove the unfinished artifacts in the open directory `fd` whose
+/// writer process is gone from this machine (killed with -9, or the
+/// machine restarted mid-export): `(file name, pid)` of each removed. A
+/// file whose writer is alive is being written and is left alone.
+pub fn remove_stale_partials(fd: &OwnedFd) -> Vec<(String, u32)> {
+    let Ok(entries) = crate::sandbox::ops::entries(fd) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for (name, kind) in entries {
+        let text = name.to_string_lossy().into_owned();
+        let Some(rest) = text
+            .strip_prefix('.')
+            .and_then(|t| t.split_once(&format!(".stackhost-{PARTIAL_TAG}")))
+            .map(|(_, rest)| rest)
+        else {
+            continue;
+        };
+        let Some(pid) = rest
+            .split_once('-')
+            .and_then(|(p, _)| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if kind != crate::sandbox::FileKind::File || crate::journal::alive(pid) {
+            continue;
+        }
+        if rustix::fs::unlinkat(fd, &name, rustix::fs::AtFlags::empty()).is_ok() {
+            removed.push((text, pid));
+        }
+    }
+    removed
+}
+
 /// [`list`] of the open directory `fd` (named `dir` in the results).
 pub fn list_in(fd: &OwnedFd, dir: &Path) -> Result<Vec<Listed>, ArtifactError> {
     let mut out = Vec::new();
@@ -984,6 +1026,45 @@ mod tests {
             b.append_data(&mut h, format!("./{name}"), *data).unwrap();
         }
         b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn stale_partials_of_dead_writers_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let mine = std::process::id();
+        for name in [
+            format!(".a.tar.zst.stackhost-partial-{dead}-0011223344556677"),
+            format!(".b.tar.zst.stackhost-partial-{mine}-0011223344556677"),
+            ".c.tar.zst.stackhost-0011223344556677".to_string(),
+            "d.tar.zst".to_string(),
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        // A writer names its temporary file with its own pid.
+        let w = Writer::create(&dir.path().join("e.tar.zst"), Compression::Zstd, 1).unwrap();
+        let fd: OwnedFd = std::fs::File::open(dir.path()).unwrap().into();
+        let removed = remove_stale_partials(&fd);
+        assert_eq!(
+            removed,
+            [(
+                format!(".a.tar.zst.stackhost-partial-{dead}-0011223344556677"),
+                dead
+            )]
+        );
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 4, "{left:?}");
+        assert!(
+            left.iter()
+                .any(|n| n.starts_with(&format!(".e.tar.zst.stackhost-partial-{mine}-")))
+        );
+        drop(w);
     }
 
     #[test]

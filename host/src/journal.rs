@@ -226,7 +226,7 @@ pub fn this_host() -> String {
 }
 
 /// Whether process `pid` exists on this machine.
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     let Some(pid) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)

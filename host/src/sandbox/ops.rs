@@ -212,6 +212,16 @@ pub fn create_temp(
     dir: BorrowedFd<'_>,
     name: &OsStr,
 ) -> Result<(std::fs::File, OsString), FsError> {
+    create_temp_tagged(dir, name, "")
+}
+
+/// [`create_temp`], with `tag` in the name after `.stackhost-`
+/// (`.NAME.stackhost-TAGRANDOM`).
+pub fn create_temp_tagged(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    tag: &str,
+) -> Result<(std::fs::File, OsString), FsError> {
     let stem: Vec<u8> = name.as_bytes().iter().copied().take(180).collect();
     for _ in 0..16 {
         let mut random = [0u8; 8];
@@ -219,7 +229,7 @@ pub fn create_temp(
             .map_err(|e| FsError::os("random temporary name", e))?;
         let mut tmp = b".".to_vec();
         tmp.extend_from_slice(&stem);
-        tmp.extend_from_slice(format!(".stackhost-{}", hex::encode(random)).as_bytes());
+        tmp.extend_from_slice(format!(".stackhost-{tag}{}", hex::encode(random)).as_bytes());
         let tmp = OsString::from(OsStr::from_bytes(&tmp));
         match rustix::fs::openat(
             dir,

@@ -513,6 +513,7 @@ impl Host for ResView<'_> {
     }
 
     async fn list(&mut self, dir: String) -> R<Vec<Listed>> {
+        let call = self.call;
         Ok(host_path(self.call, &dir).and_then(|at| {
             let fd = crate::sandbox::ops::open_beneath(
                 at.root.fd(),
@@ -520,6 +521,20 @@ impl Host for ResView<'_> {
                 rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
             )
             .map_err(|e| fs_err(&at.shown, crate::sandbox::FsError::os(&dir, e)))?;
+            // Leftovers of a killed export are cleaned up where exports
+            // are looked at (not under --dry-run or in a read-only call).
+            if !call.dry_run && call.refuse_mutation("local", "archive.list").is_ok() {
+                for (name, pid) in artifact::remove_stale_partials(&fd) {
+                    call.event(
+                        "warn",
+                        format!(
+                            "removed {name} from {}: an unfinished artifact whose writer (pid \
+                             {pid}) is gone",
+                            at.shown.display()
+                        ),
+                    );
+                }
+            }
             artifact::list_in(&fd, &at.shown).map_err(art_err).map(|v| {
                 v.into_iter()
                     .map(|l| Listed {
