@@ -143,6 +143,29 @@ fn completions_quiet_colors_and_the_inventory_from_the_environment() {
     let bash = s.ok(&["completions", "bash"]);
     assert!(bash.starts_with("_stackhost() {"), "{bash}");
     assert!(bash.contains("resume") && bash.contains("runs"), "{bash}");
+    // Bash completes installed plugins and their commands.
+    let complete = |words: &str, cword: usize| -> String {
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_stackhost"));
+        let out = std::process::Command::new("bash")
+            .args([
+                "-c",
+                &format!(
+                    "source <(stackhost completions bash); COMP_WORDS=({words}); \
+                     COMP_CWORD={cword}; _stackhost_plugins; echo \"${{COMPREPLY[*]}}\""
+                ),
+            ])
+            .env("STACKHOST_HOME", s.home.path())
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", bin.parent().unwrap().display()),
+            )
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(complete("stackhost run h", 2), "hello");
+    assert_eq!(complete("stackhost run ''", 2), "hello platform");
+    assert_eq!(complete("stackhost run hello ''", 3), "info stamp");
     let fish = s.ok(&["completions", "fish"]);
     assert!(fish.contains("complete -c stackhost"), "{fish}");
 

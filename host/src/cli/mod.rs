@@ -100,6 +100,27 @@ enum Command {
     Man,
 }
 
+/// Bash: `stackhost run <TAB>` completes the installed plugins' names and
+/// `stackhost run NAME <TAB>` their commands, asked of stackhost itself
+/// when completing (the static script above knows only the host's own
+/// commands).
+const BASH_PLUGINS: &str = r#"
+_stackhost_plugins() {
+    if [[ "${COMP_WORDS[1]}" == run && "$COMP_CWORD" -le 3 ]]; then
+        local cur="${COMP_WORDS[COMP_CWORD]}" words
+        if [[ "$COMP_CWORD" -eq 2 ]]; then
+            words="$(stackhost plugin list --json 2>/dev/null | sed -n 's/^    "name": "\([^"]*\)",$/\1/p')"
+        else
+            words="$(stackhost run "${COMP_WORDS[2]}" --help 2>/dev/null | awk '/^Commands:/ {f=1; next} /^$/ {f=0} f && $1 != "help" {print $1}')"
+        fi
+        COMPREPLY=($(compgen -W "$words" -- "$cur"))
+        return 0
+    fi
+    _stackhost "$@"
+}
+complete -F _stackhost_plugins -o bashdefault -o default stackhost
+"#;
+
 /// Parse the command line and run it.
 pub fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
@@ -126,6 +147,9 @@ pub fn main() -> anyhow::Result<ExitCode> {
                 "stackhost",
                 &mut std::io::stdout(),
             );
+            if shell == clap_complete::Shell::Bash {
+                print!("{BASH_PLUGINS}");
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
