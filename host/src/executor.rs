@@ -733,16 +733,14 @@ async fn apply_plan(
                                 None,
                             );
                         }
-                        let r = StepReport {
+                        let step = api::Step {
                             node,
                             name,
+                            payload: String::new(),
+                        };
+                        let r = StepReport {
                             status: StepStatus::Interrupted,
-                            message,
-                            data: None,
-                            events: vec![],
-                            mutations: vec![],
-                            instantiate_us: 0,
-                            duration_ms: 0,
+                            ..failed_step(step, message)
                         };
                         shared.finished(finished(pi, si, &phase_name, &r, None));
                         (si, r)

@@ -458,12 +458,7 @@ fn export(inv: &Invocation) -> Result<Outcome> {
     }
     let items = artifact.finish()?;
     let bytes: u64 = items.iter().map(|i| i.size).sum();
-    let dbs: Vec<&str> = meta
-        .contents
-        .iter()
-        .filter(|c| c.kind == "database")
-        .map(|c| c.source.as_str())
-        .collect();
+    let dbs = databases(&meta);
     let mut msg = format!(
         "{} {path}: {} items, {:.1} MiB before compression; databases: {}; files: {files}",
         if inv.dry_run() {
@@ -566,17 +561,21 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
+/// The databases an export holds, in export order.
+fn databases(meta: &Meta) -> Vec<&str> {
+    meta.contents
+        .iter()
+        .filter(|c| c.kind == "database")
+        .map(|c| c.source.as_str())
+        .collect()
+}
+
 /// What an export holds, from its `backup.json`: the databases by name,
 /// then the other items (`droplets`, `services/filesystem`, `settings`).
 /// Every content recorded there went in: an export that cannot write one
 /// leaves no file at all.
 fn held(meta: &Meta) -> Vec<String> {
-    let dbs: Vec<&str> = meta
-        .contents
-        .iter()
-        .filter(|c| c.kind == "database")
-        .map(|c| c.source.as_str())
-        .collect();
+    let dbs = databases(meta);
     let mut out = Vec::new();
     if !dbs.is_empty() {
         out.push(format!("databases ({})", dbs.join(", ")));
