@@ -297,6 +297,58 @@ fn export_then_import_into_another_cluster() {
         dumps[0],
         "the newest (the table dump) is kept"
     );
+
+    // A DEST ending in .sql gets the plain SQL file (`pg_dump ... > x.sql`),
+    // private, with no spool left beside it; it is never overwritten.
+    let sql_file = out.path().join("export.sql");
+    let sql_dest = sql_file.to_str().unwrap();
+    let args = [
+        "backup",
+        "dump-table",
+        "--db",
+        "aok",
+        "--table",
+        "access_tokens",
+        sql_dest,
+    ];
+    let (code, r) = s.report(&refs(&a.args(&args)));
+    assert_eq!(code, 0, "{r:#}");
+    let (_, msg) = message(&r, "dump-table");
+    assert!(
+        msg.starts_with(&format!("wrote {sql_dest}: "))
+            && msg.ends_with(" bytes of plain SQL (aok.access_tokens)"),
+        "{msg}"
+    );
+    let text = std::fs::read_to_string(&sql_file).unwrap();
+    assert!(
+        text.contains("CREATE TABLE public.access_tokens"),
+        "{}",
+        &text[..text.len().min(300)]
+    );
+    assert!(!text.contains("CREATE TABLE public.apps"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&sql_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mut names: Vec<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names.len(),
+        2,
+        "the table dump and export.sql only: {names:?}"
+    );
+    let (code, r) = s.report(&refs(&a.args(&args)));
+    assert_eq!(code, 3, "{r:#}");
+    let (_, msg) = message(&r, "dump-table");
+    assert!(
+        msg.contains("export.sql already exists; extracting never replaces a file"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read_to_string(&sql_file).unwrap(), text);
 }
 
 #[test]

@@ -948,6 +948,71 @@ pub fn list(dir: &Path) -> Result<Vec<Listed>, ArtifactError> {
     list_in(&fd, dir)
 }
 
+/// Write item `name` of `reader` to the plain file `file` in the open
+/// directory `dir` (`path` in messages): a 0600 temporary file, checked
+/// against the manifest's sha256, fsynced, then renamed into place, never
+/// over an existing file. Returns the bytes written.
+pub fn extract_in(
+    reader: &std::sync::Mutex<Reader>,
+    name: &str,
+    dir: OwnedFd,
+    file: &OsStr,
+    path: &Path,
+) -> Result<u64, ArtifactError> {
+    if rustix::fs::statat(&dir, file, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+        return Err(ArtifactError::InvalidName(format!(
+            "{} already exists; extracting never replaces a file",
+            path.display()
+        )));
+    }
+    let tag = format!("{PARTIAL_TAG}{}-", std::process::id());
+    let (out, tmp) =
+        crate::sandbox::ops::create_temp_tagged(dir.as_fd(), file, &tag).map_err(|e| {
+            ArtifactError::Io(format!(
+                "cannot create a file beside {}: {e}",
+                path.display()
+            ))
+        })?;
+    let unlink = || {
+        let _ = rustix::fs::unlinkat(&dir, &tmp, rustix::fs::AtFlags::empty());
+    };
+    let mut writer = BufWriter::new(out);
+    let copied = reader
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .copy_item(name, &mut writer);
+    let size = match copied {
+        Ok(n) => n,
+        Err(e) => {
+            unlink();
+            return Err(e);
+        }
+    };
+    let synced = writer
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all());
+    if let Err(e) = synced {
+        unlink();
+        return Err(io_err("writing", path)(e));
+    }
+    if let Err(e) =
+        rustix::fs::renameat_with(&dir, &tmp, &dir, file, rustix::fs::RenameFlags::NOREPLACE)
+    {
+        unlink();
+        return Err(if e == rustix::io::Errno::EXIST {
+            ArtifactError::InvalidName(format!(
+                "{} already exists; extracting never replaces a file",
+                path.display()
+            ))
+        } else {
+            io_err("renaming into", path)(e.into())
+        });
+    }
+    crate::sandbox::ops::sync_dir(dir.as_fd());
+    Ok(size)
+}
+
 /// What an unfinished artifact's name holds after `.stackhost-`, before
 /// its writer's pid.
 const PARTIAL_TAG: &str = "partial-";

@@ -54,6 +54,13 @@ impl ArtifactReader {
     pub fn unpack(&self, prefix: &str, node: &Node, path: &str) -> Result<u64> {
         self.0.unpack(prefix, node.name(), path).map_err(Into::into)
     }
+
+    /// Write item `name` to the plain file `path` on the operator's host
+    /// (mode 0600, checked against the manifest, never over an existing
+    /// file); the number of bytes written. Since WIT 0.1.1.
+    pub fn extract(&self, name: &str, path: &str) -> Result<u64> {
+        self.0.extract(name, path).map_err(Into::into)
+    }
 }
 
 /// Start an artifact at `path` on the operator's host.

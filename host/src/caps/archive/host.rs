@@ -408,6 +408,35 @@ impl HostReader for ResView<'_> {
         Ok(call.timed(unpack(call, inner, prefix, &node, &path)).await)
     }
 
+    async fn extract(
+        &mut self,
+        this: Resource<ArtifactReader>,
+        name: String,
+        path: String,
+    ) -> R<u64> {
+        let inner = self.table.get(&this)?.inner.clone();
+        let call = self.call;
+        let extracted = async {
+            let at = host_path(call, &path)?;
+            call.refuse_mutation("local", "archive.extract")?;
+            if call.dry_run {
+                call.record(
+                    "local",
+                    "archive.extract",
+                    format!("{name} to {}", at.shown.display()),
+                );
+                return Ok(0);
+            }
+            let (dir, file) = at.parent_dir()?;
+            let shown = at.shown.clone();
+            run_blocking(move || {
+                artifact::extract_in(&inner, &name, dir, &file, &shown).map_err(art_err)
+            })
+            .await
+        };
+        Ok(call.timed(extracted).await)
+    }
+
     async fn drop(&mut self, rep: Resource<ArtifactReader>) -> wasmtime::Result<()> {
         self.table.delete(rep)?;
         Ok(())
