@@ -435,6 +435,64 @@ fn artifacts_on_the_operators_host_are_made_and_read_through_handles() {
 }
 
 #[test]
+fn extracting_an_item_never_leaves_the_grant_or_replaces_a_file() {
+    let s = host();
+    let x = Scratch::new();
+    let victim = x.victim("root-only", "root's");
+    std::fs::create_dir(x.ro.path().join("tree")).unwrap();
+    std::fs::write(x.ro.path().join("tree/f"), "data").unwrap();
+    let (code, _, m) = attempt(&s, &["pack", &x.ro("tree"), &x.art("a.tar")]);
+    assert_eq!(code, 0, "{m}");
+    // Outside the archive grant, by path and through a link.
+    refused(
+        &s,
+        &[
+            "extract",
+            &x.art("a.tar"),
+            "tree/f",
+            victim.to_str().unwrap(),
+        ],
+        "permission denied: ",
+        "outside the grant",
+    );
+    symlink(x.outside.path(), x.art.path().join("out")).unwrap();
+    refused(
+        &s,
+        &["extract", &x.art("a.tar"), "tree/f", &x.art("out/planted")],
+        "permission denied: ",
+        "outside its grant root",
+    );
+    assert!(!x.outside("planted").exists());
+    // A link at the name, pointing at the victim, is never written through.
+    symlink(&victim, x.art.path().join("link")).unwrap();
+    refused(
+        &s,
+        &["extract", &x.art("a.tar"), "tree/f", &x.art("link")],
+        "invalid argument: ",
+        "already exists; extracting never replaces a file",
+    );
+    untouched(&victim, "root's");
+    // An item that is not there; then a good one, private.
+    refused(
+        &s,
+        &["extract", &x.art("a.tar"), "tree/nope", &x.art("x")],
+        "not found: ",
+        "no item tree/nope",
+    );
+    assert!(!x.art.path().join("x").exists());
+    let (code, _, m) = attempt(&s, &["extract", &x.art("a.tar"), "tree/f", &x.art("f")]);
+    assert_eq!((code, m.as_str()), (0, "4 bytes"));
+    assert_eq!(
+        std::fs::read_to_string(x.art.path().join("f")).unwrap(),
+        "data"
+    );
+    assert_eq!(mode(&x.art.path().join("f")), 0o600);
+    // Only the artifact, the two links and the extracted file are left.
+    assert_eq!(std::fs::read_dir(x.art.path()).unwrap().count(), 4);
+    still_serves(&s);
+}
+
+#[test]
 fn a_newline_at_the_end_of_a_path_is_part_of_the_name() {
     let s = host();
     let x = Scratch::new();
