@@ -493,6 +493,39 @@ fn extracting_an_item_never_leaves_the_grant_or_replaces_a_file() {
 }
 
 #[test]
+fn a_dry_run_diff_never_reads_through_a_link_or_opens_a_fifo() {
+    let s = host();
+    let x = Scratch::new();
+    let victim = x.victim("root-only", "root's secret line\n");
+    symlink(&victim, x.rw.path().join("link")).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(x.rw.path().join("fifo"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let diff = |path: &str| -> String {
+        let (code, report) = s.report(&["hostile", "do", "--dry-run", "write", path, "new\n"]);
+        assert_eq!(code, 0, "{report:#}");
+        report["phases"][0]["steps"][0]["mutations"][0]["diff"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let through_link = diff(&x.rw("link"));
+    assert!(
+        through_link.contains("now a symlink (it would be replaced)"),
+        "{through_link}"
+    );
+    assert!(!through_link.contains("secret"), "{through_link}");
+    let fifo = diff(&x.rw("fifo"));
+    assert!(fifo.contains("now not a regular file"), "{fifo}");
+    untouched(&victim, "root's secret line\n");
+    still_serves(&s);
+}
+
+#[test]
 fn a_newline_at_the_end_of_a_path_is_part_of_the_name() {
     let s = host();
     let x = Scratch::new();

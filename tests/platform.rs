@@ -253,6 +253,15 @@ fn the_whole_inventory_is_listed_under_a_node_selection() {
         "{r:#}"
     );
 
+    // Seeing a node is not reaching it: only the selected one runs.
+    let (code, r) = s.report(&["platform", "reach", "--inventory", &inv, "--nodes", "a"]);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        support::only_step(&r).1,
+        "a: ran | dea-9: not found: node `dea-9` is not part of this run (see `stackhost node \
+         list`) | db: not found: node `db` is not part of this run (see `stackhost node list`)"
+    );
+
     // A malformed hostname is refused with the inventory's other errors.
     std::fs::write(
         dir.path().join("bad.toml"),
