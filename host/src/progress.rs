@@ -65,10 +65,6 @@ impl Progress {
         }
     }
 
-    pub fn off() -> Progress {
-        Progress::new(Mode::Off, Arc::default())
-    }
-
     /// The line of a step that starts now; it goes away when dropped.
     pub fn step(&self, node: &str, step: &str) -> StepProgress {
         let label = format!(
