@@ -82,6 +82,34 @@ fn status_enable_and_apply_security_then_everything_one_node_at_a_time() {
         assert_eq!(data["unattended_upgrades"], false);
     }
 
+    // A package asked for a reboot on node 2: status names it.
+    c.sh(
+        2,
+        "touch /var/run/reboot-required; echo osu-demo > /var/run/reboot-required.pkgs",
+    );
+    let (_, r) = s.report(&refs(&c.args(&[
+        "os-update",
+        "status",
+        "--nodes",
+        &c.node(2),
+    ])));
+    let step = &r["phases"][0]["steps"][0];
+    assert!(
+        step["message"]
+            .as_str()
+            .unwrap()
+            .contains("; reboot required by osu-demo; "),
+        "{step:#}"
+    );
+    assert_eq!(
+        step["data"]["reboot"],
+        serde_json::json!({"required": true, "packages": ["osu-demo"]})
+    );
+    c.sh(
+        2,
+        "rm /var/run/reboot-required /var/run/reboot-required.pkgs",
+    );
+
     // enable-unattended: a dry run shows the file as a diff and writes
     // nothing; the real run writes it; a second run is ok.
     let (code, r) = s.report(&refs(&c.args(&[
