@@ -43,32 +43,6 @@ printf 'Origin: NewRelic\nLabel: NewRelic\nSuite: stable\nCodename: stable\nDate
 : > /etc/apt/sources.list
 "#;
 
-/// Files under the host's home, and the output, that hold `key`.
-fn leaks(s: &Sandbox, out: &std::process::Output, key: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut dirs = vec![s.home.path().to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if std::fs::read(&path)
-                .unwrap()
-                .windows(key.len())
-                .any(|w| w == key.as_bytes())
-            {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
-        if String::from_utf8_lossy(bytes).contains(key) {
-            found.push(name.into());
-        }
-    }
-    found
-}
-
 fn steps(out: &std::process::Output) -> Vec<(String, String)> {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -131,7 +105,7 @@ fn install_keeps_the_key_secret_is_idempotent_and_a_new_key_only_restarts() {
         .unwrap()
         .to_string();
     assert!(diff.contains("\n+license_key: \"***\"\n"), "{diff}");
-    assert_eq!(leaks(&s, &out, KEY), Vec::<String>::new());
+    assert_eq!(s.leaks(&out, KEY), Vec::<String>::new());
     assert_eq!(
         c.sh(1, "ls /etc/newrelic-infra.yml 2>/dev/null | wc -l")
             .trim(),
@@ -169,7 +143,7 @@ fn install_keeps_the_key_secret_is_idempotent_and_a_new_key_only_restarts() {
         assert_eq!(c.sh(i, "stat -c %a /etc/newrelic-infra.yml").trim(), "600");
         c.sh(i, "service newrelic-infra status"); // exit 0: running
     }
-    assert_eq!(leaks(&s, &out, KEY), Vec::<String>::new());
+    assert_eq!(s.leaks(&out, KEY), Vec::<String>::new());
 
     // Again: nothing to do anywhere.
     let out = install(&[]);
@@ -196,7 +170,7 @@ fn install_keeps_the_key_secret_is_idempotent_and_a_new_key_only_restarts() {
     }
     assert_ne!(c.sh(2, "cat /run/newrelic-infra.pid"), pid_before);
     assert!(c.sh(2, "cat /etc/newrelic-infra.yml").contains(NEW_KEY));
-    assert_eq!(leaks(&s, &out, NEW_KEY), Vec::<String>::new());
+    assert_eq!(s.leaks(&out, NEW_KEY), Vec::<String>::new());
 
     // status compares the key without printing it.
     let out = s.run(&refs(&c.args(&[
@@ -231,8 +205,8 @@ fn install_keeps_the_key_secret_is_idempotent_and_a_new_key_only_restarts() {
         steps(&out)[0].1,
         "newrelic-infra 1.20.0, running; no proxy; license key differs"
     );
-    assert_eq!(leaks(&s, &out, KEY), Vec::<String>::new());
-    assert_eq!(leaks(&s, &out, NEW_KEY), Vec::<String>::new());
+    assert_eq!(s.leaks(&out, KEY), Vec::<String>::new());
+    assert_eq!(s.leaks(&out, NEW_KEY), Vec::<String>::new());
 
     // remove: destructive, so --yes; then nothing is left.
     let agent = c.sh(3, "cat /run/newrelic-infra.pid").trim().to_string();

@@ -10,33 +10,6 @@ use support::{Sandbox, refs};
 
 const KEY: &str = "NR-license-5f3a9c1e7d2b";
 
-/// Every byte the host left under its home (the journal database and its
-/// write-ahead log, the plugin store) and the output, checked for the key.
-fn leaks(s: &Sandbox, out: &std::process::Output) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut dirs = vec![s.home.path().to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if std::fs::read(&path)
-                .unwrap()
-                .windows(KEY.len())
-                .any(|w| w == KEY.as_bytes())
-            {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
-        if String::from_utf8_lossy(bytes).contains(KEY) {
-            found.push(name.into());
-        }
-    }
-    found
-}
-
 fn report(out: &std::process::Output) -> serde_json::Value {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -88,7 +61,7 @@ fn a_secret_reaches_the_plugin_and_is_shown_nowhere() {
         serde_json::json!({"license_key": "***", "reversed": reversed}),
         "{r:#}"
     );
-    assert_eq!(leaks(&s, &out), Vec::<String>::new());
+    assert_eq!(s.leaks(&out, KEY), Vec::<String>::new());
 
     // From the environment, under --dry-run: the recorded call too.
     let out = s.run_env(
@@ -111,7 +84,7 @@ fn a_secret_reaches_the_plugin_and_is_shown_nowhere() {
          +license_key: ***\n+proxy: none\n",
         "{r:#}"
     );
-    assert_eq!(leaks(&s, &out), Vec::<String>::new());
+    assert_eq!(s.leaks(&out, KEY), Vec::<String>::new());
 
     // A failure carrying the key, in JSON and on the terminal.
     for json in [true, false] {
@@ -123,7 +96,7 @@ fn a_secret_reaches_the_plugin_and_is_shown_nowhere() {
         assert_eq!(out.status.code(), Some(3));
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("failed with key ***"), "{text}");
-        assert_eq!(leaks(&s, &out), Vec::<String>::new());
+        assert_eq!(s.leaks(&out, KEY), Vec::<String>::new());
     }
 }
 

@@ -162,6 +162,35 @@ impl Sandbox {
         child.wait_with_output().expect("script finishes")
     }
 
+    /// Every file the host left under its home (the journal database and
+    /// its write-ahead log, the plugin store), and stdout and stderr of
+    /// `out`, that hold `secret`.
+    #[allow(dead_code)] // the secret tests use it
+    pub fn leaks(&self, out: &Output, secret: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut dirs = vec![self.home.path().to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if std::fs::read(&path)
+                    .unwrap()
+                    .windows(secret.len())
+                    .any(|w| w == secret.as_bytes())
+                {
+                    found.push(path.display().to_string());
+                }
+            }
+        }
+        for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            if String::from_utf8_lossy(bytes).contains(secret) {
+                found.push(name.into());
+            }
+        }
+        found
+    }
+
     /// Run a plugin command with --json and parse the report.
     pub fn report(&self, args: &[&str]) -> (i32, serde_json::Value) {
         let all = json_run_args(args);
