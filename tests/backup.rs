@@ -475,18 +475,6 @@ fn seed_small(c: &TestCluster) {
     );
 }
 
-/// The container's address on the Docker bridge (how nodes reach each other).
-fn bridge_ip(c: &TestCluster, i: usize) -> String {
-    c.docker(&[
-        "inspect",
-        "-f",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        &c.node(i),
-    ])
-    .trim()
-    .to_string()
-}
-
 #[test]
 fn a_scheduled_export_really_runs_on_the_filesystem_node() {
     let c = TestCluster::up(3, "sh-bk-cron");
@@ -516,7 +504,7 @@ fn a_scheduled_export_really_runs_on_the_filesystem_node() {
         c.path("id_ed25519").to_str().unwrap(),
         &format!("{fs_node}:/root/.ssh/id_ed25519"),
     ]);
-    let ip1 = bridge_ip(&c, 1);
+    let ip1 = c.bridge_ip(1);
     let inventory = format!(
         "[[node]]\nname = \"core\"\naddress = \"{ip1}\"\nport = 22\nuser = \"root\"\nidentity = \"/root/.ssh/id_ed25519\"\n\
          roles = [\"core\", \"controller\", \"postgresql\"]\n\n[[node]]\nname = \"fs\"\nlocal = true\nroles = [\"dea\", \"filesystem\"]\n"

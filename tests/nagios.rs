@@ -18,14 +18,7 @@ use support::{Sandbox, only_step, refs};
 const DIR: &str = "/etc/nagios4/conf.d/stackhost";
 
 fn ip(c: &TestCluster, i: usize) -> String {
-    c.docker(&[
-        "inspect",
-        "-f",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        &c.node(i),
-    ])
-    .trim()
-    .to_string()
+    c.bridge_ip(i)
 }
 
 fn port(i: usize) -> u16 {

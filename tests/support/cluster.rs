@@ -63,6 +63,18 @@ impl TestCluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Node `i`'s address on the Docker bridge (how nodes reach each other).
+    pub fn bridge_ip(&self, i: usize) -> String {
+        self.docker(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &self.node(i),
+        ])
+        .trim()
+        .to_string()
+    }
+
     /// Run a shell command on node `i` through docker (not through stackhost).
     pub fn sh(&self, i: usize, script: &str) -> String {
         self.docker(&["exec", &self.node(i), "sh", "-c", script])

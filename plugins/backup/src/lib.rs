@@ -492,15 +492,7 @@ fn dump_table(inv: &Invocation, step: &Step) -> Result<Outcome> {
         &format!("{db}-{table}"),
         false,
     );
-    let artifact = archive::create(&path, compression_of(&path))?;
-    let item = postgres::dump(
-        &node,
-        db,
-        Some(table),
-        &artifact,
-        &format!("{db}/{table}.sql"),
-    )?;
-    artifact.finish()?;
+    let item = dump_into(&node, db, table, &path, compression_of(&path))?;
     let verb = if inv.dry_run() {
         "would write"
     } else {
@@ -510,6 +502,27 @@ fn dump_table(inv: &Invocation, step: &Step) -> Result<Outcome> {
         "{verb} {path}: {} ({} bytes of SQL)",
         item.name, item.size
     )))
+}
+
+/// `pg_dump DB -t TABLE` on `node` into a new artifact at `path`, as its
+/// one item `DB/TABLE.sql`.
+fn dump_into(
+    node: &Node,
+    db: &str,
+    table: &str,
+    path: &str,
+    compression: archive::Compression,
+) -> Result<archive::Item> {
+    let artifact = archive::create(path, compression)?;
+    let item = postgres::dump(
+        node,
+        db,
+        Some(table),
+        &artifact,
+        &format!("{db}/{table}.sql"),
+    )?;
+    artifact.finish()?;
+    Ok(item)
 }
 
 /// `pg_dump DB -t TABLE > DEST.sql`: the plain SQL file, as the guide
@@ -525,15 +538,7 @@ fn dump_table_sql(
 ) -> Result<Outcome> {
     let (dir, file) = dest.rsplit_once('/').unwrap_or((".", dest));
     let spool = format!("{dir}/.{file}.dump.tar");
-    let artifact = archive::create(&spool, archive::Compression::None)?;
-    let item = postgres::dump(
-        node,
-        db,
-        Some(table),
-        &artifact,
-        &format!("{db}/{table}.sql"),
-    )?;
-    artifact.finish()?;
+    let item = dump_into(node, db, table, &spool, archive::Compression::None)?;
     if inv.dry_run() {
         return Ok(Outcome::changed(format!(
             "would write {dest}: plain SQL of {db}.{table}"
