@@ -463,6 +463,19 @@ fn twenty_concurrent_steps_share_one_connection() {
     assert_eq!(code, 0);
 }
 
+/// Short steps back to back: each open follows another channel's close,
+/// which sshd may not have collected yet (it refused such opens, "Failed to
+/// open channel (ConnectFailed)", three runs in three under load).
+#[test]
+fn sixty_short_steps_reuse_channels_as_sshd_frees_them() {
+    let s = sandbox();
+    let (code, r) = remote(&s, 1, &["--steps", "60", "--max-in-flight", "60", "true"]);
+    let all = steps(&r);
+    assert_eq!(all.len(), 60, "{r:#}");
+    assert!(all.iter().all(|(st, _)| st == "ok"), "{r:#}");
+    assert_eq!(code, 0);
+}
+
 /// The first node of the cluster reached directly, without a plugin.
 fn ssh_node(i: usize) -> SshNode {
     let c = cluster();

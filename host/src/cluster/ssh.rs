@@ -31,6 +31,29 @@ pub const SESSION_CHANNELS: usize = 8;
 /// killed even while every other channel is busy.
 const KILL_CHANNELS: usize = 2;
 
+/// How long a refused channel open is retried (see [`open_channel`]).
+const OPEN_RETRY_FOR: Duration = Duration::from_secs(5);
+
+/// Open a session channel, retrying while sshd refuses it. sshd frees a
+/// closed session's slot only when it collects dead channels, after it has
+/// handled every packet it already read: an open sent right after another
+/// channel's close can find the slot still taken (MaxSessions) and is
+/// refused, although this side never holds more than the limit. Such a
+/// refusal is retried for up to [`OPEN_RETRY_FOR`]; any other error is not.
+async fn open_channel(handle: &Handle<Verifier>) -> Result<Channel<client::Msg>, russh::Error> {
+    let until = tokio::time::Instant::now() + OPEN_RETRY_FOR;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match handle.channel_open_session().await {
+            Err(russh::Error::ChannelOpenFailure(_)) if tokio::time::Instant::now() < until => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(250));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Where and how to reach one node.
 #[derive(Debug, Clone)]
 pub struct SshTarget {
@@ -285,8 +308,7 @@ impl SshNode {
             .await
             .map_err(|_| self.unreachable("its channels are closed"))?;
         let handle = self.connection().await?;
-        let channel = handle
-            .channel_open_session()
+        let channel = open_channel(&handle)
             .await
             .map_err(|e| self.unreachable(format!("cannot open a session channel: {e}")))?;
         Ok(SessionChannel {

@@ -125,9 +125,7 @@ impl GroupKiller {
         let line = words.join(" ");
         let run = async {
             let _permit = self.channels.acquire().await.map_err(|e| e.to_string())?;
-            let mut channel = self
-                .handle
-                .channel_open_session()
+            let mut channel = super::open_channel(&self.handle)
                 .await
                 .map_err(|e| e.to_string())?;
             channel
