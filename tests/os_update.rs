@@ -238,3 +238,142 @@ fn status_enable_and_apply_security_then_everything_one_node_at_a_time() {
         );
     }
 }
+
+/// PID 1's start time on node `i`, in clock ticks since the (shared)
+/// kernel booted: comparable between nodes, and new after a reboot.
+fn pid1_start(c: &TestCluster, i: usize) -> u64 {
+    c.sh(i, "cut -d' ' -f22 /proc/1/stat")
+        .trim()
+        .parse()
+        .expect("a start time")
+}
+
+fn step_of<'a>(r: &'a serde_json::Value, node: &str) -> &'a serde_json::Value {
+    r["phases"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["node"] == node)
+        .unwrap_or_else(|| panic!("no step on {node}: {r:#}"))
+}
+
+#[test]
+fn reboots_roll_one_node_at_a_time_and_wait_for_each_node_and_its_roles() {
+    // Node 1: core, controller, postgresql; 2: router, dea; 3: dea,
+    // filesystem. Nodes 2 and 3 say a package asked for a reboot.
+    let c = TestCluster::up(3, "sh-osr");
+    for i in [2, 3] {
+        c.sh(
+            i,
+            "touch /var/run/reboot-required; echo osu-kernel > /var/run/reboot-required.pkgs",
+        );
+    }
+    let s = Sandbox::new();
+    s.install("os-update");
+    let before: Vec<u64> = (1..=3).map(|i| pid1_start(&c, i)).collect();
+
+    // A dry run reboots nothing and says which nodes it would.
+    let (code, r) = s.report(&refs(&c.args(&[
+        "os-update",
+        "reboot",
+        "--dry-run",
+        "--stop-roles",
+    ])));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(step_of(&r, &c.node(1))["message"], "no reboot required");
+    let m = step_of(&r, &c.node(2))["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        m,
+        "would stop stackato-router, stackato-dea, then reboot (required by osu-kernel) and wait \
+         up to 600s for it and its roles"
+    );
+    assert_eq!(
+        (1..=3).map(|i| pid1_start(&c, i)).collect::<Vec<_>>(),
+        before
+    );
+
+    // The real run: nodes 2 and 3 reboot, one after the other; node 1 not.
+    let (code, r) = s.report(&refs(&c.args(&["os-update", "reboot", "--stop-roles"])));
+    assert_eq!(code, 0, "{r:#}");
+    let after: Vec<u64> = (1..=3).map(|i| pid1_start(&c, i)).collect();
+    assert_eq!(after[0], before[0], "node 1 needed no reboot");
+    assert!(
+        after[1] > before[1] && after[2] > before[2],
+        "{before:?} {after:?}"
+    );
+    // Node 3 went down only once node 2 was back with its roles (node 2's
+    // PID 1 started at least a second, 100 ticks, before node 3's).
+    assert!(after[2] >= after[1] + 100, "{after:?}");
+    for (i, roles) in [
+        (2, "stackato-router, stackato-dea"),
+        (3, "stackato-dea, stackato-filesystem"),
+    ] {
+        let step = step_of(&r, &c.node(i));
+        assert_eq!(step["status"], "changed", "{step:#}");
+        let m = step["message"].as_str().unwrap();
+        assert!(
+            m.starts_with("rebooted (required by osu-kernel); back after "),
+            "{m}"
+        );
+        assert!(m.ends_with(&format!("; running again: {roles}")), "{m}");
+        assert_eq!(step["data"]["rebooted"], true);
+        assert!(
+            step["data"]["back_ms"].as_u64().unwrap() >= 1000,
+            "{step:#}"
+        );
+        // The roles really run, and /run was emptied by the reboot.
+        for role in roles.split(", ") {
+            c.sh(i, &format!("/etc/init.d/{role} status"));
+        }
+        assert_eq!(
+            c.sh(i, "ls /var/run/reboot-required* 2>/dev/null || true"),
+            ""
+        );
+    }
+
+    // Nothing needs a reboot now: a second run is ok everywhere.
+    let (code, r) = s.report(&refs(&c.args(&["os-update", "reboot"])));
+    assert_eq!(code, 0, "{r:#}");
+    for i in 1..=3 {
+        assert_eq!(step_of(&r, &c.node(i))["status"], "ok", "{r:#}");
+    }
+    assert_eq!(
+        (1..=3).map(|i| pid1_start(&c, i)).collect::<Vec<_>>(),
+        after
+    );
+
+    // A node that does not come back (its restart policy is gone) halts
+    // the run, named, within the wait; the node after it is not touched.
+    c.docker(&["update", "--restart", "no", &c.node(2)]);
+    for i in [2, 3] {
+        c.sh(i, "touch /var/run/reboot-required");
+    }
+    let started = std::time::Instant::now();
+    let (code, r) = s.report(&refs(&c.args(&["os-update", "reboot", "--wait", "5s"])));
+    assert_eq!(code, 3, "{r:#}");
+    assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
+    let step = step_of(&r, &c.node(2));
+    assert_eq!(step["status"], "failed", "{step:#}");
+    let m = step["message"].as_str().unwrap();
+    assert!(
+        m.contains(&format!(
+            "node {} did not come back within 5s of its reboot",
+            c.node(2)
+        )),
+        "{m}"
+    );
+    assert_eq!(step_of(&r, &c.node(3))["status"], "not-run", "{r:#}");
+    assert_eq!(pid1_start(&c, 3), after[2]);
+    assert!(
+        r["halted"].as_str().unwrap().contains("failure budget"),
+        "{r:#}"
+    );
+    c.docker(&["start", &c.node(2)]);
+
+    // `--wait` is checked before anything runs.
+    let (code, _) = s.report(&refs(&c.args(&["os-update", "reboot", "--wait", "soon"])));
+    assert_eq!(code, 2);
+}

@@ -256,6 +256,10 @@ pub struct ExecRequest {
     /// user a program runs as the node's login user.
     #[serde(default)]
     pub users: Vec<String>,
+    /// Whether the plugin may reboot the nodes it reaches (exec.reboot),
+    /// and wait for them to come back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reboot: bool,
 }
 
 /// One entry of `programs` or `read-only`: a whole program (`"uname"`),

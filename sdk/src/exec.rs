@@ -228,3 +228,30 @@ impl Output {
         Err(Error::Plugin(message))
     }
 }
+
+/// What [`Node::reboot`](crate::Node::reboot) saw.
+#[derive(Debug, Clone)]
+pub struct Rebooted {
+    inner: wit::Rebooted,
+}
+
+impl Rebooted {
+    pub(crate) fn new(inner: wit::Rebooted) -> Rebooted {
+        Rebooted { inner }
+    }
+
+    /// From the reboot until the node stopped answering from its old boot.
+    pub fn down(&self) -> Duration {
+        Duration::from_millis(self.inner.down_ms)
+    }
+
+    /// From the reboot until the node answered from a new boot.
+    pub fn back(&self) -> Duration {
+        Duration::from_millis(self.inner.back_ms)
+    }
+
+    /// True under `--dry-run`: nothing was rebooted.
+    pub fn recorded(&self) -> bool {
+        self.inner.recorded
+    }
+}

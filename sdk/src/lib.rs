@@ -172,7 +172,7 @@ pub mod postgres;
 pub mod run;
 
 pub use error::{Error, Result};
-pub use exec::{Command, Output};
+pub use exec::{Command, Output, Rebooted};
 pub use nodes::Node;
 pub use patch::{Patch, PatchInfo};
 pub use plan::{Invocation, Outcome, Phase, Plan, Status, Step};

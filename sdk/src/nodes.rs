@@ -7,6 +7,7 @@ use crate::fs::{DirEntry, Metadata};
 use crate::{Error, Result};
 use std::borrow::Borrow;
 use std::cell::OnceCell;
+use std::time::Duration;
 
 /// The most [`Node::read_to_string`] reads; bigger files are an
 /// [`Error::InvalidArgument`] from the host. Use [`Node::read`] to choose.
@@ -164,6 +165,16 @@ impl Node {
             wit_exec::run(&self.name, cmd.as_wit())?
         };
         Ok(Output::new(cmd.program(), out))
+    }
+
+    /// Reboot the node and wait, at most `wait`, until it answers from a
+    /// new boot (host 0.1.1; needs `reboot = true` in the exec grant).
+    /// Under `--dry-run` nothing is rebooted and
+    /// [`Rebooted::recorded`](crate::exec::Rebooted::recorded) is true. A
+    /// node that is not back in time is an [`Error::Timeout`] naming it.
+    pub fn reboot(&self, wait: Duration) -> Result<crate::exec::Rebooted> {
+        let ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+        Ok(crate::exec::Rebooted::new(wit_exec::reboot(&self.name, ms)?))
     }
 
     /// Read the whole regular file at `path`, which may be at most

@@ -459,10 +459,11 @@ fn describe_requests(c: &Capabilities) -> Vec<(&'static str, String)> {
         } else {
             format!(" with environment {}", list(&e.env))
         };
+        let reboot = if e.reboot { ", and reboot nodes" } else { "" };
         out.push((
             "exec",
             format!(
-                "exec: run {}{users}{env}{} — {}",
+                "exec: run {}{users}{env}{reboot}{} — {}",
                 exec_patterns(e),
                 roles(&e.roles),
                 one_line(&e.reason)

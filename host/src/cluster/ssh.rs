@@ -10,6 +10,9 @@
 //! connection, never a result.
 
 mod group;
+mod reboot;
+
+pub use reboot::Rebooted;
 
 use super::{
     CAPTURE_LIMIT, DEFAULT_PATH, ExecOutput, ExecRequest, NodeError, shell_quote as quote,

@@ -2,6 +2,7 @@
 //! SSH connection. (File operations go through [`super::files`].)
 
 use super::{ExecOutput, ExecRequest, NodeError, Transport};
+use std::time::Duration;
 
 impl Transport {
     pub async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput, NodeError> {
@@ -9,5 +10,41 @@ impl Transport {
             Transport::Local(l) => l.exec(req).await,
             Transport::Ssh(s) => s.exec(req).await,
         }
+    }
+
+    /// Reboot the node and wait up to `wait` for it to come back (see
+    /// [`super::ssh::SshNode::reboot`]). The local node is the machine
+    /// stackhost runs on: never rebooted from here.
+    pub async fn reboot(
+        &self,
+        name: &str,
+        wait: Duration,
+    ) -> Result<super::ssh::Rebooted, NodeError> {
+        match self {
+            Transport::Local(_) => Err(NodeError::Denied(format!(
+                "node {name} is the machine stackhost runs on, which it does not reboot; \
+                 reboot it yourself once the run is done"
+            ))),
+            Transport::Ssh(s) => s.reboot(wait).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::LocalNode;
+
+    #[tokio::test]
+    async fn the_local_node_is_never_rebooted() {
+        let local = Transport::Local(LocalNode::new("core"));
+        let e = local
+            .reboot("core", Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, NodeError::Denied(m) if m.contains("node core is the machine stackhost runs on")),
+            "{e:?}"
+        );
     }
 }

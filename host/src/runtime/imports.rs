@@ -224,6 +224,7 @@ mod tests {
                 roles: vec![],
                 env: vec![],
                 users: vec![],
+                reboot: false,
             }),
             ..Default::default()
         });

@@ -4,11 +4,15 @@
 //! writes the unattended-upgrades switch declaratively; `apply` runs
 //! `apt-get update` and then `unattended-upgrade` (security only) or
 //! `apt-get -y dist-upgrade` (`--all`), one node at a time by default,
-//! with the output shown live, and reports what changed per node.
+//! with the output shown live, and reports what changed per node;
+//! `reboot` (and `apply --reboot`) reboots the nodes that need it one at a
+//! time, waiting for each to come back with its roles running before the
+//! next one goes down.
 
 use serde::Serialize;
 use stackhost_sdk::prelude::*;
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 struct OsUpdate;
 
@@ -376,11 +380,196 @@ fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
     Ok(outcome.with_data(data))
 }
 
+/// How long a node is given to come back from a reboot, roles running,
+/// unless `--wait` says otherwise.
+const DEFAULT_WAIT: Duration = Duration::from_secs(600);
+
+/// `--wait` as `90s`, `10m`, `1h` or plain seconds.
+fn parse_wait(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        _ => return None,
+    };
+    (secs > 0 && secs <= 24 * 3600).then(|| Duration::from_secs(secs))
+}
+
+fn wait_of(inv: &Invocation) -> Result<Duration> {
+    match inv.value("wait") {
+        None => Ok(DEFAULT_WAIT),
+        Some(w) => parse_wait(w).ok_or_else(|| {
+            Error::Usage(format!(
+                "--wait `{w}` is not a duration from 1s to 24h (for example 90s, 10m, 1h)"
+            ))
+        }),
+    }
+}
+
+/// The node's roles that have a Stackato service (`/etc/init.d/stackato-ROLE`).
+fn role_services(node: &Node) -> Result<Vec<String>> {
+    let mut services = Vec::new();
+    for role in node.roles() {
+        let service = format!("stackato-{role}");
+        if node.exists(&format!("/etc/init.d/{service}"))? {
+            services.push(service);
+        }
+    }
+    Ok(services)
+}
+
+fn service(name: &str, action: &str) -> Command {
+    Command::new("service")
+        .args([name, action])
+        .user("root")
+        .env("LANG", "C")
+}
+
+/// What a reboot did, as data.
+#[derive(Debug, Serialize)]
+struct Rebooted {
+    rebooted: bool,
+    /// Why (the packages that asked for it), or why not.
+    reason: String,
+    down_ms: u64,
+    back_ms: u64,
+    /// The role services stopped before and found running after.
+    roles: Vec<String>,
+}
+
+/// Reboot `node` if it needs it (or `always`), optionally stopping its
+/// role services first, then wait until it is back and every role service
+/// runs again, all within `wait`.
+fn reboot_node(inv: &Invocation, node: &Node, always: bool) -> Result<Outcome> {
+    let wait = wait_of(inv)?;
+    let needed = reboot(node)?;
+    if !needed.required && !always {
+        let data = Rebooted {
+            rebooted: false,
+            reason: "no reboot required".into(),
+            down_ms: 0,
+            back_ms: 0,
+            roles: Vec::new(),
+        };
+        return Ok(Outcome::ok("no reboot required").with_data(to_json(&data)?));
+    }
+    let reason = match (needed.required, needed.packages.is_empty()) {
+        (true, false) => format!("required by {}", needed.packages.join(", ")),
+        (true, true) => "required".to_string(),
+        (false, _) => "asked for (--always)".to_string(),
+    };
+    let services = role_services(node)?;
+    let stop = inv.flag("stop-roles");
+    if stop {
+        for s in &services {
+            node.run(service(s, "stop"))?.check()?;
+        }
+    }
+    let started = Instant::now();
+    let r = node.reboot(wait)?;
+    if r.recorded() {
+        let stopped = if stop && !services.is_empty() {
+            format!("stop {}, then ", services.join(", "))
+        } else {
+            String::new()
+        };
+        return Ok(Outcome::changed(format!(
+            "would {stopped}reboot ({reason}) and wait up to {}s for it and its roles",
+            wait.as_secs()
+        )));
+    }
+    // The roles start with the node; wait for each to say it runs.
+    let mut pending: Vec<&String> = services.iter().collect();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for s in pending {
+            if !node.run(service(s, "status"))?.success() {
+                still.push(s);
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+        if started.elapsed() >= wait {
+            let names: Vec<&str> = pending.iter().map(|s| s.as_str()).collect();
+            bail!(
+                "node {} came back from its reboot, but {} did not run within {}s",
+                node.name(),
+                names.join(", "),
+                wait.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let back = r.back();
+    let mut message = format!(
+        "rebooted ({reason}); back after {:.1}s",
+        back.as_secs_f64()
+    );
+    if !services.is_empty() {
+        message.push_str(&format!("; running again: {}", services.join(", ")));
+    }
+    let data = Rebooted {
+        rebooted: true,
+        reason,
+        down_ms: r.down().as_millis() as u64,
+        back_ms: back.as_millis() as u64,
+        roles: services,
+    };
+    Ok(Outcome::changed(message).with_data(to_json(&data)?))
+}
+
+/// `apply --reboot`: the upgrade, then the reboot if the node now needs
+/// one; the data holds both (`rebooted` added to apply's).
+fn apply_then_reboot(inv: &Invocation, node: &Node) -> Result<Outcome> {
+    let applied = apply(inv, node)?;
+    let (message, rebooted) = if inv.dry_run() && !reboot(node)?.required {
+        (
+            "then would reboot if the upgrade asks for it".to_string(),
+            serde_json::Value::Null,
+        )
+    } else {
+        let r = reboot_node(inv, node, false)?;
+        let data = match r.data() {
+            Some(d) => serde_json::from_str(d).map_err(|e| Error::plugin(e.to_string()))?,
+            None => serde_json::Value::Null,
+        };
+        (r.message().to_string(), data)
+    };
+    let mut data: serde_json::Value = match applied.data() {
+        Some(d) => serde_json::from_str(d).map_err(|e| Error::plugin(e.to_string()))?,
+        None => serde_json::json!({}),
+    };
+    if let Some(map) = data.as_object_mut() {
+        map.insert("rebooted".into(), rebooted.clone());
+    }
+    let message = format!("{}; {message}", applied.message());
+    let changed = applied.status() == stackhost_sdk::Status::Changed
+        || rebooted.get("rebooted") == Some(&serde_json::Value::Bool(true));
+    let outcome = if changed {
+        Outcome::changed(message)
+    } else {
+        Outcome::ok(message)
+    };
+    Ok(outcome.with_data(to_json(&data)?))
+}
+
+fn to_json(value: &impl Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::plugin(e.to_string()))
+}
+
 impl Plugin for OsUpdate {
     fn plan(inv: &Invocation) -> Result<Plan> {
         let name = inv.command();
-        if !["status", "enable-unattended", "apply"].contains(&name) {
+        if !["status", "enable-unattended", "apply", "reboot"].contains(&name) {
             return Err(inv.unknown_command());
+        }
+        if name == "reboot" || inv.flag("reboot") {
+            wait_of(inv)?;
         }
         let nodes = nodes::all();
         ensure!(!nodes.is_empty(), "no node is selected");
@@ -395,7 +584,9 @@ impl Plugin for OsUpdate {
         match step.name() {
             "status" => status(&node),
             "enable-unattended" => enable_unattended(inv, &node),
+            "apply" if inv.flag("reboot") => apply_then_reboot(inv, &node),
             "apply" => apply(inv, &node),
+            "reboot" => reboot_node(inv, &node, inv.flag("always")),
             other => bail!("unknown step `{other}`"),
         }
     }
@@ -437,6 +628,17 @@ mod tests {
         let c = changed(&before, &after);
         let shown: Vec<String> = c.iter().map(Upgrade::short).collect();
         assert_eq!(shown, ["a 1.0 -> 1.1", "c (new) 0.1"]);
+    }
+
+    #[test]
+    fn waits_are_durations_within_a_day() {
+        assert_eq!(parse_wait("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_wait("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_wait("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_wait("2h"), Some(Duration::from_secs(7200)));
+        for bad in ["", "0", "abc", "10x", "25h", "-1m", "1.5m", "99999999999999999999h"] {
+            assert_eq!(parse_wait(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::scope::{self, ProgramAccess};
 use crate::bindings::WitError;
-use crate::bindings::stackhost::host::exec::{self, Command, Output};
+use crate::bindings::stackhost::host::exec::{self, Command, Output, Rebooted};
 use crate::caps::CapView;
 use crate::cluster::ExecRequest;
 use std::time::Duration;
@@ -26,6 +26,47 @@ impl exec::Host for CapView<'_> {
         let call = self.call;
         Ok(call.timed(run(self, node, cmd, true)).await)
     }
+
+    async fn reboot(
+        &mut self,
+        node: String,
+        wait_ms: u32,
+    ) -> wasmtime::Result<Result<Rebooted, WitError>> {
+        let call = self.call;
+        Ok(call.timed(reboot(self, node, wait_ms)).await)
+    }
+}
+
+async fn reboot(view: &CapView<'_>, node: String, wait_ms: u32) -> Result<Rebooted, WitError> {
+    let node = view.node(&node)?;
+    scope::check_reboot(&view.call.grant, &node.info)?;
+    view.call.refuse_mutation(&node.info.name, "exec reboot")?;
+    // Like a program's timeout, the wait is capped by the host's per-call
+    // limit (`--exec-timeout`).
+    let wait = Duration::from_millis(wait_ms.into()).min(view.call.exec_timeout);
+    if view.call.dry_run {
+        view.call.record(
+            &node.info.name,
+            "exec",
+            format!("reboot, then wait up to {wait:?} for the node to come back"),
+        );
+        return Ok(Rebooted {
+            down_ms: 0,
+            back_ms: 0,
+            recorded: true,
+        });
+    }
+    if let Some(progress) = &view.call.progress {
+        progress.line("rebooting; waiting for the node to come back");
+    }
+    let r = node.transport.reboot(&node.info.name, wait).await?;
+    // Millisecond counts of a wait capped by a u32 of milliseconds.
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Ok(Rebooted {
+        down_ms: ms(r.down),
+        back_ms: ms(r.back),
+        recorded: false,
+    })
 }
 
 /// A sink that shows each line of output on the step's live line.

@@ -93,6 +93,26 @@ pub fn check(
     )))
 }
 
+/// Whether the grant lets the plugin reboot `node` (`reboot = true` in the
+/// exec grant, within its roles).
+pub fn check_reboot(grant: &Grant, node: &NodeInfo) -> Result<(), WitError> {
+    let exec = grant.capabilities.exec.as_ref().filter(|e| e.reboot);
+    let Some(exec) = exec else {
+        return Err(WitError::PermissionDenied(format!(
+            "rebooting node {} is outside the grant (it needs `reboot = true` in the exec grant)",
+            node.name
+        )));
+    };
+    if !roles_allow(&exec.roles, &node.roles) {
+        return Err(WitError::PermissionDenied(format!(
+            "rebooting node {} is outside the grant (exec roles: {})",
+            node.name,
+            exec.roles.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// A call as shell-quoted words, cut near `cap` bytes without quoting (or
 /// even reading) the rest of a huge argument list: each word is cut at
 /// `cap`, and words stop once the line reaches `cap`.
@@ -470,6 +490,7 @@ mod tests {
                     roles: vec!["dea".into()],
                     env: vec!["PGDATABASE".into(), "PATH".into()],
                     users: vec!["postgres".into()],
+                    reboot: true,
                 }),
                 ..Default::default()
             },
@@ -507,6 +528,21 @@ mod tests {
             Err(WitError::InvalidArgument(m)) => m,
             other => panic!("expected invalid-argument, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn reboot_needs_the_flag_and_the_roles() {
+        check_reboot(&grant(), &node(&["dea"])).unwrap();
+        let m = denied(check_reboot(&grant(), &node(&["router"])));
+        assert!(m.contains("exec roles: dea"), "{m}");
+        let mut g = grant();
+        g.capabilities.exec.as_mut().unwrap().reboot = false;
+        let m = denied(check_reboot(&g, &node(&["dea"])));
+        assert!(m.contains("needs `reboot = true`"), "{m}");
+        let none = Grant {
+            capabilities: Capabilities::default(),
+        };
+        assert!(denied(check_reboot(&none, &node(&["dea"]))).contains("reboot = true"));
     }
 
     #[test]
