@@ -157,6 +157,66 @@ fn status_enable_and_apply_security_then_everything_one_node_at_a_time() {
         true
     );
 
+    // Another package manager holds apt's lock on node 1: apply says so,
+    // the run halts there, and nothing is installed on either node.
+    c.docker(&[
+        "exec",
+        "-d",
+        &c.node(1),
+        "python3",
+        "-c",
+        "import fcntl, time\n\
+         locks = [open(p, 'w') for p in ('/var/lib/dpkg/lock-frontend', '/var/lib/dpkg/lock')]\n\
+         [fcntl.lockf(f, fcntl.LOCK_EX) for f in locks]\n\
+         open('/run/osu-locked', 'w').close()\n\
+         time.sleep(600)",
+    ]);
+    c.sh(
+        1,
+        "for i in $(seq 50); do [ -e /run/osu-locked ] && break; sleep 0.1; done",
+    );
+    let (code, r) = s.report(&refs(&c.args(&["os-update", "apply"])));
+    assert_eq!(code, 3, "{r:#}");
+    let step = &r["phases"][0]["steps"][0];
+    assert_eq!(step["status"], "failed", "{step:#}");
+    let m = step["message"].as_str().unwrap();
+    assert!(
+        m.starts_with(&format!(
+            "apt's lock on node {} is held by another process (another package manager is \
+             running; nothing was installed here): ",
+            c.node(1)
+        )),
+        "{m}"
+    );
+    assert_eq!(r["phases"][0]["steps"][1]["status"], "not-run", "{r:#}");
+    for i in [1, 2] {
+        assert_eq!(version(&c, i, "osu-demo"), "1.0");
+    }
+    c.sh(1, "pkill -f 'dpkg/lock-fronten[d]'");
+    c.sh(1, "rm /run/osu-locked");
+
+    // A source that cannot be fetched is an error naming the node, not a
+    // warning over stale lists (apt-get update alone exits 0 then).
+    c.sh(
+        2,
+        "cp /etc/apt/sources.list /run/sources.list.good && \
+         echo 'deb [trusted=yes] http://127.0.0.1:9/ ./' >> /etc/apt/sources.list",
+    );
+    let (code, r) = s.report(&refs(&c.args(&[
+        "os-update",
+        "apply",
+        "--nodes",
+        &c.node(2),
+    ])));
+    assert_eq!(code, 3, "{r:#}");
+    let m = r["phases"][0]["steps"][0]["message"].as_str().unwrap();
+    assert!(
+        m.starts_with("`apt-get` exited with status 100: ") && m.contains("127.0.0.1:9"),
+        "{m}"
+    );
+    assert_eq!(version(&c, 2, "osu-demo"), "1.0");
+    c.sh(2, "cp /run/sources.list.good /etc/apt/sources.list");
+
     // apply (security only, the default): one node at a time, live output.
     let out = s.run(&refs(&c.args(&["run", "os-update", "apply", "--verbose"])));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -376,4 +436,21 @@ fn reboots_roll_one_node_at_a_time_and_wait_for_each_node_and_its_roles() {
     // `--wait` is checked before anything runs.
     let (code, _) = s.report(&refs(&c.args(&["os-update", "reboot", "--wait", "soon"])));
     assert_eq!(code, 2);
+}
+
+#[test]
+fn the_machine_stackhost_runs_on_is_never_rebooted() {
+    // The embedded inventory: this machine only. `--always` asks for a
+    // reboot of every selected node; this one is skipped, and said so.
+    let s = Sandbox::new();
+    s.install("os-update");
+    let (code, r) = s.report(&["os-update", "reboot", "--always"]);
+    assert_eq!(code, 0, "{r:#}");
+    let step = &r["phases"][0]["steps"][0];
+    assert_eq!(step["status"], "skipped", "{step:#}");
+    assert_eq!(
+        step["message"],
+        "needs a reboot, but this is the machine stackhost runs on: reboot it yourself once the \
+         run is done"
+    );
 }

@@ -121,6 +121,28 @@ fn apt(program: &str) -> Command {
         .env("DEBIAN_FRONTEND", "noninteractive")
 }
 
+/// `out` if apt succeeded; otherwise an error that says plainly when
+/// another package manager holds apt's lock (apt and unattended-upgrade
+/// both refuse then, the latter on stdout).
+fn apt_check(node: &Node, out: Output) -> Result<Output> {
+    if out.success() {
+        return Ok(out);
+    }
+    let text = format!("{}\n{}", out.stdout_str(), out.stderr_str());
+    if let Some(line) = text
+        .lines()
+        .find(|l| l.contains("lock") && (l.contains("acquire") || l.contains("Could not get")))
+    {
+        bail!(
+            "apt's lock on node {} is held by another process (another package manager is \
+             running; nothing was installed here): {}",
+            node.name(),
+            line.trim()
+        );
+    }
+    out.check()
+}
+
 fn simulate(node: &Node) -> Result<Vec<Upgrade>> {
     let out = node
         .run(apt("apt-get").args(["-s", "-q", "dist-upgrade"]))?
@@ -337,8 +359,10 @@ fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
         .with_data(data));
     }
     let before = installed(node)?;
-    node.run(proxied(apt("apt-get").args(["update", "-q"])).live())?
-        .check()?;
+    // Error-Mode=any: a source that cannot be fetched is an error, not a
+    // warning over stale package lists.
+    let update = apt("apt-get").args(["update", "-q", "-o", "APT::Update::Error-Mode=any"]);
+    apt_check(node, node.run(proxied(update).live())?)?;
     let upgrade = if all {
         apt("apt-get").args([
             "-y",
@@ -352,7 +376,7 @@ fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
     } else {
         apt("unattended-upgrade").arg("-d")
     };
-    node.run(proxied(upgrade).live())?.check()?;
+    apt_check(node, node.run(proxied(upgrade).live())?)?;
     let upgraded = changed(&before, &installed(node)?);
     let reboot = reboot(node)?;
     let mut message = if upgraded.is_empty() {
@@ -387,7 +411,10 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(600);
 /// `--wait` as `90s`, `10m`, `1h` or plain seconds.
 fn parse_wait(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
     let n: u64 = digits.parse().ok()?;
     let secs = match unit {
         "" | "s" => n,
@@ -456,6 +483,13 @@ fn reboot_node(inv: &Invocation, node: &Node, always: bool) -> Result<Outcome> {
         };
         return Ok(Outcome::ok("no reboot required").with_data(to_json(&data)?));
     }
+    if node.is_local() {
+        // Rebooting the machine that runs stackhost would end the run.
+        return Ok(Outcome::skipped(
+            "needs a reboot, but this is the machine stackhost runs on: reboot it yourself once \
+             the run is done",
+        ));
+    }
     let reason = match (needed.required, needed.packages.is_empty()) {
         (true, false) => format!("required by {}", needed.packages.join(", ")),
         (true, true) => "required".to_string(),
@@ -506,10 +540,7 @@ fn reboot_node(inv: &Invocation, node: &Node, always: bool) -> Result<Outcome> {
         std::thread::sleep(Duration::from_secs(1));
     }
     let back = r.back();
-    let mut message = format!(
-        "rebooted ({reason}); back after {:.1}s",
-        back.as_secs_f64()
-    );
+    let mut message = format!("rebooted ({reason}); back after {:.1}s", back.as_secs_f64());
     if !services.is_empty() {
         message.push_str(&format!("; running again: {}", services.join(", ")));
     }
@@ -571,8 +602,10 @@ impl Plugin for OsUpdate {
         if name == "reboot" || inv.flag("reboot") {
             wait_of(inv)?;
         }
-        let nodes = nodes::all();
+        let mut nodes = nodes::all();
         ensure!(!nodes.is_empty(), "no node is selected");
+        // The machine stackhost runs on goes last (and is never rebooted).
+        nodes.sort_by_key(Node::is_local);
         let phase = nodes
             .iter()
             .fold(Phase::new(name), |p, n| p.step(n, name, ""));
@@ -636,7 +669,16 @@ mod tests {
         assert_eq!(parse_wait("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_wait("10m"), Some(Duration::from_secs(600)));
         assert_eq!(parse_wait("2h"), Some(Duration::from_secs(7200)));
-        for bad in ["", "0", "abc", "10x", "25h", "-1m", "1.5m", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "0",
+            "abc",
+            "10x",
+            "25h",
+            "-1m",
+            "1.5m",
+            "99999999999999999999h",
+        ] {
             assert_eq!(parse_wait(bad), None, "{bad}");
         }
     }
