@@ -17,7 +17,7 @@ use support::{Sandbox, refs};
 
 /// Build the two packages, install the old versions, and serve the new
 /// ones from two local repositories in place of Debian's own sources.
-const SETUP: &str = r#"
+const DEB_TOOLS: &str = r#"
 set -e
 mkdeb() { # name version dir
     d=$(mktemp -d); mkdir -p "$d/DEBIAN" "$d/usr/share/$1"
@@ -34,6 +34,9 @@ repo() { # dir origin label suite
         "$2" "$3" "$4" "$4" "$(date -Ru)" "$(sha256sum "$1/Packages" | cut -d' ' -f1)" \
         "$(stat -c %s "$1/Packages")" > "$1/Release"
 }
+"#;
+
+const SETUP: &str = r#"
 mkdir -p /srv/old /srv/security /srv/main
 mkdeb osu-demo 1.0 /srv/old; mkdeb osu-other 2.0 /srv/old
 dpkg -i /srv/old/*.deb >/dev/null
@@ -54,7 +57,7 @@ fn version(c: &TestCluster, i: usize, pkg: &str) -> String {
 fn status_enable_and_apply_security_then_everything_one_node_at_a_time() {
     let c = TestCluster::up(2, "sh-osu");
     for i in [1, 2] {
-        c.sh(i, SETUP);
+        c.sh(i, &format!("{DEB_TOOLS}{SETUP}"));
     }
     let s = Sandbox::new();
     s.install("os-update");
@@ -297,7 +300,79 @@ fn status_enable_and_apply_security_then_everything_one_node_at_a_time() {
             "{step:#}"
         );
     }
+
+    // The proxy from the inventory: node 2 reaches a repository only
+    // through an HTTP proxy on its loopback, which logs what it serves.
+    c.sh(2, &format!("{DEB_TOOLS}{PROXIED}"));
+    c.docker(&["exec", "-d", &c.node(2), "python3", "-c", PROXY]);
+    c.sh(
+        2,
+        "for i in $(seq 50); do [ -e /run/proxy.ready ] && break; sleep 0.1; done",
+    );
+    let inventory = std::fs::read_to_string(c.path("inventory.toml")).unwrap();
+    let node2 = format!("name = \"{}\"\n", c.node(2));
+    let inventory = inventory.replace(
+        &node2,
+        &format!("{node2}http-proxy = \"http://127.0.0.1:3128\"\n"),
+    );
+    std::fs::write(c.path("inventory.toml"), inventory).unwrap();
+    let (code, r) = s.report(&refs(&c.args(&[
+        "os-update",
+        "apply",
+        "--nodes",
+        &c.node(2),
+    ])));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        r["phases"][0]["steps"][0]["message"], "upgraded osu-demo 1.1 -> 1.2",
+        "{r:#}"
+    );
+    assert_eq!(version(&c, 2, "osu-demo"), "1.2");
+    let log = c.sh(2, "cat /run/proxy.log");
+    assert!(
+        log.contains("GET http://osu-repo.invalid/./Packages")
+            || log.contains("GET http://osu-repo.invalid/./Release"),
+        "{log}"
+    );
+    assert!(
+        log.contains("GET http://osu-repo.invalid/./osu-demo_1.2_all.deb"),
+        "{log}"
+    );
 }
+
+/// A security archive with osu-demo 1.2, named by a host that only the
+/// proxy knows.
+const PROXIED: &str = r#"
+mkdir -p /srv/proxied
+mkdeb osu-demo 1.2 /srv/proxied
+repo /srv/proxied Debian Debian-Security bookworm-security
+echo 'deb [trusted=yes] http://osu-repo.invalid/ ./' > /etc/apt/sources.list
+"#;
+
+/// An HTTP proxy on the node's loopback that serves /srv/proxied for
+/// http://osu-repo.invalid/ and logs every request line.
+const PROXY: &str = r#"
+import http.server, os
+ROOT, PREFIX = '/srv/proxied', 'http://osu-repo.invalid/'
+class Proxy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open('/run/proxy.log', 'a') as log:
+            log.write(self.requestline + chr(10))
+        path = os.path.normpath(os.path.join(ROOT, self.path[len(PREFIX):]))
+        if not self.path.startswith(PREFIX) or not path.startswith(ROOT + '/') or not os.path.isfile(path):
+            self.send_error(404)
+            return
+        data = open(path, 'rb').read()
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(('127.0.0.1', 3128), Proxy)
+open('/run/proxy.ready', 'w').close()
+server.serve_forever()
+"#;
 
 /// PID 1's start time on node `i`, in clock ticks since the (shared)
 /// kernel booted: comparable between nodes, and new after a reboot.

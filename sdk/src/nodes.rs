@@ -60,6 +60,11 @@ pub struct InventoryNode {
     /// Whether it is selected for this run: only selected nodes can be
     /// reached (run programs, touch files).
     pub selected: bool,
+    /// The proxies the inventory gives the node (`http-proxy`,
+    /// `https-proxy`), for what the plugin downloads on it.
+    pub http_proxy: Option<String>,
+    /// The node's `https-proxy`.
+    pub https_proxy: Option<String>,
 }
 
 impl InventoryNode {
@@ -84,6 +89,8 @@ pub fn inventory() -> Vec<InventoryNode> {
             roles: n.roles,
             is_local: n.is_local,
             selected: n.selected,
+            http_proxy: n.http_proxy,
+            https_proxy: n.https_proxy,
         })
         .collect()
 }

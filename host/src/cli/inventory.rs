@@ -190,6 +190,8 @@ mod tests {
                 hostname: host.map(String::from),
                 port,
                 user: "op".into(),
+                http_proxy: None,
+                https_proxy: None,
             };
         let table = node_table(&[
             node(

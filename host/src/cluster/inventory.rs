@@ -24,6 +24,9 @@ identity = "/home/stackato/.ssh/id_ed25519"  # private key; without one: ssh-age
                            # then ~/.ssh/id_ed25519, id_ecdsa, id_rsa
 sudo = true                # file operations through `sudo -n` (default false);
                            # for a login user that is not root
+http-proxy = "http://proxy.example.internal:3128"   # optional, also per node:
+https-proxy = "http://proxy.example.internal:3128"  # what plugins download through
+                           # on the nodes (apt, agents); never used by stackhost
 
 # One [[node]] per machine. `name`: unique; letters, digits, `-`, `_`, `.`.
 # `roles`: what runs there (not empty, no `,`, `:` or space); a run picks
@@ -75,6 +78,10 @@ struct Defaults {
     port: Option<u16>,
     identity: Option<PathBuf>,
     sudo: Option<bool>,
+    #[serde(rename = "http-proxy")]
+    http_proxy: Option<String>,
+    #[serde(rename = "https-proxy")]
+    https_proxy: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +96,11 @@ struct NodeEntry {
     /// The node's own host name, for plugins (Nagios, New Relic) that
     /// describe it; the host connects to `address`.
     hostname: Option<String>,
+    /// Proxies for what plugins download on the node (apt, agents).
+    #[serde(rename = "http-proxy")]
+    http_proxy: Option<String>,
+    #[serde(rename = "https-proxy")]
+    https_proxy: Option<String>,
     #[serde(default)]
     local: bool,
     #[serde(default)]
@@ -187,6 +199,20 @@ fn entries(path: &Path, text: &str) -> Result<Vec<(NodeInfo, Option<SshTarget>)>
                 h.escape_default()
             )));
         }
+        let http_proxy = n.http_proxy.or(file.defaults.http_proxy.clone());
+        let https_proxy = n.https_proxy.or(file.defaults.https_proxy.clone());
+        for (field, value) in [("http-proxy", &http_proxy), ("https-proxy", &https_proxy)] {
+            if let Some(v) = value
+                && !valid_proxy(v)
+            {
+                return Err(invalid(format!(
+                    "node `{}` has a malformed {field} `{}` (http://HOST[:PORT] or \
+                     https://HOST[:PORT], printable, no spaces)",
+                    n.name,
+                    v.escape_default()
+                )));
+            }
+        }
         let (address, port, user, target) = if n.local {
             if n.address.is_some() || n.port.is_some() || n.user.is_some() {
                 return Err(invalid(format!(
@@ -222,10 +248,28 @@ fn entries(path: &Path, text: &str) -> Result<Vec<(NodeInfo, Option<SshTarget>)>
             hostname: n.hostname,
             port,
             user,
+            http_proxy,
+            https_proxy,
         };
         nodes.push((info, target));
     }
     Ok(nodes)
+}
+
+/// A proxy URL: `http://` or `https://`, a host, printable ASCII without
+/// spaces or quotes (it ends up in a program's environment).
+fn valid_proxy(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && !r.starts_with(['/', ':'])
+            && url.len() <= 2048
+            && url
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'\\' | b'`'))
+    })
 }
 
 /// What a role may be, as errors say it.
@@ -419,6 +463,36 @@ local = true
             panic!("dea-2 is reached over SSH");
         };
         assert!(!ssh.sudo(), "dea-2 overrides sudo");
+        for n in c.nodes() {
+            assert_eq!(
+                n.info.http_proxy.as_deref(),
+                Some("http://proxy.example.internal:3128")
+            );
+        }
+    }
+
+    #[test]
+    fn proxies_come_from_the_node_or_the_defaults_and_are_checked() {
+        let c = parse_str(
+            "[defaults]\nhttp-proxy = \"http://p:3128\"\n\
+             [[node]]\nname = \"a\"\naddress = \"x\"\n\
+             [[node]]\nname = \"b\"\naddress = \"y\"\nhttp-proxy = \"http://q:8080/\"\n\
+             https-proxy = \"https://q:8443\"\n",
+        )
+        .unwrap();
+        let a = &c.get("a").unwrap().info;
+        assert_eq!((a.http_proxy.as_deref(), a.https_proxy.as_deref()), (Some("http://p:3128"), None));
+        let b = &c.get("b").unwrap().info;
+        assert_eq!(
+            (b.http_proxy.as_deref(), b.https_proxy.as_deref()),
+            (Some("http://q:8080/"), Some("https://q:8443"))
+        );
+        for bad in ["p:3128", "ftp://p", "http://", "http://a b", "http://p\\u001b[2J", "http://p'x"] {
+            let text = format!("[[node]]\nname = \"a\"\naddress = \"x\"\nhttp-proxy = \"{bad}\"\n");
+            let e = parse_str(&text).expect_err(bad).to_string();
+            assert!(e.contains("node `a` has a malformed http-proxy"), "{bad}: {e}");
+            assert!(!e.contains('\u{1b}'), "{e:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,12 @@ pub struct NodeInfo {
     pub port: u16,
     /// SSH user; the operator's own user for the local node.
     pub user: String,
+    /// The proxies the inventory gives the node (`http-proxy`,
+    /// `https-proxy`), for plugins that download on it (apt, agents).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_proxy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_proxy: Option<String>,
 }
 
 /// The user the host runs as (the local node's user).
@@ -94,6 +100,8 @@ impl Cluster {
             hostname: None,
             port: 0,
             user: local_user(),
+            http_proxy: None,
+            https_proxy: None,
         };
         Cluster::new(vec![Arc::new(Node {
             info,

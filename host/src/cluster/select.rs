@@ -84,6 +84,8 @@ mod tests {
             address: "127.0.0.1".into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             is_local: false,
+            http_proxy: None,
+            https_proxy: None,
         }
     }
 

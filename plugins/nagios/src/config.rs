@@ -423,6 +423,8 @@ mod tests {
             roles: roles.iter().map(|r| r.to_string()).collect(),
             is_local: false,
             selected: true,
+            http_proxy: None,
+            https_proxy: None,
         }
     }
 

@@ -328,11 +328,23 @@ struct Applied {
 
 fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
     let all = inv.flag("all");
+    // The flags win; else what the inventory gives this node.
+    let listed = nodes::inventory()
+        .into_iter()
+        .find(|n| n.name == node.name());
+    let http_proxy = inv
+        .value("http-proxy")
+        .map(String::from)
+        .or_else(|| listed.as_ref().and_then(|n| n.http_proxy.clone()));
+    let https_proxy = inv
+        .value("https-proxy")
+        .map(String::from)
+        .or_else(|| listed.as_ref().and_then(|n| n.https_proxy.clone()));
     let proxied = |mut cmd: Command| {
-        if let Some(p) = inv.value("http-proxy") {
+        if let Some(p) = &http_proxy {
             cmd = cmd.env("http_proxy", p);
         }
-        if let Some(p) = inv.value("https-proxy") {
+        if let Some(p) = &https_proxy {
             cmd = cmd.env("https_proxy", p);
         }
         cmd

@@ -506,6 +506,8 @@ mod tests {
             address: "".into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             is_local: true,
+            http_proxy: None,
+            https_proxy: None,
         }
     }
 

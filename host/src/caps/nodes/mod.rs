@@ -70,6 +70,8 @@ impl nodes::Host for CapView<'_> {
                 roles: info.roles.clone(),
                 is_local: info.is_local,
                 selected: cluster.get(&info.name).is_some(),
+                http_proxy: info.http_proxy.clone(),
+                https_proxy: info.https_proxy.clone(),
             })
             .collect())
     }
