@@ -499,6 +499,7 @@ fn ssh_node(i: usize) -> SshNode {
             known_hosts: c.path("known_hosts"),
             accept_new_host_keys: false,
             connect_timeout: Duration::from_secs(10),
+            handshakes: SshOptions::handshake_limit(),
         }),
     )
 }

@@ -314,3 +314,34 @@ fn keys_from_ssh_agent_are_used_when_the_inventory_names_none() {
     assert!(with.status.success(), "{text}");
     assert!(text.contains("via agent"), "{text}");
 }
+
+#[test]
+fn a_known_hosts_that_cannot_be_read_is_said_so_not_taken_for_empty() {
+    let sshd = Sshd::start();
+    let inv = sshd.inventory("remote-1", &["dea"], "");
+    let s = Sandbox::new();
+    s.install("probe");
+    // A path under a regular file: opening it fails (ENOTDIR), which
+    // russh alone would read as "no key recorded".
+    let args = support::with_flags(
+        &["probe", "exec", "true"],
+        &[
+            "--inventory".to_string(),
+            inv.display().to_string(),
+            "--known-hosts".to_string(),
+            format!("{}/known_hosts", inv.display()),
+            "--accept-new-host-keys".to_string(),
+        ],
+    );
+    let (code, r) = s.report(&refs(&args));
+    assert_eq!(code, 3, "{r:#}");
+    let message = only_step(&r).1;
+    assert!(
+        message.contains(&format!(
+            "cannot read {}/known_hosts: Not a directory",
+            inv.display()
+        )),
+        "{message}"
+    );
+    assert!(!message.contains("is not in"), "{message}");
+}

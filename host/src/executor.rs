@@ -186,6 +186,10 @@ pub struct StepReport {
     pub events: Vec<Event>,
     pub mutations: Vec<Mutation>,
     pub instantiate_us: u64,
+    /// The SSH handshake (TCP connect, key exchange, authentication) this
+    /// step waited for, when it opened its node's connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_ms: Option<f64>,
     pub duration_ms: u64,
 }
 
@@ -811,12 +815,17 @@ async fn apply(
     step: api::Step,
 ) -> StepReport {
     let start = Instant::now();
+    let cluster = ctx.cluster.clone();
     let CallReport {
         result,
         mutations,
         events,
         instantiate,
     } = plugin.apply_step(ctx, limits, inv, &step).await;
+    let handshake_ms = cluster
+        .get(&step.node)
+        .and_then(|n| n.transport.take_handshake())
+        .map(|d| (d.as_secs_f64() * 1e4).round() / 10.0);
     let (status, message, data) = match result {
         Ok(out) => {
             let status = match out.status {
@@ -852,6 +861,7 @@ async fn apply(
         events,
         mutations,
         instantiate_us: instantiate.as_micros() as u64,
+        handshake_ms,
         duration_ms: start.elapsed().as_millis() as u64,
     }
 }
@@ -884,6 +894,7 @@ fn failed_step(step: api::Step, message: String) -> StepReport {
         events: vec![],
         mutations: vec![],
         instantiate_us: 0,
+        handshake_ms: None,
         duration_ms: 0,
     }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     restore_sigpipe();
+    raise_open_file_limit();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("STACKHOST_LOG"))
         .with_writer(std::io::stderr)
@@ -46,6 +47,24 @@ fn main() -> ExitCode {
 /// A closed pipe (`stackhost plugin list | head`) ends the process quietly,
 /// as for other Unix tools. Reports are printed only after a run has
 /// finished, so this never cuts a run short.
+/// Raise the soft limit on open files to the hard one: a run over a
+/// thousand nodes holds a socket per node (the soft limit is often 1024).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // An unlimited hard limit still has the kernel's nr_open above it.
+    let want = limit.maximum.unwrap_or(1 << 20);
+    if limit.current.is_some_and(|c| c < want) {
+        let _ = setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(want),
+                maximum: limit.maximum,
+            },
+        );
+    }
+}
+
 fn restore_sigpipe() {
     unsafe extern "C" {
         fn signal(signum: i32, handler: usize) -> usize;

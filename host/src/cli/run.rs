@@ -136,6 +136,7 @@ impl ClusterFlags {
             known_hosts,
             accept_new_host_keys: self.accept_new_host_keys,
             connect_timeout: self.connect_timeout,
+            handshakes: SshOptions::handshake_limit(),
         };
         Ok(inventory::load(&path, ssh)?)
     }

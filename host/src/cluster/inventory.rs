@@ -415,6 +415,7 @@ mod tests {
             known_hosts: "/dev/null".into(),
             accept_new_host_keys: false,
             connect_timeout: Duration::from_secs(1),
+            handshakes: SshOptions::handshake_limit(),
         }
     }
 

@@ -76,6 +76,22 @@ pub struct SshOptions {
     /// Record an unknown host key instead of refusing it.
     pub accept_new_host_keys: bool,
     pub connect_timeout: Duration,
+    /// Handshakes (TCP connect, key exchange, authentication) in flight at
+    /// once across the run's nodes, whatever `--max-in-flight` says: a
+    /// thousand nodes connect in waves rather than all at once, which
+    /// would trip sshd's MaxStartups on a shared jump host and spike CPU.
+    /// See [`SshOptions::handshake_limit`].
+    pub handshakes: Arc<Semaphore>,
+}
+
+/// Default for [`SshOptions::handshakes`].
+pub const HANDSHAKES: usize = 64;
+
+impl SshOptions {
+    /// A fresh bound of [`HANDSHAKES`] concurrent handshakes.
+    pub fn handshake_limit() -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(HANDSHAKES))
+    }
 }
 
 /// A node reached over SSH.
@@ -88,6 +104,9 @@ pub struct SshNode {
     session_channels: Arc<Semaphore>,
     /// Permits for kill channels ([`KILL_CHANNELS`]).
     kill_channels: Arc<Semaphore>,
+    /// How long the last connection took to set up (TCP, key exchange,
+    /// authentication), until a step's report takes it.
+    handshake: Mutex<Option<Duration>>,
 }
 
 /// An open session channel, counted against its connection's
@@ -135,6 +154,14 @@ impl client::Handler for Verifier {
         };
         let fingerprint = key.fingerprint(HashAlg::Sha256);
         let path = &self.options.known_hosts;
+        // russh takes a known_hosts it cannot open for an empty one: a
+        // file out of reach (permissions, no descriptor left) must not
+        // read as "this key is unknown".
+        if let Err(e) = std::fs::File::open(path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return refuse(format!("cannot read {}: {e}", path.display()));
+        }
         let known = if path.exists() {
             keys::check_known_hosts_path(&self.host, self.port, key, path)
         } else {
@@ -180,7 +207,17 @@ impl SshNode {
             handle: tokio::sync::Mutex::new(None),
             session_channels: Arc::new(Semaphore::new(SESSION_CHANNELS)),
             kill_channels: Arc::new(Semaphore::new(KILL_CHANNELS)),
+            handshake: Mutex::new(None),
         }
+    }
+
+    /// How long the connection opened since the last call took to set up,
+    /// if one was opened.
+    pub fn take_handshake(&self) -> Option<Duration> {
+        self.handshake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     fn unreachable(&self, why: impl std::fmt::Display) -> NodeError {
@@ -196,7 +233,15 @@ impl SshNode {
         if let Some(h) = slot.as_ref().filter(|h| !h.is_closed()) {
             return Ok(h.clone());
         }
+        let _turn = self
+            .options
+            .handshakes
+            .acquire()
+            .await
+            .map_err(|_| self.unreachable("the run is ending"))?;
+        let started = std::time::Instant::now();
         let handle = Arc::new(self.connect().await?);
+        *self.handshake.lock().unwrap_or_else(|p| p.into_inner()) = Some(started.elapsed());
         *slot = Some(handle.clone());
         Ok(handle)
     }

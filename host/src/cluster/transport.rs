@@ -12,6 +12,15 @@ impl Transport {
         }
     }
 
+    /// How long the connection opened since the last call took to set
+    /// up; none for the local node, or when no connection was opened.
+    pub fn take_handshake(&self) -> Option<Duration> {
+        match self {
+            Transport::Local(_) => None,
+            Transport::Ssh(s) => s.take_handshake(),
+        }
+    }
+
     /// Reboot the node and wait up to `wait` for it to come back (see
     /// [`super::ssh::SshNode::reboot`]). The local node is the machine
     /// stackhost runs on: never rebooted from here.
