@@ -88,3 +88,96 @@ impl Drop for TestCluster {
             .output();
     }
 }
+
+impl TestCluster {
+    /// [`TestCluster::up`] with extra environment for tests/cluster, such
+    /// as `STACKHOST_CLUSTER_RUN_ARGS_<i>` (`docker run` arguments for
+    /// node i: a capability, a volume).
+    pub fn up_with_env(n: usize, tag: &str, env: &[(&str, &str)]) -> TestCluster {
+        let name = format!("{tag}-{}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(crate::support::repo().join("tests/cluster"))
+            .args(["up", &n.to_string(), &name])
+            .arg(dir.path())
+            .envs(env.iter().copied())
+            .output()
+            .expect("tests/cluster runs");
+        // Built before the check, so a failed start is taken down too.
+        let cluster = TestCluster { name, dir };
+        assert!(
+            out.status.success(),
+            "tests/cluster up failed (is dockerd running? .ci/run starts it):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+}
+
+/// A filesystem image loop-mounted on this machine (made with `truncate`
+/// and `mkfs.TYPE`), to bind into a node container: the test machine's
+/// kernel has btrfs qgroups, and a container cannot loop-mount by itself.
+/// Needs root. Dropping it unmounts it (the loop device goes with it,
+/// `mount -o loop` sets autoclear) and removes the image.
+pub struct LoopFs {
+    pub dir: tempfile::TempDir,
+}
+
+impl LoopFs {
+    /// A `size` (`300M`) filesystem of type `fstype` (`btrfs`, `ext4`).
+    pub fn new(fstype: &str, size: &str) -> LoopFs {
+        let dir = tempfile::Builder::new()
+            .prefix("stackhost-loopfs-")
+            .tempdir_in("/var/tmp")
+            .expect("temp dir in /var/tmp");
+        let img = dir.path().join("image");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mount point");
+        let run = |program: &str, args: &[&std::ffi::OsStr]| {
+            let out = Command::new(program)
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("{program} runs (is it installed? tests/run installs it): {e}")
+                });
+            assert!(
+                out.status.success(),
+                "{program} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run("truncate", &["-s".as_ref(), size.as_ref(), img.as_os_str()]);
+        run(&format!("mkfs.{fstype}"), &["-q".as_ref(), img.as_os_str()]);
+        run(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                img.as_os_str(),
+                mnt.as_os_str(),
+            ],
+        );
+        LoopFs { dir }
+    }
+
+    /// Where it is mounted on this machine.
+    pub fn mnt(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+
+    /// Its loop device (`/dev/loop3`), for `docker run --device` when a
+    /// node's quota tools need the device node.
+    pub fn device(&self) -> String {
+        let out = Command::new("findmnt")
+            .args(["-n", "-o", "SOURCE"])
+            .arg(self.mnt())
+            .output()
+            .expect("findmnt runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.mnt()).output();
+    }
+}
