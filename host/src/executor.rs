@@ -16,7 +16,7 @@ use crate::runtime::{
 };
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How a run is carried out.
@@ -171,6 +171,30 @@ impl From<StepStatus> for StepState {
 pub struct JournalHandle {
     pub journal: Journal,
     pub run: i64,
+    /// Ends of steps the journal could not record when they happened (its
+    /// database was out of reach), written once it is back (see
+    /// `cli::run::execute`), so a resume does not run them again.
+    pub unrecorded: Arc<Mutex<Vec<UnrecordedStep>>>,
+}
+
+impl JournalHandle {
+    pub fn new(journal: Journal, run: i64) -> JournalHandle {
+        JournalHandle {
+            journal,
+            run,
+            unrecorded: Default::default(),
+        }
+    }
+}
+
+/// A step's end, kept until the journal can record it.
+#[derive(Debug, Clone)]
+pub struct UnrecordedStep {
+    pub phase: usize,
+    pub step: usize,
+    pub state: StepState,
+    pub message: String,
+    pub data: Option<String>,
 }
 
 /// The result of one step.
@@ -585,7 +609,13 @@ async fn apply_plan(
         for (bi, batch) in opts.rollout.batches(n).into_iter().enumerate() {
             let canary = opts.rollout.canaries > 0 && bi == 0;
             let mut tasks = tokio::task::JoinSet::new();
-            let mut running: HashMap<tokio::task::Id, (usize, String, String)> = HashMap::new();
+            // Each task with its step, and whether the step got past its
+            // wait for a slot (an interrupted step that never started is
+            // `not-run`, not stopped).
+            let mut running: HashMap<
+                tokio::task::Id,
+                (usize, String, String, Arc<std::sync::atomic::AtomicBool>),
+            > = HashMap::new();
             for si in batch {
                 let step = pending[si].take().expect("each step is in one batch");
                 let interrupted = opts
@@ -638,7 +668,7 @@ async fn apply_plan(
                     shared.finished(finished(pi, si, &phase_name, &r, None));
                     let (node, name) = (r.node.clone(), r.name.clone());
                     let task = tasks.spawn(async move { (si, r) });
-                    running.insert(task.id(), (si, node, name));
+                    running.insert(task.id(), (si, node, name, Default::default()));
                     continue;
                 }
                 let (plugin, inv, sem) = (plugin.clone(), invocation.clone(), semaphore.clone());
@@ -652,8 +682,16 @@ async fn apply_plan(
                     (cluster.clone(), opts.clone(), opts.limits, journal.clone());
                 let (shared, phase_name) = (shared.clone(), phase_name.clone());
                 let (node, name) = (step.node.clone(), step.name.clone());
+                let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let started_here = started.clone();
                 let task = tasks.spawn(async move {
                     let _permit = sem.acquire_owned().await.expect("semaphore never closes");
+                    // Interrupted while this step waited for its slot.
+                    if let Some(sig) = opts.interrupt.as_ref().and_then(|i| i.signal()) {
+                        let why = format!("interrupted by {} before it started", sig.name());
+                        return (si, not_run(step, &why));
+                    }
+                    started_here.store(true, std::sync::atomic::Ordering::SeqCst);
                     if let Some(j) = &journal
                         && let Err(e) = j.journal.step_started(j.run, pi, si)
                     {
@@ -688,12 +726,31 @@ async fn apply_plan(
                             data.as_deref(),
                         )
                     {
-                        tracing::error!("cannot journal the end of step {}: {e}", report.name);
+                        // The step ran: keep its end to record once the
+                        // database is back, and start no more steps, since
+                        // none could be journaled before it runs.
+                        eprintln!(
+                            "error: cannot journal the end of step {} on {}: {e}; no new step \
+                             starts",
+                            report.name, report.node
+                        );
+                        j.unrecorded.lock().unwrap_or_else(|p| p.into_inner()).push(
+                            UnrecordedStep {
+                                phase: pi,
+                                step: si,
+                                state: report.status.into(),
+                                message: report.message.clone(),
+                                data: data.clone(),
+                            },
+                        );
+                        if let Some(i) = &opts.interrupt {
+                            i.raise(crate::interrupt::Signal::JournalLost);
+                        }
                     }
                     shared.finished(finished(pi, si, &phase_name, &report, data));
                     (si, report)
                 });
-                running.insert(task.id(), (si, node, name));
+                running.insert(task.id(), (si, node, name, started));
             }
             let mut batch_failed = Vec::new();
             let mut stopping = false;
@@ -717,13 +774,26 @@ async fn apply_plan(
                 let (si, step) = match joined {
                     Ok((_, pair)) => pair,
                     Err(e) if e.is_cancelled() => {
-                        let (si, node, name) =
+                        let (si, node, name, started) =
                             running.remove(&e.id()).expect("every task is in `running`");
                         let sig = opts
                             .interrupt
                             .as_ref()
                             .and_then(|i| i.signal())
                             .map_or("a signal", |s| s.name());
+                        let step = api::Step {
+                            node,
+                            name,
+                            payload: String::new(),
+                        };
+                        if !started.load(std::sync::atomic::Ordering::SeqCst) {
+                            // It never started: still pending in the journal.
+                            let r =
+                                not_run(step, &format!("interrupted by {sig} before it started"));
+                            shared.finished(finished(pi, si, &phase_name, &r, None));
+                            results[si] = Some(r);
+                            continue;
+                        }
                         let message = format!(
                             "interrupted by {sig} while running: stopped, and its programs killed"
                         );
@@ -737,11 +807,6 @@ async fn apply_plan(
                                 None,
                             );
                         }
-                        let step = api::Step {
-                            node,
-                            name,
-                            payload: String::new(),
-                        };
                         let r = StepReport {
                             status: StepStatus::Interrupted,
                             ..failed_step(step, message)

@@ -13,6 +13,13 @@ use tokio::sync::Notify;
 pub enum Signal {
     Int,
     Term,
+    /// Not a signal: the run could no longer renew its cluster lock (the
+    /// journal's database was out of reach past the lease, or the lock was
+    /// taken with --force-unlock), so it stops as if interrupted.
+    LockLost,
+    /// Not a signal: the journal could not record a step's end, so no step
+    /// that it could not record first may start.
+    JournalLost,
 }
 
 impl Signal {
@@ -20,6 +27,8 @@ impl Signal {
         match self {
             Signal::Int => "SIGINT",
             Signal::Term => "SIGTERM",
+            Signal::LockLost => "the loss of the cluster lock",
+            Signal::JournalLost => "the journal database going away",
         }
     }
 
@@ -28,6 +37,8 @@ impl Signal {
         match self {
             Signal::Int => 130,
             Signal::Term => 143,
+            // A failed run's status.
+            Signal::LockLost | Signal::JournalLost => 3,
         }
     }
 
@@ -35,6 +46,8 @@ impl Signal {
         match self {
             Signal::Int => 2,
             Signal::Term => 15,
+            Signal::LockLost => 1000,
+            Signal::JournalLost => 1001,
         }
     }
 
@@ -42,6 +55,8 @@ impl Signal {
         match n {
             2 => Some(Signal::Int),
             15 => Some(Signal::Term),
+            1000 => Some(Signal::LockLost),
+            1001 => Some(Signal::JournalLost),
             _ => None,
         }
     }

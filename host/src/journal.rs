@@ -1,8 +1,16 @@
-//! The journal: every run and every step, recorded in SQLite before and
-//! after it executes, so a failed or crashed run can be shown and resumed;
-//! and the cluster lock that keeps two mutating runs apart. The lock has a
-//! TTL that its holder keeps extending, so a dead holder never wedges the
+//! The journal: every run and every step, recorded before and after it
+//! executes, so a failed or crashed run can be shown and resumed; and the
+//! cluster lock that keeps two mutating runs apart. The lock has a TTL
+//! that its holder keeps extending, so a dead holder never wedges the
 //! cluster.
+//!
+//! The journal is SQLite in the operator's data directory (the embedded
+//! default: one operator, one lock for every cluster), or PostgreSQL for a
+//! team ([`pg`]: `journal = "postgres://..."` in config.toml or
+//! `STACKHOST_JOURNAL`), where each cluster (the inventory's `cluster`
+//! name) has its own lock.
+
+mod pg;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -29,7 +37,7 @@ pub enum JournalError {
         known: i64,
     },
     #[error(
-        "the cluster is locked by run {run} ({plugin} {command}, pid {pid}, since {since}); \
+        "the cluster is locked by run {run} ({plugin} {command}, {holder}, since {since}); \
          the lock expires in {expires_in}s unless its holder renews it. Wait for that run, or \
          pass --force-unlock if its holder is gone"
     )]
@@ -37,10 +45,15 @@ pub enum JournalError {
         run: i64,
         plugin: String,
         command: String,
-        pid: u32,
+        /// Who holds it: `pid P on HOST as USER`.
+        holder: String,
         since: String,
         expires_in: u64,
     },
+    #[error("the journal database {0} failed: {1}")]
+    Postgres(String, String),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A step's state in the journal.
@@ -176,7 +189,45 @@ pub struct StepRecord {
 /// The journal database.
 #[derive(Clone)]
 pub struct Journal {
-    conn: Arc<Mutex<Connection>>,
+    store: Store,
+}
+
+#[derive(Clone)]
+enum Store {
+    Sqlite(Arc<Mutex<Connection>>),
+    Postgres(pg::Pg),
+}
+
+/// Where the journal is: `STACKHOST_JOURNAL`, else `journal` in
+/// `<config>/config.toml`, else SQLite in the data directory. A value is
+/// a `postgres://` or `postgresql://` URL, or a SQLite file path.
+pub fn location(paths: &crate::paths::Paths) -> Result<String, JournalError> {
+    if let Ok(v) = std::env::var("STACKHOST_JOURNAL")
+        && !v.is_empty()
+    {
+        return Ok(v);
+    }
+    let file = paths.config.join("config.toml");
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(JournalError::Config(format!(
+                "cannot read {}: {e}",
+                file.display()
+            )));
+        }
+    };
+    let config: toml::Table = toml::from_str(&text)
+        .map_err(|e| JournalError::Config(format!("{} is not valid TOML: {e}", file.display())))?;
+    match config.get("journal") {
+        None => Ok(paths.data.join("journal.sqlite").display().to_string()),
+        Some(toml::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(_) => Err(JournalError::Config(format!(
+            "{}: `journal` must be a postgres:// URL or a file path",
+            file.display()
+        ))),
+    }
 }
 
 const SCHEMA: &str = "
@@ -333,7 +384,19 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), JournalError> {
 }
 
 impl Journal {
-    /// Open (creating) the journal at `path`.
+    /// Open the journal the configuration names (see [`location`]).
+    pub fn open_configured(paths: &crate::paths::Paths) -> Result<Journal, JournalError> {
+        let at = location(paths)?;
+        if at.starts_with("postgres://") || at.starts_with("postgresql://") {
+            Ok(Journal {
+                store: Store::Postgres(pg::Pg::open(&at)?),
+            })
+        } else {
+            Journal::open(Path::new(&at))
+        }
+    }
+
+    /// Open (creating) the SQLite journal at `path`.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
@@ -363,12 +426,24 @@ impl Journal {
             }
         }
         Ok(Journal {
-            conn: Arc::new(Mutex::new(conn)),
+            store: Store::Sqlite(Arc::new(Mutex::new(conn))),
         })
     }
 
+    /// The SQLite connection (each method has handed PostgreSQL its own
+    /// call before it gets here).
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        match &self.store {
+            Store::Sqlite(c) => c.lock().unwrap_or_else(|p| p.into_inner()),
+            Store::Postgres(_) => unreachable!("a PostgreSQL journal has no SQLite connection"),
+        }
+    }
+
+    fn pg(&self) -> Option<&pg::Pg> {
+        match &self.store {
+            Store::Postgres(p) => Some(p),
+            Store::Sqlite(_) => None,
+        }
     }
 
     /// Record a new run; returns its id.
@@ -383,6 +458,11 @@ impl Journal {
         dry_run: bool,
         mutating: bool,
     ) -> Result<i64, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.begin_run(
+                plugin, version, digest, command, invocation, dry_run, mutating,
+            );
+        }
         let conn = self.conn();
         conn.execute(
             "INSERT INTO runs (plugin, version, digest, command, invocation, dry_run, started_at, status, pid, host, mutating)
@@ -394,6 +474,9 @@ impl Journal {
 
     /// Record the plan's steps, all pending.
     pub fn record_plan(&self, run: i64, steps: &[StepRecord]) -> Result<(), JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.record_plan(run, steps);
+        }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         for s in steps {
@@ -409,6 +492,9 @@ impl Journal {
 
     /// Mark a step as started (before it runs).
     pub fn step_started(&self, run: i64, phase: usize, step: usize) -> Result<(), JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.step_started(run, phase, step);
+        }
         self.conn().execute(
             "UPDATE steps SET state = 'running', attempts = attempts + 1, updated_at = ?4
              WHERE run_id = ?1 AND phase_index = ?2 AND step_index = ?3",
@@ -427,6 +513,9 @@ impl Journal {
         message: &str,
         data: Option<&str>,
     ) -> Result<(), JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.step_finished(run, phase, step, state, message, data);
+        }
         self.conn().execute(
             "UPDATE steps SET state = ?4, message = ?5, data = ?6, updated_at = ?7
              WHERE run_id = ?1 AND phase_index = ?2 AND step_index = ?3",
@@ -450,6 +539,9 @@ impl Journal {
         end: RunEnd,
         reason: Option<&str>,
     ) -> Result<(), JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.finish_run(run, end, reason);
+        }
         self.conn().execute(
             "UPDATE runs SET status = ?2, finished_at = ?3, reason = ?4 WHERE id = ?1",
             params![run, end.as_str(), now(), reason],
@@ -460,6 +552,9 @@ impl Journal {
     /// Forget a run that never got a plan (its plan refused the
     /// operator's arguments).
     pub fn discard_run(&self, run: i64) -> Result<(), JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.discard_run(run);
+        }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let steps: i64 = tx.query_row(
@@ -476,6 +571,9 @@ impl Journal {
 
     /// Mark a run as running again, in this process (for `resume`).
     pub fn reopen_run(&self, run: i64) -> Result<(), JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.reopen_run(run);
+        }
         self.conn().execute(
             "UPDATE runs SET status = 'running', finished_at = NULL, reason = NULL, pid = ?2,
                              host = ?3
@@ -488,6 +586,9 @@ impl Journal {
     /// The most recent runs that pass `filter`, newest first (steps not
     /// loaded).
     pub fn list(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.list(filter);
+        }
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT id, plugin, version, digest, command, invocation, dry_run, started_at, finished_at, status,
@@ -518,6 +619,9 @@ impl Journal {
 
     /// One run with its steps.
     pub fn get(&self, id: i64) -> Result<RunRecord, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.get(id);
+        }
         let conn = self.conn();
         let mut run = conn
             .query_row(
@@ -554,14 +658,20 @@ impl Journal {
         Ok(run)
     }
 
-    /// Take the cluster lock for `run`, or say who holds it. An expired
-    /// lock is taken over; `force` takes a live one.
+    /// Take the lock of `cluster` for `run`, or say who holds it. An
+    /// expired lock is taken over; `force` takes a live one. SQLite keeps
+    /// one lock for every cluster (one operator's machine); PostgreSQL one
+    /// per cluster name.
     pub fn lock(
         &self,
         run: i64,
+        cluster: &str,
         ttl: Duration,
         force: bool,
     ) -> Result<Option<Takeover>, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.lock(run, cluster, ttl, force);
+        }
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let held: Option<(i64, u32, i64, i64, String)> = tx
@@ -591,7 +701,7 @@ impl Journal {
                     run: holder,
                     plugin,
                     command,
-                    pid,
+                    holder: format!("pid {pid} on {host}"),
                     since: crate::cli::format_time(acquired.max(0) as u64),
                     expires_in: (expires - now) as u64,
                 });
@@ -620,7 +730,10 @@ impl Journal {
     }
 
     /// Extend the lock held by `run`; false when it is no longer ours.
-    pub fn renew(&self, run: i64, ttl: Duration) -> Result<bool, JournalError> {
+    pub fn renew(&self, run: i64, cluster: &str, ttl: Duration) -> Result<bool, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.renew(run, cluster, ttl);
+        }
         let n = self.conn().execute(
             "UPDATE cluster_lock SET expires_at = ?2 WHERE id = 1 AND run_id = ?1",
             params![run, now() + ttl.as_secs().max(1) as i64],
@@ -629,7 +742,10 @@ impl Journal {
     }
 
     /// Release the lock if `run` holds it.
-    pub fn unlock(&self, run: i64) -> Result<(), JournalError> {
+    pub fn unlock(&self, run: i64, cluster: &str) -> Result<(), JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.unlock(run, cluster);
+        }
         self.conn().execute(
             "DELETE FROM cluster_lock WHERE id = 1 AND run_id = ?1",
             params![run],
@@ -640,6 +756,13 @@ impl Journal {
 
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let mut run = run_columns(r)?;
+    mark_abandoned(&mut run);
+    Ok(run)
+}
+
+/// A run still `running` whose process is gone from this machine is shown
+/// as `abandoned`.
+fn mark_abandoned(run: &mut RunRecord) {
     let gone = run.status == "running"
         && run.host.as_deref() == Some(this_host().as_str())
         && run.pid.is_some_and(|p| !alive(p));
@@ -652,7 +775,6 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
             )
         });
     }
-    Ok(run)
 }
 
 fn run_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
@@ -758,26 +880,34 @@ mod tests {
             )
         );
 
-        assert_eq!(j.lock(run, Duration::from_secs(60), false).unwrap(), None);
+        assert_eq!(
+            j.lock(run, "c", Duration::from_secs(60), false).unwrap(),
+            None
+        );
         let other = j
             .begin_run("q", "1.0.0", "d", "c", "{}", false, true)
             .unwrap();
-        let err = j.lock(other, Duration::from_secs(60), false).unwrap_err();
+        let err = j
+            .lock(other, "c", Duration::from_secs(60), false)
+            .unwrap_err();
         assert!(
             err.to_string()
                 .contains(&format!("locked by run {run} (p c")),
             "{err}"
         );
         assert_eq!(
-            j.lock(other, Duration::from_secs(60), true).unwrap(),
+            j.lock(other, "c", Duration::from_secs(60), true).unwrap(),
             Some(Takeover::Forced(run))
         );
         assert!(
-            !j.renew(run, Duration::from_secs(60)).unwrap(),
+            !j.renew(run, "c", Duration::from_secs(60)).unwrap(),
             "the old holder lost the lock"
         );
-        j.unlock(other).unwrap();
-        assert_eq!(j.lock(run, Duration::from_secs(60), false).unwrap(), None);
+        j.unlock(other, "c").unwrap();
+        assert_eq!(
+            j.lock(run, "c", Duration::from_secs(60), false).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -788,7 +918,7 @@ mod tests {
         let run = j
             .begin_run("p", "1.0.0", "d", "c", "{}", false, true)
             .unwrap();
-        j.lock(run, Duration::from_secs(600), false).unwrap();
+        j.lock(run, "c", Duration::from_secs(600), false).unwrap();
         // The holder's process and pid, as a killed stackhost leaves them.
         j.conn()
             .execute_batch(&format!(
@@ -800,7 +930,7 @@ mod tests {
             .begin_run("q", "1.0.0", "d", "c", "{}", false, true)
             .unwrap();
         assert_eq!(
-            j.lock(next, Duration::from_secs(600), false).unwrap(),
+            j.lock(next, "c", Duration::from_secs(600), false).unwrap(),
             Some(Takeover::HolderGone { run, pid: dead })
         );
         // A live holder elsewhere (another host) is still respected.
@@ -812,7 +942,7 @@ mod tests {
         let third = j
             .begin_run("r", "1.0.0", "d", "c", "{}", false, true)
             .unwrap();
-        assert!(j.lock(third, Duration::from_secs(600), false).is_err());
+        assert!(j.lock(third, "c", Duration::from_secs(600), false).is_err());
     }
 
     #[test]

@@ -253,10 +253,10 @@ fn with_config_defaults(paths: &Paths, argv: Vec<String>) -> anyhow::Result<Vec<
     let Some(run) = config.get("run") else {
         return Ok(argv);
     };
-    if let Some(other) = config.keys().find(|k| *k != "run") {
+    if let Some(other) = config.keys().find(|k| *k != "run" && *k != "journal") {
         anyhow::bail!(
-            "{}: unknown table `[{other}]` (the config file has only `[run]`, the defaults of \
-             the host's run flags)",
+            "{}: unknown key `{other}` (the config file has `journal`, where the journal is, \
+             and `[run]`, the defaults of the host's run flags)",
             file.display()
         );
     }
@@ -434,7 +434,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(super::EXIT_ERROR));
         }
     }
-    let journal = Journal::open(&paths.data.join("journal.sqlite"))?;
+    let journal = Journal::open_configured(paths)?;
     let resumable = secrets.is_empty();
     let redactor = crate::executor::Redactor::new(secrets.into_iter().map(|(_, v)| v).collect());
     // The journal keeps the invocation with secrets hidden.
@@ -454,10 +454,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
         flags.dry_run,
         !spec_cmd.read_only,
     )?;
-    let handle = JournalHandle {
-        journal: journal.clone(),
-        run,
-    };
+    let handle = JournalHandle::new(journal.clone(), run);
     let mut opts = flags.exec.options(flags.dry_run, &spec_cmd.defaults);
     opts.secrets = Arc::new(redactor);
     opts.read_only = spec_cmd.read_only;
@@ -465,16 +462,24 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
     let version = manifest.version.to_string();
     let mutating = !flags.dry_run && !spec_cmd.read_only;
     let interrupt = opts.interrupt.clone();
-    let report = execute(&flags.exec, handle, mutating, interrupt, |h| {
-        executor::run(
-            Arc::new(plugin),
-            version,
-            Arc::new(cluster),
-            invocation,
-            opts,
-            Some(h),
-        )
-    })?;
+    let cluster_name = cluster.name().to_string();
+    let report = execute(
+        &flags.exec,
+        handle,
+        mutating,
+        &cluster_name,
+        interrupt,
+        |h| {
+            executor::run(
+                Arc::new(plugin),
+                version,
+                Arc::new(cluster),
+                invocation,
+                opts,
+                Some(h),
+            )
+        },
+    )?;
     if report.usage_error {
         // The operator's arguments were wrong: nothing ran, nothing to
         // show in `runs list`.
@@ -557,6 +562,7 @@ pub(super) fn execute<F, Fut>(
     flags: &ExecFlags,
     h: JournalHandle,
     mutating: bool,
+    cluster: &str,
     interrupt: Option<Arc<crate::interrupt::Interrupt>>,
     work: F,
 ) -> anyhow::Result<RunReport>
@@ -564,9 +570,9 @@ where
     F: FnOnce(JournalHandle) -> Fut,
     Fut: Future<Output = RunReport>,
 {
-    let (journal, run) = (h.journal.clone(), h.run);
+    let (journal, run, unrecorded) = (h.journal.clone(), h.run, h.unrecorded.clone());
     if mutating {
-        match journal.lock(run, flags.lock_ttl, flags.force_unlock) {
+        match journal.lock(run, cluster, flags.lock_ttl, flags.force_unlock) {
             Ok(None) => {}
             Ok(Some(Takeover::Forced(prev))) => eprintln!(
                 "warning: --force-unlock took the cluster lock from run {prev}; \
@@ -597,16 +603,40 @@ where
         let ttl = flags.lock_ttl;
         let heartbeat = mutating.then(|| {
             let journal = journal.clone();
+            let interrupt = interrupt.clone();
+            let cluster = cluster.to_string();
+            // Renew every third of the lease. A run that can no longer
+            // claim the lock stops starting steps (as if interrupted)
+            // before its last lease runs out and another run may take it.
             tokio::spawn(async move {
+                let mut renewed = std::time::Instant::now();
+                let lost = |why: String| {
+                    eprintln!("error: run {run} {why}; stopping: no new step starts");
+                    if let Some(i) = &interrupt {
+                        i.raise(crate::interrupt::Signal::LockLost);
+                    }
+                };
                 loop {
                     tokio::time::sleep(ttl / 3).await;
-                    match journal.renew(run, ttl) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            eprintln!("warning: run {run} lost the cluster lock (taken with --force-unlock?)");
+                    let journal = journal.clone();
+                    let cluster = cluster.clone();
+                    let answer =
+                        tokio::task::spawn_blocking(move || journal.renew(run, &cluster, ttl))
+                            .await;
+                    match answer {
+                        Ok(Ok(true)) => renewed = std::time::Instant::now(),
+                        Ok(Ok(false)) => {
+                            lost("lost the cluster lock (taken with --force-unlock?)".into());
                             break;
                         }
-                        Err(e) => tracing::warn!("cannot renew the cluster lock: {e}"),
+                        Ok(Err(e)) if renewed.elapsed() >= ttl * 2 / 3 => {
+                            lost(format!(
+                                "could not renew the cluster lock before its lease ends: {e}"
+                            ));
+                            break;
+                        }
+                        Ok(Err(e)) => tracing::warn!("cannot renew the cluster lock: {e}"),
+                        Err(e) => tracing::warn!("the lock's heartbeat failed: {e}"),
                     }
                 }
             })
@@ -631,12 +661,58 @@ where
     } else {
         (RunEnd::Failed, Some("some steps failed".to_string()))
     };
-    journal.finish_run(run, end, reason.as_deref())?;
-    if mutating {
-        journal.unlock(run)?;
+    // What the journal must hear before the run is over: the ends of
+    // steps it could not record, the run's end, the lock's release. If its
+    // database is out of reach, wait for it a while: a step whose end is
+    // lost would run again on resume.
+    let steps: Vec<_> = std::mem::take(&mut *unrecorded.lock().unwrap_or_else(|p| p.into_inner()));
+    let record = || -> Result<(), crate::journal::JournalError> {
+        for s in &steps {
+            journal.step_finished(run, s.phase, s.step, s.state, &s.message, s.data.as_deref())?;
+        }
+        journal.finish_run(run, end, reason.as_deref())?;
+        if mutating {
+            journal.unlock(run, cluster)?;
+        }
+        Ok(())
+    };
+    let deadline = std::time::Instant::now() + JOURNAL_WAIT;
+    let (mut said, mut recorded) = (false, false);
+    loop {
+        match record() {
+            Ok(()) => {
+                recorded = true;
+                break;
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                if !said {
+                    eprintln!(
+                        "error: cannot record the end of run {run} in the journal: {e}; \
+                         retrying for up to {}s",
+                        JOURNAL_WAIT.as_secs()
+                    );
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: the journal did not record the end of run {run}: {e}. It shows as \
+                     running until its holder is seen gone; its lock lapses after --lock-ttl; \
+                     `stackhost resume {run}` may run again the steps whose end was not recorded"
+                );
+                break;
+            }
+        }
+    }
+    if said && recorded {
+        eprintln!("note: the journal is back; run {run} is recorded");
     }
     Ok(report)
 }
+
+/// How long the end of a run waits for an unreachable journal database.
+const JOURNAL_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Print the report and pick the exit code.
 pub(super) fn finish(
@@ -673,7 +749,12 @@ pub(super) fn finish(
         }
     }
     if let Some(sig) = report.interrupted {
-        let code = if sig == "SIGTERM" { 143 } else { 130 };
+        let code = match sig {
+            "SIGTERM" => 143,
+            "SIGINT" => 130,
+            // The lock or the journal was lost: a failed run.
+            _ => super::EXIT_FAILED_STEPS,
+        };
         return Ok(ExitCode::from(code));
     }
     Ok(if report.succeeded() {

@@ -60,7 +60,7 @@ pub struct ResumeArgs {
 }
 
 fn journal(paths: &Paths) -> anyhow::Result<Journal> {
-    Ok(Journal::open(&paths.data.join("journal.sqlite"))?)
+    Ok(Journal::open_configured(paths)?)
 }
 
 pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
@@ -213,10 +213,7 @@ pub fn resume(paths: &Paths, args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let invocation: InvocationRecord = serde_json::from_str(&record.invocation)?;
     let invocation = invocation.into();
     journal.reopen_run(record.id)?;
-    let handle = JournalHandle {
-        journal,
-        run: record.id,
-    };
+    let handle = JournalHandle::new(journal, record.id);
     let command = installed.record.manifest.command(&record.command);
     if command.is_some_and(|c| c.args.iter().any(|a| a.secret)) {
         bail!(
@@ -229,7 +226,8 @@ pub fn resume(paths: &Paths, args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let mut opts = args.flags.options(false, &defaults);
     opts.patches = super::run::patch_host(paths, &installed, opts.limits)?;
     let interrupt = opts.interrupt.clone();
-    let report = execute(&args.flags, handle, true, interrupt, |h| {
+    let cluster_name = cluster.name().to_string();
+    let report = execute(&args.flags, handle, true, &cluster_name, interrupt, |h| {
         executor::resume(
             Arc::new(plugin),
             Arc::new(cluster),

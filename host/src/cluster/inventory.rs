@@ -16,6 +16,10 @@ pub const EXAMPLE: &str = r#"# stackhost inventory: the nodes of one cluster, ho
 # their roles. `stackhost inventory check` shows what stackhost reads from
 # it. Unknown fields are errors.
 
+# The cluster's name (default "default"): operators sharing a PostgreSQL
+# journal each take this cluster's own lock.
+cluster = "production"
+
 # Defaults for every node reached over SSH; a [[node]] may override each.
 [defaults]
 user = "stackato"          # SSH login user (default "root")
@@ -110,6 +114,8 @@ struct NodeEntry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InventoryFile {
+    /// The cluster's name: which lock a shared (PostgreSQL) journal takes.
+    cluster: Option<String>,
     #[serde(default)]
     defaults: Defaults,
     #[serde(rename = "node", default)]
@@ -140,6 +146,7 @@ pub fn read_nodes(path: &Path) -> Result<Vec<NodeInfo>, InventoryError> {
 
 fn parse(path: &Path, text: &str, ssh: SshOptions) -> Result<Cluster, InventoryError> {
     let ssh = Arc::new(ssh);
+    let name = cluster_name(path, text)?;
     let nodes = entries(path, text)?
         .into_iter()
         .map(|(info, target)| {
@@ -154,7 +161,31 @@ fn parse(path: &Path, text: &str, ssh: SshOptions) -> Result<Cluster, InventoryE
             })
         })
         .collect();
-    Ok(Cluster::new(nodes))
+    Ok(Cluster::new(nodes).named(name))
+}
+
+/// The inventory's `cluster` name, checked like a node name.
+fn cluster_name(path: &Path, text: &str) -> Result<String, InventoryError> {
+    let file: InventoryFile =
+        toml::from_str(text).map_err(|e| InventoryError::Toml(path.into(), e))?;
+    let name = file
+        .cluster
+        .unwrap_or_else(|| super::DEFAULT_CLUSTER.into());
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !ok {
+        return Err(InventoryError::Invalid(
+            path.into(),
+            format!(
+                "cluster name `{}` must be letters, digits, `-`, `_` or `.`",
+                name.escape_default()
+            ),
+        ));
+    }
+    Ok(name)
 }
 
 /// Every node of the inventory `text`, checked, with its SSH target (none
@@ -482,16 +513,29 @@ local = true
         )
         .unwrap();
         let a = &c.get("a").unwrap().info;
-        assert_eq!((a.http_proxy.as_deref(), a.https_proxy.as_deref()), (Some("http://p:3128"), None));
+        assert_eq!(
+            (a.http_proxy.as_deref(), a.https_proxy.as_deref()),
+            (Some("http://p:3128"), None)
+        );
         let b = &c.get("b").unwrap().info;
         assert_eq!(
             (b.http_proxy.as_deref(), b.https_proxy.as_deref()),
             (Some("http://q:8080/"), Some("https://q:8443"))
         );
-        for bad in ["p:3128", "ftp://p", "http://", "http://a b", "http://p\\u001b[2J", "http://p'x"] {
+        for bad in [
+            "p:3128",
+            "ftp://p",
+            "http://",
+            "http://a b",
+            "http://p\\u001b[2J",
+            "http://p'x",
+        ] {
             let text = format!("[[node]]\nname = \"a\"\naddress = \"x\"\nhttp-proxy = \"{bad}\"\n");
             let e = parse_str(&text).expect_err(bad).to_string();
-            assert!(e.contains("node `a` has a malformed http-proxy"), "{bad}: {e}");
+            assert!(
+                e.contains("node `a` has a malformed http-proxy"),
+                "{bad}: {e}"
+            );
             assert!(!e.contains('\u{1b}'), "{e:?}");
         }
     }

@@ -74,7 +74,12 @@ pub struct Cluster {
     nodes: Vec<Arc<Node>>,
     /// Every node of the inventory, selected or not.
     all: Arc<Vec<NodeInfo>>,
+    /// The inventory's `cluster` name: which lock a shared journal takes.
+    name: String,
 }
+
+/// The cluster name of an inventory that gives none (and of the local node).
+pub const DEFAULT_CLUSTER: &str = "default";
 
 impl Cluster {
     /// The embedded default: this machine alone, named `local`, holding the
@@ -113,7 +118,22 @@ impl Cluster {
     /// A cluster of all of `nodes`.
     pub fn new(nodes: Vec<Arc<Node>>) -> Cluster {
         let all = Arc::new(nodes.iter().map(|n| n.info.clone()).collect());
-        Cluster { nodes, all }
+        Cluster {
+            nodes,
+            all,
+            name: DEFAULT_CLUSTER.into(),
+        }
+    }
+
+    /// The same cluster under the name `name`.
+    pub fn named(mut self, name: impl Into<String>) -> Cluster {
+        self.name = name.into();
+        self
+    }
+
+    /// The inventory's `cluster` name ([`DEFAULT_CLUSTER`] if it gives none).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Keep only the nodes that `selectors` pick (see [`select`]).
@@ -127,6 +147,7 @@ impl Cluster {
                 .filter(|n| keep.contains(&n.info.name))
                 .collect(),
             all: self.all,
+            name: self.name,
         })
     }
 
