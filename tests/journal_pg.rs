@@ -452,3 +452,69 @@ fn run_text(s: &Sandbox, db: &Db, args: &[&str]) -> String {
     assert!(out.status.success(), "{}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[test]
+fn a_holder_whose_lock_was_taken_starts_no_more_steps() {
+    let db = &db("taken", 5432);
+    let (a, b) = (operator(), operator());
+    let (inv_a, inv_b) = (inventory(&a, "taken"), inventory(&b, "taken"));
+    let holder = spawn(
+        &a,
+        db,
+        "ops-a",
+        &[
+            "run",
+            "exec-hostile",
+            "exec",
+            "--inventory",
+            &inv_a,
+            "--json",
+            "--steps",
+            "8",
+            "--max-in-flight",
+            "1",
+            "--lock-ttl",
+            "3s",
+            "--",
+            "sleep",
+            "1",
+        ],
+    );
+    wait_for_lock(db, "taken");
+    let out = spawn(
+        &b,
+        db,
+        "ops-b",
+        &[
+            "run",
+            "exec-hostile",
+            "exec",
+            "--inventory",
+            &inv_b,
+            "--force-unlock",
+            "--",
+            "true",
+        ],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("warning: --force-unlock took the cluster lock from run "));
+    let out = holder.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("lost the cluster lock (taken with --force-unlock?); stopping"),
+        "{}",
+        text(&out)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = report["report"]["phases"][0]["steps"].as_array().unwrap();
+    let not_run = steps
+        .iter()
+        .filter(|s| {
+            s["status"] == "not-run"
+                && s["message"] == "interrupted by the loss of the cluster lock before it started"
+        })
+        .count();
+    assert!(not_run >= 4, "{report:#}");
+}
