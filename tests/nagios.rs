@@ -368,3 +368,193 @@ fn config_for_the_whole_inventory_validated_run_by_nagios_and_kept_safe() {
     assert_eq!(code, 0, "{r:#}");
     assert!(files(&c).contains(&n4));
 }
+
+/// Nagios taken off node 1 and the node's APT sources pointed at a local
+/// archive of the real Debian packages (debootstrap's copies in the
+/// node's apt cache), so `install` really installs Nagios from the node's
+/// configured sources without reaching the mirror. `$1` holds the
+/// patterns of the .debs the archive offers.
+const LOCAL_ARCHIVE: &str = r#"
+set -e
+rm -rf /srv/debs
+mkdir -p /srv/debs
+cd /var/cache/apt/archives
+cp $1 /srv/debs/
+cd /srv/debs
+for f in *.deb; do
+    { dpkg-deb -f "$f"; echo "Filename: ./$f"; echo "Size: $(stat -c %s "$f")"; echo "SHA256: $(sha256sum "$f" | cut -d' ' -f1)"; echo; } >> Packages
+done
+echo 'deb [trusted=yes] file:/srv/debs ./' > /etc/apt/sources.list
+"#;
+
+fn archive(c: &TestCluster, debs: &str) {
+    c.docker(&[
+        "exec",
+        &c.node(1),
+        "sh",
+        "-c",
+        LOCAL_ARCHIVE,
+        "archive",
+        debs,
+    ]);
+}
+
+#[test]
+fn install_from_the_nodes_apt_sources_enables_and_starts_nagios() {
+    let c = TestCluster::up(1, "sh-nagios-inst");
+    let n1 = c.node(1);
+    c.sh(
+        1,
+        "apt-get -y -q purge nagios4-core nagios4-common monitoring-plugins-basic monitoring-plugins-common >/dev/null 2>&1",
+    );
+    let version = |deb: &str| {
+        c.sh(
+            1,
+            &format!("dpkg-deb -f /var/cache/apt/archives/{deb}_*.deb Version"),
+        )
+        .trim()
+        .to_string()
+    };
+    let (core, plugins) = (version("nagios4-core"), version("monitoring-plugins-basic"));
+    let nagios_debs = "nagios4-core_*.deb nagios4-common_*.deb";
+    let all_debs =
+        format!("{nagios_debs} monitoring-plugins-basic_*.deb monitoring-plugins-common_*.deb");
+    archive(&c, &all_debs);
+    c.sh(1, "apt-get update -q >/dev/null");
+    let s = Sandbox::new();
+    s.install("nagios");
+    let installed = || {
+        c.sh(
+            1,
+            "dpkg-query -W -f '${Status}\\n' nagios4-core monitoring-plugins-basic 2>/dev/null || true",
+        )
+    };
+
+    // --dry-run: the probes run, the mutations are listed, nothing changes.
+    let (code, r) = s.report(&refs(&c.args(&["nagios", "install", "--dry-run"])));
+    assert_eq!(code, 0, "{r:#}");
+    let step = &r["phases"][0]["steps"][0];
+    assert_eq!(step["node"], n1.as_str(), "{step:#}");
+    assert_eq!(
+        (step["status"].as_str(), step["message"].as_str()),
+        (
+            Some("changed"),
+            Some("would have installed nagios4-core, monitoring-plugins-basic; started nagios4")
+        ),
+        "{step:#}"
+    );
+    let recorded: Vec<&str> = step["mutations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            "apt-get update -q (as root)",
+            "apt-get -y install nagios4-core monitoring-plugins-basic (as root)",
+            "service nagios4 start (as root)"
+        ]
+    );
+    assert_eq!(installed(), "");
+
+    // A package no source of the node offers: named with the node, and
+    // nothing installed.
+    archive(&c, nagios_debs);
+    let (code, r) = s.report(&refs(&c.args(&["nagios", "install"])));
+    assert_eq!(code, 3, "{r:#}");
+    let (status, message) = only_step(&r);
+    assert_eq!(status, "failed");
+    assert_eq!(
+        message,
+        format!(
+            "monitoring-plugins-basic cannot be installed on {n1}: none of its APT sources offers it; add a source that has it (Debian's main does) to {n1}'s /etc/apt/sources.list, or name another node with --server"
+        )
+    );
+    assert_eq!(installed(), "");
+
+    // The real install: packages from the node's sources, started.
+    archive(&c, &all_debs);
+    let (code, r) = s.report(&refs(&c.args(&["nagios", "install"])));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        only_step(&r),
+        (
+            "changed".to_string(),
+            format!(
+                "installed nagios4-core {core}, monitoring-plugins-basic {plugins}; started nagios4"
+            )
+        )
+    );
+    assert_eq!(installed(), "install ok installed\ninstall ok installed\n");
+    c.sh(1, "service nagios4 status"); // exit 0: running
+    assert!(c.sh(1, "ls /etc/rc2.d").contains("S01nagios4"));
+    let pid = c.sh(1, "cat /run/nagios4/nagios4.pid").trim().to_string();
+    assert!(
+        c.sh(1, &format!("ps -o comm= -p {pid}"))
+            .starts_with("nagios4"),
+        "no Nagios at PID {pid}"
+    );
+
+    // Again: nothing to do.
+    let (code, r) = s.report(&refs(&c.args(&["nagios", "install"])));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        only_step(&r),
+        (
+            "ok".to_string(),
+            format!(
+                "nagios4-core {core} and monitoring-plugins-basic {plugins} installed; nagios4 enabled at boot and running"
+            )
+        )
+    );
+
+    // Disabled at boot and stopped: a dry run says what it would do and
+    // does nothing; the real run enables and starts it again.
+    c.sh(
+        1,
+        &format!(
+            "update-rc.d nagios4 disable && kill {pid} && while kill -0 {pid} 2>/dev/null; do sleep 0.1; done"
+        ),
+    );
+    let (code, r) = s.report(&refs(&c.args(&["nagios", "install", "--dry-run"])));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        only_step(&r),
+        (
+            "changed".to_string(),
+            "would have enabled nagios4 at boot; started nagios4".to_string()
+        )
+    );
+    assert!(c.sh(1, "ls /etc/rc2.d").contains("K01nagios4"));
+    assert_eq!(
+        c.sh(
+            1,
+            "service nagios4 status >/dev/null && echo running || echo stopped"
+        )
+        .trim(),
+        "stopped"
+    );
+    let (code, r) = s.report(&refs(&c.args(&["nagios", "install"])));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        only_step(&r),
+        (
+            "changed".to_string(),
+            "enabled nagios4 at boot; started nagios4".to_string()
+        )
+    );
+    assert!(c.sh(1, "ls /etc/rc2.d").contains("S01nagios4"));
+    c.sh(1, "service nagios4 status");
+
+    // --server must name a node of the inventory.
+    let out = s.fails(
+        2,
+        &refs(&c.args(&["run", "nagios", "install", "--server", "nope"])),
+    );
+    assert!(
+        out.contains("error: --server `nope` is not a node of the inventory"),
+        "{out}"
+    );
+}

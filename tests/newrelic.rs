@@ -1,9 +1,10 @@
-//! The newrelic plugin on three real Debian nodes. The nodes have no
-//! network, so each gets a local APT archive, built in the test with
-//! dpkg-deb, holding a stand-in `newrelic-infra` package whose service
-//! (a SysV init script, as the containers have no systemd) just runs
-//! `sleep`. The license key must reach each node's config and appear
-//! nowhere the host writes.
+//! The newrelic plugin on three real Debian nodes. Each gets a local APT
+//! archive, built in the test with dpkg-deb, holding stand-in
+//! `newrelic-infra` and `newrelic-sysmond` packages whose services (SysV
+//! init scripts, as the containers have no systemd) just run `sleep`. The
+//! license key must reach each node's config and appear nowhere the host
+//! writes. A copy of the archive signed with a key made here by gpg proves
+//! `--apt-key-file`: apt takes it with that key and with no other.
 
 mod support;
 
@@ -17,28 +18,36 @@ const KEY: &str = "NRAK-5f3a9c1e7d2b4a6f8e0c";
 const NEW_KEY: &str = "NRAK-0b1c2d3e4f5a6b7c8d9e";
 const SOURCE: &str = "deb [trusted=yes] file:/srv/nr ./";
 
-/// The stand-in package in a local archive; Debian's own sources removed.
+/// The stand-in packages in a local archive: `newrelic-infra` and the
+/// guide's older `newrelic-sysmond`, each a sleeping daemon behind its
+/// init script; Debian's own sources removed.
 const SETUP: &str = r#"
 set -e
-d=$(mktemp -d); mkdir -p "$d/DEBIAN" "$d/etc/init.d" "$d/usr/bin"
-printf 'Package: newrelic-infra\nVersion: 1.20.0\nArchitecture: all\nMaintainer: test <t@example>\nDescription: stand-in New Relic agent\n' > "$d/DEBIAN/control"
-printf '#!/bin/sh\nexec sleep infinity\n' > "$d/usr/bin/newrelic-infra"
-cat > "$d/etc/init.d/newrelic-infra" <<'EOF'
+mkdir -p /srv/nr
+stand_in() { # package version binary
+    d=$(mktemp -d); mkdir -p "$d/DEBIAN" "$d/etc/init.d" "$d/usr/bin" "$d/etc/newrelic"
+    printf 'Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: test <t@example>\nDescription: stand-in New Relic agent\n' "$1" "$2" > "$d/DEBIAN/control"
+    printf '#!/bin/sh\nexec sleep infinity\n' > "$d/usr/bin/$3"
+    cat > "$d/etc/init.d/$1" <<EOF
 #!/bin/sh
-PID=/run/newrelic-infra.pid
-case "$1" in
-    start) start-stop-daemon --start --quiet --background --make-pidfile --pidfile $PID --startas /usr/bin/newrelic-infra ;;
-    stop) start-stop-daemon --stop --quiet --pidfile $PID --remove-pidfile --retry 5; exit 0 ;;
-    restart) "$0" stop; "$0" start ;;
-    status) start-stop-daemon --status --pidfile $PID ;;
+PID=/run/$1.pid
+case "\$1" in
+    start) start-stop-daemon --start --quiet --background --make-pidfile --pidfile \$PID --startas /usr/bin/$3 ;;
+    stop) start-stop-daemon --stop --quiet --pidfile \$PID --remove-pidfile --retry 5; exit 0 ;;
+    restart) "\$0" stop; "\$0" start ;;
+    status) start-stop-daemon --status --pidfile \$PID ;;
 esac
 EOF
-chmod 755 "$d/usr/bin/newrelic-infra" "$d/etc/init.d/newrelic-infra"
-mkdir -p /srv/nr
-dpkg-deb --build "$d" /srv/nr/newrelic-infra_1.20.0_all.deb >/dev/null
+    chmod 755 "$d/usr/bin/$3" "$d/etc/init.d/$1"
+    dpkg-deb --build "$d" "/srv/nr/$1_$2_all.deb" >/dev/null
+}
+stand_in newrelic-infra 1.20.0 newrelic-infra
+stand_in newrelic-sysmond 2.3.0 nrsysmond
 cd /srv/nr
-f=newrelic-infra_1.20.0_all.deb
-{ dpkg-deb -f "$f"; echo "Filename: ./$f"; echo "Size: $(stat -c %s "$f")"; echo "SHA256: $(sha256sum "$f" | cut -d' ' -f1)"; echo; } > Packages
+: > Packages
+for f in *.deb; do
+    { dpkg-deb -f "$f"; echo "Filename: ./$f"; echo "Size: $(stat -c %s "$f")"; echo "SHA256: $(sha256sum "$f" | cut -d' ' -f1)"; echo; } >> Packages
+done
 printf 'Origin: NewRelic\nLabel: NewRelic\nSuite: stable\nCodename: stable\nDate: %s\nSHA256:\n %s %s Packages\n' "$(date -Ru)" "$(sha256sum Packages | cut -d' ' -f1)" "$(stat -c %s Packages)" > Release
 : > /etc/apt/sources.list
 "#;
@@ -257,4 +266,363 @@ fn install_keeps_the_key_secret_is_idempotent_and_a_new_key_only_restarts() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    sysmond_is_the_guides_older_agent(&c, &s, key_arg);
+    a_signed_source_is_trusted_only_with_its_key(&c, &s, key_arg);
+}
+
+/// `--package newrelic-sysmond` on node 2: its own config format and
+/// service, the key as secret as before; status and remove know it.
+fn sysmond_is_the_guides_older_agent(c: &TestCluster, s: &Sandbox, key_arg: &str) {
+    let n2 = c.node(2);
+    let install = || {
+        s.run(&refs(&c.args(&[
+            "run",
+            "newrelic",
+            "install",
+            "--json",
+            "--package",
+            "newrelic-sysmond",
+            "--license-key-file",
+            key_arg,
+            "--apt-source",
+            SOURCE,
+            "--proxy",
+            "http://proxy.example:3128",
+            "--nodes",
+            &n2,
+        ])))
+    };
+    let out = install();
+    assert_eq!(
+        steps(&out),
+        [(
+            "changed".to_string(),
+            "wrote /etc/apt/sources.list.d/newrelic-infra.list; installed newrelic-sysmond; \
+             wrote /etc/newrelic/nrsysmond.cfg; restarted newrelic-sysmond"
+                .to_string()
+        )]
+    );
+    assert_eq!(s.leaks(&out, KEY), Vec::<String>::new());
+    let config = c.sh(2, "cat /etc/newrelic/nrsysmond.cfg");
+    let lines: Vec<&str> = config.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("license_key={KEY}"),
+            format!("hostname={n2}"),
+            "proxy=http://proxy.example:3128".to_string(),
+            "labels=stackhost_node:".to_string() + &n2 + ";stackhost_roles:router,dea",
+        ]
+    );
+    assert_eq!(
+        c.sh(2, "stat -c %a /etc/newrelic/nrsysmond.cfg").trim(),
+        "600"
+    );
+    c.sh(2, "service newrelic-sysmond status"); // exit 0: running
+    assert_eq!(
+        c.sh(2, "ls /etc/newrelic-infra.yml 2>/dev/null | wc -l")
+            .trim(),
+        "0"
+    );
+
+    let out = install();
+    assert_eq!(
+        steps(&out),
+        [(
+            "ok".to_string(),
+            "newrelic-sysmond 2.3.0 installed, configured and running".to_string()
+        )]
+    );
+
+    // A config others can read is written again, 0600.
+    c.sh(2, "chmod 644 /etc/newrelic/nrsysmond.cfg");
+    assert_eq!(
+        steps(&install()),
+        [(
+            "changed".to_string(),
+            "wrote /etc/newrelic/nrsysmond.cfg; restarted newrelic-sysmond".to_string()
+        )]
+    );
+    assert_eq!(
+        c.sh(2, "stat -c %a /etc/newrelic/nrsysmond.cfg").trim(),
+        "600"
+    );
+
+    let out = s.run(&refs(&c.args(&[
+        "run",
+        "newrelic",
+        "status",
+        "--json",
+        "--license-key-file",
+        key_arg,
+        "--nodes",
+        &n2,
+    ])));
+    assert_eq!(
+        steps(&out),
+        [(
+            "ok".to_string(),
+            "newrelic-sysmond 2.3.0, running; proxy http://proxy.example:3128; license key matches"
+                .to_string()
+        )]
+    );
+    assert_eq!(s.leaks(&out, KEY), Vec::<String>::new());
+
+    let out = s.run(&refs(&c.args(&[
+        "run", "newrelic", "remove", "--json", "--yes", "--nodes", &n2,
+    ])));
+    assert_eq!(
+        steps(&out),
+        [(
+            "changed".to_string(),
+            "stopped newrelic-sysmond; purged newrelic-sysmond; removed /etc/newrelic/nrsysmond.cfg; \
+             removed /etc/apt/sources.list.d/newrelic-infra.list"
+                .to_string()
+        )]
+    );
+    assert_eq!(
+        c.sh(
+            2,
+            "ls /etc/newrelic/nrsysmond.cfg /usr/bin/nrsysmond 2>/dev/null | wc -l"
+        )
+        .trim(),
+        "0"
+    );
+
+    let out = s.run(&refs(&c.args(&[
+        "run",
+        "newrelic",
+        "install",
+        "--package",
+        "newrelic-agent",
+        "--license-key-file",
+        key_arg,
+    ])));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().next(),
+        Some("error: --package takes `newrelic-infra` or `newrelic-sysmond`, not `newrelic-agent`")
+    );
+}
+
+/// gpg on this machine, with its own home.
+fn gpg(home: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("gpg")
+        .arg("--homedir")
+        .arg(home)
+        .args([
+            "--batch",
+            "--quiet",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gpg runs (tests/run installs gnupg)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.unwrap_or("").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "gpg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A repository whose InRelease is signed with a key made here: apt on
+/// node 1 refuses it without the key and with another key, and takes it
+/// with `--apt-key-file`, which lands in /etc/apt/keyrings and is named
+/// by the `signed-by=` stackhost adds. No `trusted=yes` anywhere.
+fn a_signed_source_is_trusted_only_with_its_key(c: &TestCluster, s: &Sandbox, key_arg: &str) {
+    let n1 = c.node(1);
+    let home = tempfile::tempdir().unwrap();
+    for uid in ["repo@stackhost.test", "other@stackhost.test"] {
+        gpg(
+            home.path(),
+            &["--quick-gen-key", uid, "ed25519", "sign", "never"],
+            None,
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let armored = |uid: &str, file: &str| {
+        let path = dir.path().join(file);
+        std::fs::write(&path, gpg(home.path(), &["--armor", "--export", uid], None)).unwrap();
+        path.display().to_string()
+    };
+    let (good, other) = (
+        armored("repo@stackhost.test", "repo.asc"),
+        armored("other@stackhost.test", "other.asc"),
+    );
+    let release = c.sh(
+        1,
+        "mkdir -p /srv/nrs && cp /srv/nr/*.deb /srv/nr/Packages /srv/nr/Release /srv/nrs/ && cat /srv/nrs/Release",
+    );
+    let signed = String::from_utf8(gpg(
+        home.path(),
+        &["--local-user", "repo@stackhost.test", "--clearsign"],
+        Some(&release),
+    ))
+    .unwrap();
+    c.sh(
+        1,
+        &format!("cat > /srv/nrs/InRelease <<'END_OF_INRELEASE'\n{signed}END_OF_INRELEASE\n"),
+    );
+    const SIGNED: &str = "deb file:/srv/nrs ./";
+    let install_with = |key: Option<&str>, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "newrelic",
+            "install",
+            "--json",
+            "--license-key-file",
+            key_arg,
+            "--apt-source",
+            SIGNED,
+            "--nodes",
+            &n1,
+        ];
+        if let Some(k) = key {
+            args.extend(["--apt-key-file", k]);
+        }
+        args.extend_from_slice(extra);
+        s.run(&refs(&c.args(&args)))
+    };
+    let install = |key: Option<&str>| install_with(key, &[]);
+
+    // A dry run lists the keyring and the line naming it; writes nothing.
+    let out = install_with(Some(&good), &["--dry-run"]);
+    assert_eq!(
+        steps(&out),
+        [(
+            "changed".to_string(),
+            "would have written /etc/newrelic-infra.yml; written /etc/apt/sources.list.d/newrelic-infra.list; \
+             written /etc/apt/keyrings/newrelic.gpg; installed newrelic-infra; restarted newrelic-infra"
+                .to_string()
+        )]
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mutations = json["report"]["phases"][0]["steps"][0]["mutations"]
+        .as_array()
+        .unwrap();
+    let source = mutations
+        .iter()
+        .find(|m| {
+            m["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("/etc/apt/sources.list.d/")
+        })
+        .unwrap();
+    assert!(
+        source["diff"]
+            .as_str()
+            .unwrap()
+            .contains("\n+deb [signed-by=/etc/apt/keyrings/newrelic.gpg] file:/srv/nrs ./\n"),
+        "{source:#}"
+    );
+    assert!(
+        mutations.iter().any(|m| m["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("/etc/apt/keyrings/newrelic.gpg (")),
+        "{mutations:#?}"
+    );
+    assert_eq!(
+        c.sh(1, "ls /etc/apt/keyrings/newrelic.gpg /etc/apt/sources.list.d/newrelic-infra.list 2>/dev/null | wc -l")
+            .trim(),
+        "0"
+    );
+
+    // Without the key, and with a key that did not sign it: apt refuses.
+    for key in [None, Some(other.as_str())] {
+        let out = install(key);
+        assert_eq!(out.status.code(), Some(3), "{key:?}");
+        let (status, message) = steps(&out).remove(0);
+        assert_eq!(status, "failed");
+        assert!(
+            message.starts_with(&format!(
+                "apt-get update on {n1}: `apt-get` exited with status 100"
+            )) && message.contains("NO_PUBKEY")
+                && message
+                    .contains("E: The repository 'file:/srv/nrs ./ InRelease' is not signed."),
+            "{key:?}: {message}"
+        );
+        assert_eq!(
+            c.sh(1, "dpkg-query -W newrelic-infra 2>/dev/null | wc -l")
+                .trim(),
+            "0"
+        );
+    }
+
+    // With it: the keyring holds exactly that key, the line names it.
+    let out = install(Some(&good));
+    assert_eq!(
+        steps(&out),
+        [(
+            "changed".to_string(),
+            "wrote /etc/apt/keyrings/newrelic.gpg; installed newrelic-infra; restarted newrelic-infra"
+                .to_string()
+        )]
+    );
+    assert_eq!(
+        c.sh(1, "cat /etc/apt/sources.list.d/newrelic-infra.list"),
+        "deb [signed-by=/etc/apt/keyrings/newrelic.gpg] file:/srv/nrs ./\n"
+    );
+    let binary = gpg(home.path(), &["--export", "repo@stackhost.test"], None);
+    assert_eq!(
+        c.sh(1, "stat -c %a /etc/apt/keyrings/newrelic.gpg; od -An -v -tx1 /etc/apt/keyrings/newrelic.gpg | tr -d ' \\n'"),
+        format!(
+            "644\n{}",
+            binary.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )
+    );
+    c.sh(1, "service newrelic-infra status");
+    assert_eq!(s.leaks(&out, KEY), Vec::<String>::new());
+
+    // Again: nothing to write.
+    let out = install(Some(&good));
+    assert_eq!(steps(&out)[0].0, "ok", "{:?}", steps(&out));
+
+    // A line that sends apt to another keyring, a key without a line.
+    for (args, want) in [
+        (
+            vec![
+                "--apt-source",
+                "deb [signed-by=/usr/share/keyrings/x.gpg] file:/srv/nrs ./",
+            ],
+            "error: --apt-source says signed-by=/usr/share/keyrings/x.gpg, but --apt-key-file installs the key as /etc/apt/keyrings/newrelic.gpg",
+        ),
+        (
+            vec![],
+            "error: --apt-key-file needs --apt-source: the key only checks the repository that line adds",
+        ),
+    ] {
+        let mut all = vec![
+            "run",
+            "newrelic",
+            "install",
+            "--license-key-file",
+            key_arg,
+            "--apt-key-file",
+            &good,
+        ];
+        all.extend(args);
+        let out = s.run(&refs(&c.args(&all)));
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with(want), "{stderr}");
+    }
 }

@@ -2,9 +2,11 @@
 //! node of the inventory (selected or not) onto the Nagios server node,
 //! validates it with `nagios4 -v`, puts the previous files back when the
 //! checker refuses it, and reloads Nagios when it passes. What the files
-//! hold, and which inventory values may go into them, is `config.rs`.
+//! hold, and which inventory values may go into them, is `config.rs`;
+//! `install` (Nagios itself on that server) is `install.rs`.
 
 mod config;
+mod install;
 
 use config::{Host, MainConfig, Templates};
 use serde::{Deserialize, Serialize};
@@ -147,7 +149,7 @@ fn apply_config(inv: &Invocation, node: &Node, payload: &Payload) -> Result<Outc
     let name = node.name();
     if !node.exists(NAGIOS_CFG)? {
         bail!(
-            "{NAGIOS_CFG} is missing on {name}: install Nagios there (apt-get install nagios4-core monitoring-plugins-basic) or name another node with --server"
+            "{NAGIOS_CFG} is missing on {name}: install Nagios there (`stackhost run nagios install --server {name}`) or name another node with --server"
         );
     }
     let main = MainConfig::parse(&node.read_to_string(NAGIOS_CFG)?);
@@ -256,10 +258,15 @@ fn apply_config(inv: &Invocation, node: &Node, payload: &Payload) -> Result<Outc
 
 impl Plugin for Nagios {
     fn plan(inv: &Invocation) -> Result<Plan> {
-        if inv.command() != "config" {
-            return Err(inv.unknown_command());
-        }
         let inventory = nodes::inventory();
+        match inv.command() {
+            "config" => {}
+            "install" => {
+                let server = server(inv, &inventory)?;
+                return Ok(Plan::new().phase(Phase::new("install").step(&server, "install", "")));
+            }
+            _ => return Err(inv.unknown_command()),
+        }
         let server = server(inv, &inventory)?;
         let payload = Payload {
             hosts: config::hosts(&inventory)?,
@@ -275,6 +282,7 @@ impl Plugin for Nagios {
                     .map_err(|e| Error::plugin(format!("bad step payload: {e}")))?;
                 apply_config(inv, &step.node(), &payload)
             }
+            "install" => install::apply(inv, &step.node()),
             other => bail!("unknown step `{other}`"),
         }
     }

@@ -1,70 +1,24 @@
-//! `newrelic`: the New Relic infrastructure agent on every node, as the
-//! guide's "Monitoring" section sets it up, done declaratively: the config
-//! (`/etc/newrelic-infra.yml`, mode 0600, holding the license key, which
-//! the host hides everywhere it reports), the APT source, the package and
-//! its service. A second `install` changes nothing; a new key rewrites
-//! only the config and restarts only the service.
+//! `newrelic`: a New Relic agent on every node, as the guide's
+//! "Monitoring" section sets it up, done declaratively: the config (mode
+//! 0600, holding the license key, which the host hides everywhere it
+//! reports), the APT source and its signing key, the package and its
+//! service. A second `install` changes nothing; a new key rewrites only
+//! the config and restarts only the service. Which agents there are and
+//! how their configs are written is `agent.rs`; the source line and the
+//! key are `apt.rs`.
 
+mod agent;
+mod apt;
+
+use agent::{Agent, Settings};
 use serde::Serialize;
 use stackhost_sdk::prelude::*;
 
 struct NewRelic;
 
-const CONFIG: &str = "/etc/newrelic-infra.yml";
 const SOURCE: &str = "/etc/apt/sources.list.d/newrelic-infra.list";
-const PACKAGE: &str = "newrelic-infra";
-
-/// A YAML double-quoted scalar: everything outside printable ASCII, and
-/// `"` and `\`, escaped, so no value can end its line or open another key.
-fn quoted(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            ' '..='~' => out.push(c),
-            c => out.push_str(&format!("\\U{:08x}", c as u32)),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The agent's config for one node.
-fn config(
-    key: &str,
-    display_name: &str,
-    proxy: Option<&str>,
-    node: &str,
-    roles: &[String],
-) -> String {
-    let mut out =
-        String::from("# Written by `stackhost run newrelic install`; the license key is secret.\n");
-    out.push_str(&format!("license_key: {}\n", quoted(key)));
-    out.push_str(&format!("display_name: {}\n", quoted(display_name)));
-    if let Some(p) = proxy {
-        out.push_str(&format!("proxy: {}\n", quoted(p)));
-    }
-    out.push_str("custom_attributes:\n");
-    out.push_str(&format!("  stackhost_node: {}\n", quoted(node)));
-    out.push_str(&format!(
-        "  stackhost_roles: {}\n",
-        quoted(&roles.join(","))
-    ));
-    out
-}
-
-/// The value of `key:` in the agent's config, unquoted.
-fn config_value(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let v = l.strip_prefix(key)?.strip_prefix(':')?.trim();
-        Some(
-            v.trim_matches('"')
-                .replace("\\\"", "\"")
-                .replace("\\\\", "\\"),
-        )
-    })
-}
+/// apt 2.4 and later make it; the key is not written without it.
+const KEYRINGS: &str = "/etc/apt/keyrings";
 
 fn root(program: &str) -> Command {
     Command::new(program)
@@ -73,9 +27,10 @@ fn root(program: &str) -> Command {
         .env("DEBIAN_FRONTEND", "noninteractive")
 }
 
-/// The installed version of the package, if it is installed.
-fn installed(node: &Node) -> Result<Option<String>> {
-    let out = node.run(root("dpkg-query").args(["-W", "-f", "${Status} ${Version}", PACKAGE]))?;
+/// The installed version of `agent`'s package, if it is installed.
+fn installed(node: &Node, agent: &Agent) -> Result<Option<String>> {
+    let out =
+        node.run(root("dpkg-query").args(["-W", "-f", "${Status} ${Version}", agent.package]))?;
     let text = out.stdout_str();
     Ok(text
         .strip_prefix("install ok installed ")
@@ -83,9 +38,9 @@ fn installed(node: &Node) -> Result<Option<String>> {
         .filter(|_| out.success()))
 }
 
-fn running(node: &Node) -> Result<bool> {
+fn running(node: &Node, agent: &Agent) -> Result<bool> {
     Ok(node
-        .run(root("service").args([PACKAGE, "status"]))?
+        .run(root("service").args([agent.service, "status"]))?
         .success())
 }
 
@@ -97,16 +52,50 @@ fn read(node: &Node, path: &str) -> Result<Option<String>> {
     }
 }
 
+/// The agent `--package` names (checked in `plan`).
+fn chosen(inv: &Invocation) -> &'static Agent {
+    agent::by_package(inv.value("package").unwrap_or(agent::INFRA.package)).unwrap_or(&agent::INFRA)
+}
+
+/// The `--apt-key-file` key, dearmored; `None` when not given (an empty
+/// answer at the host's prompt is none too).
+fn apt_key(inv: &Invocation) -> Result<Option<Vec<u8>>> {
+    match inv.value("apt-key").filter(|k| !k.trim().is_empty()) {
+        Some(text) => apt::dearmor(text).map(Some).map_err(Error::Usage),
+        None => Ok(None),
+    }
+}
+
+/// What a step did (`wrote X; installed Y`), or under `--dry-run` what it
+/// would have done (`would have written X; installed Y`).
+fn summary(inv: &Invocation, done: &[String]) -> String {
+    if !inv.dry_run() {
+        return done.join("; ");
+    }
+    let done: Vec<String> = done
+        .iter()
+        .map(|d| match d.strip_prefix("wrote ") {
+            Some(path) => format!("written {path}"),
+            None => d.clone(),
+        })
+        .collect();
+    format!("would have {}", done.join("; "))
+}
+
 #[derive(Serialize)]
 struct Installed {
+    package: &'static str,
+    config: &'static str,
     config_written: bool,
     source_written: bool,
+    key_written: bool,
     package_installed: bool,
     service: &'static str,
     version: Option<String>,
 }
 
 fn install(inv: &Invocation, node: &Node) -> Result<Outcome> {
+    let agent = chosen(inv);
     let key = inv.require("license-key")?;
     let me = nodes::inventory()
         .into_iter()
@@ -116,79 +105,126 @@ fn install(inv: &Invocation, node: &Node) -> Result<Outcome> {
         "hostname" => me.hostname.clone().unwrap_or_else(|| me.name.clone()),
         _ => me.name.clone(),
     };
-    let wanted = config(key, &display_name, inv.value("proxy"), &me.name, &me.roles);
-    let config_written = read(node, CONFIG)?.as_deref() != Some(wanted.as_str());
-    if config_written {
-        node.write_with_mode(CONFIG, &wanted, 0o600)?;
+    let wanted = agent
+        .render(&Settings {
+            license_key: key,
+            display_name: &display_name,
+            proxy: inv.value("proxy"),
+            node: &me.name,
+            roles: &me.roles,
+        })
+        .map_err(|e| Error::plugin(format!("{} on {}: {e}", agent.config, me.name)))?;
+    let mut done = Vec::new();
+    // Rewritten when its text differs, or when its mode would let anyone
+    // but root read the key.
+    let write_config = |done: &mut Vec<String>| -> Result<bool> {
+        let changed = read(node, agent.config)?.as_deref() != Some(wanted.as_str())
+            || node
+                .stat(agent.config)?
+                .is_some_and(|m| m.mode & 0o7777 != 0o600);
+        if changed {
+            node.write_with_mode(agent.config, &wanted, 0o600)?;
+            done.push(format!("wrote {}", agent.config));
+        }
+        Ok(changed)
+    };
+    let mut config_written = false;
+    if !agent.config_after_package {
+        config_written = write_config(&mut done)?;
     }
+    let key_bytes = apt_key(inv)?;
     let mut source_written = false;
     if let Some(line) = inv.value("apt-source") {
+        let line = apt::source_line(line, key_bytes.is_some()).map_err(Error::Usage)?;
         let wanted = format!("{line}\n");
         if read(node, SOURCE)?.as_deref() != Some(wanted.as_str()) {
             node.write_with_mode(SOURCE, &wanted, 0o644)?;
             source_written = true;
+            done.push(format!("wrote {SOURCE}"));
         }
     }
-    let before = installed(node)?;
+    let mut key_written = false;
+    if let Some(bytes) = &key_bytes {
+        if !node.exists(KEYRINGS)? {
+            bail!(
+                "{KEYRINGS} is missing on {}: create it (mkdir -m 0755 {KEYRINGS}; apt 2.4 and later have it) and run again",
+                me.name
+            );
+        }
+        let current = match node.stat(apt::KEYRING)? {
+            Some(meta) => Some((node.read(apt::KEYRING, 1 << 20)?, meta.mode & 0o7777)),
+            None => None,
+        };
+        if current.as_ref() != Some(&(bytes.clone(), 0o644)) {
+            node.write_with_mode(apt::KEYRING, bytes, 0o644)?;
+            key_written = true;
+            done.push(format!("wrote {}", apt::KEYRING));
+        }
+    }
+    let before = installed(node, agent)?;
     let package_installed = before.is_none();
     if package_installed {
         node.run(root("apt-get").args(["update", "-q"]).live())?
-            .check()?;
-        node.run(root("apt-get").args(["-y", "install", PACKAGE]).live())?
-            .check()?;
+            .check()
+            .map_err(|e| Error::plugin(format!("apt-get update on {}: {e}", me.name)))?;
+        node.run(
+            root("apt-get")
+                .args(["-y", "install", agent.package])
+                .live(),
+        )?
+        .check()
+        .map_err(|e| Error::plugin(format!("installing {} on {}: {e}", agent.package, me.name)))?;
+        done.push(format!("installed {}", agent.package));
+    }
+    if agent.config_after_package {
+        config_written = write_config(&mut done)?;
     }
     // A new config is read only on a restart; a stopped agent is started.
     let service = if config_written || package_installed {
-        node.run(root("service").args([PACKAGE, "restart"]))?
+        node.run(root("service").args([agent.service, "restart"]))?
             .check()?;
         "restarted"
-    } else if !running(node)? {
-        node.run(root("service").args([PACKAGE, "start"]))?
+    } else if !running(node, agent)? {
+        node.run(root("service").args([agent.service, "start"]))?
             .check()?;
         "started"
     } else {
         "running"
     };
+    if service != "running" {
+        done.push(format!("{service} {}", agent.service));
+    }
     let version = if inv.dry_run() {
         before
     } else {
-        installed(node)?
+        installed(node, agent)?
     };
-    let mut done = Vec::new();
-    if config_written {
-        done.push(format!("wrote {CONFIG}"));
-    }
-    if source_written {
-        done.push(format!("wrote {SOURCE}"));
-    }
-    if package_installed {
-        done.push(format!("installed {PACKAGE}"));
-    }
-    if service != "running" {
-        done.push(format!("{service} {PACKAGE}"));
-    }
     let data = serde_json::to_string(&Installed {
+        package: agent.package,
+        config: agent.config,
         config_written,
         source_written,
+        key_written,
         package_installed,
         service,
         version: version.clone(),
     })
     .map_err(|e| Error::plugin(e.to_string()))?;
-    let verb = if inv.dry_run() { "would have " } else { "" };
     Ok(if done.is_empty() {
         Outcome::ok(format!(
-            "{PACKAGE} {} installed, configured and running",
+            "{} {} installed, configured and running",
+            agent.package,
             version.unwrap_or_default()
         ))
     } else {
-        Outcome::changed(format!("{verb}{}", done.join("; ")))
+        Outcome::changed(summary(inv, &done))
     }
     .with_data(data))
 }
 
 #[derive(Serialize)]
 struct Status {
+    package: &'static str,
     version: Option<String>,
     running: bool,
     proxy: Option<String>,
@@ -196,64 +232,87 @@ struct Status {
     license_key_matches: Option<bool>,
 }
 
+/// Each agent that is installed or has a config; the infrastructure
+/// agent's absence when neither has.
 fn status(inv: &Invocation, node: &Node) -> Result<Outcome> {
-    let version = installed(node)?;
-    let running = version.is_some() && running(node)?;
-    let text = read(node, CONFIG)?;
-    let proxy = text.as_deref().and_then(|t| config_value(t, "proxy"));
-    let license_key_matches = match (inv.value("license-key"), text.as_deref()) {
-        (Some(key), Some(t)) => Some(config_value(t, "license_key").as_deref() == Some(key)),
-        _ => None,
-    };
-    let mut parts = vec![match &version {
-        Some(v) => format!(
-            "{PACKAGE} {v}, {}",
-            if running { "running" } else { "stopped" }
-        ),
-        None => format!("{PACKAGE} not installed"),
-    }];
-    parts.push(match &proxy {
-        Some(p) => format!("proxy {p}"),
-        None => "no proxy".into(),
-    });
-    match license_key_matches {
-        Some(true) => parts.push("license key matches".into()),
-        Some(false) => parts.push("license key differs".into()),
-        None if text.is_none() => parts.push(format!("no {CONFIG}")),
-        None => {}
+    let mut found = Vec::new();
+    for agent in agent::ALL {
+        let version = installed(node, agent)?;
+        let text = read(node, agent.config)?;
+        if version.is_some() || text.is_some() {
+            found.push((agent, version, text));
+        }
     }
-    let data = serde_json::to_string(&Status {
-        version,
-        running,
-        proxy,
-        license_key_matches,
-    })
-    .map_err(|e| Error::plugin(e.to_string()))?;
+    if found.is_empty() {
+        found.push((&agent::INFRA, None, None));
+    }
+    let mut parts = Vec::new();
+    let mut agents = Vec::new();
+    for (agent, version, text) in found {
+        let running = version.is_some() && running(node, agent)?;
+        let proxy = text.as_deref().and_then(|t| agent.value(t, "proxy"));
+        let license_key_matches = match (inv.value("license-key"), text.as_deref()) {
+            (Some(key), Some(t)) => Some(agent.value(t, "license_key").as_deref() == Some(key)),
+            _ => None,
+        };
+        parts.push(match &version {
+            Some(v) => format!(
+                "{} {v}, {}",
+                agent.package,
+                if running { "running" } else { "stopped" }
+            ),
+            None => format!("{} not installed", agent.package),
+        });
+        parts.push(match &proxy {
+            Some(p) => format!("proxy {p}"),
+            None => "no proxy".into(),
+        });
+        match license_key_matches {
+            Some(true) => parts.push("license key matches".into()),
+            Some(false) => parts.push("license key differs".into()),
+            None if text.is_none() => parts.push(format!("no {}", agent.config)),
+            None => {}
+        }
+        agents.push(Status {
+            package: agent.package,
+            version,
+            running,
+            proxy,
+            license_key_matches,
+        });
+    }
+    let data = serde_json::json!({ "agents": agents }).to_string();
     Ok(Outcome::ok(parts.join("; ")).with_data(data))
 }
 
 fn remove(inv: &Invocation, node: &Node) -> Result<Outcome> {
     let mut done = Vec::new();
-    if installed(node)?.is_some() {
-        if running(node)? {
-            node.run(root("service").args([PACKAGE, "stop"]))?.check()?;
-            done.push(format!("stopped {PACKAGE}"));
+    for agent in agent::ALL {
+        if installed(node, agent)?.is_some() {
+            if running(node, agent)? {
+                node.run(root("service").args([agent.service, "stop"]))?
+                    .check()?;
+                done.push(format!("stopped {}", agent.service));
+            }
+            node.run(root("apt-get").args(["-y", "purge", agent.package]).live())?
+                .check()?;
+            done.push(format!("purged {}", agent.package));
         }
-        node.run(root("apt-get").args(["-y", "purge", PACKAGE]).live())?
-            .check()?;
-        done.push(format!("purged {PACKAGE}"));
+        if node.exists(agent.config)? {
+            node.remove(agent.config)?;
+            done.push(format!("removed {}", agent.config));
+        }
     }
-    for path in [CONFIG, SOURCE] {
+    for path in [SOURCE, apt::KEYRING] {
         if node.exists(path)? {
             node.remove(path)?;
             done.push(format!("removed {path}"));
         }
     }
-    let verb = if inv.dry_run() { "would have " } else { "" };
     Ok(if done.is_empty() {
         Outcome::ok("nothing to remove")
     } else {
-        Outcome::changed(format!("{verb}{}", done.join("; ")))
+        Outcome::changed(summary(inv, &done))
     })
 }
 
@@ -269,6 +328,15 @@ impl Plugin for NewRelic {
         {
             usage!("--display-name-from takes `node` or `hostname`, not `{from}`");
         }
+        if let Some(package) = inv
+            .value("package")
+            .filter(|p| agent::by_package(p).is_none())
+        {
+            usage!(
+                "--package takes `newrelic-infra` or `newrelic-sysmond`, not `{}`",
+                package.escape_default()
+            );
+        }
         if let Some(line) = inv
             .value("apt-source")
             .filter(|l| l.contains(['\n', '\r']) || !l.starts_with("deb "))
@@ -277,6 +345,16 @@ impl Plugin for NewRelic {
                 "--apt-source takes one `deb ...` line, not `{}`",
                 line.escape_default()
             );
+        }
+        let key = apt_key(inv)?;
+        match (inv.value("apt-source"), key.is_some()) {
+            (Some(line), with_key) => {
+                apt::source_line(line, with_key).map_err(Error::Usage)?;
+            }
+            (None, true) => usage!(
+                "--apt-key-file needs --apt-source: the key only checks the repository that line adds"
+            ),
+            (None, false) => {}
         }
         let nodes = nodes::all();
         ensure!(!nodes.is_empty(), "no node is selected");
@@ -299,30 +377,3 @@ impl Plugin for NewRelic {
 }
 
 export_plugin!(NewRelic);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_config_quotes_every_value_so_none_can_add_a_key() {
-        let c = config(
-            "k\"ey\nproxy: evil",
-            "dea-1",
-            Some("http://p:3128"),
-            "dea-1",
-            &["dea".into(), "router".into()],
-        );
-        assert_eq!(
-            c,
-            "# Written by `stackhost run newrelic install`; the license key is secret.\n\
-             license_key: \"k\\\"ey\\U0000000aproxy: evil\"\n\
-             display_name: \"dea-1\"\n\
-             proxy: \"http://p:3128\"\n\
-             custom_attributes:\n  stackhost_node: \"dea-1\"\n  stackhost_roles: \"dea,router\"\n"
-        );
-        assert_eq!(c.lines().filter(|l| l.starts_with("proxy:")).count(), 1);
-        assert_eq!(config_value(&c, "proxy").as_deref(), Some("http://p:3128"));
-        assert_eq!(config_value(&c, "display_name").as_deref(), Some("dea-1"));
-    }
-}
