@@ -190,3 +190,27 @@ fn a_secret_asked_for_on_a_terminal_is_not_echoed() {
         "{text}"
     );
 }
+
+#[test]
+fn an_optional_secret_left_out_is_not_asked_for_on_a_terminal() {
+    // `newrelic status` takes the license key only to compare it: on a
+    // terminal, without it, the run goes ahead without a prompt (stdin
+    // stays open, so a prompt would wait for ever; the child is killed
+    // after 60 s).
+    let s = Sandbox::new();
+    s.install("newrelic");
+    let mut child = s.on_terminal(&["run", "newrelic", "status"]);
+    let _stdin = child.stdin.take();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("(hidden)"), "{text}");
+    assert!(text.contains("RECAP"), "the run finished: {text}");
+}

@@ -956,9 +956,9 @@ fn confirm(plugin: &str, command: &str, about: &str, nodes: &[&str]) -> anyhow::
 const MAX_SECRET: u64 = 64 << 10;
 
 /// The value of secret argument `a`: from `file` (one trailing newline
-/// dropped), else `$STACKHOST_SECRET_NAME`, else a hidden prompt when
-/// stdin is a terminal. `None` when none of these gave one and it is not
-/// required.
+/// dropped), else `$STACKHOST_SECRET_NAME`, else, for a required one, a
+/// hidden prompt when stdin is a terminal. `None` when none of these gave
+/// one and it is not required.
 fn secret_value(
     a: &crate::manifest::ArgSpec,
     file: Option<&std::path::Path>,
@@ -986,7 +986,9 @@ fn secret_value(
     if let Ok(value) = std::env::var(a.secret_env()) {
         return Ok(Some(value));
     }
-    if std::io::stdin().is_terminal() {
+    // Only a required secret is asked for: an optional one left out stays
+    // out, as any optional argument does.
+    if a.required && std::io::stdin().is_terminal() {
         return Ok(Some(trim(prompt_hidden(&format!(
             "{} (hidden): ",
             a.name
