@@ -159,6 +159,7 @@ pub mod patch_bindings {
 }
 
 pub mod archive;
+pub mod clock;
 mod error;
 pub mod exec;
 pub mod fs;

@@ -18,6 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 use stackhost_sdk::archive::{self, Compression};
+use stackhost_sdk::clock::{self, utc_stamp};
 use stackhost_sdk::postgres;
 use stackhost_sdk::prelude::*;
 
@@ -165,33 +166,6 @@ fn postgres_node() -> Result<Node> {
         .ok_or_else(|| Error::plugin("no selected node holds the `postgresql` role"))
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// `YYYYMMDD-HHMMSS` (UTC) for file names.
-fn stamp(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 const SUFFIXES: &[&str] = &[".tar.zst", ".tar.gz", ".tgz", ".tar"];
 const DEFAULT_DEST: &str = "/var/backups/stackato/";
 
@@ -215,7 +189,7 @@ fn artifact_path(dest: &str, base: &str, gzip: bool) -> String {
     format!(
         "{}/{base}-{}.{ext}",
         dest.trim_end_matches('/'),
-        stamp(now())
+        utc_stamp(clock::now())
     )
 }
 
@@ -436,7 +410,7 @@ fn export(inv: &Invocation) -> Result<Outcome> {
     let meta = Meta {
         format: "stackhost-backup/1".into(),
         product_version: product_version(&core),
-        created: now(),
+        created: clock::now(),
         scope,
         roles: roles.clone(),
         topology: topology(),
@@ -707,7 +681,7 @@ fn list(inv: &Invocation) -> Result<Outcome> {
         "DATE (UTC)", "SIZE", "CONTENTS"
     );
     for ((l, _), contents) in exports.iter().zip(contents) {
-        let s = stamp(l.modified);
+        let s = utc_stamp(l.modified);
         let date = format!(
             "{}-{}-{} {}:{}",
             &s[..4],
@@ -989,8 +963,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_stamps() {
-        assert_eq!(stamp(1_795_546_740), "20261124-185900");
+    fn names_and_compressions() {
         assert_eq!(artifact_path("/x/y.tgz", "e", false), "/x/y.tgz");
         assert!(artifact_path("/x/", "e", true).starts_with("/x/e-"));
         assert!(artifact_path("/x", "e", false).ends_with(".tar.zst"));

@@ -143,9 +143,7 @@ struct ExportMeta {
 /// The guide: back up before changing quotas. Accept an export holding
 /// the filesystem role's data made within the last day.
 fn check_backup(dir: &str) -> Result<String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = stackhost_sdk::clock::now();
     let listed = match archive::list(dir) {
         Ok(l) => l,
         Err(e) if e.is_not_found() => Vec::new(),

@@ -197,28 +197,6 @@ pub fn df_field(node: &Node, path: &str, field: &str) -> Result<u64> {
         })
 }
 
-/// UTC `YYYYMMDD-HHMMSS` for the old data's name.
-fn stamp(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rest = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
 /// DEST as given: absolute, plain characters only (it goes into
 /// /etc/fstab, where a space would need escaping).
 fn check_dest(dest: &str) -> Result<()> {
@@ -267,7 +245,11 @@ fn preflight(k: &Kind, node: &Node, dest: &str, now: u64) -> Result<(String, Mov
         kind: k.name.to_string(),
         src: k.path.to_string(),
         dest: dest_real.clone(),
-        old: format!("{}.pre-relocate-{}", k.path, stamp(now)),
+        old: format!(
+            "{}.pre-relocate-{}",
+            k.path,
+            stackhost_sdk::clock::utc_stamp(now)
+        ),
         roles: roles.clone(),
         size,
     };
@@ -394,9 +376,7 @@ fn plan_move(k: &'static Kind, inv: &Invocation) -> Result<Plan> {
             k.held_by.join(", ")
         );
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = stackhost_sdk::clock::now();
     let mut moves = Vec::new();
     let mut already = Phase::new("relocate");
     for node in &nodes {
@@ -459,13 +439,6 @@ export_plugin!(Relocate);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_old_data_is_named_by_utc_date() {
-        assert_eq!(stamp(0), "19700101-000000");
-        assert_eq!(stamp(1_796_520_792), "20261206-013312");
-        assert_eq!(stamp(951_782_400), "20000229-000000");
-    }
 
     #[test]
     fn dest_must_be_plain_and_absolute() {
