@@ -116,8 +116,10 @@
 //!
 //! # Not covered yet
 //!
-//! * The `docker` interface is not wrapped (the host does not provide it
-//!   yet). Its raw bindings are in [`bindings`].
+//! * [`docker`] wraps listing, inspecting, building from FROM/RUN steps,
+//!   tagging and removing; `push` (the host answers `unsupported`) and
+//!   builds from a context directory are not wrapped. Their raw bindings
+//!   are in [`bindings`].
 
 #![warn(missing_docs)]
 
@@ -159,6 +161,7 @@ pub mod patch_bindings {
 }
 
 pub mod archive;
+pub mod docker;
 mod error;
 pub mod exec;
 pub mod fs;
@@ -182,7 +185,7 @@ pub use plugin::Plugin;
 pub mod prelude {
     pub use crate::{
         Command, Error, Invocation, Node, Outcome, Output, Patch, PatchInfo, Phase, Plan, Plugin,
-        Result, Step, bail, ensure, export_patch, export_plugin, log, nodes, run, usage,
+        Result, Step, bail, docker, ensure, export_patch, export_plugin, log, nodes, run, usage,
     };
 }
 

@@ -14,11 +14,18 @@ pub struct TestCluster {
 impl TestCluster {
     /// Start `n` nodes named `<tag>-<pid>-1..n`.
     pub fn up(n: usize, tag: &str) -> TestCluster {
+        TestCluster::up_with_env(n, tag, &[])
+    }
+
+    /// [`TestCluster::up`] with environment for tests/cluster
+    /// (`STACKHOST_NODE_IMAGE`, `STACKHOST_CLUSTER_RUN_ARGS_<i>`).
+    pub fn up_with_env(n: usize, tag: &str, env: &[(&str, &str)]) -> TestCluster {
         let name = format!("{tag}-{}", std::process::id());
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(crate::support::repo().join("tests/cluster"))
             .args(["up", &n.to_string(), &name])
             .arg(dir.path())
+            .envs(env.iter().copied())
             .output()
             .expect("tests/cluster runs");
         assert!(

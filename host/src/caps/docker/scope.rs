@@ -339,7 +339,8 @@ mod tests {
         assert!(!alsek.matches(&n("stackato/stack-alsek/x:latest")));
         assert!(reg.matches(&n("registry.local:5000/stackato/stack-alsek:x")));
         assert!(!reg.matches(&n("registry.local:50000/x")));
-        assert!(!reg.matches(&n("registry.local:5000.evil.com/x")));
+        assert!(normalize("registry.local:5000.evil.com/x").is_err());
+        assert!(!reg.matches(&n("registry.local.evil.com:5000/x")));
         assert!(!reg.matches(&n("registry.local/x")));
         assert!(ImagePattern::parse("a@sha256:*").is_err());
         assert!(ImagePattern::parse("a\u{1b}").is_err());

@@ -1,0 +1,770 @@
+//! The docker capability and the docker-image plugin against real
+//! engines: a three-node cluster whose two DEAs (nodes 2 and 3) each run
+//! their own dockerd inside the node container (DESIGN.md's recipe), so
+//! two DEAs really are two engines, reached only through each node's SSH
+//! connection. Node 1 (core) has the docker package but no engine
+//! running: the "no engine" case. The base image
+//! `stackato/stack-alsek:latest` is a tiny rootfs (dash, a few coreutils
+//! and their libraries) imported into each DEA's engine; nothing is
+//! pulled. What the tests check is read back from the engines themselves
+//! with `docker exec NODE docker ...`, not from stackhost.
+//!
+//! One test function walks through everything on one cluster, in order
+//! (a cluster with two engines takes a while to start).
+
+mod support;
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use cluster::TestCluster;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::{Sandbox, refs};
+
+const LATEST: &str = "stackato/stack-alsek:latest";
+
+/// `docker run` arguments that let a dockerd run inside a node container.
+const ENGINE_RUN_ARGS: &str = "--cap-add SYS_ADMIN --cap-add NET_ADMIN \
+    --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+    --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw";
+
+/// Builds a tiny rootfs inside a node and imports it as the base image.
+const TINY_ROOTFS: &str = r#"set -e
+r=$(mktemp -d)
+mkdir -p $r/bin $r/etc $r/tmp $r/root
+for p in /bin/dash /bin/cat /bin/echo /bin/ls /bin/rm /bin/mkdir /bin/touch /bin/true /bin/false /bin/sleep /usr/bin/test; do
+  cp $p $r/bin/
+  for l in $(ldd $p | grep -o '/[^ ]*'); do mkdir -p $r$(dirname $l); cp -L $l $r$l; done
+done
+ln -s dash $r/bin/sh
+echo 'root:x:0:0:root:/root:/bin/sh' > $r/etc/passwd
+tar -C $r -c . | docker import -c 'CMD ["/bin/sh"]' - stackato/stack-alsek:latest >/dev/null
+rm -rf $r
+"#;
+
+fn docker_image() -> String {
+    std::env::var("STACKHOST_DOCKER_NODE_IMAGE")
+        .unwrap_or_else(|_| "stackhost-node:bookworm-3-docker".into())
+}
+
+/// The cluster, with both DEA engines up and the base image imported.
+fn cluster() -> TestCluster {
+    // tests/run builds it up front; a lone `cargo test` builds it here.
+    let out = Command::new(support::repo().join("tests/cluster"))
+        .args(["image", "docker"])
+        .output()
+        .expect("tests/cluster runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = docker_image();
+    let c = TestCluster::up_with_env(
+        3,
+        "stackhost-docker",
+        &[
+            ("STACKHOST_NODE_IMAGE", &image),
+            ("STACKHOST_CLUSTER_RUN_ARGS_2", ENGINE_RUN_ARGS),
+            ("STACKHOST_CLUSTER_RUN_ARGS_3", ENGINE_RUN_ARGS),
+        ],
+    );
+    for i in [2, 3] {
+        c.docker(&[
+            "exec",
+            "-d",
+            &c.node(i),
+            "sh",
+            "-c",
+            "dockerd --storage-driver vfs --iptables=false --bridge=none >/var/log/dockerd.log 2>&1",
+        ]);
+    }
+    for i in [2, 3] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !engine_ok(&c, i) {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd on {} did not start: {}",
+                c.node(i),
+                c.sh(i, "tail -5 /var/log/dockerd.log")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        c.sh(i, TINY_ROOTFS);
+    }
+    c
+}
+
+fn engine_ok(c: &TestCluster, i: usize) -> bool {
+    Command::new("docker")
+        .args(["exec", &c.node(i), "docker", "info"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// `docker ARGS` run by node `i`'s own engine (through docker exec, not
+/// stackhost); stdout trimmed.
+fn engine(c: &TestCluster, i: usize, args: &[&str]) -> String {
+    let mut all = vec!["exec", c.node(i).leak() as &str, "docker"];
+    all.extend_from_slice(args);
+    c.docker(&all).trim().to_string()
+}
+
+/// The id of `image` on node `i`, or None.
+fn image_id(c: &TestCluster, i: usize, image: &str) -> Option<String> {
+    let out = Command::new("docker")
+        .args([
+            "exec",
+            &c.node(i),
+            "docker",
+            "image",
+            "inspect",
+            "-f",
+            "{{.Id}}",
+            image,
+        ])
+        .output()
+        .expect("docker runs");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Every image and tag on node `i`, as its engine lists them.
+fn image_list(c: &TestCluster, i: usize) -> String {
+    engine(
+        c,
+        i,
+        &[
+            "images",
+            "--no-trunc",
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ID}}",
+        ],
+    )
+}
+
+/// `stackhost run ARGS --json` on the cluster: (exit code, report).
+fn report(s: &Sandbox, c: &TestCluster, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    let all = c.args(&all);
+    let all = support::with_flags(&refs(&all), &["--json".to_string()]);
+    let out = s.run(&refs(&all));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stackhost {all:?} printed no JSON report ({e}):\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json["report"].clone())
+}
+
+/// Every step of a report: (phase, node, status, message).
+fn steps(r: &serde_json::Value) -> Vec<(String, String, String, String)> {
+    r["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .flat_map(|p| {
+            let phase = p["name"].as_str().unwrap_or("").to_string();
+            p["steps"].as_array().expect("steps").iter().map(move |s| {
+                (
+                    phase.clone(),
+                    s["node"].as_str().unwrap_or("").to_string(),
+                    s["status"].as_str().unwrap_or("").to_string(),
+                    s["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The probe's one step on node `i`: (status, message).
+fn probe(s: &Sandbox, c: &TestCluster, i: usize, call: &[&str]) -> (String, String) {
+    probe_with(s, c, i, call, &[])
+}
+
+fn probe_with(
+    s: &Sandbox,
+    c: &TestCluster,
+    i: usize,
+    call: &[&str],
+    flags: &[&str],
+) -> (String, String) {
+    let node = c.node(i);
+    let mut args = vec!["docker-probe", "call", "--nodes", &node];
+    args.extend_from_slice(flags);
+    args.push("--");
+    args.extend_from_slice(call);
+    let (_, r) = report(s, c, &args);
+    let all = steps(&r);
+    assert_eq!(all.len(), 1, "{r:#}");
+    (all[0].2.clone(), all[0].3.clone())
+}
+
+fn refused(s: &Sandbox, c: &TestCluster, call: &[&str], needles: &[&str]) {
+    let (status, m) = probe(s, c, 2, call);
+    assert_eq!(status, "failed", "{call:?}: {m}");
+    for n in needles {
+        assert!(m.contains(n), "{call:?}: `{n}` not in: {m}");
+    }
+    assert!(
+        !m.contains('\u{1b}'),
+        "{call:?}: a raw escape reached the message: {m:?}"
+    );
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+fn docker_capability_and_base_image_upgrade_on_two_engines() {
+    let c = cluster();
+    let s = Sandbox::new();
+    s.install("docker-probe");
+    s.install("docker-image");
+
+    let base2 = image_id(&c, 2, LATEST).expect("base image on node 2");
+    let base3 = image_id(&c, 3, LATEST).expect("base image on node 3");
+    assert_ne!(base2, base3, "two imports, two engines: two ids");
+
+    // ------------------------------------------------ reads, per engine
+    for (i, base) in [(2, &base2), (3, &base3)] {
+        let (status, m) = probe(&s, &c, i, &["images"]);
+        assert_eq!(status, "changed", "{m}");
+        assert!(m.contains(&format!("{LATEST}={base}")), "node {i}: {m}");
+        let (_, m) = probe(&s, &c, i, &["inspect", LATEST]);
+        assert!(m.contains(&format!("id={base} tags={LATEST}")), "{m}");
+        assert!(m.contains("layers=1"), "{m}");
+        let created: i64 = m
+            .split("created=")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .expect("created");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((now - created).abs() < 3600, "created {created}, now {now}");
+    }
+    // A container the engine runs, listed with its image id.
+    engine(
+        &c,
+        2,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "app1",
+            "--network",
+            "none",
+            LATEST,
+            "sleep",
+            "100000",
+        ],
+    );
+    let (_, m) = probe(&s, &c, 2, &["containers"]);
+    assert!(m.contains(&format!("app1:running:{base2}")), "{m}");
+
+    // ------------------------------------------------ a build, for real
+    let (status, m) = probe(
+        &s,
+        &c,
+        2,
+        &[
+            "build",
+            LATEST,
+            "stackato/stack-alsek:probe",
+            "echo built-by-probe > /probe",
+        ],
+    );
+    assert_eq!(status, "changed", "{m}");
+    let built = image_id(&c, 2, "stackato/stack-alsek:probe").expect("the build's tag");
+    assert_eq!(m, format!("built={built}"));
+    assert_eq!(
+        engine(
+            &c,
+            2,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "stackato/stack-alsek:probe",
+                "cat",
+                "/probe"
+            ]
+        ),
+        "built-by-probe"
+    );
+    assert_eq!(
+        image_id(&c, 3, "stackato/stack-alsek:probe"),
+        None,
+        "built on node 2 only"
+    );
+    // Labels reach the image; inspect shows them.
+    let (status, m) = probe(
+        &s,
+        &c,
+        2,
+        &[
+            "label",
+            LATEST,
+            "stackato/stack-alsek:labelled",
+            "org.example.by",
+            "probe",
+        ],
+    );
+    assert_eq!(status, "changed", "{m}");
+    let (_, m) = probe(&s, &c, 2, &["inspect", "stackato/stack-alsek:labelled"]);
+    assert!(m.contains(r#"("org.example.by", "probe")"#), "{m}");
+    // Tag and remove.
+    let (status, m) = probe(
+        &s,
+        &c,
+        2,
+        &[
+            "tag",
+            "stackato/stack-alsek:probe",
+            "stackato/stack-alsek:probe2",
+        ],
+    );
+    assert_eq!(status, "changed", "{m}");
+    assert_eq!(
+        image_id(&c, 2, "stackato/stack-alsek:probe2").as_deref(),
+        Some(built.as_str())
+    );
+    let (status, m) = probe(&s, &c, 2, &["rmi", "stackato/stack-alsek:probe2"]);
+    assert_eq!(status, "changed", "{m}");
+    assert_eq!(image_id(&c, 2, "stackato/stack-alsek:probe2"), None);
+    assert!(
+        image_id(&c, 2, "stackato/stack-alsek:probe").is_some(),
+        "only the name went"
+    );
+
+    // ------------------------------------------------ refusals
+    refused(
+        &s,
+        &c,
+        &["tag", LATEST, "evil/image:latest"],
+        &[
+            "permission denied: docker tag of image `evil/image:latest` is outside the grant",
+            "(grant: docker images [stackato/stack-alsek:*, registry.local:5000/*])",
+        ],
+    );
+    refused(
+        &s,
+        &c,
+        &[
+            "tag",
+            LATEST,
+            "stackato/stack-alsek@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ],
+        &[
+            "invalid argument: image name `stackato/stack-alsek@sha256:",
+            "has a digest",
+        ],
+    );
+    refused(
+        &s,
+        &c,
+        &[
+            "tag",
+            LATEST,
+            "registry.local:5000.evil.com/stackato/stack-alsek:latest",
+        ],
+        &["has a malformed registry host"],
+    );
+    refused(
+        &s,
+        &c,
+        &[
+            "tag",
+            LATEST,
+            "registry.local.evil.com:5000/stackato/stack-alsek:latest",
+        ],
+        &["`registry.local.evil.com:5000/stackato/stack-alsek:latest` is outside the grant"],
+    );
+    refused(
+        &s,
+        &c,
+        &["tag", LATEST, "evil.io/stackato/stack-alsek:latest"],
+        &["is outside the grant"],
+    );
+    refused(
+        &s,
+        &c,
+        &["tag", LATEST, "stackato/stack-alsek:x\u{1b}[2J"],
+        &["invalid argument: image name `stackato/stack-alsek:x\\u{1b}[2J` has a malformed tag"],
+    );
+    refused(
+        &s,
+        &c,
+        &[
+            "build",
+            "busybox:latest",
+            "stackato/stack-alsek:from-hub",
+            "true",
+        ],
+        &["docker build (FROM) of image `busybox:latest` is outside the grant"],
+    );
+    refused(
+        &s,
+        &c,
+        &[
+            "build",
+            "stackato/stack-alsek:nowhere",
+            "stackato/stack-alsek:x",
+            "true",
+        ],
+        &[
+            "not found: base image `stackato/stack-alsek:nowhere` is not on node",
+            "a build does not pull it",
+        ],
+    );
+    refused(
+        &s,
+        &c,
+        &[
+            "label",
+            LATEST,
+            "stackato/stack-alsek:l",
+            "key\u{1b}[31m",
+            "v",
+        ],
+        &["invalid argument: label `key\\u{1b}[31m` has a NUL or control character"],
+    );
+    refused(
+        &s,
+        &c,
+        &["many-steps", LATEST, "stackato/stack-alsek:many", "65"],
+        &["65 RUN steps given; a build takes at most 64"],
+    );
+    refused(
+        &s,
+        &c,
+        &["big-step", LATEST, "stackato/stack-alsek:big", "9000"],
+        &["RUN step 1 is 9005 bytes; a step is at most 8192"],
+    );
+    let long = format!("stackato/stack-alsek:{}", "a".repeat(300));
+    refused(&s, &c, &["inspect", &long], &["is longer than 255 bytes"]);
+    refused(
+        &s,
+        &c,
+        &["rmi", &base2],
+        &["invalid argument: docker remove-image takes a name, not an id"],
+    );
+    refused(
+        &s,
+        &c,
+        &["push", "registry.local:5000/stackato/stack-alsek:latest"],
+        &[
+            "unsupported: docker push (from node",
+            "is not built into this host yet",
+        ],
+    );
+    refused(
+        &s,
+        &c,
+        &["push", "evil.io/x:latest"],
+        &["is outside the grant"],
+    );
+    refused(
+        &s,
+        &c,
+        &["restart", "app1"],
+        &["permission denied: docker restart on", "is never granted"],
+    );
+    // A RUN step cannot add Dockerfile instructions: a newline stays in
+    // the one step (the shell runs both lines), no `USER` instruction.
+    let (status, m) = probe(
+        &s,
+        &c,
+        2,
+        &[
+            "build",
+            LATEST,
+            "stackato/stack-alsek:nl",
+            "echo a > /nl\nUSER nobody",
+        ],
+    );
+    assert_eq!(
+        status, "failed",
+        "the shell runs `USER nobody` as a command: {m}"
+    );
+    assert!(
+        m.contains("docker build of stackato/stack-alsek:nl on node"),
+        "{m}"
+    );
+    // A node whose engine is not running: a clear error naming it.
+    let (status, m) = probe(&s, &c, 1, &["images"]);
+    assert_eq!(status, "unreachable", "{m}");
+    assert!(
+        m.contains(&format!(
+            "node {} has no Docker engine at /var/run/docker.sock",
+            c.node(1)
+        )),
+        "{m}"
+    );
+
+    // ------------------------------------------------ dry run
+    let before = image_list(&c, 2);
+    let node = c.node(2);
+    let (code, r) = report(
+        &s,
+        &c,
+        &[
+            "docker-probe",
+            "call",
+            "--nodes",
+            &node,
+            "--dry-run",
+            "--",
+            "build",
+            LATEST,
+            "stackato/stack-alsek:dry",
+            "echo \u{1b}[31mred",
+        ],
+    );
+    assert_eq!(code, 0, "{r:#}");
+    let mutations = r["phases"][0]["steps"][0]["mutations"].to_string();
+    assert!(
+        mutations.contains(r#"build stackato/stack-alsek:dry FROM stackato/stack-alsek:latest, 1 RUN step(s), no cache; RUN echo \\u{1b}[31mred"#),
+        "{mutations}"
+    );
+    for call in [
+        vec![
+            "tag",
+            "stackato/stack-alsek:probe",
+            "stackato/stack-alsek:dry2",
+        ],
+        vec!["rmi", "stackato/stack-alsek:probe"],
+    ] {
+        let (status, m) = probe_with(&s, &c, 2, &call, &["--dry-run"]);
+        assert_eq!(status, "changed", "{m}");
+    }
+    let out = s.run(&refs(&c.args(&[
+        "run",
+        "docker-image",
+        "upgrade",
+        "--dry-run",
+        "--tag",
+        "upgrade-dry",
+        "--run",
+        "echo \u{1b}[2Jx",
+    ])));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("would build upgrade-dry FROM latest"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "raw escape in the dry-run output: {text:?}"
+    );
+    assert_eq!(
+        image_list(&c, 2),
+        before,
+        "the dry runs changed node 2's images"
+    );
+
+    // ------------------------------------------------ docker-image status
+    let (code, r) = report(&s, &c, &["docker-image", "status"]);
+    assert_eq!(code, 0, "{r:#}");
+    let st = steps(&r);
+    assert_eq!(st.len(), 2, "status runs on the two DEAs only: {r:#}");
+    for (i, base) in [(2, &base2), (3, &base3)] {
+        let step = r["phases"][0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["node"] == c.node(i))
+            .expect("a step per DEA");
+        let data = &step["data"];
+        assert_eq!(data["latest"]["id"], base.as_str(), "{data:#}");
+        assert_eq!(data["stale"], serde_json::json!([]), "{data:#}");
+    }
+
+    // ------------------------------------------------ upgrade on two DEAs
+    let upgrade = |tag: &str, run: &str| {
+        report(
+            &s,
+            &c,
+            &["docker-image", "upgrade", "--tag", tag, "--run", run],
+        )
+    };
+    let (code, r) = upgrade("upgrade-t1", "echo upgraded > /upgraded");
+    assert_eq!(code, 0, "{r:#}");
+    for (i, base) in [(2, &base2), (3, &base3)] {
+        let new = image_id(&c, i, "stackato/stack-alsek:upgrade-t1").expect("the new tag");
+        assert_eq!(
+            image_id(&c, i, LATEST).as_ref(),
+            Some(&new),
+            "node {i}: latest is the new image"
+        );
+        assert_eq!(
+            image_id(&c, i, "stackato/stack-alsek:pre-upgrade-t1").as_ref(),
+            Some(base),
+            "node {i}: the previous latest is kept"
+        );
+        assert_eq!(
+            engine(
+                &c,
+                i,
+                &[
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    LATEST,
+                    "cat",
+                    "/upgraded"
+                ]
+            ),
+            "upgraded"
+        );
+    }
+    let st = steps(&r);
+    let on2 = st
+        .iter()
+        .find(|s| s.0 == "upgrade" && s.1 == c.node(2))
+        .expect("node 2 step");
+    assert_eq!(on2.2, "changed");
+    assert!(
+        on2.3.contains(
+            "1 running container(s) on an older image: app1 (stackato/stack-alsek:pre-upgrade-t1)"
+        ) && on2.3.contains("do not run docker restart"),
+        "{}",
+        on2.3
+    );
+    assert!(
+        st.iter().any(|s| s.0 == "restore" && s.2 == "not-run"),
+        "{r:#}"
+    );
+    // Again: nothing to do.
+    let (code, r) = upgrade("upgrade-t1", "echo upgraded > /upgraded");
+    assert_eq!(code, 0, "{r:#}");
+    let ups: Vec<_> = steps(&r).into_iter().filter(|s| s.0 == "upgrade").collect();
+    assert!(
+        ups.iter()
+            .all(|s| s.2 == "ok" && s.3.starts_with("latest is already upgrade-t1")),
+        "{ups:?}"
+    );
+    // Status now names app1 as running an older image.
+    let (_, r) = report(&s, &c, &["docker-image", "status", "--nodes", &c.node(2)]);
+    let (_, _, _, m) = &steps(&r)[0];
+    assert!(
+        m.contains("app1 (stackato/stack-alsek:pre-upgrade-t1)"),
+        "{m}"
+    );
+
+    // ------------------------------------------------ rollback
+    let (code, r) = report(&s, &c, &["docker-image", "rollback"]);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(image_id(&c, 2, LATEST).as_ref(), Some(&base2));
+    assert_eq!(image_id(&c, 3, LATEST).as_ref(), Some(&base3));
+    let (_, r) = report(&s, &c, &["docker-image", "rollback"]);
+    assert!(
+        steps(&r).iter().all(|s| s.2 == "ok"),
+        "a second rollback has nothing to do: {r:#}"
+    );
+
+    // ------------------------------------------------ a failure on the second DEA
+    // Node 3's latest carries a marker the RUN step refuses.
+    engine(&c, 3, &["tag", LATEST, "stackato/stack-alsek:unmarked"]);
+    c.sh(3, "printf 'FROM stackato/stack-alsek:unmarked\\nRUN touch /refuse-upgrade\\n' | docker build -q -t stackato/stack-alsek:latest - >/dev/null");
+    let marked3 = image_id(&c, 3, LATEST).unwrap();
+    let (code, r) = upgrade("upgrade-t2", "test ! -e /refuse-upgrade");
+    assert_ne!(code, 0, "{r:#}");
+    let st = steps(&r);
+    let failed = st
+        .iter()
+        .find(|s| s.0 == "upgrade" && s.1 == c.node(3))
+        .unwrap();
+    assert_eq!(failed.2, "failed", "{st:?}");
+    assert!(
+        failed
+            .3
+            .contains("docker build of stackato/stack-alsek:upgrade-t2 on node"),
+        "{}",
+        failed.3
+    );
+    let restored = st
+        .iter()
+        .find(|s| s.0 == "restore" && s.1 == c.node(2))
+        .unwrap();
+    assert_eq!(restored.2, "changed", "{st:?}");
+    assert_eq!(
+        image_id(&c, 2, LATEST).as_ref(),
+        Some(&base2),
+        "node 2's latest restored"
+    );
+    assert_eq!(
+        image_id(&c, 3, LATEST).as_ref(),
+        Some(&marked3),
+        "node 3's latest untouched"
+    );
+
+    // ------------------------------------------------ per-call overhead
+    // `list-images` through stackhost (a whole `stackhost run`: process,
+    // plugin instance, SSH connection, a streamlocal channel) against
+    // `ssh node docker images` (ssh connection, docker CLI), same node.
+    let port = c.docker(&["port", &c.node(2), "22/tcp"]);
+    let port = port
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let key = c.path("id_ed25519");
+    let known = c.path("known_hosts");
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let (status, _) = probe(&s, &c, 2, &["images"]);
+        ours.push(t.elapsed());
+        assert_eq!(status, "changed");
+        let t = Instant::now();
+        let out = Command::new("ssh")
+            .args([
+                "-i",
+                key.to_str().unwrap(),
+                "-p",
+                &port,
+                "-o",
+                "BatchMode=yes",
+            ])
+            .arg(format!("-oUserKnownHostsFile={}", known.display()))
+            .args(["root@127.0.0.1", "docker", "images"])
+            .output()
+            .expect("ssh runs");
+        theirs.push(t.elapsed());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (ours, theirs) = (median(ours), median(theirs));
+    eprintln!(
+        "list-images, median of 20: stackhost run docker-probe call images {ours:?}, \
+         ssh node docker images {theirs:?}, ratio {:.2}",
+        ours.as_secs_f64() / theirs.as_secs_f64()
+    );
+}
