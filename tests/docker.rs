@@ -229,6 +229,17 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     let s = Sandbox::new();
     s.install("docker-probe");
     s.install("docker-image");
+    let out = s.run(&["plugin", "info", "docker-image"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("docker: list, inspect, build, tag on images stackato/stack-alsek:*"),
+        "the install shows the docker grant: {text}"
+    );
 
     let base2 = image_id(&c, 2, LATEST).expect("base image on node 2");
     let base3 = image_id(&c, 3, LATEST).expect("base image on node 3");
@@ -308,6 +319,31 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         image_id(&c, 3, "stackato/stack-alsek:probe"),
         None,
         "built on node 2 only"
+    );
+    // The build log streams to the progress display, escaped.
+    let node2 = c.node(2);
+    let out = s.run(&refs(&c.args(&[
+        "run",
+        "docker-probe",
+        "call",
+        "--nodes",
+        &node2,
+        "--verbose",
+        "--",
+        "build",
+        LATEST,
+        "stackato/stack-alsek:logged",
+        "printf '\\033[31mred-line\\n'",
+    ])));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("{node2} call: Step 2/2 : RUN")),
+        "{err}"
+    );
+    assert!(
+        err.contains("red-line") && !err.contains('\u{1b}'),
+        "{err:?}"
     );
     // Labels reach the image; inspect shows them.
     let (status, m) = probe(
