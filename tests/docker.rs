@@ -48,6 +48,70 @@ fn docker_image() -> String {
         .unwrap_or_else(|_| "stackhost-node:bookworm-3-docker".into())
 }
 
+const REGISTRY_USER: &str = "stackato";
+const REGISTRY_PASSWORD: &str = "registry-pass-8c1f";
+
+/// The registry's configuration on node 1: Debian's docker-registry with
+/// htpasswd authentication.
+const REGISTRY_CONFIG: &str = "version: 0.1
+storage:
+  filesystem:
+    rootdirectory: /var/lib/docker-registry
+http:
+  addr: :5000
+auth:
+  htpasswd:
+    realm: stackhost-test
+    path: /etc/docker/registry/htpasswd
+";
+
+/// Node 1's registry, as the DEAs' engines reach it.
+fn registry(c: &TestCluster) -> String {
+    format!("{}:5000", c.bridge_ip(1))
+}
+
+/// Start the registry on node 1 (core), with one user.
+fn start_registry(c: &TestCluster) {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+            REGISTRY_PASSWORD,
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    c.sh(
+        1,
+        &format!(
+            "printf '%s' '{REGISTRY_CONFIG}' > /etc/docker/registry/test.yml && \
+             echo '{REGISTRY_USER}:{hash}' > /etc/docker/registry/htpasswd"
+        ),
+    );
+    c.docker(&[
+        "exec",
+        "-d",
+        &c.node(1),
+        "sh",
+        "-c",
+        "docker-registry serve /etc/docker/registry/test.yml >/var/log/registry.log 2>&1",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c.sh(1, "ss -ltn").contains(":5000") {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            c.sh(1, "cat /var/log/registry.log")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The cluster, with both DEA engines up and the base image imported.
 fn cluster() -> TestCluster {
     // tests/run builds it up front; a lone `cargo test` builds it here.
@@ -70,15 +134,14 @@ fn cluster() -> TestCluster {
             ("STACKHOST_CLUSTER_RUN_ARGS_3", ENGINE_RUN_ARGS),
         ],
     );
+    start_registry(&c);
+    let dockerd = format!(
+        "dockerd --storage-driver vfs --iptables=false --bridge=none \
+         --insecure-registry {} >/var/log/dockerd.log 2>&1",
+        registry(&c)
+    );
     for i in [2, 3] {
-        c.docker(&[
-            "exec",
-            "-d",
-            &c.node(i),
-            "sh",
-            "-c",
-            "dockerd --storage-driver vfs --iptables=false --bridge=none >/var/log/dockerd.log 2>&1",
-        ]);
+        c.docker(&["exec", "-d", &c.node(i), "sh", "-c", &dockerd]);
     }
     for i in [2, 3] {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -148,11 +211,26 @@ fn image_list(c: &TestCluster, i: usize) -> String {
 
 /// `stackhost run ARGS --json` on the cluster: (exit code, report).
 fn report(s: &Sandbox, c: &TestCluster, args: &[&str]) -> (i32, serde_json::Value) {
+    report_env(s, c, args, &[]).0
+}
+
+/// [`report`] with environment; also stdout and stderr as text.
+fn report_env(
+    s: &Sandbox,
+    c: &TestCluster,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> ((i32, serde_json::Value), String) {
     let mut all = vec!["run"];
     all.extend_from_slice(args);
     let all = c.args(&all);
     let all = support::with_flags(&refs(&all), &["--json".to_string()]);
-    let out = s.run(&refs(&all));
+    let out = s.run_env(&refs(&all), env);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "stackhost {all:?} printed no JSON report ({e}):\nstdout:\n{}\nstderr:\n{}",
@@ -160,7 +238,10 @@ fn report(s: &Sandbox, c: &TestCluster, args: &[&str]) -> (i32, serde_json::Valu
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    (out.status.code().unwrap_or(-1), json["report"].clone())
+    (
+        (out.status.code().unwrap_or(-1), json["report"].clone()),
+        text,
+    )
 }
 
 /// Every step of a report: (phase, node, status, message).
@@ -237,7 +318,9 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     );
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("docker: list, inspect, build, tag on images stackato/stack-alsek:*"),
+        text.contains(
+            "docker: list, inspect, build, tag, push, pull on images stackato/stack-alsek:*, */stackato/stack-alsek:*"
+        ),
         "the install shows the docker grant: {text}"
     );
 
@@ -500,15 +583,6 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     refused(
         &s,
         &c,
-        &["push", "registry.local:5000/stackato/stack-alsek:latest"],
-        &[
-            "unsupported: docker push (from node",
-            "is not built into this host yet",
-        ],
-    );
-    refused(
-        &s,
-        &c,
         &["push", "evil.io/x:latest"],
         &["is outside the grant"],
     );
@@ -751,6 +825,91 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         image_id(&c, 3, LATEST).as_ref(),
         Some(&marked3),
         "node 3's latest untouched"
+    );
+
+    // ------------------------------------------------ --push: build once, pull elsewhere
+    let reg = registry(&c);
+    let push = |tag: &str, password: &str| {
+        report_env(
+            &s,
+            &c,
+            &[
+                "docker-image",
+                "upgrade",
+                "--tag",
+                tag,
+                "--run",
+                "echo pushed > /pushed",
+                "--push",
+                &reg,
+                "--registry-user",
+                REGISTRY_USER,
+            ],
+            &[("STACKHOST_SECRET_REGISTRY_PASSWORD", password)],
+        )
+    };
+    // A wrong password: the push fails, nothing changes, the password is
+    // never shown.
+    let before2 = image_id(&c, 2, LATEST);
+    let ((code, r), text) = push("upgrade-t4", "wrong-pass-5d2e");
+    assert_ne!(code, 0, "{r:#}");
+    let st = steps(&r);
+    let failed = st
+        .iter()
+        .find(|s| s.1 == c.node(2) && s.0 == "upgrade")
+        .unwrap();
+    assert_eq!(failed.2, "failed", "{st:?}");
+    assert!(failed.3.contains("docker push on node"), "{}", failed.3);
+    assert!(
+        !text.contains("wrong-pass-5d2e"),
+        "the password leaked: {text}"
+    );
+    assert_eq!(
+        image_id(&c, 2, LATEST),
+        before2,
+        "a failed push leaves latest as it was"
+    );
+    // The right one.
+    let ((code, r), text) = push("upgrade-t3", REGISTRY_PASSWORD);
+    assert_eq!(code, 0, "{r:#}");
+    assert!(
+        !text.contains(REGISTRY_PASSWORD),
+        "the password leaked: {text}"
+    );
+    let st = steps(&r);
+    let on3 = st
+        .iter()
+        .find(|s| s.1 == c.node(3) && s.0 == "upgrade-pull")
+        .unwrap();
+    assert!(on3.3.contains(&format!("pulled from {reg}")), "{st:?}");
+    let built = image_id(&c, 2, "stackato/stack-alsek:upgrade-t3").expect("built on node 2");
+    assert_eq!(
+        image_id(&c, 3, "stackato/stack-alsek:upgrade-t3").as_ref(),
+        Some(&built),
+        "node 3 has the very image node 2 built (its own base differs: a build there would not)"
+    );
+    assert_eq!(image_id(&c, 3, LATEST).as_ref(), Some(&built));
+    assert_eq!(
+        image_id(&c, 3, "stackato/stack-alsek:pre-upgrade-t3").as_ref(),
+        Some(&marked3)
+    );
+    assert_eq!(
+        engine(
+            &c,
+            3,
+            &["run", "--rm", "--network", "none", LATEST, "cat", "/pushed"]
+        ),
+        "pushed"
+    );
+    // A registry outside the grant: refused before anything is sent.
+    refused(
+        &s,
+        &c,
+        &["push", &format!("{reg}/stackato/stack-alsek:upgrade-t3")],
+        &[
+            "permission denied: docker push of image",
+            "is outside the grant (grant: docker images [stackato/stack-alsek:*, registry.local:5000/*])",
+        ],
     );
 
     // ------------------------------------------------ per-call overhead

@@ -1,10 +1,11 @@
 //! The Docker engine of a node, through the node's own socket (the host
 //! reaches a remote node's `/var/run/docker.sock` over its SSH
 //! connection). Needs the `docker` grant, with the operations used
-//! (`list`, `inspect`, `build`, `tag`, `remove`) and, usually, image-name
+//! (`list`, `inspect`, `build`, `tag`, `remove`, `push`, `pull`) and, usually, image-name
 //! patterns (`images = ["stackato/stack-alsek:*"]`). Under `--dry-run`
 //! listing and inspecting run for real; building, tagging and removing
-//! are recorded and return as if done ([`build`] returns an empty id).
+//! are recorded and return as if done ([`build`] and [`pull`] return an
+//! empty id); pushing and pulling too.
 //!
 //! There is no `restart`: the guide says "Do not run the docker restart
 //! command"; apps are restarted through the platform.
@@ -12,7 +13,7 @@
 use crate::bindings::stackhost::host::docker as wit;
 use crate::{Node, Result};
 
-pub use wit::{BuildOptions, Container, Image, ImageDetails};
+pub use wit::{BuildOptions, Container, Image, ImageDetails, RegistryAuth};
 
 /// Images on `node` (`docker images`), untagged ones with no tags.
 pub fn list_images(node: &Node) -> Result<Vec<Image>> {
@@ -78,4 +79,18 @@ pub fn tag(node: &Node, source: &str, target: &str) -> Result<()> {
 /// image goes once no name and no container uses it.
 pub fn remove_image(node: &Node, image: &str) -> Result<()> {
     wit::remove_image(node.name(), image).map_err(Into::into)
+}
+
+/// Push `image` (`REGISTRY/NAME:TAG`) from `node` to the registry its
+/// name gives (`docker push`), with `auth` if the registry wants it.
+/// Needs the `push` operation.
+pub fn push(node: &Node, image: &str, auth: Option<&RegistryAuth>) -> Result<()> {
+    wit::push_with(node.name(), image, auth).map_err(Into::into)
+}
+
+/// Pull `image` (`REGISTRY/NAME:TAG`) onto `node` (`docker pull`), with
+/// `auth` if the registry wants it; returns the image id (empty under
+/// `--dry-run`). Needs the `pull` operation.
+pub fn pull(node: &Node, image: &str, auth: Option<&RegistryAuth>) -> Result<String> {
+    wit::pull(node.name(), image, auth).map_err(Into::into)
 }

@@ -116,10 +116,8 @@
 //!
 //! # Not covered yet
 //!
-//! * [`docker`] wraps listing, inspecting, building from FROM/RUN steps,
-//!   tagging and removing; `push` (the host answers `unsupported`) and
-//!   builds from a context directory are not wrapped. Their raw bindings
-//!   are in [`bindings`].
+//! * [`docker`] builds from FROM/RUN steps only: a build from a context
+//!   directory is in the WIT but the host answers `unsupported`.
 
 #![warn(missing_docs)]
 

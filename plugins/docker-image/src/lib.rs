@@ -34,6 +34,10 @@ const RESTART_ADVICE: &str = "app owners (or an administrator) must restart them
 struct Params {
     tag: Option<String>,
     run: Vec<String>,
+    /// `--push REGISTRY`: the first DEA builds and pushes there, the
+    /// others pull from it.
+    #[serde(default)]
+    registry: Option<String>,
 }
 
 /// What an upgrade step did on its node (its outcome's data), read back
@@ -214,7 +218,20 @@ fn status(node: &Node) -> Result<Outcome> {
     Ok(Outcome::ok(parts.join("; ")).with_data(to_json(&st)?))
 }
 
-fn upgrade(inv: &Invocation, node: &Node, params: &Params) -> Result<Outcome> {
+/// `--registry-user` and `--registry-password` (a secret), both or neither.
+fn auth(inv: &Invocation) -> Result<Option<docker::RegistryAuth>> {
+    match (inv.value("registry-user"), inv.value("registry-password")) {
+        (Some(user), Some(password)) => Ok(Some(docker::RegistryAuth {
+            username: user.to_string(),
+            password: password.to_string(),
+        })),
+        (None, None) => Ok(None),
+        _ => bail!("give both --registry-user and --registry-password, or neither"),
+    }
+}
+
+/// Build (and push, with `--push`), or pull what the first DEA pushed.
+fn upgrade(inv: &Invocation, node: &Node, params: &Params, pull: bool) -> Result<Outcome> {
     let tag = params.tag.clone().unwrap_or_default();
     let new = format!("{REPO}:{tag}");
     let pre_tag = format!("pre-{tag}");
@@ -241,8 +258,28 @@ fn upgrade(inv: &Invocation, node: &Node, params: &Params) -> Result<Outcome> {
         }
         Err(e) => return Err(e),
     };
-    let id = docker::build(node, LATEST, &params.run, &new)?;
+    let auth = auth(inv)?;
+    let remote = params.registry.as_ref().map(|r| format!("{r}/{REPO}:{tag}"));
+    let id = match &remote {
+        Some(remote) if pull => {
+            let id = docker::pull(node, remote, auth.as_ref())?;
+            docker::tag(node, remote, &new)?;
+            id
+        }
+        Some(remote) => {
+            let id = docker::build(node, LATEST, &params.run, &new)?;
+            docker::tag(node, &new, remote)?;
+            docker::push(node, remote, auth.as_ref())?;
+            id
+        }
+        None => docker::build(node, LATEST, &params.run, &new)?,
+    };
     docker::tag(node, &new, LATEST)?;
+    let how = match (&params.registry, pull) {
+        (Some(r), true) => format!("pulled from {r}"),
+        (Some(r), false) => format!("built FROM latest and pushed to {r}"),
+        (None, _) => "built FROM latest".to_string(),
+    };
     let (image, stale) = if inv.dry_run() {
         (String::new(), Vec::new())
     } else {
@@ -252,13 +289,13 @@ fn upgrade(inv: &Invocation, node: &Node, params: &Params) -> Result<Outcome> {
     };
     let mut message = if inv.dry_run() {
         format!(
-            "would build {tag} FROM latest ({}) with {} RUN step(s), keep it as {pre_tag}, and tag {tag} latest",
+            "would keep latest ({}) as {pre_tag}, make {tag} ({how}, {} RUN step(s)) and tag it latest",
             short(&current.id),
             params.run.len()
         )
     } else {
         format!(
-            "built {tag} ({}) FROM latest ({}), kept the previous latest as {pre_tag}, latest -> {tag}",
+            "{tag} ({}) {how}; kept the previous latest ({}) as {pre_tag}; latest -> {tag}",
             short(&id),
             short(&current.id)
         )
@@ -282,7 +319,7 @@ fn restore(node: &Node) -> Result<Outcome> {
     let done = run::outcomes(Some(node.name()))
         .into_iter()
         .rev()
-        .find(|r| r.phase == "upgrade" && r.changed());
+        .find(|r| r.phase.starts_with("upgrade") && r.changed());
     let Some(done) = done else {
         return Ok(Outcome::skipped(
             "not upgraded by this run: nothing to restore",
@@ -343,6 +380,7 @@ fn params(inv: &Invocation) -> Result<Params> {
     Ok(Params {
         tag: Some(tag),
         run,
+        registry: inv.value("push").map(|r| r.trim_end_matches('/').to_string()),
     })
 }
 
@@ -365,9 +403,28 @@ impl Plugin for DockerImage {
             "rollback" => to_json(&Params {
                 tag: inv.value("tag").map(String::from),
                 run: vec![],
+                registry: None,
             })?,
             _ => String::new(),
         };
+        if name == "upgrade" && inv.value("push").is_some() {
+            // Built once, on the first DEA, and pushed; the others pull it
+            // in a later phase, so they wait for the push whatever
+            // --serial says.
+            let (first, rest) = deas.split_first().expect("a DEA");
+            let pulls = rest.iter().fold(Phase::new("upgrade-pull"), |p, n| {
+                p.step(n, "upgrade-pull", payload.clone())
+            });
+            let restore = deas
+                .iter()
+                .fold(Phase::new("restore").on_failure(), |p, n| {
+                    p.step(n, "restore", "")
+                });
+            return Ok(Plan::new()
+                .phase(Phase::new("upgrade").step(first, "upgrade", payload))
+                .phase(pulls)
+                .phase(restore));
+        }
         let phase = deas
             .iter()
             .fold(Phase::new(name), |p, n| p.step(n, name, payload.clone()));
@@ -390,7 +447,8 @@ impl Plugin for DockerImage {
         };
         match step.name() {
             "status" => status(&node),
-            "upgrade" => upgrade(inv, &node, &params()?),
+            "upgrade" => upgrade(inv, &node, &params()?, false),
+            "upgrade-pull" => upgrade(inv, &node, &params()?, true),
             "restore" => restore(&node),
             "rollback" => rollback(&node, &params()?),
             other => bail!("unknown step `{other}`"),
