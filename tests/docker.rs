@@ -677,7 +677,7 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("would build upgrade-dry FROM latest"),
+        text.contains("make upgrade-dry (built FROM latest, 1 RUN step(s)) and tag it latest"),
         "{text}"
     );
     assert!(

@@ -1,11 +1,11 @@
 //! The Docker engine of a node, through the node's own socket (the host
 //! reaches a remote node's `/var/run/docker.sock` over its SSH
 //! connection). Needs the `docker` grant, with the operations used
-//! (`list`, `inspect`, `build`, `tag`, `remove`, `push`, `pull`) and, usually, image-name
-//! patterns (`images = ["stackato/stack-alsek:*"]`). Under `--dry-run`
-//! listing and inspecting run for real; building, tagging and removing
-//! are recorded and return as if done ([`build`] and [`pull`] return an
-//! empty id); pushing and pulling too.
+//! (`list`, `inspect`, `build`, `tag`, `remove`, `push`, `pull`) and,
+//! usually, image-name patterns (`images = ["stackato/stack-alsek:*"]`).
+//! Under `--dry-run` listing and inspecting run for real; building,
+//! tagging, removing, pushing and pulling are recorded and return as if
+//! done ([`build`] and [`pull`] return an empty id).
 //!
 //! There is no `restart`: the guide says "Do not run the docker restart
 //! command"; apps are restarted through the platform.

@@ -28,12 +28,15 @@ impl TestCluster {
             .envs(env.iter().copied())
             .output()
             .expect("tests/cluster runs");
+        // Constructed before the check, so a failed `up` still removes
+        // the nodes it started.
+        let cluster = TestCluster { name, dir };
         assert!(
             out.status.success(),
             "tests/cluster up failed (is dockerd running? .ci/run starts it):\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        TestCluster { name, dir }
+        cluster
     }
 
     pub fn node(&self, i: usize) -> String {

@@ -259,7 +259,10 @@ fn upgrade(inv: &Invocation, node: &Node, params: &Params, pull: bool) -> Result
         Err(e) => return Err(e),
     };
     let auth = auth(inv)?;
-    let remote = params.registry.as_ref().map(|r| format!("{r}/{REPO}:{tag}"));
+    let remote = params
+        .registry
+        .as_ref()
+        .map(|r| format!("{r}/{REPO}:{tag}"));
     let id = match &remote {
         Some(remote) if pull => {
             let id = docker::pull(node, remote, auth.as_ref())?;
@@ -380,7 +383,9 @@ fn params(inv: &Invocation) -> Result<Params> {
     Ok(Params {
         tag: Some(tag),
         run,
-        registry: inv.value("push").map(|r| r.trim_end_matches('/').to_string()),
+        registry: inv
+            .value("push")
+            .map(|r| r.trim_end_matches('/').to_string()),
     })
 }
 

@@ -2,8 +2,9 @@
 //! (see [`crate::cluster::docker`] for how a request reaches it). Calls
 //! are checked against the grant's operations, roles and image-name
 //! patterns; under `--dry-run` listing and inspecting run for real, and
-//! build, tag and remove are recorded. `restart` is in the WIT since 0.1.0
-//! but never granted (the guide forbids `docker restart` for apps).
+//! build, tag, remove, push and pull are recorded. `restart` is in the WIT
+//! since 0.1.0 but never granted (the guide forbids `docker restart` for
+//! apps).
 
 mod host;
 mod scope;
