@@ -963,3 +963,43 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         ours.as_secs_f64() / theirs.as_secs_f64()
     );
 }
+
+/// The local node reaches its engine through the socket directly (no
+/// SSH): `list-images` on this machine's own engine (read only) gives the
+/// ids `docker images` gives.
+#[test]
+fn the_local_node_lists_its_own_engine_through_the_socket() {
+    let s = Sandbox::new();
+    s.install("docker-probe");
+    let (code, r) = s.report(&["docker-probe", "call", "images"]);
+    assert_eq!(code, 0, "{r:#}");
+    let (status, m) = support::only_step(&r);
+    assert_eq!(status, "changed", "{m}");
+    let out = Command::new("docker")
+        .args([
+            "images",
+            "--no-trunc",
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ID}}",
+        ])
+        .output()
+        .expect("docker runs");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    // The node images only: other tests add and remove images meanwhile.
+    let tagged: Vec<&str> = listed
+        .lines()
+        .filter(|l| l.starts_with("stackhost-node:"))
+        .collect();
+    assert!(
+        !tagged.is_empty(),
+        "this machine's engine has the node images"
+    );
+    for line in tagged {
+        let (tag, id) = line.split_once(' ').unwrap();
+        assert!(
+            m.split(' ')
+                .any(|e| e.ends_with(&format!("={id}")) && e.contains(tag)),
+            "{tag} {id} not in {m}"
+        );
+    }
+}
