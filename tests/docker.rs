@@ -319,7 +319,7 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains(
-            "docker: list, inspect, build, tag, push, pull on images stackato/stack-alsek:*, */stackato/stack-alsek:*"
+            "docker: list, inspect, build, tag, remove, push, pull on images stackato/stack-alsek:*, */stackato/stack-alsek:*"
         ),
         "the install shows the docker grant: {text}"
     );
@@ -910,6 +910,42 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
             "permission denied: docker push of image",
             "is outside the grant (grant: docker images [stackato/stack-alsek:*, registry.local:5000/*])",
         ],
+    );
+
+    // ------------------------------------------------ prune --keep 1
+    let before = (image_list(&c, 2), image_list(&c, 3));
+    let (code, r) = report(
+        &s,
+        &c,
+        &["docker-image", "prune", "--keep", "1", "--dry-run"],
+    );
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        (image_list(&c, 2), image_list(&c, 3)),
+        before,
+        "a dry run prunes nothing"
+    );
+    let (code, r) = report(&s, &c, &["docker-image", "prune", "--keep", "1", "--yes"]);
+    assert_eq!(code, 0, "{r:#}");
+    let st = steps(&r);
+    let on2 = &st.iter().find(|s| s.1 == c.node(2)).unwrap().3;
+    assert!(on2.contains("kept pre-upgrade-t4 (used by app1)"), "{on2}");
+    let has =
+        |i: usize, tag: &str| image_id(&c, i, &format!("stackato/stack-alsek:{tag}")).is_some();
+    for tag in ["upgrade-t1", "upgrade-t2", "upgrade-t4"] {
+        assert!(!has(2, tag), "node 2 still has {tag}: {on2}");
+    }
+    assert!(
+        has(2, "upgrade-t3") && has(2, "pre-upgrade-t3"),
+        "the newest upgrade stays"
+    );
+    assert!(has(2, "pre-upgrade-t1"), "its image runs app1");
+    assert!(!has(3, "upgrade-t1") && !has(3, "pre-upgrade-t2"), "{st:?}");
+    assert!(has(3, "upgrade-t3") && has(3, "pre-upgrade-t3"));
+    let (_, r) = report(&s, &c, &["docker-image", "prune", "--keep", "1", "--yes"]);
+    assert!(
+        steps(&r).iter().all(|s| s.2 == "ok"),
+        "a second prune has nothing to do: {r:#}"
     );
 
     // ------------------------------------------------ per-call overhead

@@ -370,6 +370,75 @@ fn rollback(node: &Node, params: &Params) -> Result<Outcome> {
     retag_previous(node, &pre_tag, &kept.id)
 }
 
+/// `prune --keep N`: drop the names of older upgrades (`upgrade-X` and
+/// its `pre-upgrade-X`), newest N upgrades kept by the time their image
+/// was built; a name whose image is latest or is used by any container
+/// (running or not) stays.
+fn prune(node: &Node, keep: usize) -> Result<Outcome> {
+    let images = docker::list_images(node)?;
+    let containers = docker::list_containers(node)?;
+    let latest = docker::inspect_image(node, LATEST)?.id;
+    let created: HashMap<String, (i64, String)> = images
+        .iter()
+        .flat_map(|i| {
+            i.tags
+                .iter()
+                .map(move |t| (t.clone(), (i.created, i.id.clone())))
+        })
+        .collect();
+    // An upgrade by its tag, from `upgrade-X` or a lone `pre-upgrade-X`
+    // (a run that failed before building); dated by its image, a lone
+    // `pre-` as the oldest.
+    let mut upgrades: Vec<(i64, String)> = tags_with(&images, "upgrade-")
+        .into_iter()
+        .chain(
+            tags_with(&images, "pre-upgrade-")
+                .into_iter()
+                .filter_map(|t| t.strip_prefix("pre-").map(String::from)),
+        )
+        .collect::<std::collections::BTreeSet<String>>()
+        .into_iter()
+        .map(|t| {
+            let when = created
+                .get(&format!("{REPO}:{t}"))
+                .map_or(i64::MIN, |(c, _)| *c);
+            (when, t)
+        })
+        .collect();
+    upgrades.sort_by(|a, b| b.cmp(a));
+    let (mut removed, mut kept) = (Vec::new(), Vec::new());
+    for (_, tag) in upgrades.iter().skip(keep) {
+        for name in [format!("{REPO}:{tag}"), format!("{REPO}:pre-{tag}")] {
+            let Some((_, id)) = created.get(&name) else {
+                continue;
+            };
+            let short_name = name.trim_start_matches(&format!("{REPO}:")).to_string();
+            if *id == latest {
+                kept.push(format!("{short_name} (latest)"));
+            } else if let Some(c) = containers.iter().find(|c| &c.image == id) {
+                kept.push(format!("{short_name} (used by {})", c.name));
+            } else {
+                docker::remove_image(node, &name)?;
+                removed.push(short_name);
+            }
+        }
+    }
+    let mut parts = vec![if removed.is_empty() {
+        "nothing to prune".to_string()
+    } else {
+        format!("removed {}", removed.join(", "))
+    }];
+    if !kept.is_empty() {
+        parts.push(format!("kept {}", kept.join(", ")));
+    }
+    let message = parts.join("; ");
+    Ok(if removed.is_empty() {
+        Outcome::ok(message)
+    } else {
+        Outcome::changed(message)
+    })
+}
+
 fn params(inv: &Invocation) -> Result<Params> {
     let tag = match inv.value("tag") {
         Some(t) => t.to_string(),
@@ -392,7 +461,7 @@ fn params(inv: &Invocation) -> Result<Params> {
 impl Plugin for DockerImage {
     fn plan(inv: &Invocation) -> Result<Plan> {
         let name = inv.command();
-        if !["status", "upgrade", "rollback"].contains(&name) {
+        if !["status", "upgrade", "rollback", "prune"].contains(&name) {
             return Err(inv.unknown_command());
         }
         let deas: Vec<Node> = nodes::all()
@@ -405,6 +474,13 @@ impl Plugin for DockerImage {
         );
         let payload = match name {
             "upgrade" => to_json(&params(inv)?)?,
+            "prune" => {
+                let keep = inv.require("keep")?;
+                if keep.parse::<usize>().is_err() {
+                    usage!("--keep takes a number, not `{keep}`");
+                }
+                keep.to_string()
+            }
             "rollback" => to_json(&Params {
                 tag: inv.value("tag").map(String::from),
                 run: vec![],
@@ -456,6 +532,7 @@ impl Plugin for DockerImage {
             "upgrade-pull" => upgrade(inv, &node, &params()?, true),
             "restore" => restore(&node),
             "rollback" => rollback(&node, &params()?),
+            "prune" => prune(&node, step.payload().parse().unwrap_or(usize::MAX)),
             other => bail!("unknown step `{other}`"),
         }
     }
