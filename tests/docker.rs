@@ -195,9 +195,10 @@ fn image_id(c: &TestCluster, i: usize, image: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Every image and tag on node `i`, as its engine lists them.
-fn image_list(c: &TestCluster, i: usize) -> String {
-    engine(
+/// Every image and tag on node `i`, as its engine lists them (sorted:
+/// the engine lists names of one image in no fixed order).
+fn image_list(c: &TestCluster, i: usize) -> Vec<String> {
+    let text = engine(
         c,
         i,
         &[
@@ -206,7 +207,10 @@ fn image_list(c: &TestCluster, i: usize) -> String {
             "--format",
             "{{.Repository}}:{{.Tag}} {{.ID}}",
         ],
-    )
+    );
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines.sort();
+    lines
 }
 
 /// `stackhost run ARGS --json` on the cluster: (exit code, report).
@@ -684,6 +688,29 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         !text.contains('\u{1b}'),
         "raw escape in the dry-run output: {text:?}"
     );
+    // Without --run, the guide's steps.
+    let (code, r) = report(
+        &s,
+        &c,
+        &[
+            "docker-image",
+            "upgrade",
+            "--dry-run",
+            "--nodes",
+            &node,
+            "--tag",
+            "upgrade-guide",
+        ],
+    );
+    assert_eq!(code, 0, "{r:#}");
+    let mutations = r["phases"][0]["steps"][0]["mutations"].to_string();
+    assert!(
+        mutations.contains(
+            "3 RUN step(s), no cache; RUN apt-get update; RUN unattended-upgrades -d; \
+             RUN apt-get clean && apt-get autoremove"
+        ),
+        "{mutations}"
+    );
     assert_eq!(
         image_list(&c, 2),
         before,
@@ -997,6 +1024,19 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         "list-images, median of 20: stackhost run docker-probe call images {ours:?}, \
          ssh node docker images {theirs:?}, ratio {:.2}",
         ours.as_secs_f64() / theirs.as_secs_f64()
+    );
+    // The whole status command on both DEAs (3 engine calls per DEA).
+    let status: Vec<Duration> = (0..10)
+        .map(|_| {
+            let t = Instant::now();
+            let (code, _) = report(&s, &c, &["docker-image", "status"]);
+            assert_eq!(code, 0);
+            t.elapsed()
+        })
+        .collect();
+    eprintln!(
+        "docker-image status on 2 DEAs, median of 10: {:?}",
+        median(status)
     );
 }
 

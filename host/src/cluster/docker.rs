@@ -10,8 +10,9 @@
 //! round trip more than a kept-alive connection, no pool to go stale when
 //! the SSH connection is replaced. A streamlocal channel is not a session
 //! (sshd's MaxSessions does not count it), so it takes none of
-//! [`super::ssh::SESSION_CHANNELS`]; the engine channels of one node are
-//! bounded by their own [`STREAMS_PER_NODE`] permits instead.
+//! [`super::ssh::SESSION_CHANNELS`]; the engine channels open to one node
+//! at once are bounded by their own [`STREAMS_PER_NODE`] permits instead,
+//! each held until its channel closes.
 
 use super::{Node, NodeError, Transport};
 use bollard::{BollardRequest, Docker};
@@ -19,7 +20,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Where a node's engine listens.
 pub const SOCKET: &str = "/var/run/docker.sock";
@@ -62,11 +63,11 @@ pub fn engine(node: &Arc<Node>, timeout_secs: u64) -> Result<Docker, NodeError> 
         let node = node.clone();
         let permits = permits.clone();
         async move {
-            let _permit = permits
+            let permit = permits
                 .acquire_owned()
                 .await
                 .map_err(|_| io_error(std::io::ErrorKind::BrokenPipe, "engine permits closed"))?;
-            send(&node, req).await
+            send(&node, req, permit).await
         }
     };
     Docker::connect_with_custom_transport(
@@ -88,6 +89,7 @@ fn io_error(kind: std::io::ErrorKind, msg: impl Into<String>) -> bollard::errors
 async fn send(
     node: &Node,
     req: BollardRequest,
+    permit: OwnedSemaphorePermit,
 ) -> Result<hyper::Response<Incoming>, bollard::errors::Error> {
     let req = origin_form(req)?;
     match &node.transport {
@@ -101,7 +103,7 @@ async fn send(
                     ),
                 )
             })?;
-            exchange(stream, req).await
+            exchange(stream, req, permit).await
         }
         Transport::Ssh(ssh) => {
             let handle = ssh
@@ -122,16 +124,18 @@ async fn send(
                         ),
                     )
                 })?;
-            exchange(channel.into_stream(), req).await
+            exchange(channel.into_stream(), req, permit).await
         }
     }
 }
 
 /// One HTTP/1 exchange on `stream`; the connection is driven by a task of
-/// its own until the response body has been read.
+/// its own until the response body has been read (a build's log, a
+/// push's progress), and holds the node's engine permit as long.
 async fn exchange<S>(
     stream: S,
     req: BollardRequest,
+    permit: OwnedSemaphorePermit,
 ) -> Result<hyper::Response<Incoming>, bollard::errors::Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -141,8 +145,10 @@ where
         .map_err(|err| bollard::errors::Error::HyperResponseError { err })?;
     tokio::spawn(async move {
         // The connection ends with the body or with the engine hanging up;
-        // the caller sees either through the response.
+        // the caller sees either through the response. The request sender
+        // is dropped below, so the connection closes after one exchange.
         let _ = conn.await;
+        drop(permit);
     });
     sender
         .send_request(req)
