@@ -6,7 +6,9 @@
 //! since 0.1.0 but never granted (the guide forbids `docker restart` for
 //! apps).
 
+mod build;
 mod host;
+mod registry;
 mod scope;
 
 pub use scope::{ImagePattern, OPERATIONS, normalize, validate_request};
