@@ -331,13 +331,25 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     let base2 = image_id(&c, 2, LATEST).expect("base image on node 2");
     let base3 = image_id(&c, 3, LATEST).expect("base image on node 3");
     assert_ne!(base2, base3, "two imports, two engines: two ids");
+    reads_on_each_engine(&s, &c, &base2, &base3);
+    builds_tags_and_removes(&s, &c);
+    refusals(&s, &c, &base2);
+    dry_runs_change_nothing(&s, &c);
+    status_upgrade_and_rollback(&s, &c, &base2, &base3);
+    let marked3 = a_failure_restores_the_first_dea(&s, &c, &base2);
+    push_once_pull_elsewhere(&s, &c, &marked3);
+    prune_keeps_the_newest(&s, &c);
+    per_call_overhead(&s, &c);
+}
 
-    // ------------------------------------------------ reads, per engine
+/// Each engine lists and inspects its own images and containers.
+fn reads_on_each_engine(s: &Sandbox, c: &TestCluster, base2: &str, base3: &str) {
+    let (base2, base3) = (base2.to_string(), base3.to_string());
     for (i, base) in [(2, &base2), (3, &base3)] {
-        let (status, m) = probe(&s, &c, i, &["images"]);
+        let (status, m) = probe(s, c, i, &["images"]);
         assert_eq!(status, "changed", "{m}");
         assert!(m.contains(&format!("{LATEST}={base}")), "node {i}: {m}");
-        let (_, m) = probe(&s, &c, i, &["inspect", LATEST]);
+        let (_, m) = probe(s, c, i, &["inspect", LATEST]);
         assert!(m.contains(&format!("id={base} tags={LATEST}")), "{m}");
         assert!(m.contains("layers=1"), "{m}");
         let created: i64 = m
@@ -354,7 +366,7 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     }
     // A container the engine runs, listed with its image id.
     engine(
-        &c,
+        c,
         2,
         &[
             "run",
@@ -368,13 +380,15 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
             "100000",
         ],
     );
-    let (_, m) = probe(&s, &c, 2, &["containers"]);
+    let (_, m) = probe(s, c, 2, &["containers"]);
     assert!(m.contains(&format!("app1:running:{base2}")), "{m}");
+}
 
-    // ------------------------------------------------ a build, for real
+/// A real build (its log streamed, escaped), labels, a tag and a remove.
+fn builds_tags_and_removes(s: &Sandbox, c: &TestCluster) {
     let (status, m) = probe(
-        &s,
-        &c,
+        s,
+        c,
         2,
         &[
             "build",
@@ -384,11 +398,11 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         ],
     );
     assert_eq!(status, "changed", "{m}");
-    let built = image_id(&c, 2, "stackato/stack-alsek:probe").expect("the build's tag");
+    let built = image_id(c, 2, "stackato/stack-alsek:probe").expect("the build's tag");
     assert_eq!(m, format!("built={built}"));
     assert_eq!(
         engine(
-            &c,
+            c,
             2,
             &[
                 "run",
@@ -403,7 +417,7 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         "built-by-probe"
     );
     assert_eq!(
-        image_id(&c, 3, "stackato/stack-alsek:probe"),
+        image_id(c, 3, "stackato/stack-alsek:probe"),
         None,
         "built on node 2 only"
     );
@@ -434,8 +448,8 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     );
     // Labels reach the image; inspect shows them.
     let (status, m) = probe(
-        &s,
-        &c,
+        s,
+        c,
         2,
         &[
             "label",
@@ -446,12 +460,12 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         ],
     );
     assert_eq!(status, "changed", "{m}");
-    let (_, m) = probe(&s, &c, 2, &["inspect", "stackato/stack-alsek:labelled"]);
+    let (_, m) = probe(s, c, 2, &["inspect", "stackato/stack-alsek:labelled"]);
     assert!(m.contains(r#"("org.example.by", "probe")"#), "{m}");
     // Tag and remove.
     let (status, m) = probe(
-        &s,
-        &c,
+        s,
+        c,
         2,
         &[
             "tag",
@@ -461,21 +475,25 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     );
     assert_eq!(status, "changed", "{m}");
     assert_eq!(
-        image_id(&c, 2, "stackato/stack-alsek:probe2").as_deref(),
+        image_id(c, 2, "stackato/stack-alsek:probe2").as_deref(),
         Some(built.as_str())
     );
-    let (status, m) = probe(&s, &c, 2, &["rmi", "stackato/stack-alsek:probe2"]);
+    let (status, m) = probe(s, c, 2, &["rmi", "stackato/stack-alsek:probe2"]);
     assert_eq!(status, "changed", "{m}");
-    assert_eq!(image_id(&c, 2, "stackato/stack-alsek:probe2"), None);
+    assert_eq!(image_id(c, 2, "stackato/stack-alsek:probe2"), None);
     assert!(
-        image_id(&c, 2, "stackato/stack-alsek:probe").is_some(),
+        image_id(c, 2, "stackato/stack-alsek:probe").is_some(),
         "only the name went"
     );
+}
 
-    // ------------------------------------------------ refusals
+/// Every call outside the grant or its caps is refused with a message
+/// that names why, with terminal escapes shown escaped.
+fn refusals(s: &Sandbox, c: &TestCluster, base2: &str) {
+    let base2 = base2.to_string();
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &["tag", LATEST, "evil/image:latest"],
         &[
             "permission denied: docker tag of image `evil/image:latest` is outside the grant",
@@ -483,8 +501,8 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         ],
     );
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &[
             "tag",
             LATEST,
@@ -496,8 +514,8 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         ],
     );
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &[
             "tag",
             LATEST,
@@ -506,8 +524,8 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         &["has a malformed registry host"],
     );
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &[
             "tag",
             LATEST,
@@ -516,20 +534,20 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         &["`registry.local.evil.com:5000/stackato/stack-alsek:latest` is outside the grant"],
     );
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &["tag", LATEST, "evil.io/stackato/stack-alsek:latest"],
         &["is outside the grant"],
     );
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &["tag", LATEST, "stackato/stack-alsek:x\u{1b}[2J"],
         &["invalid argument: image name `stackato/stack-alsek:x\\u{1b}[2J` has a malformed tag"],
     );
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &[
             "build",
             "busybox:latest",
@@ -539,8 +557,8 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         &["docker build (FROM) of image `busybox:latest` is outside the grant"],
     );
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &[
             "build",
             "stackato/stack-alsek:nowhere",
@@ -553,8 +571,8 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         ],
     );
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &[
             "label",
             LATEST,
@@ -565,42 +583,42 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         &["invalid argument: label `key\\u{1b}[31m` has a NUL or control character"],
     );
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &["many-steps", LATEST, "stackato/stack-alsek:many", "65"],
         &["65 RUN steps given; a build takes at most 64"],
     );
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &["big-step", LATEST, "stackato/stack-alsek:big", "9000"],
         &["RUN step 1 is 9005 bytes; a step is at most 8192"],
     );
     let long = format!("stackato/stack-alsek:{}", "a".repeat(300));
-    refused(&s, &c, &["inspect", &long], &["is longer than 255 bytes"]);
+    refused(s, c, &["inspect", &long], &["is longer than 255 bytes"]);
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &["rmi", &base2],
         &["invalid argument: docker remove-image takes a name, not an id"],
     );
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &["push", "evil.io/x:latest"],
         &["is outside the grant"],
     );
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &["restart", "app1"],
         &["permission denied: docker restart on", "is never granted"],
     );
     // A RUN step cannot add Dockerfile instructions: a newline stays in
     // the one step (the shell runs both lines), no `USER` instruction.
     let (status, m) = probe(
-        &s,
-        &c,
+        s,
+        c,
         2,
         &[
             "build",
@@ -618,7 +636,7 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         "{m}"
     );
     // A node whose engine is not running: a clear error naming it.
-    let (status, m) = probe(&s, &c, 1, &["images"]);
+    let (status, m) = probe(s, c, 1, &["images"]);
     assert_eq!(status, "unreachable", "{m}");
     assert!(
         m.contains(&format!(
@@ -627,13 +645,15 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         )),
         "{m}"
     );
+}
 
-    // ------------------------------------------------ dry run
-    let before = image_list(&c, 2);
+/// Dry runs record build, tag and remove, and change no image.
+fn dry_runs_change_nothing(s: &Sandbox, c: &TestCluster) {
+    let before = image_list(c, 2);
     let node = c.node(2);
     let (code, r) = report(
-        &s,
-        &c,
+        s,
+        c,
         &[
             "docker-probe",
             "call",
@@ -661,7 +681,7 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         ],
         vec!["rmi", "stackato/stack-alsek:probe"],
     ] {
-        let (status, m) = probe_with(&s, &c, 2, &call, &["--dry-run"]);
+        let (status, m) = probe_with(s, c, 2, &call, &["--dry-run"]);
         assert_eq!(status, "changed", "{m}");
     }
     let out = s.run(&refs(&c.args(&[
@@ -690,8 +710,8 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     );
     // Without --run, the guide's steps.
     let (code, r) = report(
-        &s,
-        &c,
+        s,
+        c,
         &[
             "docker-image",
             "upgrade",
@@ -712,13 +732,16 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         "{mutations}"
     );
     assert_eq!(
-        image_list(&c, 2),
+        image_list(c, 2),
         before,
         "the dry runs changed node 2's images"
     );
+}
 
-    // ------------------------------------------------ docker-image status
-    let (code, r) = report(&s, &c, &["docker-image", "status"]);
+/// docker-image status, upgrade on both DEAs (then again: ok), rollback.
+fn status_upgrade_and_rollback(s: &Sandbox, c: &TestCluster, base2: &str, base3: &str) {
+    let (base2, base3) = (base2.to_string(), base3.to_string());
+    let (code, r) = report(s, c, &["docker-image", "status"]);
     assert_eq!(code, 0, "{r:#}");
     let st = steps(&r);
     assert_eq!(st.len(), 2, "status runs on the two DEAs only: {r:#}");
@@ -737,28 +760,28 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     // ------------------------------------------------ upgrade on two DEAs
     let upgrade = |tag: &str, run: &str| {
         report(
-            &s,
-            &c,
+            s,
+            c,
             &["docker-image", "upgrade", "--tag", tag, "--run", run],
         )
     };
     let (code, r) = upgrade("upgrade-t1", "echo upgraded > /upgraded");
     assert_eq!(code, 0, "{r:#}");
     for (i, base) in [(2, &base2), (3, &base3)] {
-        let new = image_id(&c, i, "stackato/stack-alsek:upgrade-t1").expect("the new tag");
+        let new = image_id(c, i, "stackato/stack-alsek:upgrade-t1").expect("the new tag");
         assert_eq!(
-            image_id(&c, i, LATEST).as_ref(),
+            image_id(c, i, LATEST).as_ref(),
             Some(&new),
             "node {i}: latest is the new image"
         );
         assert_eq!(
-            image_id(&c, i, "stackato/stack-alsek:pre-upgrade-t1").as_ref(),
+            image_id(c, i, "stackato/stack-alsek:pre-upgrade-t1").as_ref(),
             Some(base),
             "node {i}: the previous latest is kept"
         );
         assert_eq!(
             engine(
-                &c,
+                c,
                 i,
                 &[
                     "run",
@@ -800,7 +823,7 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         "{ups:?}"
     );
     // Status now names app1 as running an older image.
-    let (_, r) = report(&s, &c, &["docker-image", "status", "--nodes", &c.node(2)]);
+    let (_, r) = report(s, c, &["docker-image", "status", "--nodes", &c.node(2)]);
     let (_, _, _, m) = &steps(&r)[0];
     assert!(
         m.contains("app1 (stackato/stack-alsek:pre-upgrade-t1)"),
@@ -808,21 +831,32 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     );
 
     // ------------------------------------------------ rollback
-    let (code, r) = report(&s, &c, &["docker-image", "rollback"]);
+    let (code, r) = report(s, c, &["docker-image", "rollback"]);
     assert_eq!(code, 0, "{r:#}");
-    assert_eq!(image_id(&c, 2, LATEST).as_ref(), Some(&base2));
-    assert_eq!(image_id(&c, 3, LATEST).as_ref(), Some(&base3));
-    let (_, r) = report(&s, &c, &["docker-image", "rollback"]);
+    assert_eq!(image_id(c, 2, LATEST).as_ref(), Some(&base2));
+    assert_eq!(image_id(c, 3, LATEST).as_ref(), Some(&base3));
+    let (_, r) = report(s, c, &["docker-image", "rollback"]);
     assert!(
         steps(&r).iter().all(|s| s.2 == "ok"),
         "a second rollback has nothing to do: {r:#}"
     );
+}
 
-    // ------------------------------------------------ a failure on the second DEA
+/// A RUN step failing on the second DEA: the run halts and the on-failure
+/// phase puts the first DEA's latest back. Returns node 3's latest.
+fn a_failure_restores_the_first_dea(s: &Sandbox, c: &TestCluster, base2: &str) -> String {
+    let base2 = base2.to_string();
+    let upgrade = |tag: &str, run: &str| {
+        report(
+            s,
+            c,
+            &["docker-image", "upgrade", "--tag", tag, "--run", run],
+        )
+    };
     // Node 3's latest carries a marker the RUN step refuses.
-    engine(&c, 3, &["tag", LATEST, "stackato/stack-alsek:unmarked"]);
+    engine(c, 3, &["tag", LATEST, "stackato/stack-alsek:unmarked"]);
     c.sh(3, "printf 'FROM stackato/stack-alsek:unmarked\\nRUN touch /refuse-upgrade\\n' | docker build -q -t stackato/stack-alsek:latest - >/dev/null");
-    let marked3 = image_id(&c, 3, LATEST).unwrap();
+    let marked3 = image_id(c, 3, LATEST).unwrap();
     let (code, r) = upgrade("upgrade-t2", "test ! -e /refuse-upgrade");
     assert_ne!(code, 0, "{r:#}");
     let st = steps(&r);
@@ -844,22 +878,27 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         .unwrap();
     assert_eq!(restored.2, "changed", "{st:?}");
     assert_eq!(
-        image_id(&c, 2, LATEST).as_ref(),
+        image_id(c, 2, LATEST).as_ref(),
         Some(&base2),
         "node 2's latest restored"
     );
     assert_eq!(
-        image_id(&c, 3, LATEST).as_ref(),
+        image_id(c, 3, LATEST).as_ref(),
         Some(&marked3),
         "node 3's latest untouched"
     );
+    marked3
+}
 
-    // ------------------------------------------------ --push: build once, pull elsewhere
-    let reg = registry(&c);
+/// --push: built once on node 2, pushed to node 1's registry (htpasswd),
+/// pulled by node 3; a wrong password fails without showing it.
+fn push_once_pull_elsewhere(s: &Sandbox, c: &TestCluster, marked3: &str) {
+    let marked3 = marked3.to_string();
+    let reg = registry(c);
     let push = |tag: &str, password: &str| {
         report_env(
-            &s,
-            &c,
+            s,
+            c,
             &[
                 "docker-image",
                 "upgrade",
@@ -877,7 +916,7 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     };
     // A wrong password: the push fails, nothing changes, the password is
     // never shown.
-    let before2 = image_id(&c, 2, LATEST);
+    let before2 = image_id(c, 2, LATEST);
     let ((code, r), text) = push("upgrade-t4", "wrong-pass-5d2e");
     assert_ne!(code, 0, "{r:#}");
     let st = steps(&r);
@@ -892,7 +931,7 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         "the password leaked: {text}"
     );
     assert_eq!(
-        image_id(&c, 2, LATEST),
+        image_id(c, 2, LATEST),
         before2,
         "a failed push leaves latest as it was"
     );
@@ -909,20 +948,20 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
         .find(|s| s.1 == c.node(3) && s.0 == "upgrade-pull")
         .unwrap();
     assert!(on3.3.contains(&format!("pulled from {reg}")), "{st:?}");
-    let built = image_id(&c, 2, "stackato/stack-alsek:upgrade-t3").expect("built on node 2");
+    let built = image_id(c, 2, "stackato/stack-alsek:upgrade-t3").expect("built on node 2");
     assert_eq!(
-        image_id(&c, 3, "stackato/stack-alsek:upgrade-t3").as_ref(),
+        image_id(c, 3, "stackato/stack-alsek:upgrade-t3").as_ref(),
         Some(&built),
         "node 3 has the very image node 2 built (its own base differs: a build there would not)"
     );
-    assert_eq!(image_id(&c, 3, LATEST).as_ref(), Some(&built));
+    assert_eq!(image_id(c, 3, LATEST).as_ref(), Some(&built));
     assert_eq!(
-        image_id(&c, 3, "stackato/stack-alsek:pre-upgrade-t3").as_ref(),
+        image_id(c, 3, "stackato/stack-alsek:pre-upgrade-t3").as_ref(),
         Some(&marked3)
     );
     assert_eq!(
         engine(
-            &c,
+            c,
             3,
             &["run", "--rm", "--network", "none", LATEST, "cat", "/pushed"]
         ),
@@ -930,35 +969,33 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     );
     // A registry outside the grant: refused before anything is sent.
     refused(
-        &s,
-        &c,
+        s,
+        c,
         &["push", &format!("{reg}/stackato/stack-alsek:upgrade-t3")],
         &[
             "permission denied: docker push of image",
             "is outside the grant (grant: docker images [stackato/stack-alsek:*, registry.local:5000/*])",
         ],
     );
+}
 
-    // ------------------------------------------------ prune --keep 1
-    let before = (image_list(&c, 2), image_list(&c, 3));
-    let (code, r) = report(
-        &s,
-        &c,
-        &["docker-image", "prune", "--keep", "1", "--dry-run"],
-    );
+/// prune --keep 1, dry run first, then twice.
+fn prune_keeps_the_newest(s: &Sandbox, c: &TestCluster) {
+    let before = (image_list(c, 2), image_list(c, 3));
+    let (code, r) = report(s, c, &["docker-image", "prune", "--keep", "1", "--dry-run"]);
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(
-        (image_list(&c, 2), image_list(&c, 3)),
+        (image_list(c, 2), image_list(c, 3)),
         before,
         "a dry run prunes nothing"
     );
-    let (code, r) = report(&s, &c, &["docker-image", "prune", "--keep", "1", "--yes"]);
+    let (code, r) = report(s, c, &["docker-image", "prune", "--keep", "1", "--yes"]);
     assert_eq!(code, 0, "{r:#}");
     let st = steps(&r);
     let on2 = &st.iter().find(|s| s.1 == c.node(2)).unwrap().3;
     assert!(on2.contains("kept pre-upgrade-t4 (used by app1)"), "{on2}");
     let has =
-        |i: usize, tag: &str| image_id(&c, i, &format!("stackato/stack-alsek:{tag}")).is_some();
+        |i: usize, tag: &str| image_id(c, i, &format!("stackato/stack-alsek:{tag}")).is_some();
     for tag in ["upgrade-t1", "upgrade-t2", "upgrade-t4"] {
         assert!(!has(2, tag), "node 2 still has {tag}: {on2}");
     }
@@ -969,13 +1006,17 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     assert!(has(2, "pre-upgrade-t1"), "its image runs app1");
     assert!(!has(3, "upgrade-t1") && !has(3, "pre-upgrade-t2"), "{st:?}");
     assert!(has(3, "upgrade-t3") && has(3, "pre-upgrade-t3"));
-    let (_, r) = report(&s, &c, &["docker-image", "prune", "--keep", "1", "--yes"]);
+    let (_, r) = report(s, c, &["docker-image", "prune", "--keep", "1", "--yes"]);
     assert!(
         steps(&r).iter().all(|s| s.2 == "ok"),
         "a second prune has nothing to do: {r:#}"
     );
+}
 
-    // ------------------------------------------------ per-call overhead
+/// Figures, not assertions: `list-images` through stackhost (a whole
+/// `stackhost run`: process, plugin instance, SSH connection, a
+/// streamlocal channel) against `ssh node docker images`, same node.
+fn per_call_overhead(s: &Sandbox, c: &TestCluster) {
     // `list-images` through stackhost (a whole `stackhost run`: process,
     // plugin instance, SSH connection, a streamlocal channel) against
     // `ssh node docker images` (ssh connection, docker CLI), same node.
@@ -995,7 +1036,7 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     let mut theirs = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
-        let (status, _) = probe(&s, &c, 2, &["images"]);
+        let (status, _) = probe(s, c, 2, &["images"]);
         ours.push(t.elapsed());
         assert_eq!(status, "changed");
         let t = Instant::now();
@@ -1029,7 +1070,7 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     let status: Vec<Duration> = (0..10)
         .map(|_| {
             let t = Instant::now();
-            let (code, _) = report(&s, &c, &["docker-image", "status"]);
+            let (code, _) = report(s, c, &["docker-image", "status"]);
             assert_eq!(code, 0);
             t.elapsed()
         })
