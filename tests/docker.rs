@@ -340,6 +340,47 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     push_once_pull_elsewhere(&s, &c, &marked3);
     prune_keeps_the_newest(&s, &c);
     per_call_overhead(&s, &c);
+    dial_stdio_where_streamlocal_is_refused(&s, &c);
+}
+
+/// A node whose sshd refuses stream-local forwarding: the host falls back
+/// to `docker system dial-stdio` on an exec channel, and the same calls
+/// work (read and write).
+fn dial_stdio_where_streamlocal_is_refused(s: &Sandbox, c: &TestCluster) {
+    // sshd (PID 1) rereads its configuration on SIGHUP; new connections
+    // get it.
+    c.sh(
+        3,
+        "echo 'AllowStreamLocalForwarding no' >> /etc/ssh/sshd_config && kill -HUP 1",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let node = c.node(3);
+    let latest = image_id(c, 3, LATEST).unwrap();
+    let ((code, r), text) = report_env(
+        s,
+        c,
+        &["docker-probe", "call", "--nodes", &node, "--", "images"],
+        &[("STACKHOST_LOG", "stackhost=debug")],
+    );
+    assert_eq!(code, 0, "{r:#}\n{text}");
+    assert!(text.contains("trying `docker system dial-stdio`"), "{text}");
+    let (_, m) = support::only_step(&r);
+    assert!(
+        m.split(' ')
+            .any(|e| e.contains(LATEST) && e.ends_with(&format!("={latest}"))),
+        "{m}"
+    );
+    let (status, m) = probe(
+        s,
+        c,
+        3,
+        &["tag", LATEST, "stackato/stack-alsek:through-dial-stdio"],
+    );
+    assert_eq!(status, "changed", "{m}");
+    assert_eq!(
+        image_id(c, 3, "stackato/stack-alsek:through-dial-stdio"),
+        Some(latest)
+    );
 }
 
 /// Each engine lists and inspects its own images and containers.

@@ -5,6 +5,11 @@
 //! does); on the local node it goes to the socket directly. No TCP port of
 //! the engine is ever opened and no `docker` CLI output is parsed.
 //!
+//! Where a node's sshd refuses stream-local forwarding (OpenSSH's
+//! `AllowStreamLocalForwarding no`), the request goes instead through
+//! `docker system dial-stdio` run on an exec channel: a byte pipe to the
+//! same socket, so it is still the Engine API that is spoken.
+//!
 //! Each request gets its own channel and HTTP/1 connection (bollard's
 //! custom transport hands over one request at a time): one channel-open
 //! round trip more than a kept-alive connection, no pool to go stale when
@@ -14,6 +19,7 @@
 //! at once are bounded by their own [`STREAMS_PER_NODE`] permits instead,
 //! each held until its channel closes.
 
+use super::ssh::SessionChannel;
 use super::{Node, NodeError, Transport};
 use bollard::{BollardRequest, Docker};
 use hyper::body::Incoming;
@@ -24,6 +30,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Where a node's engine listens.
 pub const SOCKET: &str = "/var/run/docker.sock";
+
+/// What runs on a node whose sshd refuses stream-local forwarding: the
+/// docker CLI's byte pipe to its engine's socket (nothing it prints is
+/// parsed; it carries the Engine API's HTTP).
+const DIAL_STDIO: &str = "docker system dial-stdio";
 
 /// The Engine API version spoken: 1.41 (Docker 20.10, Debian bookworm's
 /// `docker.io`), which newer engines still serve; every call this host
@@ -110,21 +121,54 @@ async fn send(
                 .connection()
                 .await
                 .map_err(|e| io_error(std::io::ErrorKind::ConnectionRefused, e.to_string()))?;
-            let channel = handle
-                .channel_open_direct_streamlocal(SOCKET)
-                .await
-                .map_err(|e| {
-                    io_error(
-                        std::io::ErrorKind::NotFound,
-                        format!(
-                            "node {} has no Docker engine at {SOCKET} reachable through its \
-                             SSH connection (is dockerd running, and does sshd allow \
-                             AllowStreamLocalForwarding?): {e}",
-                            node.info.name
-                        ),
-                    )
-                })?;
-            exchange(channel.into_stream(), req, permit).await
+            match handle.channel_open_direct_streamlocal(SOCKET).await {
+                Ok(channel) => exchange(channel.into_stream(), req, permit).await,
+                // OpenSSH answers "connect failed" both when the socket is
+                // missing and when its configuration refuses stream-local
+                // forwarding (AllowStreamLocalForwarding no): try the
+                // node's own `docker system dial-stdio`, which carries the
+                // bytes on a session channel (taking a session permit).
+                Err(russh::Error::ChannelOpenFailure(why)) => {
+                    tracing::debug!(
+                        node = %node.info.name,
+                        "sshd refused a direct-streamlocal channel ({why:?}); trying `{DIAL_STDIO}`"
+                    );
+                    let session = ssh.open_session().await.map_err(|e| {
+                        io_error(std::io::ErrorKind::ConnectionRefused, e.to_string())
+                    })?;
+                    let SessionChannel {
+                        channel,
+                        permit: session_permit,
+                        ..
+                    } = session;
+                    channel
+                        .exec(true, DIAL_STDIO)
+                        .await
+                        .map_err(|e| io_error(std::io::ErrorKind::BrokenPipe, e.to_string()))?;
+                    exchange(channel.into_stream(), req, (permit, session_permit))
+                        .await
+                        .map_err(|e| {
+                            io_error(
+                                std::io::ErrorKind::NotFound,
+                                format!(
+                                    "node {} has no Docker engine at {SOCKET} reachable \
+                                     through its SSH connection (is dockerd running?): the \
+                                     direct-streamlocal channel was refused ({why:?}) and \
+                                     `{DIAL_STDIO}` did not answer as an engine ({e})",
+                                    node.info.name
+                                ),
+                            )
+                        })
+                }
+                Err(e) => Err(io_error(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "node {} has no Docker engine at {SOCKET} reachable through its \
+                         SSH connection (is dockerd running?): {e}",
+                        node.info.name
+                    ),
+                )),
+            }
         }
     }
 }
@@ -135,7 +179,7 @@ async fn send(
 async fn exchange<S>(
     stream: S,
     req: BollardRequest,
-    permit: OwnedSemaphorePermit,
+    permit: impl Send + 'static,
 ) -> Result<hyper::Response<Incoming>, bollard::errors::Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
