@@ -427,6 +427,21 @@ fn reads_on_each_engine(s: &Sandbox, c: &TestCluster, base2: &str, base3: &str) 
 
 /// A real build (its log streamed, escaped), labels, a tag and a remove.
 fn builds_tags_and_removes(s: &Sandbox, c: &TestCluster) {
+    // The 0.1.0 `build` (no options: no cache) still builds.
+    let (status, m) = probe(
+        s,
+        c,
+        2,
+        &[
+            "build-plain",
+            LATEST,
+            "stackato/stack-alsek:plain",
+            "echo plain > /plain",
+        ],
+    );
+    assert_eq!(status, "changed", "{m}");
+    let plain = image_id(c, 2, "stackato/stack-alsek:plain").expect("the plain build's tag");
+    assert_eq!(m, format!("built={plain}"));
     let (status, m) = probe(
         s,
         c,
@@ -654,6 +669,23 @@ fn refusals(s: &Sandbox, c: &TestCluster, base2: &str) {
         c,
         &["restart", "app1"],
         &["permission denied: docker restart on", "is never granted"],
+    );
+    refused(
+        s,
+        c,
+        &["build-context", "/srv/app", "stackato/stack-alsek:ctx"],
+        &["unsupported: docker build from a context directory is not built into this host yet"],
+    );
+    // A push the grant allows reaches the engine, which answers (here: no
+    // such image), and the answer names the call and the node.
+    refused(
+        s,
+        c,
+        &["push", "registry.local:5000/stackato/stack-alsek:none"],
+        &[
+            "docker push on node",
+            "registry.local:5000/stackato/stack-alsek",
+        ],
     );
     // A RUN step cannot add Dockerfile instructions: a newline stays in
     // the one step (the shell runs both lines), no `USER` instruction.
