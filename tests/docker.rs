@@ -1193,3 +1193,55 @@ fn the_local_node_lists_its_own_engine_through_the_socket() {
         );
     }
 }
+
+/// The docker-probe component with its manifest edited in place (same
+/// length, so the binary stays well formed): `find` replaced by `put`.
+fn edited_probe(dir: &std::path::Path, find: &str, put: &str) -> std::path::PathBuf {
+    let put = format!("{put:<width$}", width = find.len());
+    assert_eq!(find.len(), put.len(), "{put:?} is longer than {find:?}");
+    let bytes = std::fs::read(support::wasm("docker-probe")).unwrap();
+    let at = bytes
+        .windows(find.len())
+        .position(|w| w == find.as_bytes())
+        .expect("the manifest is in the file verbatim");
+    let mut edited = bytes.clone();
+    edited[at..at + put.len()].copy_from_slice(put.as_bytes());
+    let file = dir.join("edited.wasm");
+    std::fs::write(&file, &edited).unwrap();
+    file
+}
+
+/// `restart` (in the WIT since 0.1.0) is never granted, and an image
+/// pattern with a digest is not a pattern: both refused at install.
+#[test]
+fn a_manifest_asking_for_docker_restart_or_a_digest_pattern_is_refused() {
+    let s = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    for (find, put, needle) in [
+        (
+            r#""remove", "push"]"#,
+            r#""restart"]"#,
+            "docker operation `restart` is never granted: the guide says \"Do not run the \
+             docker restart command\"; app containers are restarted through the platform",
+        ),
+        (
+            r#""registry.local:5000/*"]"#,
+            r#""stackato/x@sha256:*"]"#,
+            "docker image pattern `stackato/x@sha256:*` is not a reference pattern",
+        ),
+    ] {
+        let file = edited_probe(dir.path(), find, put);
+        let out = s.run(&["plugin", "install", "--yes", file.to_str().unwrap()]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "installed: {text}");
+        assert!(text.contains(needle), "{text}");
+    }
+    assert!(
+        !s.ok(&["plugin", "list"]).contains("docker-probe"),
+        "nothing was installed"
+    );
+}
