@@ -670,6 +670,22 @@ fn refusals(s: &Sandbox, c: &TestCluster, base2: &str) {
         &["restart", "app1"],
         &["permission denied: docker restart on", "is never granted"],
     );
+    // The probe's grant has no `pull`: neither a pull nor a build that
+    // would pull its base image.
+    let no_pull = "permission denied: docker operation `pull` is not granted (grant: docker \
+                   operations [list, inspect, build, tag, remove, push])";
+    refused(
+        s,
+        c,
+        &["pull", "registry.local:5000/stackato/stack-alsek:latest"],
+        &[no_pull],
+    );
+    refused(
+        s,
+        c,
+        &["build-pull", LATEST, "stackato/stack-alsek:pulled"],
+        &[no_pull],
+    );
     refused(
         s,
         c,
