@@ -1,8 +1,7 @@
 //! stackhost: a maintenance host for PaaS clusters. It knows the cluster's
-//! nodes and roles, owns the connections to them, and exposes exec, fs
-//! archive and postgres capabilities (docker comes later) to
-//! sandboxed WebAssembly component plugins through the `stackhost:host`
-//! WIT package.
+//! nodes and roles, owns the connections to them, and exposes exec, fs,
+//! archive, postgres and docker capabilities to sandboxed WebAssembly
+//! component plugins through the `stackhost:host` WIT package.
 
 pub mod artifact;
 pub mod bindings;

@@ -116,8 +116,8 @@
 //!
 //! # Not covered yet
 //!
-//! * The `docker` interface is not wrapped (the host does not provide it
-//!   yet). Its raw bindings are in [`bindings`].
+//! * [`docker`] builds from FROM/RUN steps only: a build from a context
+//!   directory is in the WIT but the host answers `unsupported`.
 
 #![warn(missing_docs)]
 
@@ -160,6 +160,7 @@ pub mod patch_bindings {
 
 pub mod archive;
 pub mod clock;
+pub mod docker;
 mod error;
 pub mod exec;
 pub mod fs;
@@ -183,7 +184,7 @@ pub use plugin::Plugin;
 pub mod prelude {
     pub use crate::{
         Command, Error, Invocation, Node, Outcome, Output, Patch, PatchInfo, Phase, Plan, Plugin,
-        Result, Step, bail, ensure, export_patch, export_plugin, log, nodes, run, usage,
+        Result, Step, bail, docker, ensure, export_patch, export_plugin, log, nodes, run, usage,
     };
 }
 

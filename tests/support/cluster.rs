@@ -14,19 +14,30 @@ pub struct TestCluster {
 impl TestCluster {
     /// Start `n` nodes named `<tag>-<pid>-1..n`.
     pub fn up(n: usize, tag: &str) -> TestCluster {
+        TestCluster::up_with_env(n, tag, &[])
+    }
+
+    /// [`TestCluster::up`] with environment for tests/cluster:
+    /// `STACKHOST_NODE_IMAGE`, `STACKHOST_CLUSTER_RUN_ARGS_<i>` (`docker
+    /// run` arguments for node i: a capability, a volume).
+    pub fn up_with_env(n: usize, tag: &str, env: &[(&str, &str)]) -> TestCluster {
         let name = format!("{tag}-{}", std::process::id());
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(crate::support::repo().join("tests/cluster"))
             .args(["up", &n.to_string(), &name])
             .arg(dir.path())
+            .envs(env.iter().copied())
             .output()
             .expect("tests/cluster runs");
+        // Constructed before the check, so a failed `up` still removes
+        // the nodes it started.
+        let cluster = TestCluster { name, dir };
         assert!(
             out.status.success(),
             "tests/cluster up failed (is dockerd running? .ci/run starts it):\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        TestCluster { name, dir }
+        cluster
     }
 
     pub fn node(&self, i: usize) -> String {
@@ -86,30 +97,6 @@ impl Drop for TestCluster {
         let _ = Command::new(crate::support::repo().join("tests/cluster"))
             .args(["down", &self.name])
             .output();
-    }
-}
-
-impl TestCluster {
-    /// [`TestCluster::up`] with extra environment for tests/cluster, such
-    /// as `STACKHOST_CLUSTER_RUN_ARGS_<i>` (`docker run` arguments for
-    /// node i: a capability, a volume).
-    pub fn up_with_env(n: usize, tag: &str, env: &[(&str, &str)]) -> TestCluster {
-        let name = format!("{tag}-{}", std::process::id());
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(crate::support::repo().join("tests/cluster"))
-            .args(["up", &n.to_string(), &name])
-            .arg(dir.path())
-            .envs(env.iter().copied())
-            .output()
-            .expect("tests/cluster runs");
-        // Built before the check, so a failed start is taken down too.
-        let cluster = TestCluster { name, dir };
-        assert!(
-            out.status.success(),
-            "tests/cluster up failed (is dockerd running? .ci/run starts it):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        cluster
     }
 }
 

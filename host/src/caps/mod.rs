@@ -2,10 +2,10 @@
 //! `run`, `archive`, `postgres`, `patches` (and the shared `types`). Each has
 //! `mod.rs` (the marker type and its `add_to_linker`), `host.rs` (the
 //! generated `Host` trait's impl) and, where calls are scoped, `scope.rs`
-//! (the grant check). The `docker` interface is defined in the WIT but not
-//! built into this host yet; plugins importing it are refused at install.
+//! (the grant check); `docker` reaches each node's own engine.
 
 pub mod archive;
+pub mod docker;
 pub mod exec;
 pub mod fs;
 pub mod log;

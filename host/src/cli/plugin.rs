@@ -505,10 +505,15 @@ fn describe_requests(c: &Capabilities) -> Vec<(&'static str, String)> {
         ));
     }
     if let Some(d) = &c.docker {
+        let images = if d.images.is_empty() {
+            String::new()
+        } else {
+            format!(" on images {}", list(&d.images))
+        };
         out.push((
             "docker",
             format!(
-                "docker: {}{} — {}",
+                "docker: {}{images}{} — {}",
                 list(&d.operations),
                 roles(&d.roles),
                 one_line(&d.reason)

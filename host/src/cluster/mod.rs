@@ -1,6 +1,7 @@
 //! The cluster a run works on: its nodes, their roles, and the transport
 //! that reaches each. With no inventory the cluster is the local node.
 
+pub mod docker;
 pub mod files;
 pub mod inventory;
 pub mod local;

@@ -7,11 +7,11 @@ use semver::Version;
 
 /// Interfaces of `stackhost:host` this host implements.
 pub const PROVIDED: &[&str] = &[
-    "types", "nodes", "log", "run", "exec", "fs", "archive", "postgres", "patches",
+    "types", "nodes", "log", "run", "exec", "fs", "archive", "postgres", "docker", "patches",
 ];
 
 /// Interfaces that exist in the WIT but whose host side is not built yet.
-pub const NOT_YET_BUILT: &[&str] = &["docker"];
+pub const NOT_YET_BUILT: &[&str] = &[];
 
 /// Why a component's imports were refused.
 #[derive(Debug, thiserror::Error)]
@@ -245,11 +245,13 @@ mod tests {
                 "imports `stackhost:host/fs@0.1.0` but its manifest does not request `fs`"
             )
         );
-        assert!(all[1].contains("the `docker` capability is defined in the WIT but not built"));
+        assert!(all[1].contains(
+            "imports `stackhost:host/docker@0.1.0` but its manifest does not request `docker`"
+        ));
         assert!(all[2].contains("imports `acme:evil/net@1.0.0`, which no stackhost host provides"));
         // Provided: only what this host lacks.
         let all = problems("p", imports.into_iter(), Allowed::Provided);
-        assert_eq!(all.len(), 2, "{all:#?}");
+        assert_eq!(all.len(), 1, "{all:#?}");
         // check stops at the first.
         let first = check("p", imports.into_iter(), Allowed::Requested(&exec_only)).unwrap_err();
         assert!(

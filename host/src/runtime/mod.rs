@@ -235,6 +235,9 @@ impl Runtime {
         if grant.has("postgres") {
             caps::postgres::add_to_linker(&mut linker)?;
         }
+        if grant.has("docker") {
+            caps::docker::add_to_linker(&mut linker)?;
+        }
         if grant.has("patches") {
             caps::patches::add_to_linker(&mut linker)?;
         }
