@@ -34,6 +34,12 @@ pub const MANIFEST: &str = "stackhost-manifest.json";
 /// The manifest's format tag.
 const FORMAT: &str = "stackhost-archive/1";
 
+/// Bytes each zstd worker compresses at a time. zstd's own choice at level
+/// 3 is 8 MiB (four windows), and each worker holds its job's input and
+/// output: smaller jobs keep an export's memory flat at a few MiB per
+/// worker, at a small cost in ratio at the jobs' seams.
+const JOB_SIZE: u32 = 1 << 20;
+
 /// How an artifact is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -322,6 +328,8 @@ impl Writer {
                 if threads > 1 {
                     enc.multithread(threads)
                         .map_err(io_err("zstd threads for", &tmp))?;
+                    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(JOB_SIZE))
+                        .map_err(io_err("zstd job size for", &tmp))?;
                 }
                 Sink::Zstd(enc)
             }
