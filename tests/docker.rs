@@ -340,7 +340,174 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     push_once_pull_elsewhere(&s, &c, &marked3);
     prune_keeps_the_newest(&s, &c);
     per_call_overhead(&s, &c);
+    newrelic_image_on_each_dea(&s, &c);
     dial_stdio_where_streamlocal_is_refused(&s, &c);
+}
+
+/// An `apt-get` for the tiny base image, which has no apt: it logs its
+/// arguments, and `install PKG` leaves /usr/share/doc/PKG/stand-in, or
+/// fails as apt does when /etc/apt-fail names PKG.
+const APT_STAND_IN: &str = r#"#!/bin/sh
+echo "$*" >> /var/log/apt-get.log
+[ "$1" = install ] || exit 0
+for a in "$@"; do last=$a; done
+if [ -e /etc/apt-fail ] && [ "$(cat /etc/apt-fail)" = "$last" ]; then
+    echo "E: Unable to locate package $last" >&2
+    exit 100
+fi
+mkdir -p /usr/share/doc/$last && touch /usr/share/doc/$last/stand-in
+"#;
+
+/// Make node `i`'s latest the current latest plus the apt stand-in (and
+/// /etc/apt-fail naming `fail`, if given), built by the engine itself.
+fn with_apt_stand_in(c: &TestCluster, i: usize, fail: Option<&str>) {
+    let fail = fail.map_or(String::new(), |p| {
+        format!("echo {p} > $d/apt-fail && echo 'COPY apt-fail /etc/apt-fail' >> $d/Dockerfile && ")
+    });
+    c.sh(
+        i,
+        &format!(
+            "set -e; d=$(mktemp -d); cat > $d/apt-get <<'EOF'\n{APT_STAND_IN}EOF\n\
+             chmod 755 $d/apt-get; printf 'FROM {LATEST}\\nCOPY apt-get /usr/bin/apt-get\\nRUN mkdir -p /var/log\\n' > $d/Dockerfile; \
+             {fail}docker build -q -t {LATEST} $d >/dev/null; rm -rf $d"
+        ),
+    );
+}
+
+/// `newrelic image`: the agent package built into each DEA's base image
+/// (through the apt stand-in), labelled, latest moved with the previous
+/// one kept; idempotent; a DEA that fails puts latest back on the one
+/// done before it.
+fn newrelic_image_on_each_dea(s: &Sandbox, c: &TestCluster) {
+    s.install("newrelic");
+    for i in [2, 3] {
+        with_apt_stand_in(c, i, None);
+    }
+    let before = [
+        image_id(c, 2, LATEST).unwrap(),
+        image_id(c, 3, LATEST).unwrap(),
+    ];
+    let lists = [image_list(c, 2), image_list(c, 3)];
+    let (code, r) = report(
+        s,
+        c,
+        &["newrelic", "image", "--tag", "nr-test", "--dry-run"],
+    );
+    assert_eq!(code, 0, "{r:#}");
+    for (phase, _, status, m) in steps(&r).into_iter().filter(|s| s.0 == "image") {
+        assert_eq!(
+            (phase.as_str(), status.as_str()),
+            ("image", "changed"),
+            "{m}"
+        );
+        assert!(
+            m.starts_with("would keep latest (") && m.ends_with(
+                " as pre-nr-test, build nr-test FROM latest with newrelic-infra (3 RUN steps) and tag it latest"
+            ),
+            "{m}"
+        );
+    }
+    assert_eq!(
+        [image_list(c, 2), image_list(c, 3)],
+        lists,
+        "a dry run changes nothing"
+    );
+
+    let (code, r) = report(s, c, &["newrelic", "image", "--tag", "nr-test"]);
+    assert_eq!(code, 0, "{r:#}");
+    for (n, i) in [(0, 2), (1, 3)] {
+        let latest = image_id(c, i, LATEST).unwrap();
+        assert_ne!(latest, before[n]);
+        assert_eq!(
+            image_id(c, i, "stackato/stack-alsek:nr-test").as_deref(),
+            Some(latest.as_str())
+        );
+        assert_eq!(
+            image_id(c, i, "stackato/stack-alsek:pre-nr-test").as_deref(),
+            Some(before[n].as_str())
+        );
+        assert_eq!(
+            engine(
+                c,
+                i,
+                &[
+                    "image",
+                    "inspect",
+                    "-f",
+                    "{{index .Config.Labels \"com.stackhost.newrelic\"}}",
+                    LATEST
+                ]
+            ),
+            "newrelic-infra"
+        );
+        // The package is in the image, installed by the steps the plugin gave.
+        assert_eq!(
+            engine(
+                c,
+                i,
+                &["run", "--rm", LATEST, "cat", "/var/log/apt-get.log"]
+            ),
+            "update\ninstall -y --no-install-recommends newrelic-infra\nclean"
+        );
+        engine(
+            c,
+            i,
+            &[
+                "run",
+                "--rm",
+                LATEST,
+                "test",
+                "-e",
+                "/usr/share/doc/newrelic-infra/stand-in",
+            ],
+        );
+    }
+    let m = &steps(&r)[0].3;
+    assert!(m.contains("The image holds no license key"), "{m}");
+    // Again: ok, nothing built.
+    let (code, r) = report(s, c, &["newrelic", "image", "--tag", "nr-test"]);
+    assert_eq!(code, 0, "{r:#}");
+    for (_, _, status, m) in steps(&r).into_iter().filter(|s| s.0 == "image") {
+        assert_eq!(status, "ok", "{m}");
+        assert!(m.ends_with(") already has newrelic-infra"), "{m}");
+    }
+
+    // The sysmond agent fails on node 3: node 2's latest goes back.
+    with_apt_stand_in(c, 3, Some("newrelic-sysmond"));
+    let latest2 = image_id(c, 2, LATEST).unwrap();
+    let latest3 = image_id(c, 3, LATEST).unwrap();
+    let (code, r) = report(
+        s,
+        c,
+        &[
+            "newrelic",
+            "image",
+            "--package",
+            "newrelic-sysmond",
+            "--tag",
+            "nr-sysmond",
+        ],
+    );
+    assert_eq!(code, 3, "{r:#}");
+    let all = steps(&r);
+    let status = |phase: &str, i: usize| {
+        all.iter()
+            .find(|s| s.0 == phase && s.1 == c.node(i))
+            .map(|s| (s.2.clone(), s.3.clone()))
+            .unwrap()
+    };
+    assert_eq!(status("image", 2).0, "changed");
+    let (st, m) = status("image", 3);
+    assert_eq!(st, "failed");
+    assert!(
+        m.contains("E: Unable to locate package newrelic-sysmond"),
+        "{m}"
+    );
+    let (st, m) = status("restore", 2);
+    assert_eq!(st, "changed", "{m}");
+    assert!(m.starts_with("latest back to pre-nr-sysmond ("), "{m}");
+    assert_eq!(image_id(c, 2, LATEST).unwrap(), latest2);
+    assert_eq!(image_id(c, 3, LATEST).unwrap(), latest3);
 }
 
 /// A node whose sshd refuses stream-local forwarding: the host falls back

@@ -9,6 +9,7 @@
 
 mod agent;
 mod apt;
+mod image;
 
 use agent::{Agent, Settings};
 use serde::Serialize;
@@ -319,7 +320,7 @@ fn remove(inv: &Invocation, node: &Node) -> Result<Outcome> {
 impl Plugin for NewRelic {
     fn plan(inv: &Invocation) -> Result<Plan> {
         let name = inv.command();
-        if !["install", "status", "remove"].contains(&name) {
+        if !["install", "status", "remove", "image"].contains(&name) {
             return Err(inv.unknown_command());
         }
         if let Some(from) = inv
@@ -356,6 +357,22 @@ impl Plugin for NewRelic {
             ),
             (None, false) => {}
         }
+        if name == "image" {
+            // The app base image lives on the DEAs; on failure, latest goes
+            // back to what it was on the DEAs already done.
+            let deas = nodes::with_role("dea");
+            ensure!(!deas.is_empty(), "no selected node holds the `dea` role");
+            let phase = |p: Phase, n: &Node, step: &str| p.step(n, step, "");
+            let image = deas
+                .iter()
+                .fold(Phase::new("image"), |p, n| phase(p, n, "image"));
+            let restore = deas
+                .iter()
+                .fold(Phase::new("restore").on_failure(), |p, n| {
+                    phase(p, n, "restore")
+                });
+            return Ok(Plan::new().phase(image).phase(restore));
+        }
         let nodes = nodes::all();
         ensure!(!nodes.is_empty(), "no node is selected");
         Ok(Plan::new().phase(
@@ -371,6 +388,18 @@ impl Plugin for NewRelic {
             "install" => install(inv, &node),
             "status" => status(inv, &node),
             "remove" => remove(inv, &node),
+            "image" => {
+                let package = inv.value("package").unwrap_or("newrelic-infra");
+                let key = apt_key(inv)?;
+                let source = match inv.value("apt-source") {
+                    Some(line) => {
+                        Some(apt::source_line(line, key.is_some()).map_err(Error::Usage)?)
+                    }
+                    None => None,
+                };
+                image::image(inv, &node, package, source.as_deref(), key.as_deref())
+            }
+            "restore" => image::restore(&node),
             other => bail!("unknown step `{other}`"),
         }
     }
