@@ -10,9 +10,15 @@
 //! incompressible, like zipped droplets, half text) are generated once
 //! under /var/tmp/stackhost-bench. Run with
 //! `cargo bench -p stackhost --bench export`.
+//!
+//! The remote case packs the same trees from a node container over SSH,
+//! against `ssh node tar -c | zstd -T0` on the same node in the same run.
 
 #[path = "../support/mod.rs"]
 mod support;
+
+#[path = "../support/cluster.rs"]
+mod cluster;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -160,8 +166,17 @@ fn main() {
         "tree", "tool", "time", "MB/s", "vs stackhost", "output", "peak RSS"
     );
     let mut flat = Vec::new();
+    let node = cluster::TestCluster::up(1, "sh-export");
+    let port = node.docker(&["port", &node.node(1), "22/tcp"]);
+    let port = port.trim().rsplit(':').next().unwrap().to_string();
+    node.sh(1, &format!("mkdir -p {ROOT}"));
     for bytes in [256u64 << 20, 1024 << 20] {
         let dir = tree(bytes);
+        node.docker(&[
+            "cp",
+            dir.to_str().unwrap(),
+            &format!("{}:{ROOT}/", node.node(1)),
+        ]);
         let size = du(&dir);
         let label = format!("{:.2} GB", size as f64 / 1e9);
         let dest = |name: &str| out_dir.join(name);
@@ -192,6 +207,37 @@ fn main() {
         };
         let gz = peer(&["-czf"], "peer.tgz");
         let zst = peer(&["-I", "zstd -T0", "-cf"], "peer.tar.zst");
+        // The same tree on the node, over SSH.
+        let remote = median(
+            (0..RUNS)
+                .map(|_| {
+                    let _ = std::fs::remove_file(dest("remote.tar.zst"));
+                    let mut c = Command::new(env!("CARGO_BIN_EXE_stackhost"));
+                    c.args(node.args(&["run", "pack", "pack"]))
+                        .arg(&dir)
+                        .arg(dest("remote.tar.zst"))
+                        .env("STACKHOST_HOME", s.home.path());
+                    run(c)
+                })
+                .collect(),
+        );
+        let ssh_zst = median(
+            (0..RUNS)
+                .map(|_| {
+                    let _ = std::fs::remove_file(dest("ssh.tar.zst"));
+                    let mut c = Command::new("sh");
+                    c.arg("-c").arg(format!(
+                        "ssh -i {key} -o UserKnownHostsFile={kh} -o BatchMode=yes -p {port} \
+                         root@127.0.0.1 tar -C {dir} -c . | zstd -q -T0 -o {out}",
+                        key = node.path("id_ed25519").display(),
+                        kh = node.path("known_hosts").display(),
+                        dir = dir.display(),
+                        out = dest("ssh.tar.zst").display(),
+                    ));
+                    run(c)
+                })
+                .collect(),
+        );
         let out_size = |f: &str| std::fs::metadata(dest(f)).map(|m| m.len()).unwrap_or(0);
         let rows = [
             (
@@ -201,13 +247,29 @@ fn main() {
             ),
             ("tar -czf", gz, out_size("peer.tgz")),
             ("tar -I 'zstd -T0' -cf", zst, out_size("peer.tar.zst")),
+            (
+                "remote: stackhost over SSH",
+                remote,
+                out_size("remote.tar.zst"),
+            ),
+            (
+                "remote: ssh tar | zstd -T0",
+                ssh_zst,
+                out_size("ssh.tar.zst"),
+            ),
         ];
         for (tool, (t, rss), out) in rows {
+            // Each peer against stackhost on the same path (local or remote).
+            let base = if tool.starts_with("remote") {
+                remote.0
+            } else {
+                ours.0
+            };
             println!(
                 "{label:>8}  {tool:<26} {:>7.2} s {:>10.1} {:>9.2}x {:>7.0} MB {:>8.1} MiB",
                 t.as_secs_f64(),
                 size as f64 / 1e6 / t.as_secs_f64(),
-                t.as_secs_f64() / ours.0.as_secs_f64(),
+                t.as_secs_f64() / base.as_secs_f64(),
                 out as f64 / 1e6,
                 rss as f64 / 1024.0
             );
