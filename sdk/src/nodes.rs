@@ -181,7 +181,9 @@ impl Node {
     /// node that is not back in time is an [`Error::Timeout`] naming it.
     pub fn reboot(&self, wait: Duration) -> Result<crate::exec::Rebooted> {
         let ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
-        Ok(crate::exec::Rebooted::new(wit_exec::reboot(&self.name, ms)?))
+        Ok(crate::exec::Rebooted::new(wit_exec::reboot(
+            &self.name, ms,
+        )?))
     }
 
     /// Read the whole regular file at `path`, which may be at most
