@@ -1151,6 +1151,8 @@ fn a_failure_restores_the_first_dea(s: &Sandbox, c: &TestCluster, base2: &str) -
 fn push_once_pull_elsewhere(s: &Sandbox, c: &TestCluster, marked3: &str) {
     let marked3 = marked3.to_string();
     let reg = registry(c);
+    // Each push's RUN step names its tag: two builds of the same step on
+    // the same base within one second would be one image (same id).
     let push = |tag: &str, password: &str| {
         report_env(
             s,
@@ -1161,7 +1163,7 @@ fn push_once_pull_elsewhere(s: &Sandbox, c: &TestCluster, marked3: &str) {
                 "--tag",
                 tag,
                 "--run",
-                "echo pushed > /pushed",
+                &format!("echo pushed {tag} > /pushed"),
                 "--push",
                 &reg,
                 "--registry-user",
@@ -1221,7 +1223,7 @@ fn push_once_pull_elsewhere(s: &Sandbox, c: &TestCluster, marked3: &str) {
             3,
             &["run", "--rm", "--network", "none", LATEST, "cat", "/pushed"]
         ),
-        "pushed"
+        "pushed upgrade-t3"
     );
     // A registry outside the grant: refused before anything is sent.
     refused(

@@ -1013,9 +1013,11 @@ fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     let before = tcgetattr(&stdin)?;
     let mut quiet = before.clone();
     quiet.local_modes.remove(LocalModes::ECHO);
+    // Echo goes off before the prompt shows: whoever types on seeing it
+    // is never echoed.
+    tcsetattr(&stdin, OptionalActions::Now, &quiet)?;
     eprint!("{prompt}");
     std::io::stderr().flush()?;
-    tcsetattr(&stdin, OptionalActions::Now, &quiet)?;
     let mut line = String::new();
     let read = stdin.lock().read_line(&mut line);
     tcsetattr(&stdin, OptionalActions::Now, &before)?;
