@@ -170,7 +170,10 @@ fn two_operators_race_for_one_clusters_lock_and_exactly_one_wins() {
             inv.to_string(),
             "--".into(),
             "sleep".into(),
-            "3".into(),
+            // Long enough that the second process, started right after,
+            // asks for the lock while the first holds it, even on a slow
+            // machine (a cold compile of the plugin in its own home).
+            "8".into(),
         ]
     };
     let (args_a, args_b) = (args(&inv_a), args(&inv_b));
@@ -239,10 +242,10 @@ fn a_killed_holders_lease_runs_out_then_another_operator_takes_over() {
             "--inventory",
             &inv_a,
             "--lock-ttl",
-            "6s",
+            "12s",
             "--",
             "sleep",
-            "30",
+            "60",
         ],
     );
     wait_for_lock(db, "lease");
@@ -267,7 +270,7 @@ fn a_killed_holders_lease_runs_out_then_another_operator_takes_over() {
         "{}",
         text(&out)
     );
-    let deadline = took + Duration::from_secs(30);
+    let deadline = took + Duration::from_secs(45);
     loop {
         let out = spawn(&b, db, "ops-b", &args).wait_with_output().unwrap();
         if out.status.success() {
@@ -299,8 +302,9 @@ fn a_run_halted_by_the_database_going_down_resumes_from_the_other_home_without_r
     let inv_a = inventory(&a, "resume");
     let marks = tempfile::tempdir().unwrap();
     let log = marks.path().join("steps.log");
-    // Four steps one after another; each appends a line, then waits.
-    let script = format!("echo ran >> {}; sleep 1.5", log.display());
+    // Four steps one after another; each appends a line, then waits 3 s,
+    // so the database is stopped well within step 2.
+    let script = format!("echo ran >> {}; sleep 3", log.display());
     let mut child = spawn(
         &a,
         db,
@@ -316,8 +320,8 @@ fn a_run_halted_by_the_database_going_down_resumes_from_the_other_home_without_r
             "4",
             "--max-in-flight",
             "1",
-            "--lock-ttl",
-            "4s",
+            // The lock's lease (the default 60 s) outlives the outage:
+            // what stops the run is the step's end it cannot journal.
             "--",
             "sh",
             "-c",
