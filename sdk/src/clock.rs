@@ -15,18 +15,8 @@ pub fn now() -> u64 {
 /// assert_eq!(stackhost_sdk::clock::utc_stamp(951_782_400), "20000229-000000");
 /// ```
 pub fn utc_stamp(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
+    let (y, m, d) = civil(secs);
     let rest = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
     format!(
         "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
         rest / 3600,
@@ -35,12 +25,38 @@ pub fn utc_stamp(secs: u64) -> String {
     )
 }
 
+/// `secs` since the epoch as the UTC date `YYYY-MM-DD`.
+///
+/// ```
+/// assert_eq!(stackhost_sdk::clock::utc_date(951_782_400), "2000-02-29");
+/// ```
+pub fn utc_date(secs: u64) -> String {
+    let (y, m, d) = civil(secs);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Year, month and day (UTC) of `secs` since the epoch: Howard Hinnant's
+/// civil_from_days.
+fn civil(secs: u64) -> (i64, i64, i64) {
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::utc_stamp;
+    use super::{utc_date, utc_stamp};
 
     #[test]
     fn stamps_are_utc_dates_and_times() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(1_796_518_923), "2026-12-06");
         assert_eq!(utc_stamp(0), "19700101-000000");
         assert_eq!(utc_stamp(1_795_546_740), "20261124-185900");
         assert_eq!(utc_stamp(1_796_520_792), "20261206-013312");

@@ -65,27 +65,8 @@ fn short(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
-/// `YYYY-MM-DD` of a Unix time (UTC).
-fn date(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    stackhost_sdk::clock::now() as i64
 }
 
 fn age(secs: i64) -> String {
@@ -442,7 +423,10 @@ fn prune(node: &Node, keep: usize) -> Result<Outcome> {
 fn params(inv: &Invocation) -> Result<Params> {
     let tag = match inv.value("tag") {
         Some(t) => t.to_string(),
-        None => format!("upgrade-{}", date(now())),
+        None => format!(
+            "upgrade-{}",
+            stackhost_sdk::clock::utc_date(stackhost_sdk::clock::now())
+        ),
     };
     let run: Vec<String> = if inv.values("run").is_empty() {
         GUIDE_STEPS.iter().map(|s| s.to_string()).collect()
@@ -543,13 +527,6 @@ export_plugin!(DockerImage);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_in_utc() {
-        assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(1_796_518_923), "2026-12-06");
-        assert_eq!(date(951_782_400), "2000-02-29");
-    }
 
     #[test]
     fn stale_containers_are_running_ones_on_other_images() {
