@@ -345,3 +345,27 @@ fn a_known_hosts_that_cannot_be_read_is_said_so_not_taken_for_empty() {
     );
     assert!(!message.contains("is not in"), "{message}");
 }
+
+#[test]
+fn a_plugin_without_the_reboot_grant_cannot_reboot_a_node() {
+    // The probe's exec grant runs programs but has no `reboot = true`:
+    // the host refuses before anything reaches the node, over SSH and on
+    // the local node alike.
+    let sshd = Sshd::start();
+    let inv = sshd.inventory("remote-1", &["dea"], "");
+    let s = Sandbox::new();
+    s.install("probe");
+    for args in [
+        with_inventory(&sshd, &inv, &["probe", "reboot"]),
+        vec!["probe".into(), "reboot".into()],
+    ] {
+        let (code, r) = s.report(&refs(&args));
+        assert_eq!(code, 3, "{r:#}");
+        let (status, message) = only_step(&r);
+        assert_eq!(status, "failed");
+        assert!(
+            message.contains("is outside the grant (it needs `reboot = true` in the exec grant)"),
+            "{message}"
+        );
+    }
+}
