@@ -1193,7 +1193,10 @@ fn push_once_pull_elsewhere(s: &Sandbox, c: &TestCluster, marked3: &str) {
         before2,
         "a failed push leaves latest as it was"
     );
-    // The right one.
+    // The right one. Image times have one-second resolution, and prune
+    // keeps the newest upgrade by creation time: build t3 a second after
+    // t4, or the two tie (seen on a fast run).
+    std::thread::sleep(Duration::from_millis(1100));
     let ((code, r), text) = push("upgrade-t3", REGISTRY_PASSWORD);
     assert_eq!(code, 0, "{r:#}");
     assert!(
@@ -1251,7 +1254,11 @@ fn prune_keeps_the_newest(s: &Sandbox, c: &TestCluster) {
     assert_eq!(code, 0, "{r:#}");
     let st = steps(&r);
     let on2 = &st.iter().find(|s| s.1 == c.node(2)).unwrap().3;
-    assert!(on2.contains("kept pre-upgrade-t4 (used by app1)"), "{on2}");
+    assert!(
+        on2.contains("kept pre-upgrade-t4 (used by app1)"),
+        "{on2}\nnode 2 before: {:#?}",
+        before.0
+    );
     let has =
         |i: usize, tag: &str| image_id(c, i, &format!("stackato/stack-alsek:{tag}")).is_some();
     for tag in ["upgrade-t1", "upgrade-t2", "upgrade-t4"] {

@@ -368,9 +368,10 @@ fn prune(node: &Node, keep: usize) -> Result<Outcome> {
         })
         .collect();
     // An upgrade by its tag, from `upgrade-X` or a lone `pre-upgrade-X`
-    // (a run that failed before building); dated by its image, a lone
-    // `pre-` as the oldest.
-    let mut upgrades: Vec<(i64, String)> = tags_with(&images, "upgrade-")
+    // (a run that failed before building); the one latest is on first,
+    // then by its image's time (one-second resolution: a tie goes by
+    // name), a lone `pre-` as the oldest.
+    let mut upgrades: Vec<(bool, i64, String)> = tags_with(&images, "upgrade-")
         .into_iter()
         .chain(
             tags_with(&images, "pre-upgrade-")
@@ -380,15 +381,14 @@ fn prune(node: &Node, keep: usize) -> Result<Outcome> {
         .collect::<std::collections::BTreeSet<String>>()
         .into_iter()
         .map(|t| {
-            let when = created
-                .get(&format!("{REPO}:{t}"))
-                .map_or(i64::MIN, |(c, _)| *c);
-            (when, t)
+            let image = created.get(&format!("{REPO}:{t}"));
+            let is_latest = image.is_some_and(|(_, id)| *id == latest);
+            (is_latest, image.map_or(i64::MIN, |(c, _)| *c), t)
         })
         .collect();
     upgrades.sort_by(|a, b| b.cmp(a));
     let (mut removed, mut kept) = (Vec::new(), Vec::new());
-    for (_, tag) in upgrades.iter().skip(keep) {
+    for (_, _, tag) in upgrades.iter().skip(keep) {
         for name in [format!("{REPO}:{tag}"), format!("{REPO}:pre-{tag}")] {
             let Some((_, id)) = created.get(&name) else {
                 continue;
