@@ -25,19 +25,9 @@ use support::{Sandbox, only_step, refs, wasm};
 /// connection to its node). Removed when the test binary exits.
 fn cluster() -> &'static TestCluster {
     static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
-    static NAME: OnceLock<String> = OnceLock::new();
-    extern "C" fn down() {
-        if let Some(name) = NAME.get() {
-            let _ = Command::new(support::repo().join("tests/cluster"))
-                .args(["down", name])
-                .output();
-        }
-    }
     CLUSTER.get_or_init(|| {
         let c = TestCluster::up(2, "hostile-exec");
-        NAME.set(c.name.clone()).expect("set once");
-        // SAFETY: registers a plain function to run at exit.
-        unsafe { libc::atexit(down) };
+        c.remove_at_exit();
         c
     })
 }

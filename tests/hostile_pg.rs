@@ -41,13 +41,7 @@ const PWNED: &[&str] = &[
 /// once; removed when the test binary exits, with this run's artifacts.
 fn cluster() -> &'static TestCluster {
     static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
-    static NAME: OnceLock<String> = OnceLock::new();
     extern "C" fn down() {
-        if let Some(name) = NAME.get() {
-            let _ = Command::new(support::repo().join("tests/cluster"))
-                .args(["down", name])
-                .output();
-        }
         // This run's artifacts (see `artifact`).
         let mine = format!("{}-", std::process::id());
         for entry in std::fs::read_dir(DIR).into_iter().flatten().flatten() {
@@ -58,7 +52,7 @@ fn cluster() -> &'static TestCluster {
     }
     CLUSTER.get_or_init(|| {
         let c = TestCluster::up(1, "hostile-pg");
-        NAME.set(c.name.clone()).expect("set once");
+        c.remove_at_exit();
         // SAFETY: registers a plain function to run at exit.
         unsafe { libc::atexit(down) };
         c.sh(1, "pg_createcluster 15 main --start >/dev/null");

@@ -24,20 +24,9 @@ struct Server {
 
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
-    static NAME: OnceLock<String> = OnceLock::new();
-    // A static is never dropped: remove the node when the binary exits.
-    extern "C" fn down() {
-        if let Some(name) = NAME.get() {
-            let _ = Command::new(support::repo().join("tests/cluster"))
-                .args(["down", name])
-                .output();
-        }
-    }
     SERVER.get_or_init(|| {
         let c = TestCluster::up(1, "sh-jpg");
-        NAME.set(c.name.clone()).expect("set once");
-        // SAFETY: registers a plain function to run at exit.
-        unsafe { libc::atexit(down) };
+        c.remove_at_exit();
         for (name, port) in [("main", 5432), ("down", 5433)] {
             c.sh(
                 1,

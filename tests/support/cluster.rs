@@ -40,6 +40,29 @@ impl TestCluster {
         cluster
     }
 
+    /// Remove this cluster's nodes when the test binary exits: for a
+    /// cluster kept in a static, which is never dropped.
+    pub fn remove_at_exit(&self) {
+        static NAMES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        static REGISTER: std::sync::Once = std::sync::Once::new();
+        extern "C" fn down() {
+            let names = NAMES.lock().map(|n| n.clone()).unwrap_or_default();
+            for name in names {
+                let _ = Command::new(crate::support::repo().join("tests/cluster"))
+                    .args(["down", &name])
+                    .output();
+            }
+        }
+        NAMES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(self.name.clone());
+        // SAFETY: registers a plain function to run at exit, once.
+        REGISTER.call_once(|| unsafe {
+            libc::atexit(down);
+        });
+    }
+
     pub fn node(&self, i: usize) -> String {
         format!("{}-{i}", self.name)
     }
