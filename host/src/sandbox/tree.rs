@@ -306,7 +306,7 @@ pub fn pack(at: &At<'_>, out: &mut dyn Write) -> Result<FileKind, FsError> {
             let mut header = header(&Stat::from_raw(&st), tar::EntryType::Directory);
             tar.append_data(&mut header, "./", std::io::empty())
                 .map_err(|e| FsError::Io(format!("packing {}: {e}", shown(&rel))))?;
-            pack_dir(&mut tar, &dir, Path::new(""), 0)?;
+            pack_dir(&mut tar, &dir, Path::new(""), 0, &mut Vec::new())?;
             tar.finish()
                 .map_err(|e| FsError::Io(format!("packing {}: {e}", shown(&rel))))?;
             Ok(FileKind::Directory)
@@ -319,12 +319,64 @@ pub fn pack(at: &At<'_>, out: &mut dyn Write) -> Result<FileKind, FsError> {
     }
 }
 
+/// Bytes read at a time when a member's data is copied into a tar stream
+/// (the tar crate's own copy moves 8 KiB per call: per GB, 131,072 reads
+/// and as many writes down the stream, against 4,096).
+pub const MEMBER_BUF: usize = 256 << 10;
+
+/// Append a regular member to `tar`: `header` (its size already set)
+/// under `path`, then exactly that many bytes of `data`, read into `buf`
+/// (reused across members) piece by piece, each piece shown to `written`
+/// once it is written, then the padding to the next 512-byte block. Data
+/// that ends early is an error, and the stream is then incomplete.
+pub fn append_member<W: Write>(
+    tar: &mut tar::Builder<W>,
+    header: &mut tar::Header,
+    path: &Path,
+    data: &mut dyn Read,
+    buf: &mut Vec<u8>,
+    written: &mut dyn FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let size = header.entry_size()?;
+    // The header alone: the builder writes no data and no padding for an
+    // empty reader, whatever size the header gives.
+    tar.append_data(header, path, std::io::empty())?;
+    if buf.len() < MEMBER_BUF {
+        buf.resize(MEMBER_BUF, 0);
+    }
+    let out = tar.get_mut();
+    let mut left = size;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = match data.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the data ended after {} of {size} bytes", size - left),
+                ));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buf[..n])?;
+        written(&buf[..n]);
+        left -= n as u64;
+    }
+    let pad = (512 - size % 512) % 512;
+    out.write_all(&[0u8; 512][..pad as usize])
+}
+
 /// Copy exactly `size` bytes of `file` to `out`: a file that shrank while
 /// being read is padded with zeros, one that grew is cut, so the tar
 /// header stays true.
 fn exact(file: std::fs::File, size: u64, out: &mut dyn Write) -> std::io::Result<u64> {
     let mut data = file.take(size).chain(std::io::repeat(0)).take(size);
-    std::io::copy(&mut data, out)
+    // Read straight into the buffer's spare room, MEMBER_BUF at a time.
+    let mut out = std::io::BufWriter::with_capacity(MEMBER_BUF, out);
+    let n = std::io::copy(&mut data, &mut out)?;
+    out.flush()?;
+    Ok(n)
 }
 
 fn header(st: &Stat, kind: tar::EntryType) -> tar::Header {
@@ -343,6 +395,7 @@ fn pack_dir<W: Write>(
     dir: &OwnedFd,
     rel: &Path,
     depth: usize,
+    buf: &mut Vec<u8>,
 ) -> Result<(), FsError> {
     if depth > MAX_DEPTH {
         return Err(FsError::Invalid(format!(
@@ -375,7 +428,7 @@ fn pack_dir<W: Write>(
                 name.push("/");
                 tar.append_data(&mut h, Path::new(&name), std::io::empty())
                     .map_err(|e| io(&child, e))?;
-                pack_dir(tar, &fd, &child, depth + 1)?;
+                pack_dir(tar, &fd, &child, depth + 1, buf)?;
             }
             FileKind::File => {
                 let (file, st) = match open_regular(dir.as_fd(), Path::new(&name)) {
@@ -386,7 +439,7 @@ fn pack_dir<W: Write>(
                 let mut h = header(&st, tar::EntryType::Regular);
                 h.set_size(st.size);
                 let mut data = file.take(st.size).chain(std::io::repeat(0)).take(st.size);
-                tar.append_data(&mut h, &child, &mut data)
+                append_member(tar, &mut h, &child, &mut data, buf, &mut |_| {})
                     .map_err(|e| io(&child, e))?;
             }
             FileKind::Symlink => {
