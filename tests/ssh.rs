@@ -369,3 +369,47 @@ fn a_plugin_without_the_reboot_grant_cannot_reboot_a_node() {
         );
     }
 }
+
+#[test]
+fn timing_shows_the_handshake_first_byte_and_total_of_the_nodes() {
+    let sshd = Sshd::start();
+    let inv = sshd.inventory("remote-1", &["dea"], "");
+    let s = Sandbox::new();
+    s.install("probe");
+    let out = s.ok(&refs(&with_inventory(
+        &sshd,
+        &inv,
+        &["run", "probe", "exec", "--timing", "true"],
+    )));
+    let timing: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "TIMING")
+        .skip(1)
+        .take(3)
+        .collect();
+    assert_eq!(timing.len(), 3, "{out}");
+    // `  LABEL p50 X ms  p90 Y ms  slowest Z ms (NODE), N step(s)`
+    let figures: Vec<(String, f64, f64)> = timing
+        .iter()
+        .map(|l| {
+            assert!(l.ends_with("(remote-1), 1 step(s)"), "{out}");
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let at = w.iter().position(|x| *x == "p50").unwrap();
+            (
+                w[..at].join(" "),
+                w[at + 1].parse().unwrap(),
+                w[at + 7].parse().unwrap(),
+            )
+        })
+        .collect();
+    let labels: Vec<&str> = figures.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(labels, ["handshake", "first byte", "total"], "{out}");
+    // One node: every percentile is its own figure, and the node answered
+    // after its handshake, within its step.
+    for (_, p50, slowest) in &figures {
+        assert_eq!(p50, slowest, "{out}");
+    }
+    assert!(figures[0].1 > 0.0, "{out}");
+    assert!(figures[1].1 > figures[0].1, "{out}");
+    assert!(figures[2].1 >= figures[1].1.floor(), "{out}");
+}

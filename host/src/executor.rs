@@ -214,6 +214,10 @@ pub struct StepReport {
     /// step waited for, when it opened its node's connection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handshake_ms: Option<f64>,
+    /// From the step's start to the first bytes its node sent back (time
+    /// to first byte: instantiation, handshake, channel, program start).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_byte_ms: Option<f64>,
     pub duration_ms: u64,
 }
 
@@ -887,10 +891,14 @@ async fn apply(
         events,
         instantiate,
     } = plugin.apply_step(ctx, limits, inv, &step).await;
-    let handshake_ms = cluster
-        .get(&step.node)
-        .and_then(|n| n.transport.take_handshake())
-        .map(|d| (d.as_secs_f64() * 1e4).round() / 10.0);
+    let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
+    let node = cluster.get(&step.node);
+    let handshake_ms = node.and_then(|n| n.transport.take_handshake()).map(ms);
+    // An answer from before this step began was another step's.
+    let first_byte_ms = node
+        .and_then(|n| n.transport.take_first_byte())
+        .and_then(|t| t.checked_duration_since(start))
+        .map(ms);
     let (status, message, data) = match result {
         Ok(out) => {
             let status = match out.status {
@@ -927,6 +935,7 @@ async fn apply(
         mutations,
         instantiate_us: instantiate.as_micros() as u64,
         handshake_ms,
+        first_byte_ms,
         duration_ms: start.elapsed().as_millis() as u64,
     }
 }
@@ -960,6 +969,7 @@ fn failed_step(step: api::Step, message: String) -> StepReport {
         mutations: vec![],
         instantiate_us: 0,
         handshake_ms: None,
+        first_byte_ms: None,
         duration_ms: 0,
     }
 }

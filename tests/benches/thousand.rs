@@ -194,7 +194,17 @@ fn main() {
             .filter_map(|s| s["handshake_ms"].as_f64())
             .collect();
         handshakes.sort_by(f64::total_cmp);
-        let pct = |p: usize| handshakes[(handshakes.len() * p / 100).min(handshakes.len() - 1)];
+        let mut firsts: Vec<f64> = steps
+            .iter()
+            .filter_map(|s| s["first_byte_ms"].as_f64())
+            .collect();
+        firsts.sort_by(f64::total_cmp);
+        let mut totals: Vec<f64> = steps
+            .iter()
+            .filter_map(|s| s["duration_ms"].as_f64())
+            .collect();
+        totals.sort_by(f64::total_cmp);
+        let pct = |v: &[f64], p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
 
         let mut pssh: Vec<Sample> = (0..RUNS)
             .map(|_| {
@@ -214,13 +224,17 @@ fn main() {
             .collect();
         let pssh = median(&mut pssh);
         println!(
-            "{n:>5} endpoints: stackhost {:>7.2} s (peak RSS {:>4} MiB, {:>4} fds; handshake p50 {:.0} ms, p90 {:.0} ms) | \
-             parallel-ssh -p 100 {:>7.2} s ({:.2}x stackhost's time)",
+            "{n:>5} endpoints: stackhost {:>7.2} s (peak RSS {:>4} MiB, {:>4} fds; per node p50/p90: handshake {:.0}/{:.0} ms, \
+             first byte {:.0}/{:.0} ms, total {:.0}/{:.0} ms) | parallel-ssh -p 100 {:>7.2} s ({:.2}x stackhost's time)",
             ours.took.as_secs_f64(),
             ours.max_rss_kib / 1024,
             ours.max_fds,
-            pct(50),
-            pct(90),
+            pct(&handshakes, 50),
+            pct(&handshakes, 90),
+            pct(&firsts, 50),
+            pct(&firsts, 90),
+            pct(&totals, 50),
+            pct(&totals, 90),
             pssh.took.as_secs_f64(),
             pssh.took.as_secs_f64() / ours.took.as_secs_f64(),
         );

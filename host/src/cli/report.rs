@@ -167,9 +167,91 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `--timing`: per node, the SSH handshake, the first byte back and the
+/// step's total, each as p50, p90 and the slowest node.
+pub fn print_timing(r: &RunReport) -> std::io::Result<()> {
+    let steps: Vec<(&str, Option<f64>, Option<f64>, f64)> = r
+        .phases
+        .iter()
+        .flat_map(|p| &p.steps)
+        .filter(|s| s.status != StepStatus::NotRun)
+        .map(|s| {
+            (
+                s.node.as_str(),
+                s.handshake_ms,
+                s.first_byte_ms,
+                s.duration_ms as f64,
+            )
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\nTIMING")?;
+    for line in timing_lines(&steps) {
+        writeln!(out, "  {line}")?;
+    }
+    Ok(())
+}
+
+/// The `--timing` lines for steps given as (node, handshake, first byte,
+/// total), in milliseconds.
+fn timing_lines(steps: &[(&str, Option<f64>, Option<f64>, f64)]) -> Vec<String> {
+    let row = |label: &str,
+               pick: &dyn Fn(&(&str, Option<f64>, Option<f64>, f64)) -> Option<f64>| {
+        let mut v: Vec<(f64, &str)> = steps
+            .iter()
+            .filter_map(|s| pick(s).map(|ms| (ms, s.0)))
+            .collect();
+        if v.is_empty() {
+            return format!("{label:<11} none (no SSH node answered)");
+        }
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Nearest rank: the smallest value at or above p% of the steps.
+        let at = |p: usize| v[(v.len() * p).div_ceil(100).max(1) - 1].0;
+        let (max, node) = v[v.len() - 1];
+        format!(
+            "{label:<11} p50 {:>7.1} ms  p90 {:>7.1} ms  slowest {max:>7.1} ms ({}), {} step(s)",
+            at(50),
+            at(90),
+            one_line(node),
+            v.len()
+        )
+    };
+    vec![
+        row("handshake", &|s| s.1),
+        row("first byte", &|s| s.2),
+        row("total", &|s| Some(s.3)),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timing_gives_percentiles_and_the_slowest_node() {
+        let steps: Vec<(String, Option<f64>, Option<f64>, f64)> = (1..=10)
+            .map(|i| {
+                let i = i as f64;
+                (format!("n{i}"), Some(i), Some(10.0 * i), 100.0 * i)
+            })
+            .collect();
+        let steps: Vec<_> = steps
+            .iter()
+            .map(|(n, a, b, c)| (n.as_str(), *a, *b, *c))
+            .collect();
+        assert_eq!(
+            timing_lines(&steps),
+            [
+                "handshake   p50     5.0 ms  p90     9.0 ms  slowest    10.0 ms (n10), 10 step(s)",
+                "first byte  p50    50.0 ms  p90    90.0 ms  slowest   100.0 ms (n10), 10 step(s)",
+                "total       p50   500.0 ms  p90   900.0 ms  slowest  1000.0 ms (n10), 10 step(s)",
+            ]
+        );
+        // The local node has no handshake; a hostile node name is escaped.
+        let lines = timing_lines(&[("\x1b[2Jx", None, None, 5.0)]);
+        assert_eq!(lines[0], "handshake   none (no SSH node answered)");
+        assert!(lines[2].ends_with("(\\x1b[2Jx), 1 step(s)"), "{}", lines[2]);
+    }
 
     #[test]
     fn statuses_are_padded_and_colored_only_when_asked() {

@@ -63,6 +63,9 @@ pub struct ExecFlags {
     /// Show no live progress or program output while steps run (the report still follows).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// After the recap, time the nodes: SSH handshake, first byte back and step total, as p50, p90 and slowest (also in `--json`, per step).
+    #[arg(long)]
+    pub timing: bool,
     /// Most linear memory one plugin instance may use, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512)]
     memory_limit: usize,
@@ -725,6 +728,9 @@ pub(super) fn finish(
         super::print_json(&envelope(run, report))?;
     } else {
         super::report::print(report)?;
+        if flags.timing {
+            super::report::print_timing(report)?;
+        }
         if report.interrupted.is_some() && !report.dry_run {
             println!(
                 "\nrun {run} is journaled as interrupted: `stackhost runs show {run}`; \

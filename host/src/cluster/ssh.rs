@@ -107,6 +107,10 @@ pub struct SshNode {
     /// How long the last connection took to set up (TCP, key exchange,
     /// authentication), until a step's report takes it.
     handshake: Mutex<Option<Duration>>,
+    /// When the node last sent the first bytes of a program's output (the
+    /// process-group header every program starts with), until a step's
+    /// report takes it.
+    first_byte: Mutex<Option<std::time::Instant>>,
 }
 
 /// An open session channel, counted against its connection's
@@ -208,6 +212,7 @@ impl SshNode {
             session_channels: Arc::new(Semaphore::new(SESSION_CHANNELS)),
             kill_channels: Arc::new(Semaphore::new(KILL_CHANNELS)),
             handshake: Mutex::new(None),
+            first_byte: Mutex::new(None),
         }
     }
 
@@ -218,6 +223,24 @@ impl SshNode {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+
+    /// When the node first answered a program since the last call, if it
+    /// did.
+    pub fn take_first_byte(&self) -> Option<std::time::Instant> {
+        self.first_byte
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Note that a program's first output arrived now, unless an earlier
+    /// one is still untaken.
+    fn answered(&self) {
+        self.first_byte
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(std::time::Instant::now);
     }
 
     fn unreachable(&self, why: impl std::fmt::Display) -> NodeError {
@@ -461,6 +484,7 @@ impl SshNode {
             while let Some(msg) = read.wait().await {
                 match msg {
                     ChannelMsg::Data { data } => {
+                        self.answered();
                         let data = header.take(&data);
                         guard.arm(header.pgid());
                         if let Some(live) = live {
@@ -617,6 +641,7 @@ impl SshNode {
             while let Some(msg) = read.wait().await {
                 match msg {
                     ChannelMsg::Data { data } => {
+                        self.answered();
                         let data = header.take(&data);
                         guard.arm(header.pgid());
                         if !send(data).await {

@@ -21,6 +21,15 @@ impl Transport {
         }
     }
 
+    /// When the node first answered a program since the last call (the
+    /// first bytes of its output); none for the local node.
+    pub fn take_first_byte(&self) -> Option<std::time::Instant> {
+        match self {
+            Transport::Local(_) => None,
+            Transport::Ssh(s) => s.take_first_byte(),
+        }
+    }
+
     /// Reboot the node and wait up to `wait` for it to come back (see
     /// [`super::ssh::SshNode::reboot`]). The local node is the machine
     /// stackhost runs on: never rebooted from here.
