@@ -167,21 +167,27 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
     Ok(())
 }
 
+/// One step's timing, for `--timing` (milliseconds).
+struct Timed<'a> {
+    node: &'a str,
+    handshake: Option<f64>,
+    first_byte: Option<f64>,
+    total: f64,
+}
+
 /// `--timing`: per node, the SSH handshake, the first byte back and the
 /// step's total, each as p50, p90 and the slowest node.
 pub fn print_timing(r: &RunReport) -> std::io::Result<()> {
-    let steps: Vec<(&str, Option<f64>, Option<f64>, f64)> = r
+    let steps: Vec<Timed> = r
         .phases
         .iter()
         .flat_map(|p| &p.steps)
         .filter(|s| s.status != StepStatus::NotRun)
-        .map(|s| {
-            (
-                s.node.as_str(),
-                s.handshake_ms,
-                s.first_byte_ms,
-                s.duration_ms as f64,
-            )
+        .map(|s| Timed {
+            node: &s.node,
+            handshake: s.handshake_ms,
+            first_byte: s.first_byte_ms,
+            total: s.duration_ms as f64,
         })
         .collect();
     let mut out = std::io::stdout().lock();
@@ -192,14 +198,12 @@ pub fn print_timing(r: &RunReport) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The `--timing` lines for steps given as (node, handshake, first byte,
-/// total), in milliseconds.
-fn timing_lines(steps: &[(&str, Option<f64>, Option<f64>, f64)]) -> Vec<String> {
-    let row = |label: &str,
-               pick: &dyn Fn(&(&str, Option<f64>, Option<f64>, f64)) -> Option<f64>| {
+/// The `--timing` lines.
+fn timing_lines(steps: &[Timed]) -> Vec<String> {
+    let row = |label: &str, pick: &dyn Fn(&Timed) -> Option<f64>| {
         let mut v: Vec<(f64, &str)> = steps
             .iter()
-            .filter_map(|s| pick(s).map(|ms| (ms, s.0)))
+            .filter_map(|s| pick(s).map(|ms| (ms, s.node)))
             .collect();
         if v.is_empty() {
             return format!("{label:<11} none (no SSH node answered)");
@@ -217,9 +221,9 @@ fn timing_lines(steps: &[(&str, Option<f64>, Option<f64>, f64)]) -> Vec<String> 
         )
     };
     vec![
-        row("handshake", &|s| s.1),
-        row("first byte", &|s| s.2),
-        row("total", &|s| Some(s.3)),
+        row("handshake", &|s| s.handshake),
+        row("first byte", &|s| s.first_byte),
+        row("total", &|s| Some(s.total)),
     ]
 }
 
@@ -229,15 +233,16 @@ mod tests {
 
     #[test]
     fn timing_gives_percentiles_and_the_slowest_node() {
-        let steps: Vec<(String, Option<f64>, Option<f64>, f64)> = (1..=10)
-            .map(|i| {
-                let i = i as f64;
-                (format!("n{i}"), Some(i), Some(10.0 * i), 100.0 * i)
-            })
-            .collect();
-        let steps: Vec<_> = steps
+        let names: Vec<String> = (1..=10).map(|i| format!("n{i}")).collect();
+        let steps: Vec<Timed> = names
             .iter()
-            .map(|(n, a, b, c)| (n.as_str(), *a, *b, *c))
+            .zip(1..=10)
+            .map(|(node, i)| Timed {
+                node,
+                handshake: Some(i as f64),
+                first_byte: Some(10.0 * i as f64),
+                total: 100.0 * i as f64,
+            })
             .collect();
         assert_eq!(
             timing_lines(&steps),
@@ -248,7 +253,12 @@ mod tests {
             ]
         );
         // The local node has no handshake; a hostile node name is escaped.
-        let lines = timing_lines(&[("\x1b[2Jx", None, None, 5.0)]);
+        let lines = timing_lines(&[Timed {
+            node: "\x1b[2Jx",
+            handshake: None,
+            first_byte: None,
+            total: 5.0,
+        }]);
         assert_eq!(lines[0], "handshake   none (no SSH node answered)");
         assert!(lines[2].ends_with("(\\x1b[2Jx), 1 step(s)"), "{}", lines[2]);
     }
