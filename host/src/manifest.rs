@@ -500,6 +500,7 @@ pub const RESERVED_ARGS: &[&str] = &[
     "json",
     "verbose",
     "quiet",
+    "timing",
     "yes",
     "nodes",
     "memory-limit",
