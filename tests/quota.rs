@@ -79,6 +79,13 @@ fn enable_set_enforce_show_and_refusals_on_a_btrfs_filesystem_node() {
         c.args(&all)
     };
 
+    // `quota set --user A --limit LIMIT EXTRA...` on the filesystem node.
+    let set_a = |limit: &str, extra: &[&str]| {
+        let mut args = vec!["set", "--user", A, "--limit", limit];
+        args.extend_from_slice(extra);
+        s.report(&refs(&on3(&args)))
+    };
+
     // show before quotas are on: the mount, quotas off, and the way out.
     let (code, r) = s.report(&refs(&on3(&["show"])));
     assert_eq!(code, 0, "{r:#}");
@@ -97,14 +104,7 @@ fn enable_set_enforce_show_and_refusals_on_a_btrfs_filesystem_node() {
     assert_eq!(step["data"][0]["mount"]["fstype"], "btrfs");
 
     // set while quotas are off: refused in the plan, nothing changes.
-    let (code, r) = s.report(&refs(&on3(&[
-        "set",
-        "--user",
-        A,
-        "--limit",
-        "1M",
-        "--no-backup-check",
-    ])));
+    let (code, r) = set_a("1M", &["--no-backup-check"]);
     assert_eq!(code, 3, "{r:#}");
     assert!(
         r["plan_error"]
@@ -195,15 +195,7 @@ fn enable_set_enforce_show_and_refusals_on_a_btrfs_filesystem_node() {
     // No backup export newer than a day: refused, with the guide's reason.
     let empty = tempfile::tempdir_in("/tmp").unwrap();
     let dir = empty.path().to_str().unwrap();
-    let (code, r) = s.report(&refs(&on3(&[
-        "set",
-        "--user",
-        A,
-        "--limit",
-        "1M",
-        "--backup-dir",
-        dir,
-    ])));
+    let (code, r) = set_a("1M", &["--backup-dir", dir]);
     assert_eq!(code, 3, "{r:#}");
     let err = r["plan_error"].as_str().unwrap_or("");
     assert!(
@@ -216,15 +208,7 @@ fn enable_set_enforce_show_and_refusals_on_a_btrfs_filesystem_node() {
 
     // A backup directory outside the plugin's archive grant is refused
     // by the host, naming the grant.
-    let (code, r) = s.report(&refs(&on3(&[
-        "set",
-        "--user",
-        A,
-        "--limit",
-        "1M",
-        "--backup-dir",
-        "/etc",
-    ])));
+    let (code, r) = set_a("1M", &["--backup-dir", "/etc"]);
     assert_eq!(code, 3, "{r:#}");
     let err = r["plan_error"].as_str().unwrap_or("");
     assert!(
@@ -245,16 +229,7 @@ fn enable_set_enforce_show_and_refusals_on_a_btrfs_filesystem_node() {
         bdir,
     ])));
     assert_eq!(code, 0, "{r:#}");
-    let (code, r) = s.report(&refs(&on3(&[
-        "set",
-        "--user",
-        A,
-        "--limit",
-        "1M",
-        "--backup-dir",
-        bdir,
-        "--dry-run",
-    ])));
+    let (code, r) = set_a("1M", &["--backup-dir", bdir, "--dry-run"]);
     assert_eq!(code, 0, "{r:#}");
     let events = format!("{:?}", r["plan_events"]);
     assert!(
@@ -264,15 +239,7 @@ fn enable_set_enforce_show_and_refusals_on_a_btrfs_filesystem_node() {
     assert_eq!(qgroups(&c)[A].1, "none");
 
     // A dry run says what it would limit and changes nothing.
-    let (code, r) = s.report(&refs(&on3(&[
-        "set",
-        "--user",
-        A,
-        "--limit",
-        "1M",
-        "--no-backup-check",
-        "--dry-run",
-    ])));
+    let (code, r) = set_a("1M", &["--no-backup-check", "--dry-run"]);
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(
         messages(&r),
@@ -281,14 +248,7 @@ fn enable_set_enforce_show_and_refusals_on_a_btrfs_filesystem_node() {
     assert_eq!(qgroups(&c)[A].1, "none");
 
     // The real run sets the qgroup limit; again is ok.
-    let (code, r) = s.report(&refs(&on3(&[
-        "set",
-        "--user",
-        A,
-        "--limit",
-        "1M",
-        "--no-backup-check",
-    ])));
+    let (code, r) = set_a("1M", &["--no-backup-check"]);
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(
         messages(&r),
@@ -296,14 +256,7 @@ fn enable_set_enforce_show_and_refusals_on_a_btrfs_filesystem_node() {
     );
     assert_eq!(qgroups(&c)[A].1, "1048576");
     assert_eq!(qgroups(&c)[B].1, "none");
-    let (_, r) = s.report(&refs(&on3(&[
-        "set",
-        "--user",
-        A,
-        "--limit",
-        "1024K",
-        "--no-backup-check",
-    ])));
+    let (_, r) = set_a("1024K", &["--no-backup-check"]);
     assert_eq!(messages(&r), format!("\"ok\": already 1M: {A}"));
 
     // Enforcement: the service's user cannot write past its limit; the
