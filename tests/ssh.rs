@@ -413,3 +413,119 @@ fn timing_shows_the_handshake_first_byte_and_total_of_the_nodes() {
     assert!(figures[1].1 > figures[0].1, "{out}");
     assert!(figures[2].1 >= figures[1].1.floor(), "{out}");
 }
+
+/// A TCP server that accepts and never speaks (a node whose sshd hangs
+/// before its banner), counting how many connections it holds at once.
+struct Tarpit {
+    port: u16,
+    most: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Tarpit {
+    fn start() -> Tarpit {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let most = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let seen = most.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                seen.fetch_max(now, Ordering::SeqCst);
+                let open = open.clone();
+                std::thread::spawn(move || {
+                    // Held until the client gives up and closes.
+                    let _ = std::io::Read::read(&mut conn, &mut [0; 4096]);
+                    let _ = std::io::copy(&mut conn, &mut std::io::sink());
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Tarpit { port, most }
+    }
+
+    fn most_at_once(&self) -> usize {
+        self.most.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn max_handshakes_bounds_the_handshakes_in_flight() {
+    let sshd = Sshd::start();
+    let tarpit = Tarpit::start();
+    let nodes: String = (1..=4)
+        .map(|i| {
+            format!(
+                "[[node]]\nname = \"hung-{i}\"\naddress = \"127.0.0.1\"\nport = {}\nuser = \"root\"\nidentity = \"{}\"\nroles = [\"dea\"]\n",
+                tarpit.port,
+                sshd.path("client_key").display()
+            )
+        })
+        .collect();
+    let inv = sshd.inventory("remote-1", &["dea"], &nodes);
+    let s = Sandbox::new();
+    s.install("hello");
+    let run = |slots: &str| {
+        s.report(&refs(&with_inventory(
+            &sshd,
+            &inv,
+            &[
+                "hello",
+                "info",
+                "--max-handshakes",
+                slots,
+                "--connect-timeout",
+                "1s",
+                "--max-fail",
+                "100%",
+            ],
+        )))
+    };
+
+    // One slot: the four hung nodes wait their turn, one connection at a
+    // time, and each is reported unreachable; the good node still runs.
+    let (code, r) = run("1");
+    assert_eq!(code, 3, "{r:#}");
+    let steps = r["phases"][0]["steps"].as_array().unwrap();
+    let status: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|s| (s["node"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("remote-1", "ok"),
+            ("hung-1", "unreachable"),
+            ("hung-2", "unreachable"),
+            ("hung-3", "unreachable"),
+            ("hung-4", "unreachable")
+        ],
+        "{r:#}"
+    );
+    assert_eq!(tarpit.most_at_once(), 1, "one handshake slot, one hung connection at a time");
+
+    // Five slots: all four hang at once, so the bound above was the flag's.
+    let (code, _) = run("5");
+    assert_eq!(code, 3);
+    assert_eq!(tarpit.most_at_once(), 4);
+
+    // Nonsense is refused before anything connects.
+    for (bad, says) in [
+        ("0", "--max-handshakes must be at least 1"),
+        ("5000", "--max-handshakes is at most 4096 (got 5000)"),
+        ("many", "`many` is not a number of handshakes"),
+    ] {
+        let out = s.run(&refs(&with_inventory(
+            &sshd,
+            &inv,
+            &["run", "hello", "info", "--max-handshakes", bad],
+        )));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+    assert_eq!(tarpit.most_at_once(), 0);
+}

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 const RUNS: usize = 3;
 const CONTAINERS: usize = 20;
 const PORTS: usize = 50;
+/// stackhost's default `--max-handshakes`.
+const HANDSHAKES: usize = 64;
 
 /// One finished run of a command: wall time, peak RSS (KiB) and the most
 /// descriptors it had open at once (sampled every 10 ms).
@@ -158,53 +160,9 @@ fn main() {
             .collect();
         std::fs::write(&hosts, text).unwrap();
 
-        let mut ours: Vec<Sample> = (0..RUNS)
-            .map(|_| {
-                measure(
-                    Command::new(env!("CARGO_BIN_EXE_stackhost"))
-                        .args([
-                            "run",
-                            "probe",
-                            "exec",
-                            "--json",
-                            "--quiet",
-                            "--max-in-flight",
-                        ])
-                        .arg(n.to_string())
-                        .arg("--inventory")
-                        .arg(&inventory)
-                        .arg("--known-hosts")
-                        .arg(&known_hosts)
-                        .arg("true")
-                        .env("STACKHOST_HOME", s.home.path()),
-                )
-            })
-            .collect();
-        let ours = median(&mut ours);
-        let report: serde_json::Value = serde_json::from_slice(&ours.stdout).unwrap();
-        let steps: Vec<&serde_json::Value> = report["report"]["phases"][0]["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .collect();
-        assert_eq!(steps.len(), n);
-        assert!(steps.iter().all(|s| s["status"] == "ok"), "{report:#}");
-        let mut handshakes: Vec<f64> = steps
-            .iter()
-            .filter_map(|s| s["handshake_ms"].as_f64())
-            .collect();
-        handshakes.sort_by(f64::total_cmp);
-        let mut firsts: Vec<f64> = steps
-            .iter()
-            .filter_map(|s| s["first_byte_ms"].as_f64())
-            .collect();
-        firsts.sort_by(f64::total_cmp);
-        let mut totals: Vec<f64> = steps
-            .iter()
-            .filter_map(|s| s["duration_ms"].as_f64())
-            .collect();
-        totals.sort_by(f64::total_cmp);
-        let pct = |v: &[f64], p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
+        let ours = stackhost(&s, n, &inventory, &known_hosts, HANDSHAKES);
+        let (handshakes, firsts, totals) = (&ours.handshakes, &ours.firsts, &ours.totals);
+        let ours = &ours.sample;
 
         let mut pssh: Vec<Sample> = (0..RUNS)
             .map(|_| {
@@ -229,12 +187,12 @@ fn main() {
             ours.took.as_secs_f64(),
             ours.max_rss_kib / 1024,
             ours.max_fds,
-            pct(&handshakes, 50),
-            pct(&handshakes, 90),
-            pct(&firsts, 50),
-            pct(&firsts, 90),
-            pct(&totals, 50),
-            pct(&totals, 90),
+            pct(handshakes, 50),
+            pct(handshakes, 90),
+            pct(firsts, 50),
+            pct(firsts, 90),
+            pct(totals, 50),
+            pct(totals, 90),
             pssh.took.as_secs_f64(),
             pssh.took.as_secs_f64() / ours.took.as_secs_f64(),
         );
@@ -274,6 +232,23 @@ fn main() {
         }
         rows.push((n, ours.took, pssh.took));
     }
+    // The handshake bound at 1,000 endpoints: where it stops paying on
+    // this machine (client and every sshd share its two cores).
+    let inventory = dir.path().join("inventory-1000.toml");
+    for slots in [16, 64, 256] {
+        let r = stackhost(&s, 1000, &inventory, &known_hosts, slots);
+        println!(
+            " 1000 endpoints, --max-handshakes {slots:>3}: {:>6.2} s (peak RSS {:>4} MiB, {:>4} fds; per node p50/p90: \
+             handshake {:.0}/{:.0} ms, first byte {:.0}/{:.0} ms)",
+            r.sample.took.as_secs_f64(),
+            r.sample.max_rss_kib / 1024,
+            r.sample.max_fds,
+            pct(&r.handshakes, 50),
+            pct(&r.handshakes, 90),
+            pct(&r.firsts, 50),
+            pct(&r.firsts, 90),
+        );
+    }
     let marginal = |i: usize, j: usize| {
         let (a, b) = (&rows[i], &rows[j]);
         let nodes = (b.0 - a.0) as f64;
@@ -286,6 +261,64 @@ fn main() {
     println!(
         "marginal cost per node from 100 to 1000: stackhost {ours:.1} ms | parallel-ssh {pssh:.1} ms"
     );
+}
+
+/// Nearest-rank percentile `p` of sorted `v`.
+fn pct(v: &[f64], p: usize) -> f64 {
+    v[(v.len() * p / 100).min(v.len() - 1)]
+}
+
+/// stackhost's median run of `exec true` on the `n` endpoints of
+/// `inventory`, with its per-node figures (sorted).
+struct Ours {
+    sample: Sample,
+    handshakes: Vec<f64>,
+    firsts: Vec<f64>,
+    totals: Vec<f64>,
+}
+
+fn stackhost(
+    s: &support::Sandbox,
+    n: usize,
+    inventory: &Path,
+    known_hosts: &Path,
+    slots: usize,
+) -> Ours {
+    let mut runs: Vec<Sample> = (0..RUNS)
+        .map(|_| {
+            measure(
+                Command::new(env!("CARGO_BIN_EXE_stackhost"))
+                    .args(["run", "probe", "exec", "--json", "--quiet"])
+                    .arg("--max-in-flight")
+                    .arg(n.to_string())
+                    .arg("--max-handshakes")
+                    .arg(slots.to_string())
+                    .arg("--inventory")
+                    .arg(inventory)
+                    .arg("--known-hosts")
+                    .arg(known_hosts)
+                    .arg("true")
+                    .env("STACKHOST_HOME", s.home.path()),
+            )
+        })
+        .collect();
+    runs.sort_by_key(|s| s.took);
+    let sample = runs.swap_remove(runs.len() / 2);
+    let report: serde_json::Value = serde_json::from_slice(&sample.stdout).unwrap();
+    let steps = report["report"]["phases"][0]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), n);
+    assert!(steps.iter().all(|s| s["status"] == "ok"), "{report:#}");
+    let sorted = |key: &str| {
+        let mut v: Vec<f64> = steps.iter().filter_map(|s| s[key].as_f64()).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    Ours {
+        handshakes: sorted("handshake_ms"),
+        firsts: sorted("first_byte_ms"),
+        totals: sorted("duration_ms"),
+        sample,
+    }
 }
 
 /// Removes the containers when the bench ends, also on a panic.

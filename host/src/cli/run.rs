@@ -5,7 +5,7 @@ use crate::bindings::exports::stackhost::host::commands as api;
 use crate::caps::patches::PatchHost;
 use crate::cluster::Cluster;
 use crate::cluster::inventory;
-use crate::cluster::ssh::SshOptions;
+use crate::cluster::ssh::{HANDSHAKES, SshOptions};
 use crate::duration::parse_duration;
 use crate::executor::{self, JournalHandle, RunOptions, RunReport};
 use crate::journal::{Journal, RunEnd, Takeover};
@@ -115,6 +115,9 @@ pub struct ClusterFlags {
     /// known_hosts file for node host keys.
     #[arg(long, value_name = "FILE", default_value = "~/.ssh/known_hosts")]
     known_hosts: String,
+    /// Most SSH handshakes (connect, key exchange, authentication) in flight at once, whatever --max-in-flight says; raise it when the nodes, not this machine, are the slow side of a handshake.
+    #[arg(long, value_name = "N", default_value_t = HANDSHAKES, value_parser = parse_handshakes)]
+    max_handshakes: usize,
 }
 
 impl ClusterFlags {
@@ -139,7 +142,7 @@ impl ClusterFlags {
             known_hosts,
             accept_new_host_keys: self.accept_new_host_keys,
             connect_timeout: self.connect_timeout,
-            handshakes: SshOptions::handshake_limit(),
+            handshakes: SshOptions::handshake_limit(self.max_handshakes),
         };
         Ok(inventory::load(&path, ssh)?)
     }
@@ -926,6 +929,21 @@ fn plugin_cli(m: &Manifest) -> Command {
 }
 
 /// `--serial`: one step per batch at least.
+/// Most `--max-handshakes`: each handshake in flight holds a socket and a
+/// key exchange's state, and the descriptors of a run are bounded too.
+const MAX_HANDSHAKES: usize = 4096;
+
+fn parse_handshakes(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("--max-handshakes must be at least 1".into()),
+        Ok(n) if n > MAX_HANDSHAKES => Err(format!(
+            "--max-handshakes is at most {MAX_HANDSHAKES} (got {n})"
+        )),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a number of handshakes")),
+    }
+}
+
 fn parse_serial(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("--serial must be at least 1".into()),

@@ -439,6 +439,7 @@ fn check_local_roles(roles: &[String]) -> Result<(), LocalRolesError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::ssh::HANDSHAKES;
     use std::time::Duration;
 
     fn opts() -> SshOptions {
@@ -446,7 +447,7 @@ mod tests {
             known_hosts: "/dev/null".into(),
             accept_new_host_keys: false,
             connect_timeout: Duration::from_secs(1),
-            handshakes: SshOptions::handshake_limit(),
+            handshakes: SshOptions::handshake_limit(HANDSHAKES),
         }
     }
 

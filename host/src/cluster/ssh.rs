@@ -84,13 +84,13 @@ pub struct SshOptions {
     pub handshakes: Arc<Semaphore>,
 }
 
-/// Default for [`SshOptions::handshakes`].
+/// Default for [`SshOptions::handshakes`] (`--max-handshakes`).
 pub const HANDSHAKES: usize = 64;
 
 impl SshOptions {
-    /// A fresh bound of [`HANDSHAKES`] concurrent handshakes.
-    pub fn handshake_limit() -> Arc<Semaphore> {
-        Arc::new(Semaphore::new(HANDSHAKES))
+    /// A fresh bound of `n` concurrent handshakes (`--max-handshakes`).
+    pub fn handshake_limit(n: usize) -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(n.max(1)))
     }
 }
 
