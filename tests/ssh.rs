@@ -505,7 +505,11 @@ fn max_handshakes_bounds_the_handshakes_in_flight() {
         ],
         "{r:#}"
     );
-    assert_eq!(tarpit.most_at_once(), 1, "one handshake slot, one hung connection at a time");
+    assert_eq!(
+        tarpit.most_at_once(),
+        1,
+        "one handshake slot, one hung connection at a time"
+    );
 
     // Five slots: all four hang at once, so the bound above was the flag's.
     let (code, _) = run("5");

@@ -196,6 +196,16 @@ fn run_help_lists_the_plugins_commands_and_arguments() {
         help.contains("--message") && help.contains("--dry-run"),
         "{help}"
     );
+    // The host's flags say what they do, whatever the terminal's width.
+    let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words.contains(
+            "--max-handshakes <N> Most SSH handshakes (connect, key exchange, authentication) \
+             in flight at once, whatever --max-in-flight says; raise it when the nodes, not this \
+             machine, are the slow side of a handshake [default: 64]"
+        ),
+        "{help}"
+    );
     let out = s.fails(2, &["run", "hello", "nonsense"]);
     assert!(out.contains("nonsense"), "{out}");
     let out = s.fails(1, &["run", "absent", "x"]);
