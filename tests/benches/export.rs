@@ -2,9 +2,10 @@
 //! (a node's `tar -c` streamed through the host: member parsing, sha256 per
 //! item, multi-threaded zstd, atomic write) against `tar -czf` and
 //! `tar -I 'zstd -T0' -cf` on the same tree in the same run, at about
-//! 0.25 GB and 1 GB. Prints median times, throughput, ratios, output
-//! sizes and the stackhost process's peak RSS at each size (it must stay
-//! flat: bytes stream in bounded chunks).
+//! 0.25 GB and 1 GB, and on a tree of 100,000 small files. Prints median
+//! times, throughput, ratios, output sizes and the stackhost process's
+//! peak RSS at each size (it must stay flat: bytes stream in bounded
+//! chunks).
 //!
 //! The trees (many small files plus a few large ones; half of the bytes
 //! incompressible, like zipped droplets, half text) are generated once
@@ -111,6 +112,30 @@ fn tree(bytes: u64) -> PathBuf {
     dir
 }
 
+/// Make (once) a tree of `count` small text files (100-227 bytes, 1,000
+/// per directory): per-file costs (open, headers, one sha256 and one
+/// manifest entry each) rather than bytes.
+fn many_files(count: usize) -> PathBuf {
+    let dir = Path::new(ROOT).join(format!("files-{count}"));
+    let done = dir.join(".complete");
+    if done.exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut rng = Rng(0x5eed_f11e);
+    for i in 0..count {
+        let sub = dir.join(format!("d{:03}", i / 1000));
+        if i % 1000 == 0 {
+            std::fs::create_dir_all(&sub).unwrap();
+        }
+        let len = 100 + (rng.next() % 128) as usize;
+        let line = format!("app-{i} GET /v2/apps 200 ok ").repeat(len / 20 + 1);
+        std::fs::write(sub.join(format!("f{i}.log")), &line.as_bytes()[..len]).unwrap();
+    }
+    std::fs::write(&done, b"").unwrap();
+    dir
+}
+
 fn du(dir: &Path) -> u64 {
     let out = Command::new("du").arg("-sb").arg(dir).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -163,7 +188,7 @@ fn main() {
         "export bench: median of {RUNS} interleaved rounds (gzip: one run), same tree, same run; RSS is the peak of the process tree"
     );
     println!(
-        "{:>8}  {:<26} {:>9} {:>10} {:>9} {:>10} {:>11}",
+        "{:>10}  {:<26} {:>9} {:>10} {:>9} {:>10} {:>11}",
         "tree", "tool", "time", "MB/s", "vs stackhost", "output", "peak RSS"
     );
     let mut flat = Vec::new();
@@ -171,15 +196,19 @@ fn main() {
     let port = node.docker(&["port", &node.node(1), "22/tcp"]);
     let port = port.trim().rsplit(':').next().unwrap().to_string();
     node.sh(1, &format!("mkdir -p {ROOT}"));
-    for bytes in [256u64 << 20, 1024 << 20] {
-        let dir = tree(bytes);
+    let trees = [
+        (tree(256 << 20), None),
+        (tree(1024 << 20), None),
+        (many_files(100_000), Some("100k files")),
+    ];
+    for (dir, named) in trees {
         node.docker(&[
             "cp",
             dir.to_str().unwrap(),
             &format!("{}:{ROOT}/", node.node(1)),
         ]);
         let size = du(&dir);
-        let label = format!("{:.2} GB", size as f64 / 1e9);
+        let label = named.map_or_else(|| format!("{:.2} GB", size as f64 / 1e9), str::to_string);
         let dest = |name: &str| out_dir.join(name);
         // The four contenders run in turn within each round, so a slow
         // spell of this (shared, two-core) machine falls on all of them
@@ -271,7 +300,7 @@ fn main() {
                 ours.0
             };
             println!(
-                "{label:>8}  {tool:<26} {:>7.2} s {:>10.1} {:>9.2}x {:>7.0} MB {:>8.1} MiB",
+                "{label:>10}  {tool:<26} {:>7.2} s {:>10.1} {:>9.2}x {:>7.0} MB {:>8.1} MiB",
                 t.as_secs_f64(),
                 size as f64 / 1e6 / t.as_secs_f64(),
                 t.as_secs_f64() / base.as_secs_f64(),
@@ -290,7 +319,7 @@ fn main() {
             )
         };
         println!(
-            "{label:>8}  per round, the peer's time over stackhost's: local {}; remote {}",
+            "{label:>10}  per round, the peer's time over stackhost's: local {}; remote {}",
             show(&local_pairs),
             show(&remote_pairs)
         );

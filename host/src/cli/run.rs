@@ -928,7 +928,6 @@ fn plugin_cli(m: &Manifest) -> Command {
     cli
 }
 
-/// `--serial`: one step per batch at least.
 /// Most `--max-handshakes`: each handshake in flight holds a socket and a
 /// key exchange's state, and the descriptors of a run are bounded too.
 const MAX_HANDSHAKES: usize = 4096;
@@ -944,6 +943,7 @@ fn parse_handshakes(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `--serial`: one step per batch at least.
 fn parse_serial(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("--serial must be at least 1".into()),
