@@ -14,7 +14,7 @@ mod cluster;
 use cluster::TestCluster;
 use serde_json::Value;
 use stackhost::cluster::NodeError;
-use stackhost::cluster::ssh::{SshNode, SshOptions, SshTarget};
+use stackhost::cluster::ssh::{HANDSHAKES, SshNode, SshOptions, SshTarget};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -489,7 +489,7 @@ fn ssh_node(i: usize) -> SshNode {
             known_hosts: c.path("known_hosts"),
             accept_new_host_keys: false,
             connect_timeout: Duration::from_secs(10),
-            handshakes: SshOptions::handshake_limit(),
+            handshakes: SshOptions::handshake_limit(HANDSHAKES),
         }),
     )
 }
