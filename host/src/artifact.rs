@@ -93,14 +93,73 @@ fn parse_manifest(json: &[u8], path: &Path) -> Result<Vec<Item>, ArtifactError> 
     Ok(m.items)
 }
 
-/// [`Manifest`] as it is written, borrowing the writer's items.
+/// An item as the writer keeps it until the manifest is written: the
+/// digest as its 32 bytes, its hex made only when the item is handed out
+/// or written (an export of many small files holds one per file).
+struct Entry {
+    name: Box<str>,
+    size: u64,
+    sha256: [u8; 32],
+}
+
+impl Entry {
+    fn item(&self) -> Item {
+        Item {
+            name: self.name.to_string(),
+            size: self.size,
+            sha256: hex::encode(self.sha256),
+        }
+    }
+}
+
+/// [`Manifest`] as it is written, borrowing the writer's entries.
 #[derive(Serialize)]
 struct ManifestOut<'a> {
     format: &'a str,
     created: u64,
     finished: u64,
     compression: Compression,
-    items: &'a [Item],
+    items: EntriesOut<'a>,
+}
+
+/// The entries serialised as [`Item`]s, each digest's hex on the stack.
+struct EntriesOut<'a>(&'a [Entry]);
+
+impl Serialize for EntriesOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        #[derive(Serialize)]
+        struct ItemOut<'a> {
+            name: &'a str,
+            size: u64,
+            sha256: &'a str,
+        }
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for e in self.0 {
+            let mut hex = [0u8; 64];
+            hex::encode_to_slice(e.sha256, &mut hex).expect("64 hex digits for 32 bytes");
+            seq.serialize_element(&ItemOut {
+                name: &e.name,
+                size: e.size,
+                sha256: std::str::from_utf8(&hex).expect("hex is ASCII"),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// Counts the bytes written through it.
+struct Counting<W>(W, u64);
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.1 += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Why an artifact operation failed.
@@ -327,7 +386,7 @@ pub struct Writer {
     tmp: OsString,
     compression: Compression,
     builder: Option<tar::Builder<Sink>>,
-    items: Vec<Item>,
+    items: Vec<Entry>,
     names: HashSet<String>,
     created: u64,
     /// Set when an add failed midway: the artifact is incomplete and
@@ -467,15 +526,16 @@ impl Writer {
     }
 
     /// Append a regular member (`header` carries its size) read from
-    /// `data`, hashing the bytes as they pass; the item as the manifest
-    /// will record it. `err` words a failure to read or write.
+    /// `data`, hashing the bytes as they pass, and record it for the
+    /// manifest (the last of `self.items`). `err` words a failure to read
+    /// or write.
     fn append_hashed(
         &mut self,
         header: &mut tar::Header,
         name: &str,
         data: &mut dyn Read,
         err: impl Fn(io::Error) -> ArtifactError,
-    ) -> Result<Item, ArtifactError> {
+    ) -> Result<(), ArtifactError> {
         let size = header.entry_size().map_err(&err)?;
         let mut hash = Sha256::new();
         let mut buf = std::mem::take(&mut self.buf);
@@ -489,13 +549,12 @@ impl Writer {
         );
         self.buf = buf;
         appended.map_err(err)?;
-        let item = Item {
-            name: name.to_string(),
+        self.items.push(Entry {
+            name: name.into(),
             size,
-            sha256: hex::encode(hash.finalize()),
-        };
-        self.items.push(item.clone());
-        Ok(item)
+            sha256: hash.finalize().into(),
+        });
+        Ok(())
     }
 
     /// Run `f`; if it fails after touching the tar stream, poison the writer.
@@ -526,11 +585,11 @@ impl Writer {
             header.set_mode(0o644);
             header.set_mtime(now());
             header.set_entry_type(tar::EntryType::Regular);
-            let item = w.append_hashed(&mut header, name, &mut data.take(size), |e| {
+            w.append_hashed(&mut header, name, &mut data.take(size), |e| {
                 ArtifactError::Io(format!("adding {name}: {e}"))
             })?;
             w.progress.add(size);
-            Ok(item)
+            Ok(w.items.last().expect("just added").item())
         })
     }
 
@@ -573,7 +632,8 @@ impl Writer {
         self.claim(prefix)?;
         self.guarded(|w| {
             let mut archive = tar::Archive::new(data);
-            let mut added = Vec::new();
+            // Kept compact until the end (see [`Entry`]).
+            let first = w.items.len();
             let mut skipped = 0;
             let entries = archive.entries().map_err(|e| {
                 ArtifactError::Io(format!("reading the tar stream for {prefix}: {e}"))
@@ -604,9 +664,8 @@ impl Writer {
                 let err = |e: io::Error| ArtifactError::Io(format!("adding {name}: {e}"));
                 match kind {
                     tar::EntryType::Regular | tar::EntryType::Continuous => {
-                        let item = w.append_hashed(&mut header, &name, &mut entry, err)?;
-                        w.progress.add(item.size);
-                        added.push(item);
+                        w.append_hashed(&mut header, &name, &mut entry, err)?;
+                        w.progress.add(w.items.last().map_or(0, |e| e.size));
                     }
                     tar::EntryType::Directory => {
                         w.builder()?
@@ -626,33 +685,59 @@ impl Writer {
                     _ => skipped += 1,
                 }
             }
-            Ok((added, skipped))
+            Ok((w.items[first..].iter().map(Entry::item).collect(), skipped))
         })
     }
 
     /// Append the manifest, finish compression, fsync, rename to the final
     /// name and fsync the directory. Returns every item.
     pub fn finish(mut self) -> Result<Vec<Item>, ArtifactError> {
-        // Written from the items in place: a copy of them would double
+        // An incomplete artifact is refused here.
+        self.builder()?;
+        // Written from the entries in place: a copy of them would double
         // what an export of many small files holds at its end.
         let manifest = ManifestOut {
             format: FORMAT,
             created: self.created,
             finished: now(),
             compression: self.compression,
-            items: &self.items,
+            items: EntriesOut(&self.items),
         };
-        let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+        // Serialised twice, to learn its size for the header and then into
+        // the stream, rather than held whole: it grows with the number of
+        // items.
+        let mut size = Counting(io::sink(), 0);
+        serde_json::to_writer_pretty(&mut size, &manifest).expect("manifest serialises");
         let tmp = self.path.with_file_name(&self.tmp);
-        let builder = self.builder()?;
         let mut header = tar::Header::new_gnu();
-        header.set_size(json.len() as u64);
+        header.set_size(size.1);
         header.set_mode(0o644);
         header.set_mtime(now());
         header.set_entry_type(tar::EntryType::Regular);
-        builder
-            .append_data(&mut header, MANIFEST, &json[..])
-            .map_err(io_err("writing the manifest of", &tmp))?;
+        {
+            let builder = self.builder.as_mut().expect("builder lives until finish");
+            // The header alone: an empty reader writes no data and no padding.
+            builder
+                .append_data(&mut header, MANIFEST, io::empty())
+                .map_err(io_err("writing the manifest of", &tmp))?;
+            // serde_json writes token by token: buffered, so that zstd
+            // (which takes a lock per call) sees 64 KiB at a time.
+            let mut out = Counting(BufWriter::with_capacity(64 << 10, builder.get_mut()), 0);
+            serde_json::to_writer_pretty(&mut out, &manifest)
+                .map_err(|e| io_err("writing the manifest of", &tmp)(e.into()))?;
+            if out.1 != size.1 {
+                return Err(ArtifactError::Io(format!(
+                    "the manifest of {} came out {} bytes long, not {}",
+                    tmp.display(),
+                    out.1,
+                    size.1
+                )));
+            }
+            let pad = (512 - size.1 % 512) % 512;
+            out.write_all(&[0u8; 512][..pad as usize])
+                .and_then(|()| out.flush())
+                .map_err(io_err("writing the manifest of", &tmp))?;
+        }
         let builder = self.builder.take().expect("not finished twice");
         let sink = builder.into_inner().map_err(io_err("finishing", &tmp))?;
         let file = sink.finish().map_err(io_err("compressing", &tmp))?;
@@ -662,7 +747,7 @@ impl Writer {
             .map_err(|e| io_err("renaming into", &self.path)(e.into()))?;
         crate::sandbox::ops::sync_dir(self.dir.as_fd());
         self.progress.clear();
-        Ok(std::mem::take(&mut self.items))
+        Ok(self.items.iter().map(Entry::item).collect())
     }
 }
 
@@ -1223,6 +1308,60 @@ mod tests {
                 .any(|n| n.starts_with(&format!(".e.tar.zst.stackhost-partial-{mine}-")))
         );
         drop(w);
+    }
+
+    #[test]
+    fn the_streamed_manifest_matches_its_header_and_the_items() {
+        // Names JSON must escape (quotes, backslashes, control characters,
+        // non-ASCII) and enough items that the manifest spans many blocks:
+        // the size counted first must be what is then written, or every
+        // member after it would be misread.
+        let names = ["q\"uote", "back\\slash", "tab\tnew\nline", "é-ü-☃", "plain"];
+        let files: Vec<(String, Vec<u8>)> = (0..600)
+            .map(|i| {
+                (
+                    format!("{}-{i}", names[i % names.len()]),
+                    vec![i as u8; i % 700],
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.tar");
+        let mut w = Writer::create(&path, Compression::None, 1).unwrap();
+        let (added, _) = w.add_tar("t", &node_tar(&refs)[..]).unwrap();
+        let all = w.finish().unwrap();
+        assert_eq!(added, all);
+        assert_eq!(all[1].name, "t/back\\slash-1");
+        assert_eq!(
+            all[7].sha256,
+            hex::encode(Sha256::digest(vec![7u8; 7])),
+            "the hex written is the digest of the bytes"
+        );
+        // Read back as plain tar: the manifest is the last member, its
+        // size its header's, and it parses to the same items.
+        let mut archive = tar::Archive::new(File::open(&path).unwrap());
+        let mut last = None;
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).unwrap();
+            assert_eq!(body.len() as u64, entry.header().size().unwrap());
+            last = Some((entry.path().unwrap().into_owned(), body));
+        }
+        let (name, body) = last.unwrap();
+        assert_eq!(name, Path::new(MANIFEST));
+        assert_eq!(parse_manifest(&body, &path).unwrap(), all);
+        assert!(
+            std::str::from_utf8(&body)
+                .unwrap()
+                .contains("\"name\": \"t/q\\\"uote-0\"")
+        );
+        let mut r = Reader::open(&path).unwrap();
+        assert!(r.verify().unwrap().is_empty());
     }
 
     #[test]

@@ -516,6 +516,7 @@ pub const RESERVED_ARGS: &[&str] = &[
     "inventory",
     "accept-new-host-keys",
     "connect-timeout",
+    "max-handshakes",
     "known-hosts",
     "help",
     "version",
