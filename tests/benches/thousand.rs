@@ -12,6 +12,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+use stackhost::cluster::ssh::HANDSHAKES;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,8 +20,6 @@ use std::time::{Duration, Instant};
 const RUNS: usize = 3;
 const CONTAINERS: usize = 20;
 const PORTS: usize = 50;
-/// stackhost's default `--max-handshakes`.
-const HANDSHAKES: usize = 64;
 
 /// One finished run of a command: wall time, peak RSS (KiB) and the most
 /// descriptors it had open at once (sampled every 10 ms).
