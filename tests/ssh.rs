@@ -8,6 +8,7 @@ mod support;
 mod sshd;
 
 use sshd::Sshd;
+use std::time::{Duration, Instant};
 use support::{Sandbox, only_step, refs, scratch_rw};
 
 /// `args` with the inventory and the server's known_hosts after the command.
@@ -415,40 +416,62 @@ fn timing_shows_the_handshake_first_byte_and_total_of_the_nodes() {
 }
 
 /// A TCP server that accepts and never speaks (a node whose sshd hangs
-/// before its banner), counting how many connections it holds at once.
+/// before its banner), recording when each connection opened and closed.
 struct Tarpit {
     port: u16,
-    most: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    conns: Conns,
 }
+
+type Conns = std::sync::Arc<std::sync::Mutex<Vec<(Instant, Option<Instant>)>>>;
 
 impl Tarpit {
     fn start() -> Tarpit {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicUsize, Ordering};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let most = Arc::new(AtomicUsize::new(0));
-        let open = Arc::new(AtomicUsize::new(0));
-        let seen = most.clone();
+        let conns = Conns::default();
+        let log = conns.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { return };
-                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
-                seen.fetch_max(now, Ordering::SeqCst);
-                let open = open.clone();
+                let at = {
+                    let mut log = log.lock().unwrap();
+                    log.push((Instant::now(), None));
+                    log.len() - 1
+                };
+                let log = log.clone();
                 std::thread::spawn(move || {
                     // Held until the client gives up and closes.
-                    let _ = std::io::Read::read(&mut conn, &mut [0; 4096]);
                     let _ = std::io::copy(&mut conn, &mut std::io::sink());
-                    open.fetch_sub(1, Ordering::SeqCst);
+                    log.lock().unwrap()[at].1 = Some(Instant::now());
                 });
             }
         });
-        Tarpit { port, most }
+        Tarpit { port, conns }
     }
 
+    /// The most connections open at once since the last call, counted
+    /// 300 ms into each connection's life: one closing as the next opens
+    /// (the client's teardown and its next connect race by microseconds)
+    /// is not two at once.
     fn most_at_once(&self) -> usize {
-        self.most.swap(0, std::sync::atomic::Ordering::SeqCst)
+        // The client has exited: every close arrives, if not yet seen.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && self.conns.lock().unwrap().iter().any(|c| c.1.is_none())
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let conns = std::mem::take(&mut *self.conns.lock().unwrap());
+        conns
+            .iter()
+            .map(|(opened, _)| {
+                let t = *opened + Duration::from_millis(300);
+                conns
+                    .iter()
+                    .filter(|(a, b)| *a <= t && b.is_none_or(|b| t < b))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
     }
 }
 
