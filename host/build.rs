@@ -1,6 +1,6 @@
 //! Lists the SDK crate and the WIT package for embedding: the files
 //! `stackhost sdk export` and `stackhost plugin new` write out, so a
-//! plugin author needs only the `stackhost` binary (see src/sdk.rs).
+//! plugin author needs only the `stackhost` binary (see src/cli/sdk/embedded.rs).
 //!
 //! The list is generated rather than written by hand so that a file added
 //! to sdk/src/ or wit/ cannot be forgotten; the `sdk` integration test

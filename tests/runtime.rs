@@ -101,8 +101,8 @@ fn a_plugin_growing_past_its_memory_limit_is_stopped() {
 
 #[test]
 fn limits_in_one_process_leave_the_runtime_usable() {
-    use stackhost::bindings::exports::stackhost::host::commands::Invocation;
-    use stackhost::grant::Grant;
+    use stackhost::caps::bindings::exports::stackhost::host::commands::Invocation;
+    use stackhost::plugin::grant::Grant;
     use stackhost::runtime::{CallCtx, CallError, CallLimits, LimitExceeded, Runtime};
     use std::sync::Arc;
     use std::time::Duration;
@@ -111,7 +111,7 @@ fn limits_in_one_process_leave_the_runtime_usable() {
     let runtime = Runtime::new(cache.path()).unwrap();
     let load = |krate: &str, grant: Grant| {
         let wasm = std::fs::read(support::wasm(krate)).unwrap();
-        let digest = stackhost::store::digest(&wasm);
+        let digest = stackhost::plugin::store::digest(&wasm);
         runtime.load(krate, &digest, &wasm, grant).unwrap()
     };
     let spin = load("spin", Grant::default());

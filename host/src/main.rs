@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // Errors can carry a plugin's own text: escape it.
             let shown = |e: &dyn std::fmt::Display| {
-                stackhost::cli::text::escape_for_terminal(&e.to_string()).into_owned()
+                stackhost::text::escape_for_terminal(&e.to_string()).into_owned()
             };
             eprintln!("error: {}", shown(&e));
             for cause in e.chain().skip(1) {

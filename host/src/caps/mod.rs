@@ -5,6 +5,7 @@
 //! (the grant check); `docker` reaches each node's own engine.
 
 pub mod archive;
+pub mod bindings;
 pub mod docker;
 pub mod exec;
 pub mod fs;
@@ -15,7 +16,7 @@ pub mod postgres;
 pub mod run;
 pub mod types;
 
-use crate::bindings::WitError;
+use crate::caps::bindings::WitError;
 use crate::cluster::{Node, NodeError};
 use crate::runtime::CallCtx;
 use std::sync::Arc;

@@ -2,10 +2,10 @@
 //! to start from, and read one back as runs will see it, node by node, or
 //! with the parser's reason for refusing it.
 
-use super::text::escape_line;
 use crate::cluster::NodeInfo;
 use crate::cluster::inventory;
 use crate::paths::Paths;
+use crate::text::escape_line;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use std::io::Write as _;

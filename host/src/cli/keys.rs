@@ -2,7 +2,7 @@
 //! signatures the operator accepts on plugins and vendor patches.
 
 use crate::paths::Paths;
-use crate::signing::TrustedKeys;
+use crate::plugin::signing::TrustedKeys;
 use anyhow::Context as _;
 use clap::Subcommand;
 use serde::Serialize;
@@ -66,7 +66,7 @@ pub fn run(paths: &Paths, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
                 println!(
                     "trusted key {} ({})",
                     key.id(),
-                    super::text::escape_line(&key.comment)
+                    crate::text::escape_line(&key.comment)
                 );
             } else {
                 println!("key {} was already trusted", key.id());
@@ -88,7 +88,7 @@ pub fn run(paths: &Paths, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             } else {
                 println!("{:<18} COMMENT", "KEY ID");
                 for k in all {
-                    println!("{:<18} {}", k.id, super::text::escape_line(&k.comment));
+                    println!("{:<18} {}", k.id, crate::text::escape_line(&k.comment));
                 }
             }
         }

@@ -3,14 +3,14 @@
 //! the operator's side. Install shows what a plugin asks for and records
 //! the grant, bound to the file's content digest.
 
-use super::text::escape_line as one_line;
-use crate::grant::Grant;
-use crate::inspect;
-use crate::manifest::{Capabilities, ExecRequest, Kind, Manifest};
 use crate::paths::Paths;
+use crate::plugin::grant::Grant;
+use crate::plugin::inspect;
+use crate::plugin::manifest::{Capabilities, ExecRequest, Kind, Manifest};
+use crate::plugin::signing::{Signer, TrustedKeys};
+use crate::plugin::store::{self, InstallRecord, Installed, PluginStore};
 use crate::runtime::{Runtime, imports};
-use crate::signing::{Signer, TrustedKeys};
-use crate::store::{self, InstallRecord, Installed, PluginStore};
+use crate::text::escape_line as one_line;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use serde::Serialize;
@@ -632,7 +632,7 @@ fn print_info(p: &Installed) {
     println!("  sha256:      {}", r.digest);
     println!(
         "  installed:   {} from {}",
-        super::format_time(r.installed_at),
+        crate::time::format_time(r.installed_at),
         one_line(&r.source)
     );
     match &r.signer {

@@ -5,14 +5,14 @@
 //! problem wherever the file still allows it.
 
 use super::plugin::{root_warnings, signature_path};
-use super::text::escape_line;
-use crate::grant::Grant;
-use crate::inspect::{self, InspectError};
-use crate::manifest::Kind;
 use crate::paths::Paths;
+use crate::plugin::grant::Grant;
+use crate::plugin::inspect::{self, InspectError};
+use crate::plugin::manifest::Kind;
+use crate::plugin::signing::TrustedKeys;
+use crate::plugin::store;
 use crate::runtime::{Runtime, imports};
-use crate::signing::TrustedKeys;
-use crate::store;
+use crate::text::escape_line;
 use serde::Serialize;
 use std::path::Path;
 use std::process::ExitCode;

@@ -1,20 +1,20 @@
 //! `stackhost run NAME[@REQ] COMMAND [ARGS]`: resolve the plugin, build its
 //! command line from the manifest, plan and apply, print the report.
 
-use crate::bindings::exports::stackhost::host::commands as api;
+use crate::caps::bindings::exports::stackhost::host::commands as api;
 use crate::caps::patches::PatchHost;
 use crate::cluster::Cluster;
 use crate::cluster::inventory;
 use crate::cluster::ssh::{HANDSHAKES, SshOptions};
-use crate::duration::parse_duration;
-use crate::executor::{self, JournalHandle, RunOptions, RunReport};
-use crate::journal::{Journal, RunEnd, Takeover};
-use crate::manifest::{ArgKind, CommandDefaults, Manifest, Output};
 use crate::paths::Paths;
-use crate::rollout::{Amount, RolloutPolicy};
+use crate::plugin::manifest::{ArgKind, CommandDefaults, Manifest, Output};
+use crate::plugin::signing::TrustedKeys;
+use crate::plugin::store::{self, Installed, PluginStore};
+use crate::run::executor::{self, JournalHandle, RunOptions, RunReport};
+use crate::run::journal::{Journal, RunEnd, Takeover};
+use crate::run::policy::{Amount, RolloutPolicy};
 use crate::runtime::{CallLimits, LoadedPlugin, Runtime};
-use crate::signing::TrustedKeys;
-use crate::store::{self, Installed, PluginStore};
+use crate::time::parse_duration;
 use anyhow::Context as _;
 use clap::builder::ValueRange;
 use clap::{Arg, ArgAction, Args, Command, FromArgMatches};
@@ -178,11 +178,11 @@ impl ExecFlags {
             patches: None,
             secrets: Default::default(),
             progress: if self.quiet {
-                crate::progress::Mode::Off
+                crate::run::progress::Mode::Off
             } else {
-                crate::progress::Mode::detect(self.verbose)
+                crate::run::progress::Mode::detect(self.verbose)
             },
-            interrupt: Some(crate::interrupt::Interrupt::new()),
+            interrupt: Some(crate::run::interrupt::Interrupt::new()),
         }
     }
 }
@@ -346,7 +346,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (name, req) = store::parse_spec(spec)?;
     let installed = store.resolve(name, req.as_ref())?;
     let manifest = &installed.record.manifest;
-    if manifest.kind == crate::manifest::Kind::Patch {
+    if manifest.kind == crate::plugin::manifest::Kind::Patch {
         anyhow::bail!(
             "`{}` is a vendor patch, not a plugin: apply it with `stackhost run patch install {}`",
             manifest.name,
@@ -442,7 +442,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let journal = Journal::open_configured(paths)?;
     let resumable = secrets.is_empty();
-    let redactor = crate::executor::Redactor::new(secrets.into_iter().map(|(_, v)| v).collect());
+    let redactor = crate::redact::Redactor::new(secrets.into_iter().map(|(_, v)| v).collect());
     // The journal keeps the invocation with secrets hidden.
     let mut record = InvocationRecord::from(&invocation);
     for (_, values) in &mut record.args {
@@ -503,7 +503,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         eprintln!(
             "error: {}",
-            super::text::escape_for_terminal(report.plan_error.as_deref().unwrap_or_default())
+            crate::text::escape_for_terminal(report.plan_error.as_deref().unwrap_or_default())
         );
         eprintln!("See `stackhost run {} {command} --help`.", manifest.name);
         return Ok(ExitCode::from(super::EXIT_USAGE));
@@ -523,7 +523,7 @@ fn print_messages(report: &RunReport) -> anyhow::Result<ExitCode> {
         writeln!(
             out,
             "{}",
-            super::text::escape_for_terminal(step.message.trim_end())
+            crate::text::escape_for_terminal(step.message.trim_end())
         )?;
     }
     Ok(ExitCode::SUCCESS)
@@ -569,7 +569,7 @@ pub(super) fn execute<F, Fut>(
     h: JournalHandle,
     mutating: bool,
     cluster: &str,
-    interrupt: Option<Arc<crate::interrupt::Interrupt>>,
+    interrupt: Option<Arc<crate::run::interrupt::Interrupt>>,
     work: F,
 ) -> anyhow::Result<RunReport>
 where
@@ -619,7 +619,7 @@ where
                 let lost = |why: String| {
                     eprintln!("error: run {run} {why}; stopping: no new step starts");
                     if let Some(i) = &interrupt {
-                        i.raise(crate::interrupt::Signal::LockLost);
+                        i.raise(crate::run::interrupt::Signal::LockLost);
                     }
                 };
                 loop {
@@ -672,7 +672,7 @@ where
     // database is out of reach, wait for it a while: a step whose end is
     // lost would run again on resume.
     let steps: Vec<_> = std::mem::take(&mut *unrecorded.lock().unwrap_or_else(|p| p.into_inner()));
-    let record = || -> Result<(), crate::journal::JournalError> {
+    let record = || -> Result<(), crate::run::journal::JournalError> {
         for s in &steps {
             journal.step_finished(run, s.phase, s.step, s.state, &s.message, s.data.as_deref())?;
         }
@@ -851,7 +851,7 @@ impl From<InvocationRecord> for api::Invocation {
 /// run flags on every command. The manifest's texts reach the terminal
 /// through clap's help, so they are escaped here.
 fn plugin_cli(m: &Manifest) -> Command {
-    use super::text::escape_line as one_line;
+    use crate::text::escape_line as one_line;
     let mut cli = Command::new(format!("stackhost run {}", m.name))
         .bin_name(format!("stackhost run {}", m.name))
         .about(one_line(&m.description).into_owned())
@@ -955,7 +955,7 @@ fn parse_serial(s: &str) -> Result<usize, String> {
 /// Ask the operator to confirm destructive command `command` on `nodes`;
 /// off a terminal, refuse (the operator must pass --yes).
 fn confirm(plugin: &str, command: &str, about: &str, nodes: &[&str]) -> anyhow::Result<bool> {
-    use super::text::escape_line as one_line;
+    use crate::text::escape_line as one_line;
     use std::io::{BufRead, IsTerminal, Write};
     let what = format!("`{plugin} {command}` is destructive: {}", one_line(about));
     if !std::io::stdin().is_terminal() {
@@ -984,7 +984,7 @@ const MAX_SECRET: u64 = 64 << 10;
 /// hidden prompt when stdin is a terminal. `None` when none of these gave
 /// one and it is not required.
 fn secret_value(
-    a: &crate::manifest::ArgSpec,
+    a: &crate::plugin::manifest::ArgSpec,
     file: Option<&std::path::Path>,
 ) -> anyhow::Result<Option<String>> {
     use anyhow::Context;

@@ -2,11 +2,11 @@
 //! the operator's side.
 
 use super::run::{ExecFlags, InvocationRecord, execute, finish, load};
-use super::text::{escape_for_terminal as shown, escape_line as one_line};
-use crate::executor::{self, JournalHandle};
-use crate::journal::{Journal, RunFilter, RunRecord};
 use crate::paths::Paths;
-use crate::store::PluginStore;
+use crate::plugin::store::PluginStore;
+use crate::run::executor::{self, JournalHandle};
+use crate::run::journal::{Journal, RunFilter, RunRecord};
+use crate::text::{escape_for_terminal as shown, escape_line as one_line};
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use semver::VersionReq;
@@ -33,7 +33,7 @@ pub enum RunsCommand {
         #[arg(long, value_name = "NAME")]
         plugin: Option<String>,
         /// Only runs started within this long (`90m`, `7d`).
-        #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = crate::time::parse_duration)]
         since: Option<std::time::Duration>,
         /// Print JSON.
         #[arg(long)]
@@ -79,7 +79,7 @@ pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 all,
                 status,
                 plugin,
-                since: since.map(|d| crate::journal::now() - d.as_secs() as i64),
+                since: since.map(|d| crate::run::journal::now() - d.as_secs() as i64),
             };
             let runs = journal.list(&filter)?;
             if json {
@@ -97,7 +97,7 @@ pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                         "{:>5}  {:<10} {:<22} {:<24} {}{dry}",
                         r.id,
                         r.status,
-                        super::format_time(r.started_at.max(0) as u64),
+                        crate::time::format_time(r.started_at.max(0) as u64),
                         format!("{} {}", one_line(&r.plugin), one_line(&r.version)),
                         one_line(&r.command)
                     );
@@ -131,11 +131,11 @@ pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 }
                 println!(
                     "  started {}{}",
-                    super::format_time(r.started_at.max(0) as u64),
+                    crate::time::format_time(r.started_at.max(0) as u64),
                     r.finished_at
                         .map(|f| format!(
                             ", ended {} ({} s)",
-                            super::format_time(f.max(0) as u64),
+                            crate::time::format_time(f.max(0) as u64),
                             (f - r.started_at).max(0)
                         ))
                         .unwrap_or_default()

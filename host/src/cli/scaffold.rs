@@ -4,7 +4,7 @@
 //! it) and depends on it by a relative path, so it never points into a
 //! stackhost checkout and can be moved or committed whole.
 
-use crate::sdk;
+use super::sdk::embedded as sdk;
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ enum SdkSource {
 }
 
 pub fn new_plugin(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> anyhow::Result<()> {
-    if !crate::manifest::is_valid_name(name) {
+    if !crate::plugin::manifest::is_valid_name(name) {
         bail!(
             "plugin name `{name}` must be lower-case letters, digits and `-`, starting with a letter"
         );
@@ -45,7 +45,7 @@ pub fn new_plugin(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> any
             "created {} with stackhost-sdk {} ({}@{}) in {}",
             dir.display(),
             sdk::sdk_version(),
-            crate::bindings::WIT_PACKAGE,
+            crate::caps::bindings::WIT_PACKAGE,
             sdk::wit_version(),
             dir.join(SDK_COPY).display()
         ),
@@ -116,7 +116,7 @@ fn write_crate(name: &str, dir: &Path, source: &SdkSource) -> anyhow::Result<()>
                  #   stackhost sdk export --force {SDK_COPY}\n\
                  stackhost-sdk = {{ path = \"{SDK_COPY}/{krate}\", version = \"{sdk_version}\" }}\n",
                 sdk_version = sdk::sdk_version(),
-                package = crate::bindings::WIT_PACKAGE,
+                package = crate::caps::bindings::WIT_PACKAGE,
                 wit = sdk::wit_version(),
                 krate = sdk::CRATE_DIR,
             )

@@ -11,10 +11,11 @@
 //! one implementation and one set of tests covers both.
 
 use super::stream::{self, CHUNK, ChunkReader, ChunkWriter};
-use super::{Node, NodeError, Transport, shell_quote};
+use super::{Node, NodeError, Transport};
 use crate::sandbox::root::RootRef;
 use crate::sandbox::wire::{self, FrameReader, Reply, Request};
 use crate::sandbox::{FsError, Root};
+use crate::text::shell_quote;
 use sha2::Digest;
 use std::collections::HashMap;
 use std::io::Read;

@@ -251,7 +251,12 @@ fn entries(path: &Path, text: &str) -> Result<Vec<(NodeInfo, Option<SshTarget>)>
                     n.name
                 )));
             }
-            ("127.0.0.1".to_string(), 0, super::local_user(), None)
+            (
+                "127.0.0.1".to_string(),
+                0,
+                crate::process::local_user(),
+                None,
+            )
         } else {
             let address = n.address.ok_or_else(|| {
                 invalid(format!(

@@ -37,22 +37,6 @@ pub struct NodeInfo {
     pub https_proxy: Option<String>,
 }
 
-/// The user the host runs as (the local node's user).
-pub fn local_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| {
-            let uid = rustix::process::getuid();
-            if uid.is_root() {
-                "root".into()
-            } else {
-                uid.as_raw().to_string()
-            }
-        })
-}
-
 /// How the host reaches a node.
 #[derive(Debug)]
 pub enum Transport {
@@ -105,7 +89,7 @@ impl Cluster {
             is_local: true,
             hostname: None,
             port: 0,
-            user: local_user(),
+            user: crate::process::local_user(),
             http_proxy: None,
             https_proxy: None,
         };
@@ -248,30 +232,5 @@ pub struct ExecOutput {
 /// Output beyond this many bytes per stream is dropped (and flagged).
 pub const CAPTURE_LIMIT: usize = 4 << 20;
 
-/// Quote one word for a POSIX shell: plain words stay as they are.
-pub fn shell_quote(word: &str) -> String {
-    let plain = word
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if !word.is_empty() && plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
 /// The `PATH` programs get on a node.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-#[cfg(test)]
-mod tests {
-    use super::shell_quote as quote;
-
-    #[test]
-    fn quotes_for_the_shell() {
-        assert_eq!(quote("plain-word_1.txt"), "plain-word_1.txt");
-        assert_eq!(quote("two words"), "'two words'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        assert_eq!(quote(""), "''");
-    }
-}

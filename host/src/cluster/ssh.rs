@@ -14,9 +14,8 @@ mod reboot;
 
 pub use reboot::Rebooted;
 
-use super::{
-    CAPTURE_LIMIT, DEFAULT_PATH, ExecOutput, ExecRequest, NodeError, shell_quote as quote,
-};
+use super::{CAPTURE_LIMIT, DEFAULT_PATH, ExecOutput, ExecRequest, NodeError};
+use crate::text::shell_quote as quote;
 use group::{GroupGuard, GroupHeader, GroupKiller, in_own_group};
 use russh::client::{self, Handle};
 use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};

@@ -4,7 +4,8 @@
 //! synchronous side (tar, compression, hashing, on a blocking thread)
 //! reads and writes them through [`ChunkReader`] and [`ChunkWriter`].
 
-use super::{DEFAULT_PATH, NodeError, Transport, shell_quote};
+use super::{DEFAULT_PATH, NodeError, Transport};
+use crate::text::shell_quote;
 use std::io::{Read, Write};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;

@@ -1,8 +1,8 @@
 //! Match before you link: what a component imports is checked against what
 //! this host provides and what the plugin was granted, before it runs.
 
-use crate::bindings::{WIT_PACKAGE, WIT_VERSION};
-use crate::grant::Grant;
+use crate::caps::bindings::{WIT_PACKAGE, WIT_VERSION};
+use crate::plugin::grant::Grant;
 use semver::Version;
 
 /// Interfaces of `stackhost:host` this host implements.
@@ -216,8 +216,8 @@ mod tests {
 
     #[test]
     fn problems_lists_every_refused_import() {
-        let exec_only = Grant::all(&crate::manifest::Capabilities {
-            exec: Some(crate::manifest::ExecRequest {
+        let exec_only = Grant::all(&crate::plugin::manifest::Capabilities {
+            exec: Some(crate::plugin::manifest::ExecRequest {
                 reason: "r".into(),
                 programs: vec![],
                 read_only: vec![],

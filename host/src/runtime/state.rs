@@ -3,7 +3,8 @@
 
 use super::limits::MemoryLimiter;
 use crate::cluster::Cluster;
-use crate::grant::Grant;
+use crate::plugin::grant::Grant;
+use crate::text::cap_text;
 use serde::Serialize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +35,7 @@ pub struct Finished {
     pub phase: String,
     pub node: String,
     pub name: String,
-    pub status: crate::executor::StepStatus,
+    pub status: crate::run::executor::StepStatus,
     pub message: String,
     /// The step's data, as JSON text.
     pub data: Option<String>,
@@ -49,15 +50,15 @@ pub struct RunShared {
     failure: Mutex<Option<String>>,
     /// Why the run halted.
     halt: Mutex<Option<String>>,
-    pub progress: crate::progress::Progress,
+    pub progress: crate::run::progress::Progress,
     /// The run's secret values.
-    pub secrets: std::sync::Arc<crate::executor::Redactor>,
+    pub secrets: std::sync::Arc<crate::redact::Redactor>,
 }
 
 impl RunShared {
     pub fn new(
-        progress: crate::progress::Progress,
-        secrets: std::sync::Arc<crate::executor::Redactor>,
+        progress: crate::run::progress::Progress,
+        secrets: std::sync::Arc<crate::redact::Redactor>,
     ) -> RunShared {
         RunShared {
             finished: Mutex::default(),
@@ -144,30 +145,6 @@ pub const MAX_DIFF: usize = 256 << 10;
 /// The most bytes of diffs one call keeps together.
 const MAX_DIFF_BYTES: usize = 8 << 20;
 
-/// `text` cut to at most `max` bytes (on a character boundary), saying
-/// how much was cut.
-pub fn cap_text(text: String, max: usize) -> String {
-    if text.len() <= max {
-        return text;
-    }
-    let cut = floor_char_boundary(&text, max);
-    // A new string: truncating would keep the whole allocation alive.
-    format!(
-        "{}… ({} more bytes not kept)",
-        &text[..cut],
-        text.len() - cut
-    )
-}
-
-/// The largest index `<= at` on a character boundary of `text`.
-pub fn floor_char_boundary(text: &str, at: usize) -> usize {
-    let mut cut = at.min(text.len());
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    cut
-}
-
 /// What a call recorded, within its caps, and how much it dropped.
 #[derive(Debug)]
 struct Recorded<T> {
@@ -201,7 +178,7 @@ pub struct CallCtx {
     /// The run this call belongs to (none for a vendor patch's `info`).
     pub run: Option<std::sync::Arc<RunShared>>,
     /// The live line of the step this call carries out.
-    pub progress: Option<std::sync::Arc<crate::progress::StepProgress>>,
+    pub progress: Option<std::sync::Arc<crate::run::progress::StepProgress>>,
     mutations: Mutex<Recorded<Mutation>>,
     events: Mutex<Recorded<Event>>,
     /// Nanoseconds spent in host calls, so the CPU limit counts only the
@@ -252,7 +229,7 @@ impl CallCtx {
     pub fn in_run(
         mut self,
         run: Option<std::sync::Arc<RunShared>>,
-        progress: Option<std::sync::Arc<crate::progress::StepProgress>>,
+        progress: Option<std::sync::Arc<crate::run::progress::StepProgress>>,
     ) -> CallCtx {
         self.run = run;
         self.progress = progress;
@@ -260,13 +237,17 @@ impl CallCtx {
     }
 
     /// In a read-only call, the refusal of mutating call `call`.
-    pub fn refuse_mutation(&self, node: &str, call: &str) -> Result<(), crate::bindings::WitError> {
+    pub fn refuse_mutation(
+        &self,
+        node: &str,
+        call: &str,
+    ) -> Result<(), crate::caps::bindings::WitError> {
         let why = match self.read_only {
             ReadOnly::No => return Ok(()),
             ReadOnly::Command => "this command is read-only",
             ReadOnly::Plan => "a plan may only read (make changes in a step)",
         };
-        Err(crate::bindings::WitError::PermissionDenied(format!(
+        Err(crate::caps::bindings::WitError::PermissionDenied(format!(
             "{why}, so `{call}` on {node} is not allowed"
         )))
     }

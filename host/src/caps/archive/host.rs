@@ -3,16 +3,16 @@
 
 use super::{ArtifactReader, ArtifactWriter, ResView};
 use crate::artifact::{self, ArtifactError, Compression as ArtCompression};
-use crate::bindings::WitError;
-use crate::bindings::stackhost::host::archive::{
+use crate::caps::CapView;
+use crate::caps::bindings::WitError;
+use crate::caps::bindings::stackhost::host::archive::{
     Compression, Host, HostReader, HostWriter, Item, Listed, Mismatch,
 };
-use crate::caps::CapView;
 use crate::caps::fs::scope::{self, Access};
 use crate::cluster::Node;
 use crate::cluster::files::{Input, Output, RECEIVER_GONE};
 use crate::cluster::stream::{self, ChunkReader, ChunkWriter};
-use crate::grant::roles_allow;
+use crate::plugin::grant::roles_allow;
 use crate::runtime::CallCtx;
 use crate::sandbox::FileKind;
 use crate::sandbox::path::normalize;

@@ -27,9 +27,10 @@ impl HasData for Archive {
 }
 
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    crate::bindings::stackhost::host::archive::add_to_linker::<PluginState, Archive>(linker, |s| {
-        s.res_view()
-    })
+    crate::caps::bindings::stackhost::host::archive::add_to_linker::<PluginState, Archive>(
+        linker,
+        |s| s.res_view(),
+    )
     .map_err(anyhow::Error::from)
 }
 

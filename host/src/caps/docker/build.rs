@@ -5,9 +5,9 @@
 
 use super::host::{engine, engine_error, engine_text, granted};
 use super::scope::{self, shown};
-use crate::bindings::WitError;
-use crate::bindings::stackhost::host::docker::{BuildOptions, BuildSource};
 use crate::caps::CapView;
+use crate::caps::bindings::WitError;
+use crate::caps::bindings::stackhost::host::docker::{BuildOptions, BuildSource};
 use bollard::query_parameters::BuildImageOptions;
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -175,7 +175,7 @@ pub(super) async fn build(
         ..Default::default()
     };
     let progress = view.call.progress.clone();
-    let mut lines = crate::progress::LineSplitter::new();
+    let mut lines = crate::text::LineSplitter::new();
     let mut tail: std::collections::VecDeque<String> = Default::default();
     let mut keep = |line: &str| {
         if let Some(p) = &progress {

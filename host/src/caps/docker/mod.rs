@@ -14,7 +14,7 @@ mod scope;
 pub use scope::{ImagePattern, OPERATIONS, normalize, validate_request};
 
 use super::CapView;
-use crate::bindings::stackhost::host::docker;
+use crate::caps::bindings::stackhost::host::docker;
 use crate::runtime::PluginState;
 use wasmtime::component::{HasData, Linker};
 

@@ -4,10 +4,10 @@
 //! added, `docker.io/` dropped), never with a digest, so `@sha256:...` or
 //! a registry host spelled another way cannot slip past a pattern.
 
-use crate::bindings::WitError;
+use crate::caps::bindings::WitError;
 use crate::cluster::NodeInfo;
-use crate::grant::{Grant, roles_allow};
-use crate::manifest::DockerRequest;
+use crate::plugin::grant::{Grant, roles_allow};
+use crate::plugin::manifest::DockerRequest;
 
 /// The operations a docker grant can name.
 pub const OPERATIONS: &[&str] = &["list", "inspect", "build", "tag", "remove", "push", "pull"];

@@ -2,9 +2,9 @@
 //! the call under `--dry-run` when the program may mutate.
 
 use super::scope::{self, ProgramAccess};
-use crate::bindings::WitError;
-use crate::bindings::stackhost::host::exec::{self, Command, Output, Rebooted};
 use crate::caps::CapView;
+use crate::caps::bindings::WitError;
+use crate::caps::bindings::stackhost::host::exec::{self, Command, Output, Rebooted};
 use crate::cluster::ExecRequest;
 use std::time::Duration;
 
@@ -72,7 +72,7 @@ async fn reboot(view: &CapView<'_>, node: String, wait_ms: u32) -> Result<Reboot
 /// A sink that shows each line of output on the step's live line.
 fn live_sink(view: &CapView<'_>) -> Option<crate::cluster::LiveSink> {
     let progress = view.call.progress.clone()?;
-    let lines = std::sync::Mutex::new(crate::progress::LineSplitter::new());
+    let lines = std::sync::Mutex::new(crate::text::LineSplitter::new());
     Some(crate::cluster::LiveSink(std::sync::Arc::new(
         move |data: &[u8]| {
             let mut lines = lines.lock().unwrap_or_else(|p| p.into_inner());

@@ -6,7 +6,7 @@ mod scope;
 pub use scope::{ALWAYS_ALLOWED_ENV, env_never_allowed, is_env_name, root_equivalent};
 
 use super::CapView;
-use crate::bindings::stackhost::host::exec;
+use crate::caps::bindings::stackhost::host::exec;
 use crate::runtime::PluginState;
 use wasmtime::component::{HasData, Linker};
 

@@ -4,10 +4,11 @@
 //! whether the call is read-only or mutating, and the node must hold a
 //! granted role.
 
-use crate::bindings::WitError;
-use crate::cluster::{NodeInfo, shell_quote};
-use crate::grant::{Grant, roles_allow};
-use crate::runtime::state::floor_char_boundary;
+use crate::caps::bindings::WitError;
+use crate::cluster::NodeInfo;
+use crate::plugin::grant::{Grant, roles_allow};
+use crate::text::floor_char_boundary;
+use crate::text::shell_quote;
 
 /// How a permitted program may be run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -466,7 +467,7 @@ fn list(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Capabilities, ExecPattern, ExecRequest};
+    use crate::plugin::manifest::{Capabilities, ExecPattern, ExecRequest};
 
     fn whole(p: &str) -> ExecPattern {
         ExecPattern::Program(p.into())

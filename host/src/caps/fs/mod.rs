@@ -6,7 +6,7 @@ pub use host::{READ_CAP, WRITE_CAP};
 pub(crate) mod scope;
 
 use super::CapView;
-use crate::bindings::stackhost::host::fs;
+use crate::caps::bindings::stackhost::host::fs;
 use crate::runtime::PluginState;
 use wasmtime::component::{HasData, Linker};
 

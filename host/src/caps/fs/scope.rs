@@ -4,9 +4,9 @@
 //! matching root's pinned handle on the node (see [`crate::sandbox`]), so
 //! a symlink or a swapped directory cannot carry it outside.
 
-use crate::bindings::WitError;
+use crate::caps::bindings::WitError;
 use crate::cluster::Node;
-use crate::grant::{Grant, roles_allow};
+use crate::plugin::grant::{Grant, roles_allow};
 use crate::sandbox::path::{LinkPolicy, normalize};
 use crate::sandbox::wire::Loc;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! step's report and shown on the terminal.
 
 use super::CapView;
-use crate::bindings::stackhost::host::log::{self, Level};
+use crate::caps::bindings::stackhost::host::log::{self, Level};
 use crate::runtime::PluginState;
 use wasmtime::component::{HasData, Linker};
 

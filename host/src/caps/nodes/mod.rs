@@ -4,7 +4,7 @@
 //! the other capabilities reach only the selected nodes.
 
 use super::CapView;
-use crate::bindings::stackhost::host::nodes::{self, Node, NodeDetail};
+use crate::caps::bindings::stackhost::host::nodes::{self, Node, NodeDetail};
 use crate::cluster::NodeInfo;
 use crate::runtime::PluginState;
 use wasmtime::component::{HasData, Linker};

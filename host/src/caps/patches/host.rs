@@ -4,11 +4,11 @@
 //! report.
 
 use super::PatchHost;
-use crate::bindings::WitError;
-use crate::bindings::stackhost::host::patches::{self, InstalledPatch};
 use crate::caps::CapView;
+use crate::caps::bindings::WitError;
+use crate::caps::bindings::stackhost::host::patches::{self, InstalledPatch};
+use crate::plugin::store::Installed;
 use crate::runtime::{CallCtx, CallError, CallReport, LoadedPlugin, PatchOp};
-use crate::store::Installed;
 use std::sync::Arc;
 
 type R<T> = wasmtime::Result<Result<T, WitError>>;

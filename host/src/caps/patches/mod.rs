@@ -7,12 +7,12 @@
 mod host;
 
 use super::CapView;
-use crate::bindings::WitError;
-use crate::bindings::stackhost::host::patches;
-use crate::manifest::Kind;
+use crate::caps::bindings::WitError;
+use crate::caps::bindings::stackhost::host::patches;
+use crate::plugin::manifest::Kind;
+use crate::plugin::signing::TrustedKeys;
+use crate::plugin::store::{Installed, PluginStore, StoreError};
 use crate::runtime::{CallLimits, LoadedPlugin, PluginState, Runtime};
-use crate::signing::TrustedKeys;
-use crate::store::{Installed, PluginStore, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{HasData, Linker};

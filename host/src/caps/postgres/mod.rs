@@ -29,7 +29,7 @@ impl HasData for Postgres {
 }
 
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    crate::bindings::stackhost::host::postgres::add_to_linker::<PluginState, Postgres>(
+    crate::caps::bindings::stackhost::host::postgres::add_to_linker::<PluginState, Postgres>(
         linker,
         |s| s.res_view(),
     )

@@ -29,7 +29,7 @@
 //! whose owner is not plain, naming why (see [`restore_owner`]).
 
 use super::scope::Databases;
-use crate::bindings::WitError;
+use crate::caps::bindings::WitError;
 use crate::cluster::{ExecRequest, Node};
 use crate::runtime::CallCtx;
 use std::collections::HashMap;

@@ -3,11 +3,11 @@
 //! granted database then allows is enforced by PostgreSQL itself (see
 //! [`super::roles`]).
 
-use crate::bindings::WitError;
 use crate::caps::CapView;
+use crate::caps::bindings::WitError;
 use crate::cluster::Node;
-use crate::grant::roles_allow;
-use crate::manifest::PostgresRequest;
+use crate::plugin::grant::roles_allow;
+use crate::plugin::manifest::PostgresRequest;
 use crate::runtime::CallCtx;
 use std::sync::Arc;
 

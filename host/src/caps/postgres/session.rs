@@ -10,8 +10,8 @@
 use super::roles::{self, Session, quote_ident};
 use super::sql_stream::{Piece, Splitter};
 use super::text::{Raw, TextError, to_text};
-use crate::bindings::WitError;
-use crate::bindings::stackhost::host::postgres::Table;
+use crate::caps::bindings::WitError;
+use crate::caps::bindings::stackhost::host::postgres::Table;
 use crate::cluster::{Node, Transport, pg_tunnel};
 use crate::runtime::CallCtx;
 use futures_util::SinkExt;

@@ -3,8 +3,8 @@
 //! plugin; it reveals only this run's own outcomes, with secrets hidden.
 
 use super::CapView;
-use crate::bindings::stackhost::host::run::{self, OutcomeStatus, StepResult};
-use crate::executor::StepStatus;
+use crate::caps::bindings::stackhost::host::run::{self, OutcomeStatus, StepResult};
+use crate::run::executor::StepStatus;
 use crate::runtime::PluginState;
 use wasmtime::component::{HasData, Linker};
 

@@ -1,7 +1,7 @@
 //! `stackhost:host/types`: only type definitions, linked for every plugin.
 
 use super::CapView;
-use crate::bindings::stackhost::host::types;
+use crate::caps::bindings::stackhost::host::types;
 use crate::runtime::PluginState;
 use wasmtime::component::{HasData, Linker};
 

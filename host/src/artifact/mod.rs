@@ -1219,7 +1219,7 @@ pub fn remove_stale_partials(fd: &OwnedFd) -> Vec<(String, u32)> {
         else {
             continue;
         };
-        if kind != crate::sandbox::FileKind::File || crate::journal::alive(pid) {
+        if kind != crate::sandbox::FileKind::File || crate::process::alive(pid) {
             continue;
         }
         if rustix::fs::unlinkat(fd, &name, rustix::fs::AtFlags::empty()).is_ok() {

@@ -78,7 +78,7 @@ pub fn sdk_version() -> semver::Version {
 /// The version of the embedded WIT package (`package stackhost:host@X;`).
 pub fn wit_version() -> semver::Version {
     let text = std::str::from_utf8(file("wit/types.wit")).expect("UTF-8 WIT");
-    let prefix = format!("package {}@", crate::bindings::WIT_PACKAGE);
+    let prefix = format!("package {}@", crate::caps::bindings::WIT_PACKAGE);
     text.lines()
         .find_map(|l| l.trim().strip_prefix(&prefix)?.strip_suffix(';'))
         .and_then(|v| semver::Version::parse(v).ok())
@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn carries_the_sdk_and_the_wit_the_host_serves() {
-        assert_eq!(wit_version(), crate::bindings::WIT_VERSION);
+        assert_eq!(wit_version(), crate::caps::bindings::WIT_VERSION);
         assert_eq!(sdk_version(), semver::Version::new(0, 2, 0));
         for must in [
             "stackhost-sdk/Cargo.toml",
@@ -176,7 +176,7 @@ mod tests {
             format!(
                 "SDK {}, WIT package `{}@{}`.",
                 sdk_version(),
-                crate::bindings::WIT_PACKAGE,
+                crate::caps::bindings::WIT_PACKAGE,
                 wit_version()
             ),
             format!("| Linear memory | {} MiB per instance", limits.memory >> 20),
@@ -193,22 +193,25 @@ mod tests {
             format!("| `fs.write` | {} MiB", crate::caps::fs::WRITE_CAP >> 20),
             format!(
                 "| Step message (and a plan error) | {} KiB",
-                crate::executor::MAX_STEP_MESSAGE >> 10
+                crate::run::executor::MAX_STEP_MESSAGE >> 10
             ),
             format!(
                 "| Step data | {} MiB of JSON per step",
-                crate::executor::MAX_DATA >> 20
+                crate::run::executor::MAX_DATA >> 20
             ),
             format!(
                 "| Step payload | {} MiB",
-                crate::executor::MAX_PAYLOAD >> 20
+                crate::run::executor::MAX_PAYLOAD >> 20
             ),
             format!(
                 "| Plan | {} steps, and {} MiB",
-                thousands(crate::executor::MAX_PLAN_STEPS),
-                crate::executor::MAX_PLAN_BYTES >> 20
+                thousands(crate::run::executor::MAX_PLAN_STEPS),
+                crate::run::executor::MAX_PLAN_BYTES >> 20
             ),
-            format!("| Manifest | {} KiB", crate::inspect::MAX_MANIFEST >> 10),
+            format!(
+                "| Manifest | {} KiB",
+                crate::plugin::inspect::MAX_MANIFEST >> 10
+            ),
         ] {
             assert!(readme.contains(&row), "sdk/README.md does not say `{row}`");
         }

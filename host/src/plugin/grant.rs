@@ -2,7 +2,7 @@
 //! (keyed by its content digest), and the scope checks every capability
 //! call goes through. A refusal names the grant that would have allowed it.
 
-use crate::manifest::Capabilities;
+use crate::plugin::manifest::Capabilities;
 use serde::{Deserialize, Serialize};
 
 /// The stackhost interfaces a grant can name. `nodes`, `log` and `types`

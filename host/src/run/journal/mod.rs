@@ -12,6 +12,7 @@
 
 mod pg;
 
+use crate::process::{alive, this_host};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::path::Path;
@@ -267,29 +268,6 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE runs ADD COLUMN mutating INTEGER;
      ALTER TABLE cluster_lock ADD COLUMN host TEXT NOT NULL DEFAULT '';",
 ];
-
-/// This machine's host name, as runs and locks record it.
-pub fn this_host() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// Whether process `pid` exists on this machine.
-pub(crate) fn alive(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
-    };
-    // EPERM means it exists but is another user's.
-    !matches!(
-        rustix::process::test_kill_process(pid),
-        Err(rustix::io::Errno::SRCH)
-    )
-}
 
 /// Which runs `runs list` shows.
 #[derive(Debug, Clone)]
@@ -702,7 +680,7 @@ impl Journal {
                     plugin,
                     command,
                     holder: format!("pid {pid} on {host}"),
-                    since: crate::cli::format_time(acquired.max(0) as u64),
+                    since: crate::time::format_time(acquired.max(0) as u64),
                     expires_in: (expires - now) as u64,
                 });
             }

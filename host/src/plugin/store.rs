@@ -3,9 +3,9 @@
 //! bound to the file's content digest; a file that changed since it was
 //! granted is refused.
 
-use crate::grant::Grant;
-use crate::manifest::{Kind, Manifest};
-use crate::signing::{SignError, Signer, TrustedKeys};
+use crate::plugin::grant::Grant;
+use crate::plugin::manifest::{Kind, Manifest};
+use crate::plugin::signing::{SignError, Signer, TrustedKeys};
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

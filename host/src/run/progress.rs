@@ -5,8 +5,8 @@
 //! it through `log.progress` and `exec.run-live`; everything shown passes
 //! through the run's secret redactor and the terminal escaper first.
 
-use crate::cli::text::escape_line;
-use crate::executor::Redactor;
+use crate::redact::Redactor;
+use crate::text::escape_line;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -164,86 +164,13 @@ impl Drop for StepProgress {
 
 /// `text` cut to at most `max` bytes on a character boundary.
 fn cut(text: &str, max: usize) -> String {
-    let end = crate::runtime::state::floor_char_boundary(text, max);
+    let end = crate::text::floor_char_boundary(text, max);
     text[..end].to_string()
-}
-
-/// Splits a byte stream into lines for a [`StepProgress`], keeping at most
-/// one partial line (capped) between chunks.
-pub struct LineSplitter {
-    partial: Vec<u8>,
-}
-
-impl Default for LineSplitter {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl LineSplitter {
-    pub fn new() -> LineSplitter {
-        LineSplitter {
-            partial: Vec::new(),
-        }
-    }
-
-    /// Feed bytes; calls `each` with every complete line.
-    pub fn feed(&mut self, data: &[u8], mut each: impl FnMut(&str)) {
-        for piece in data.split_inclusive(|b| *b == b'\n') {
-            if piece.ends_with(b"\n") {
-                self.partial.extend_from_slice(piece);
-                each(&String::from_utf8_lossy(&self.partial));
-                self.partial.clear();
-            } else if self.partial.len() < 4096 {
-                let room = 4096 - self.partial.len();
-                self.partial
-                    .extend_from_slice(&piece[..piece.len().min(room)]);
-            }
-        }
-        // A progress redraw (`\r`) without a newline is worth showing too.
-        if self.partial.contains(&b'\r') {
-            each(&String::from_utf8_lossy(&self.partial));
-            let keep = self
-                .partial
-                .iter()
-                .rposition(|b| *b == b'\r')
-                .map_or(0, |i| i + 1);
-            self.partial.drain(..keep);
-        }
-    }
-
-    /// The last line, if it had no newline.
-    pub fn finish(&mut self, mut each: impl FnMut(&str)) {
-        if !self.partial.is_empty() {
-            each(&String::from_utf8_lossy(&self.partial));
-            self.partial.clear();
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lines_are_split_across_chunks() {
-        let mut s = LineSplitter::new();
-        let mut got = Vec::new();
-        s.feed(b"one\ntw", |l| got.push(l.to_string()));
-        s.feed(b"o\nthree", |l| got.push(l.to_string()));
-        s.finish(|l| got.push(l.to_string()));
-        assert_eq!(got, ["one\n", "two\n", "three"]);
-    }
-
-    #[test]
-    fn a_carriage_return_redraw_is_shown_and_a_huge_line_is_capped() {
-        let mut s = LineSplitter::new();
-        let mut got = Vec::new();
-        s.feed(b" 10%\r 20%\r", |l| got.push(l.to_string()));
-        assert_eq!(got, [" 10%\r 20%\r"]);
-        s.feed(&vec![b'x'; 100_000], |_| {});
-        assert!(s.partial.len() <= 4096);
-    }
 
     #[test]
     fn shown_text_hides_secrets_and_escapes() {

@@ -5,15 +5,17 @@
 //! skipped when nothing failed). Every step can read the outcomes of the
 //! steps finished before it (`run.outcomes`).
 
-use crate::bindings::exports::stackhost::host::commands as api;
+use crate::caps::bindings::exports::stackhost::host::commands as api;
 use crate::cluster::Cluster;
-pub use crate::journal::PhaseWhen;
-use crate::journal::{Journal, RunRecord, StepRecord, StepState};
-use crate::progress::Progress;
-use crate::runtime::state::{Finished, RunShared, cap_text};
+use crate::redact::Redactor;
+pub use crate::run::journal::PhaseWhen;
+use crate::run::journal::{Journal, RunRecord, StepRecord, StepState};
+use crate::run::progress::Progress;
+use crate::runtime::state::{Finished, RunShared};
 use crate::runtime::{
     CallCtx, CallError, CallLimits, CallReport, Event, LoadedPlugin, Mutation, ReadOnly,
 };
+use crate::text::cap_text;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -27,7 +29,7 @@ pub struct RunOptions {
     /// Default and upper bound for one program's run time.
     pub exec_timeout: Duration,
     /// Serial batches, canaries, concurrency and the failure budget.
-    pub rollout: crate::rollout::RolloutPolicy,
+    pub rollout: crate::run::policy::RolloutPolicy,
     /// The command is declared read-only: mutating calls are refused.
     pub read_only: bool,
     /// The installed vendor patches, for a plugin granted `patches`.
@@ -36,72 +38,9 @@ pub struct RunOptions {
     /// the run reports or journals.
     pub secrets: Arc<Redactor>,
     /// How steps' progress and live output are shown while they run.
-    pub progress: crate::progress::Mode,
+    pub progress: crate::run::progress::Mode,
     /// Set by SIGINT or SIGTERM: no new step starts, running ones stop.
-    pub interrupt: Option<Arc<crate::interrupt::Interrupt>>,
-}
-
-/// Replaces secret values with `***` in text.
-#[derive(Debug, Default)]
-pub struct Redactor {
-    secrets: Vec<String>,
-}
-
-impl Redactor {
-    pub fn new(secrets: Vec<String>) -> Redactor {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
-        // Longest first, so a secret containing another is hidden whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Redactor { secrets }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
-    }
-
-    pub fn text(&self, text: String) -> String {
-        if !self.secrets.iter().any(|s| text.contains(s.as_str())) {
-            return text;
-        }
-        self.secrets
-            .iter()
-            .fold(text, |t, s| t.replace(s.as_str(), "***"))
-    }
-
-    fn step(&self, mut r: StepReport) -> StepReport {
-        if self.is_empty() {
-            return r;
-        }
-        r.message = self.text(r.message);
-        for e in &mut r.events {
-            e.message = self.text(std::mem::take(&mut e.message));
-        }
-        for m in &mut r.mutations {
-            m.detail = self.text(std::mem::take(&mut m.detail));
-            m.diff = m.diff.take().map(|d| self.text(d));
-        }
-        if let Some(data) = &mut r.data {
-            self.json(data);
-        }
-        r
-    }
-
-    /// Hide secrets in every string (and key) of a JSON document.
-    pub fn json(&self, value: &mut serde_json::Value) {
-        use serde_json::Value;
-        match value {
-            Value::String(s) => *s = self.text(std::mem::take(s)),
-            Value::Array(items) => items.iter_mut().for_each(|v| self.json(v)),
-            Value::Object(map) => {
-                let entries = std::mem::take(map);
-                for (k, mut v) in entries {
-                    self.json(&mut v);
-                    map.insert(self.text(k), v);
-                }
-            }
-            _ => {}
-        }
-    }
+    pub interrupt: Option<Arc<crate::run::interrupt::Interrupt>>,
 }
 
 /// How a step ended.
@@ -437,7 +376,7 @@ fn call_ctx(
     opts: &RunOptions,
     read_only: ReadOnly,
     shared: Option<Arc<RunShared>>,
-    progress: Option<Arc<crate::progress::StepProgress>>,
+    progress: Option<Arc<crate::run::progress::StepProgress>>,
 ) -> Arc<CallCtx> {
     Arc::new(
         CallCtx::new(
@@ -717,8 +656,10 @@ async fn apply_plan(
                         Some(shared.clone()),
                         Some(progress),
                     );
-                    let report =
-                        secrets.step(apply(&plugin, &secrets, ctx, limits, &inv, step).await);
+                    let report = redact_step(
+                        &secrets,
+                        apply(&plugin, &secrets, ctx, limits, &inv, step).await,
+                    );
                     let data = report.data.as_ref().map(|d| d.to_string());
                     if let Some(j) = &journal
                         && let Err(e) = j.journal.step_finished(
@@ -748,7 +689,7 @@ async fn apply_plan(
                             },
                         );
                         if let Some(i) = &opts.interrupt {
-                            i.raise(crate::interrupt::Signal::JournalLost);
+                            i.raise(crate::run::interrupt::Signal::JournalLost);
                         }
                     }
                     shared.finished(finished(pi, si, &phase_name, &report, data));
@@ -917,7 +858,7 @@ async fn apply(
                 ),
             }
         }
-        Err(e @ CallError::Plugin(crate::bindings::WitError::Unreachable(_))) => {
+        Err(e @ CallError::Plugin(crate::caps::bindings::WitError::Unreachable(_))) => {
             (StepStatus::Unreachable, e.to_string(), None)
         }
         Err(e) => (StepStatus::Failed, e.to_string(), None),
@@ -938,6 +879,25 @@ async fn apply(
         first_byte_ms,
         duration_ms: start.elapsed().as_millis() as u64,
     }
+}
+
+/// `r` with the run's secrets hidden in its message, events, mutations and data.
+fn redact_step(secrets: &Redactor, mut r: StepReport) -> StepReport {
+    if secrets.is_empty() {
+        return r;
+    }
+    r.message = secrets.text(r.message);
+    for e in &mut r.events {
+        e.message = secrets.text(std::mem::take(&mut e.message));
+    }
+    for m in &mut r.mutations {
+        m.detail = secrets.text(std::mem::take(&mut m.detail));
+        m.diff = m.diff.take().map(|d| secrets.text(d));
+    }
+    if let Some(data) = &mut r.data {
+        secrets.json(data);
+    }
+    r
 }
 
 /// A step's data: a JSON document of at most [`MAX_DATA`] bytes.
@@ -991,17 +951,6 @@ mod tests {
             parse_data(big)
                 .unwrap_err()
                 .contains("more than the 1048576 bytes")
-        );
-    }
-
-    #[test]
-    fn secrets_are_hidden_in_data_keys_and_values() {
-        let r = Redactor::new(vec!["s3cret".into()]);
-        let mut v = serde_json::json!({"key s3cret": ["x s3cret y", 1, {"n": "s3cret"}]});
-        r.json(&mut v);
-        assert_eq!(
-            v,
-            serde_json::json!({"key ***": ["x *** y", 1, {"n": "***"}]})
         );
     }
 }

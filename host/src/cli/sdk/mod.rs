@@ -1,7 +1,10 @@
 //! `stackhost sdk export DIR`: write out the plugin SDK and WIT package
 //! this binary carries, so a plugin author needs nothing but `stackhost`.
 
-use crate::sdk;
+pub mod embedded;
+
+use embedded as sdk;
+
 use anyhow::Context as _;
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -46,7 +49,7 @@ pub fn run(cmd: SdkCommand) -> anyhow::Result<ExitCode> {
             println!(
                 "exported stackhost-sdk {} and the WIT package {}@{} ({} files) to {}",
                 sdk::sdk_version(),
-                crate::bindings::WIT_PACKAGE,
+                crate::caps::bindings::WIT_PACKAGE,
                 sdk::wit_version(),
                 out.files,
                 dir.display()

@@ -17,9 +17,9 @@
 //! disk. A lost connection is opened again by the next job.
 
 use super::{
-    JournalError, PhaseWhen, RunEnd, RunFilter, RunRecord, StepRecord, StepState, Takeover, alive,
-    now, this_host,
+    JournalError, PhaseWhen, RunEnd, RunFilter, RunRecord, StepRecord, StepState, Takeover, now,
 };
+use crate::process::{alive, this_host};
 use postgres::{Client, NoTls, Row};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -212,7 +212,7 @@ impl Pg {
                         &now(),
                         &i64::from(std::process::id()),
                         &this_host(),
-                        &crate::cluster::local_user(),
+                        &crate::process::local_user(),
                         &mutating,
                     ],
                 )
@@ -359,7 +359,7 @@ impl Pg {
                     Box::new(run),
                     Box::new(i64::from(std::process::id())),
                     Box::new(this_host()),
-                    Box::new(crate::cluster::local_user()),
+                    Box::new(crate::process::local_user()),
                 ]
             },
         )?;
@@ -484,7 +484,7 @@ impl Pg {
                         plugin: h.get(6),
                         command: h.get(7),
                         holder: format!("pid {pid} on {host} as {user}"),
-                        since: crate::cli::format_time(acquired.max(0) as u64),
+                        since: crate::time::format_time(acquired.max(0) as u64),
                         expires_in: left as u64,
                     });
                 }
@@ -510,7 +510,7 @@ impl Pg {
                     &run,
                     &i64::from(std::process::id()),
                     &this_host(),
-                    &crate::cluster::local_user(),
+                    &crate::process::local_user(),
                     &ttl,
                 ],
             )

@@ -125,7 +125,7 @@ impl CommandDefaults {
     pub fn durations(&self) -> (Option<std::time::Duration>, Option<std::time::Duration>) {
         let parse = |d: &Option<String>| {
             d.as_deref()
-                .and_then(|t| crate::duration::parse_duration(t).ok())
+                .and_then(|t| crate::time::parse_duration(t).ok())
         };
         (parse(&self.exec_timeout), parse(&self.timeout))
     }
@@ -151,7 +151,7 @@ impl CommandDefaults {
             ("timeout", &self.timeout),
         ] {
             if let Some(v) = value {
-                let d = crate::duration::parse_duration(v).map_err(|e| {
+                let d = crate::time::parse_duration(v).map_err(|e| {
                     ManifestError::Invalid(format!("command `{command}`: defaults.{flag}: {e}"))
                 })?;
                 if d.is_zero() {
@@ -319,7 +319,7 @@ impl std::fmt::Display for ExecPattern {
         let words: Vec<String> = self
             .words()
             .iter()
-            .map(|w| crate::cluster::shell_quote(w))
+            .map(|w| crate::text::shell_quote(w))
             .collect();
         f.write_str(&words.join(" "))
     }
@@ -386,7 +386,7 @@ impl ExecRequest {
                     return invalid(format!(
                         "exec pattern `{}` in `{list}` has {what}; every element must be a \
                          non-empty word",
-                        crate::cli::text::escape_line(&pattern.to_string())
+                        crate::text::escape_line(&pattern.to_string())
                     ));
                 }
             }
@@ -394,13 +394,13 @@ impl ExecRequest {
                 return invalid(if first == list {
                     format!(
                         "exec pattern `{}` is listed twice in `{list}`",
-                        crate::cli::text::escape_line(&pattern.to_string())
+                        crate::text::escape_line(&pattern.to_string())
                     )
                 } else {
                     format!(
                         "exec pattern `{}` is listed both in `programs` and in `read-only`; \
                          list it once (in `read-only` only if it never changes the node)",
-                        crate::cli::text::escape_line(&pattern.to_string())
+                        crate::text::escape_line(&pattern.to_string())
                     )
                 });
             }

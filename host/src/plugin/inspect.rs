@@ -1,7 +1,7 @@
 //! Reading a plugin file without running it: is it a WebAssembly component,
 //! and what does its embedded manifest say.
 
-use crate::manifest::{Manifest, ManifestError, SECTION};
+use crate::plugin::manifest::{Manifest, ManifestError, SECTION};
 use wasmparser::{Encoding, Parser, Payload};
 
 /// Largest manifest accepted: it is shown at install, stored, and read on

@@ -24,15 +24,15 @@ pub mod legacy {
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
-            "stackhost:host/types": crate::bindings::stackhost::host::types,
-            "stackhost:host/nodes": crate::bindings::stackhost::host::nodes,
-            "stackhost:host/exec": crate::bindings::stackhost::host::exec,
-            "stackhost:host/fs": crate::bindings::stackhost::host::fs,
-            "stackhost:host/archive": crate::bindings::stackhost::host::archive,
-            "stackhost:host/postgres": crate::bindings::stackhost::host::postgres,
-            "stackhost:host/docker": crate::bindings::stackhost::host::docker,
-            "stackhost:host/patches": crate::bindings::stackhost::host::patches,
-            "stackhost:host/log": crate::bindings::stackhost::host::log,
+            "stackhost:host/types": crate::caps::bindings::stackhost::host::types,
+            "stackhost:host/nodes": crate::caps::bindings::stackhost::host::nodes,
+            "stackhost:host/exec": crate::caps::bindings::stackhost::host::exec,
+            "stackhost:host/fs": crate::caps::bindings::stackhost::host::fs,
+            "stackhost:host/archive": crate::caps::bindings::stackhost::host::archive,
+            "stackhost:host/postgres": crate::caps::bindings::stackhost::host::postgres,
+            "stackhost:host/docker": crate::caps::bindings::stackhost::host::docker,
+            "stackhost:host/patches": crate::caps::bindings::stackhost::host::patches,
+            "stackhost:host/log": crate::caps::bindings::stackhost::host::log,
         },
     });
 }
@@ -45,11 +45,11 @@ pub mod patch {
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
-            "stackhost:host/types": crate::bindings::stackhost::host::types,
-            "stackhost:host/nodes": crate::bindings::stackhost::host::nodes,
-            "stackhost:host/exec": crate::bindings::stackhost::host::exec,
-            "stackhost:host/fs": crate::bindings::stackhost::host::fs,
-            "stackhost:host/log": crate::bindings::stackhost::host::log,
+            "stackhost:host/types": crate::caps::bindings::stackhost::host::types,
+            "stackhost:host/nodes": crate::caps::bindings::stackhost::host::nodes,
+            "stackhost:host/exec": crate::caps::bindings::stackhost::host::exec,
+            "stackhost:host/fs": crate::caps::bindings::stackhost::host::fs,
+            "stackhost:host/log": crate::caps::bindings::stackhost::host::log,
         },
     });
 }
