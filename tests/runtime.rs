@@ -102,8 +102,9 @@ fn a_plugin_growing_past_its_memory_limit_is_stopped() {
 #[test]
 fn limits_in_one_process_leave_the_runtime_usable() {
     use stackhost::caps::bindings::exports::stackhost::host::commands::Invocation;
-    use stackhost::plugin::grant::Grant;
-    use stackhost::runtime::{CallCtx, CallError, CallLimits, LimitExceeded, Runtime};
+    use stackhost::caps::ctx::CallCtx;
+    use stackhost::caps::registry::Capabilities as Grant;
+    use stackhost::runtime::{CallError, CallLimits, LimitExceeded, Runtime};
     use std::sync::Arc;
     use std::time::Duration;
 

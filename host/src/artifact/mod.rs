@@ -19,6 +19,8 @@
 //! blocking threads; bytes arrive and leave through readers and writers
 //! backed by bounded channels, so memory stays constant.
 
+pub mod handle;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};

@@ -11,8 +11,8 @@ wasmtime::component::bindgen!({
     imports: { default: async | trappable },
     exports: { default: async },
     with: {
-        "stackhost:host/archive.writer": crate::caps::archive::ArtifactWriter,
-        "stackhost:host/archive.reader": crate::caps::archive::ArtifactReader,
+        "stackhost:host/archive.writer": crate::artifact::handle::ArtifactWriter,
+        "stackhost:host/archive.reader": crate::artifact::handle::ArtifactReader,
     },
 });
 

@@ -1,11 +1,13 @@
-//! Host capabilities, one module each: `exec`, `fs`, `nodes`, `log`,
-//! `run`, `archive`, `postgres`, `patches` (and the shared `types`). Each has
-//! `mod.rs` (the marker type and its `add_to_linker`), `host.rs` (the
+//! The capabilities plugins call: one folder per WIT interface of
+//! `stackhost:host`, each with `mod.rs` (the marker type, its manifest
+//! section and its [`registry::Capability`] impl), `host.rs` (the
 //! generated `Host` trait's impl) and, where calls are scoped, `scope.rs`
-//! (the grant check); `docker` reaches each node's own engine.
+//! (the grant check). [`registry`] lists them; [`ctx`] is what a call sees;
+//! [`bindings`] are the generated WIT bindings.
 
 pub mod archive;
 pub mod bindings;
+pub mod ctx;
 pub mod docker;
 pub mod exec;
 pub mod fs;
@@ -13,18 +15,12 @@ pub mod log;
 pub mod nodes;
 pub mod patches;
 pub mod postgres;
+pub mod registry;
 pub mod run;
 pub mod types;
 
-use crate::caps::bindings::WitError;
-use crate::cluster::{Node, NodeError};
-use crate::runtime::CallCtx;
-use std::sync::Arc;
-
-/// The view every capability's `Host` impl works on: the call context.
-pub struct CapView<'a> {
-    pub call: &'a CallCtx,
-}
+use crate::cluster::NodeError;
+use bindings::WitError;
 
 /// One line for a WIT error, as the operator sees it.
 pub fn describe_error(e: &WitError) -> String {
@@ -54,13 +50,24 @@ impl From<NodeError> for WitError {
     }
 }
 
-impl CapView<'_> {
-    /// The node called `name`, if the run selected it.
-    pub fn node(&self, name: &str) -> Result<Arc<Node>, WitError> {
-        self.call.cluster.get(name).cloned().ok_or_else(|| {
-            WitError::NotFound(format!(
-                "node `{name}` is not part of this run (see `stackhost node list`)"
-            ))
-        })
+/// Whether a node with `node_roles` lies within a capability limited to
+/// `scope_roles` (empty: every node).
+pub fn roles_allow(scope_roles: &[String], node_roles: &[String]) -> bool {
+    scope_roles.is_empty()
+        || scope_roles
+            .iter()
+            .any(|r| r == "*" || node_roles.contains(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_scope() {
+        let dea = vec!["dea".to_string()];
+        assert!(roles_allow(&[], &dea));
+        assert!(roles_allow(&dea, &dea));
+        assert!(!roles_allow(&["router".to_string()], &dea));
     }
 }

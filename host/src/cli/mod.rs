@@ -9,7 +9,6 @@ mod plugin;
 mod plugin_check;
 mod report;
 mod run;
-pub use run::RunFlags;
 mod runs;
 mod scaffold;
 mod sdk;

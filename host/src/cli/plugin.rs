@@ -3,10 +3,11 @@
 //! the operator's side. Install shows what a plugin asks for and records
 //! the grant, bound to the file's content digest.
 
+use crate::caps::registry::Capabilities;
 use crate::paths::Paths;
 use crate::plugin::grant::Grant;
 use crate::plugin::inspect;
-use crate::plugin::manifest::{Capabilities, ExecRequest, Kind, Manifest};
+use crate::plugin::manifest::{Kind, Manifest};
 use crate::plugin::signing::{Signer, TrustedKeys};
 use crate::plugin::store::{self, InstallRecord, Installed, PluginStore};
 use crate::runtime::{Runtime, imports};
@@ -38,8 +39,7 @@ Examples:
         /// Grant every capability the plugin requests, without asking.
         #[arg(long, conflicts_with = "grant")]
         yes: bool,
-        /// Grant only these capabilities (comma-separated: exec,fs,archive,postgres,docker).
-        #[arg(long, value_delimiter = ',', value_name = "CAPS")]
+        #[arg(long, value_delimiter = ',', value_name = "CAPS", help = grant_help())]
         grant: Option<Vec<String>>,
         /// Replace an installed plugin of the same name and version whose content differs.
         #[arg(long)]
@@ -283,7 +283,7 @@ fn install(
     imports::check(
         &manifest.name,
         imports.iter().map(String::as_str),
-        imports::Allowed::Requested(&requested),
+        imports::Allowed::Requested(&requested.capabilities),
     )?;
     let grant = match (how.yes, how.only) {
         (true, _) => requested,
@@ -301,7 +301,7 @@ fn install(
     imports::check(
         &manifest.name,
         imports.iter().map(String::as_str),
-        imports::Allowed::Granted(&grant),
+        imports::Allowed::Granted(&grant.capabilities),
     )?;
     let record = InstallRecord {
         digest,
@@ -395,7 +395,7 @@ fn confirm_removal(doomed: &[String]) -> anyhow::Result<bool> {
 
 /// Show each request and ask the operator, on a terminal only.
 fn ask(manifest: &Manifest) -> anyhow::Result<Grant> {
-    let requests = describe_requests(&manifest.capabilities);
+    let requests = manifest.capabilities.requests();
     if requests.is_empty() {
         return Ok(Grant::default());
     }
@@ -406,7 +406,7 @@ fn ask(manifest: &Manifest) -> anyhow::Result<Grant> {
             manifest.name,
             requests
                 .iter()
-                .map(|(n, _)| *n)
+                .map(|r| r.name)
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -418,12 +418,11 @@ fn ask(manifest: &Manifest) -> anyhow::Result<Grant> {
     );
     let mut names = Vec::new();
     let mut stdin = std::io::stdin().lock();
-    for (name, text) in requests {
-        println!("  {text}");
-        if name == "exec" {
-            for warning in root_warnings(&manifest.capabilities) {
-                println!("  {warning}");
-            }
+    for request in requests {
+        let name = request.name;
+        println!("  {}", request.line);
+        for warning in &request.root_warnings {
+            println!("  warning: {warning}");
         }
         print!("  grant {name}? [y/N] ");
         std::io::stdout().flush()?;
@@ -436,150 +435,22 @@ fn ask(manifest: &Manifest) -> anyhow::Result<Grant> {
     Grant::only(&manifest.capabilities, &names).map_err(anyhow::Error::msg)
 }
 
-/// One line per requested capability: its scope and reason, every text
-/// from the manifest escaped for the terminal (the operator grants what
-/// this shows).
-fn describe_requests(c: &Capabilities) -> Vec<(&'static str, String)> {
-    let roles = |r: &[String]| {
-        if r.is_empty() {
-            String::new()
-        } else {
-            format!(" on roles {}", list(r))
-        }
-    };
-    let mut out = Vec::new();
-    if let Some(e) = &c.exec {
-        let users = if e.users.is_empty() {
-            String::new()
-        } else {
-            format!(" as users {}", list(&e.users))
-        };
-        let env = if e.env.is_empty() {
-            String::new()
-        } else {
-            format!(" with environment {}", list(&e.env))
-        };
-        let reboot = if e.reboot { ", and reboot nodes" } else { "" };
-        out.push((
-            "exec",
-            format!(
-                "exec: run {}{users}{env}{reboot}{} — {}",
-                exec_patterns(e),
-                roles(&e.roles),
-                one_line(&e.reason)
-            ),
-        ));
-    }
-    if let Some(f) = &c.fs {
-        out.push((
-            "fs",
-            format!(
-                "fs: read {}, write {}{} — {}",
-                list(&f.read),
-                list(&f.write),
-                roles(&f.roles),
-                one_line(&f.reason)
-            ),
-        ));
-    }
-    if let Some(a) = &c.archive {
-        out.push((
-            "archive",
-            format!(
-                "archive: artifacts in {}{} — {}",
-                list(&a.paths),
-                roles(&a.roles),
-                one_line(&a.reason)
-            ),
-        ));
-    }
-    if let Some(p) = &c.postgres {
-        out.push((
-            "postgres",
-            format!(
-                "postgres: databases {}{} — {}",
-                list(&p.databases),
-                roles(&p.roles),
-                one_line(&p.reason)
-            ),
-        ));
-    }
-    if let Some(d) = &c.docker {
-        let images = if d.images.is_empty() {
-            String::new()
-        } else {
-            format!(" on images {}", list(&d.images))
-        };
-        out.push((
-            "docker",
-            format!(
-                "docker: {}{images}{} — {}",
-                list(&d.operations),
-                roles(&d.roles),
-                one_line(&d.reason)
-            ),
-        ));
-    }
-    if let Some(p) = &c.patches {
-        out.push((
-            "patches",
-            format!(
-                "patches: list, check, apply and revert the installed vendor patches — {}",
-                one_line(&p.reason)
-            ),
-        ));
-    }
-    out
-}
-
-/// The exec grant's patterns, escaped, comma-separated, each read-only one
-/// marked: `touch, btrfs qgroup show (read-only)`.
-fn exec_patterns(e: &ExecRequest) -> String {
-    let all: Vec<String> = e
-        .patterns()
-        .map(|(pattern, read_only)| {
-            let text = one_line(&pattern.to_string()).into_owned();
-            if read_only {
-                format!("{text} (read-only)")
-            } else {
-                text
-            }
-        })
-        .collect();
-    if all.is_empty() {
-        "nothing".into()
-    } else {
-        all.join(", ")
-    }
-}
-
-/// Warnings the operator must see before granting `c`: each whole-program
-/// exec grant that amounts to root on the node.
+/// Warnings the operator must see before granting `c`: each part of a
+/// grant that amounts to root on the node.
 pub(super) fn root_warnings(c: &Capabilities) -> Vec<String> {
-    c.exec.as_ref().map_or_else(Vec::new, |e| {
-        e.root_equivalent_grants()
-            .into_iter()
-            .map(|program| {
-                format!(
-                    "warning: granting `{}` whole is equivalent to root on the node",
-                    one_line(program)
-                )
-            })
-            .collect()
-    })
+    c.requests()
+        .into_iter()
+        .flat_map(|r| r.root_warnings)
+        .map(|w| format!("warning: {w}"))
+        .collect()
 }
 
-/// Items from a manifest, escaped, comma-separated.
-fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".into()
-    } else {
-        items
-            .iter()
-            .map(|i| one_line(i))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
+/// The `--grant` help, naming every capability a plugin can request.
+fn grant_help() -> String {
+    format!(
+        "Grant only these capabilities (comma-separated: {})",
+        crate::caps::registry::grantable().join(",")
+    )
 }
 
 fn granted_text(g: &Grant) -> String {
@@ -661,12 +532,10 @@ fn print_info(p: &Installed) {
         }
     }
     println!("  requested:");
-    for (name, text) in describe_requests(&m.capabilities) {
-        println!("    {text}");
-        if name == "exec" {
-            for warning in root_warnings(&m.capabilities) {
-                println!("    {warning}");
-            }
+    for request in m.capabilities.requests() {
+        println!("    {}", request.line);
+        for warning in &request.root_warnings {
+            println!("    warning: {warning}");
         }
     }
     println!("  granted:     {}", granted_text(&r.grant));

@@ -6,7 +6,6 @@
 
 use super::plugin::{root_warnings, signature_path};
 use crate::paths::Paths;
-use crate::plugin::grant::Grant;
 use crate::plugin::inspect::{self, InspectError};
 use crate::plugin::manifest::Kind;
 use crate::plugin::signing::TrustedKeys;
@@ -123,7 +122,7 @@ pub fn check_file(runtime: &Runtime, keys: &TrustedKeys, file: &Path) -> CheckRe
             version: m.version.to_string(),
             kind: m.kind.as_str(),
             wit: m.wit.to_string(),
-            requests: Grant::all(&m.capabilities).names(),
+            requests: m.capabilities.names(),
         });
         if !imports::wit_compatible(&m.wit) {
             let e = imports::ImportError::WitVersion {
@@ -143,8 +142,7 @@ pub fn check_file(runtime: &Runtime, keys: &TrustedKeys, file: &Path) -> CheckRe
         match runtime.compile(&digest, || Ok(bytes.clone())) {
             Ok((component, _)) => {
                 report.imports = runtime.imports(&component);
-                let requested = manifest.as_ref().map(|m| Grant::all(&m.capabilities));
-                let allowed = match &requested {
+                let allowed = match manifest.as_ref().map(|m| &m.capabilities) {
                     Some(g) => imports::Allowed::Requested(g),
                     None => imports::Allowed::Provided,
                 };

@@ -2,7 +2,8 @@
 //! `--dry-run`, the mutations per node; then a recap per node. Every text
 //! a plugin produced is escaped for the terminal (see `text`).
 
-use crate::run::executor::{PhaseWhen, RunReport, StepStatus};
+use crate::caps::run::StepStatus;
+use crate::run::executor::{PhaseWhen, RunReport};
 use crate::text::{escape_for_terminal as shown, escape_line as one_line};
 use std::collections::BTreeMap;
 use std::io::Write;

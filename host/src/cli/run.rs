@@ -2,7 +2,7 @@
 //! command line from the manifest, plan and apply, print the report.
 
 use crate::caps::bindings::exports::stackhost::host::commands as api;
-use crate::caps::patches::PatchHost;
+use crate::caps::patches::PatchRunner;
 use crate::cluster::Cluster;
 use crate::cluster::inventory;
 use crate::cluster::ssh::{HANDSHAKES, SshOptions};
@@ -12,6 +12,7 @@ use crate::plugin::signing::TrustedKeys;
 use crate::plugin::store::{self, Installed, PluginStore};
 use crate::run::executor::{self, JournalHandle, RunOptions, RunReport};
 use crate::run::journal::{Journal, RunEnd, Takeover};
+use crate::run::patches::PatchHost;
 use crate::run::policy::{Amount, RolloutPolicy};
 use crate::runtime::{CallLimits, LoadedPlugin, Runtime};
 use crate::time::parse_duration;
@@ -534,7 +535,7 @@ pub(super) fn patch_host(
     paths: &Paths,
     installed: &Installed,
     limits: CallLimits,
-) -> anyhow::Result<Option<Arc<PatchHost>>> {
+) -> anyhow::Result<Option<Arc<dyn PatchRunner>>> {
     if !installed.record.grant.has("patches") {
         return Ok(None);
     }
@@ -557,7 +558,7 @@ pub(super) fn load(paths: &Paths, installed: &Installed) -> anyhow::Result<Loade
             m.name.as_str(),
             &installed.record.digest,
             &wasm,
-            installed.record.grant.clone(),
+            installed.record.grant.capabilities.clone(),
         )
         .with_context(|| format!("while loading plugin {} {}", m.name, m.version))
 }
@@ -1072,6 +1073,24 @@ mod tests {
         // Already after, an unknown flag, or help: left as they are.
         for same in ["hello info --json", "--bogus hello info", "--help"] {
             assert_eq!(moved(&words(same)), words(same));
+        }
+    }
+
+    #[test]
+    fn every_host_flag_is_reserved() {
+        use clap::CommandFactory as _;
+        #[derive(clap::Parser)]
+        struct Probe {
+            #[command(flatten)]
+            flags: super::RunFlags,
+        }
+        for arg in Probe::command().get_arguments() {
+            if let Some(long) = arg.get_long() {
+                assert!(
+                    crate::plugin::manifest::RESERVED_ARGS.contains(&long),
+                    "host flag --{long} is not in RESERVED_ARGS"
+                );
+            }
         }
     }
 }

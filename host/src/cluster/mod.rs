@@ -232,5 +232,13 @@ pub struct ExecOutput {
 /// Output beyond this many bytes per stream is dropped (and flagged).
 pub const CAPTURE_LIMIT: usize = 4 << 20;
 
+/// A POSIX environment variable name: `[A-Za-z_][A-Za-z0-9_]*`. Anything
+/// else (`=`, spaces, NUL) could smuggle a second assignment into the
+/// program's environment.
+pub fn is_env_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// The `PATH` programs get on a node.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -551,11 +551,7 @@ impl SshNode {
 
     /// Run a program as `exec` asks.
     pub async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput, NodeError> {
-        if let Some((name, _)) = req
-            .env
-            .iter()
-            .find(|(k, _)| !crate::caps::exec::is_env_name(k))
-        {
+        if let Some((name, _)) = req.env.iter().find(|(k, _)| !super::is_env_name(k)) {
             // `env -i` would take `A=B=C` as the variable `A`: refuse
             // anything but a plain name, whoever asked.
             return Err(NodeError::InvalidArgument(format!(

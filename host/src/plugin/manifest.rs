@@ -3,6 +3,8 @@
 //! as the custom section `stackhost-manifest` (TOML; see wit/MANIFEST.md)
 //! and is validated once, with no plugin code running.
 
+use crate::caps::registry::Capabilities;
+use crate::caps::registry::World;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -52,6 +54,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The WIT world a component of this kind implements.
+    pub fn world(self) -> World {
+        match self {
+            Kind::Plugin => World::Plugin,
+            Kind::Patch => World::Patch,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Plugin => "plugin",
@@ -214,286 +224,6 @@ pub enum ArgKind {
     Flag,
 }
 
-/// The capability requests of a plugin. `nodes` and `log` need none.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Capabilities {
-    pub exec: Option<ExecRequest>,
-    pub fs: Option<FsRequest>,
-    pub archive: Option<ArchiveRequest>,
-    pub postgres: Option<PostgresRequest>,
-    pub docker: Option<DockerRequest>,
-    pub patches: Option<PatchesRequest>,
-}
-
-/// Use of the installed vendor patches (list, check, apply, revert).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PatchesRequest {
-    pub reason: String,
-}
-
-/// Programs a plugin may run.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ExecRequest {
-    pub reason: String,
-    /// Programs (or argv prefixes) that may change the node.
-    #[serde(default)]
-    pub programs: Vec<ExecPattern>,
-    /// Programs (or argv prefixes) that only read; they also run during
-    /// `--dry-run`.
-    #[serde(default, rename = "read-only")]
-    pub read_only: Vec<ExecPattern>,
-    #[serde(default)]
-    pub roles: Vec<String>,
-    /// Environment variables a program may be given beyond the ones every
-    /// exec grant allows ([`crate::caps::exec::ALWAYS_ALLOWED_ENV`]).
-    /// Names that change which code a program loads are refused here.
-    #[serde(default)]
-    pub env: Vec<String>,
-    /// Users a program may run as (through sudo on the node); without a
-    /// user a program runs as the node's login user.
-    #[serde(default)]
-    pub users: Vec<String>,
-    /// Whether the plugin may reboot the nodes it reaches (exec.reboot),
-    /// and wait for them to come back.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub reboot: bool,
-}
-
-/// One entry of `programs` or `read-only`: a whole program (`"uname"`),
-/// or a program with the leading arguments a call must start with
-/// (`["btrfs", "qgroup", "show"]`). Untagged, so the manifests written
-/// before argv prefixes existed (plain strings) read as they always did,
-/// and install records round-trip through JSON the same way.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(
-    untagged,
-    expecting = "a program name, or a list of strings: a program and its leading arguments"
-)]
-pub enum ExecPattern {
-    /// The whole program, with any arguments.
-    Program(String),
-    /// The program (first word) called with these leading arguments.
-    Prefix(Vec<String>),
-}
-
-impl ExecPattern {
-    /// The program and the leading arguments, in order.
-    pub fn words(&self) -> &[String] {
-        match self {
-            ExecPattern::Program(p) => std::slice::from_ref(p),
-            ExecPattern::Prefix(words) => words,
-        }
-    }
-
-    /// The program the pattern names (empty only in a pattern refused at
-    /// install).
-    pub fn program(&self) -> &str {
-        self.words().first().map_or("", String::as_str)
-    }
-
-    /// Whether the pattern grants the program with any arguments.
-    pub fn is_whole_program(&self) -> bool {
-        self.words().len() == 1
-    }
-
-    /// Whether a call of `program` with `args` starts with this pattern:
-    /// the program compared exactly (a path is a different program from a
-    /// bare name), then each leading argument compared exactly.
-    pub fn matches(&self, program: &str, args: &[String]) -> bool {
-        match self.words().split_first() {
-            Some((first, leading)) => {
-                first == program && args.len() >= leading.len() && args[..leading.len()] == *leading
-            }
-            None => false,
-        }
-    }
-}
-
-/// Shown as the words a shell would take, quoted where needed, so
-/// `["ls", "-d x"]` does not read as `ls -d x`.
-impl std::fmt::Display for ExecPattern {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let words: Vec<String> = self
-            .words()
-            .iter()
-            .map(|w| crate::text::shell_quote(w))
-            .collect();
-        f.write_str(&words.join(" "))
-    }
-}
-
-impl ExecRequest {
-    /// Every pattern with the access it grants, mutating ones first.
-    pub fn patterns(&self) -> impl Iterator<Item = (&ExecPattern, bool)> {
-        self.programs
-            .iter()
-            .map(|p| (p, false))
-            .chain(self.read_only.iter().map(|p| (p, true)))
-    }
-
-    /// Whole-program grants (either list) of programs that can run or
-    /// write anything, so granting them amounts to root on the node
-    /// ([`crate::caps::exec::root_equivalent`]); each named once.
-    pub fn root_equivalent_grants(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::new();
-        for (pattern, _) in self.patterns() {
-            let program = pattern.program();
-            if pattern.is_whole_program()
-                && crate::caps::exec::root_equivalent(program)
-                && !out.contains(&program)
-            {
-                out.push(program);
-            }
-        }
-        out
-    }
-
-    /// Programs, argv patterns, environment names and users of an exec
-    /// request.
-    fn validate(&self) -> Result<(), ManifestError> {
-        let invalid = |m: String| Err(ManifestError::Invalid(m));
-        let mut seen: std::collections::BTreeMap<&[String], &str> = Default::default();
-        for (pattern, read_only) in self.patterns() {
-            let list = if read_only { "read-only" } else { "programs" };
-            let words = pattern.words();
-            let Some((program, leading)) = words.split_first() else {
-                return invalid(format!(
-                    "exec pattern `[]` in `{list}` is empty; give a program name, or a list \
-                     starting with one"
-                ));
-            };
-            if program.is_empty()
-                || program.contains('\0')
-                || program.chars().any(char::is_whitespace)
-                || (program.contains('/') && !program.starts_with('/'))
-            {
-                return invalid(format!(
-                    "exec program `{}` must be a bare name or an absolute path, with no \
-                     whitespace",
-                    program.escape_default()
-                ));
-            }
-            for arg in leading {
-                if arg.is_empty() || arg.contains('\0') {
-                    let what = if arg.is_empty() {
-                        "an empty argument"
-                    } else {
-                        "an argument with a NUL byte"
-                    };
-                    return invalid(format!(
-                        "exec pattern `{}` in `{list}` has {what}; every element must be a \
-                         non-empty word",
-                        crate::text::escape_line(&pattern.to_string())
-                    ));
-                }
-            }
-            if let Some(first) = seen.insert(words, list) {
-                return invalid(if first == list {
-                    format!(
-                        "exec pattern `{}` is listed twice in `{list}`",
-                        crate::text::escape_line(&pattern.to_string())
-                    )
-                } else {
-                    format!(
-                        "exec pattern `{}` is listed both in `programs` and in `read-only`; \
-                         list it once (in `read-only` only if it never changes the node)",
-                        crate::text::escape_line(&pattern.to_string())
-                    )
-                });
-            }
-        }
-        for name in &self.env {
-            if !crate::caps::exec::is_env_name(name) {
-                return invalid(format!(
-                    "exec env `{}` is not a variable name (letters, digits and `_`, not starting \
-                     with a digit)",
-                    name.escape_default()
-                ));
-            }
-            if let Some(why) = crate::caps::exec::env_never_allowed(name) {
-                return invalid(format!(
-                    "exec env `{name}` cannot be granted: {why}; pass what the program needs \
-                     as arguments or in a file instead"
-                ));
-            }
-        }
-        for user in &self.users {
-            if !is_user_name(user) {
-                return invalid(format!(
-                    "exec user `{}` is not a user name (letters, digits, `_`, `.` and `-`, \
-                     not starting with `-`, at most 32 characters)",
-                    user.escape_default()
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A login name as Debian's `adduser` and sudo accept it, strictly:
-/// `[A-Za-z_][A-Za-z0-9_.-]*`, at most 32 characters.
-fn is_user_name(name: &str) -> bool {
-    name.len() <= 32
-        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-}
-
-/// Paths a plugin may read and write on nodes.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct FsRequest {
-    pub reason: String,
-    #[serde(default)]
-    pub read: Vec<String>,
-    #[serde(default)]
-    pub write: Vec<String>,
-    #[serde(default)]
-    pub roles: Vec<String>,
-}
-
-/// Directories on the operator's host where artifacts may be written.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ArchiveRequest {
-    pub reason: String,
-    #[serde(default)]
-    pub paths: Vec<String>,
-    #[serde(default)]
-    pub roles: Vec<String>,
-}
-
-/// Databases a plugin may list, dump and restore.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresRequest {
-    pub reason: String,
-    #[serde(default)]
-    pub databases: Vec<String>,
-    #[serde(default)]
-    pub roles: Vec<String>,
-}
-
-/// Docker operations a plugin may use.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct DockerRequest {
-    pub reason: String,
-    #[serde(default)]
-    pub operations: Vec<String>,
-    #[serde(default)]
-    pub roles: Vec<String>,
-    /// Patterns every image name a call names must match
-    /// (`stackato/stack-alsek:*`, `registry.local:5000/*`); empty: any
-    /// name. See [`crate::caps::docker::ImagePattern`].
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub images: Vec<String>,
-}
-
 /// Argument names the host uses on every plugin command.
 pub const RESERVED_ARGS: &[&str] = &[
     "dry-run",
@@ -522,10 +252,6 @@ pub const RESERVED_ARGS: &[&str] = &[
     "version",
 ];
 
-/// The Docker operations a grant can name. (`restart`, which the 0.1.0
-/// WIT defined, is never granted: see [`crate::caps::docker`].)
-pub const DOCKER_OPERATIONS: &[&str] = crate::caps::docker::OPERATIONS;
-
 impl Manifest {
     /// Parse and validate manifest bytes.
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
@@ -546,12 +272,6 @@ impl Manifest {
                 return invalid(format!(
                     "patch `{}` declares commands; a vendor patch has none (it is applied with \
                      `stackhost run patch install`)",
-                    self.name
-                ));
-            }
-            Kind::Patch if self.capabilities.patches.is_some() => {
-                return invalid(format!(
-                    "patch `{}` requests [capabilities.patches]; only plugins may",
                     self.name
                 ));
             }
@@ -613,33 +333,9 @@ impl Manifest {
                 }
             }
         }
-        let caps = &self.capabilities;
-        if self.kind == Kind::Patch
-            && (caps.archive.is_some() || caps.postgres.is_some() || caps.docker.is_some())
-        {
-            return invalid(format!(
-                "patch `{}` requests a capability the `patch` world does not import \
-                 (a vendor patch may use exec and fs only)",
-                self.name
-            ));
-        }
-        if let Some(exec) = &caps.exec {
-            exec.validate()?;
-        }
-        if let Some(fs) = &caps.fs {
-            for path in fs.read.iter().chain(&fs.write) {
-                check_scope_path("fs", path)?;
-            }
-        }
-        if let Some(archive) = &caps.archive {
-            for path in &archive.paths {
-                check_scope_path("archive", path)?;
-            }
-        }
-        if let Some(docker) = &caps.docker {
-            crate::caps::docker::validate_request(docker).map_err(ManifestError::Invalid)?;
-        }
-        Ok(())
+        self.capabilities
+            .validate(&self.name, self.kind.world())
+            .map_err(ManifestError::Invalid)
     }
 
     /// The command called `name`.
@@ -668,22 +364,10 @@ fn check_name(what: &str, name: &str) -> Result<(), ManifestError> {
     }
 }
 
-fn check_scope_path(capability: &str, path: &str) -> Result<(), ManifestError> {
-    let p = std::path::Path::new(path);
-    if !p.is_absolute()
-        || p.components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(ManifestError::Invalid(format!(
-            "{capability} path `{path}` must be absolute and contain no `..`"
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::caps::exec::{Exec, ExecGrant, ExecPattern};
 
     const GOOD: &str = r#"
 name = "hello"
@@ -710,7 +394,7 @@ read-only = ["uname"]
         assert_eq!(m.name, "hello");
         assert_eq!(m.commands[0].args[0].default.as_deref(), Some("hi"));
         assert_eq!(
-            m.capabilities.exec.unwrap().read_only,
+            m.capabilities.get::<Exec>().cloned().unwrap().read_only,
             vec![ExecPattern::Program("uname".into())]
         );
     }
@@ -801,24 +485,6 @@ kind = "patch"
     }
 
     #[test]
-    fn every_host_flag_is_reserved() {
-        use clap::CommandFactory as _;
-        #[derive(clap::Parser)]
-        struct Probe {
-            #[command(flatten)]
-            flags: crate::cli::RunFlags,
-        }
-        for arg in Probe::command().get_arguments() {
-            if let Some(long) = arg.get_long() {
-                assert!(
-                    RESERVED_ARGS.contains(&long),
-                    "host flag --{long} is not in RESERVED_ARGS"
-                );
-            }
-        }
-    }
-
-    #[test]
     fn exec_env_and_users_are_parsed_and_checked() {
         let with = |extra: &str| {
             GOOD.replace(
@@ -828,7 +494,7 @@ kind = "patch"
         };
         let m = Manifest::parse(with("env = [\"PGDATABASE\"]\nusers = [\"postgres\"]").as_bytes())
             .unwrap();
-        let exec = m.capabilities.exec.unwrap();
+        let exec = m.capabilities.get::<Exec>().cloned().unwrap();
         assert_eq!(
             (exec.env, exec.users),
             (vec!["PGDATABASE".to_string()], vec!["postgres".to_string()])
@@ -836,7 +502,8 @@ kind = "patch"
         let exec = Manifest::parse(GOOD.as_bytes())
             .unwrap()
             .capabilities
-            .exec
+            .get::<Exec>()
+            .cloned()
             .unwrap();
         assert!(exec.env.is_empty() && exec.users.is_empty());
         for (extra, needle) in [
@@ -887,11 +554,12 @@ kind = "patch"
         GOOD.replace("read-only = [\"uname\"]", exec)
     }
 
-    fn exec_of(text: &str) -> ExecRequest {
+    fn exec_of(text: &str) -> ExecGrant {
         Manifest::parse(text.as_bytes())
             .unwrap()
             .capabilities
-            .exec
+            .get::<Exec>()
+            .cloned()
             .unwrap()
     }
 
@@ -933,9 +601,9 @@ kind = "patch"
             json.contains(r#""programs":["touch",["btrfs","qgroup","limit"]]"#),
             "{json}"
         );
-        assert_eq!(serde_json::from_str::<ExecRequest>(&json).unwrap(), exec);
+        assert_eq!(serde_json::from_str::<ExecGrant>(&json).unwrap(), exec);
         // The one-string form of before reads as it always did.
-        let old: ExecRequest =
+        let old: ExecGrant =
             serde_json::from_str(r#"{"reason":"r","programs":["touch"],"read-only":["uname"]}"#)
                 .unwrap();
         assert_eq!(old.read_only, vec![ExecPattern::Program("uname".into())]);

@@ -6,15 +6,14 @@
 //! steps finished before it (`run.outcomes`).
 
 use crate::caps::bindings::exports::stackhost::host::commands as api;
+use crate::caps::ctx::{CallCtx, Event, LiveStep, Mutation, ReadOnly};
+use crate::caps::run::{Finished, RunOutcomes, StepStatus};
 use crate::cluster::Cluster;
 use crate::redact::Redactor;
 pub use crate::run::journal::PhaseWhen;
 use crate::run::journal::{Journal, RunRecord, StepRecord, StepState};
 use crate::run::progress::Progress;
-use crate::runtime::state::{Finished, RunShared};
-use crate::runtime::{
-    CallCtx, CallError, CallLimits, CallReport, Event, LoadedPlugin, Mutation, ReadOnly,
-};
+use crate::runtime::{CallError, CallLimits, CallReport, LoadedPlugin};
 use crate::text::cap_text;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -33,7 +32,7 @@ pub struct RunOptions {
     /// The command is declared read-only: mutating calls are refused.
     pub read_only: bool,
     /// The installed vendor patches, for a plugin granted `patches`.
-    pub patches: Option<Arc<crate::caps::patches::PatchHost>>,
+    pub patches: Option<Arc<dyn crate::caps::patches::PatchRunner>>,
     /// Values of the run's secret arguments: shown as `***` in everything
     /// the run reports or journals.
     pub secrets: Arc<Redactor>,
@@ -41,41 +40,6 @@ pub struct RunOptions {
     pub progress: crate::run::progress::Mode,
     /// Set by SIGINT or SIGTERM: no new step starts, running ones stop.
     pub interrupt: Option<Arc<crate::run::interrupt::Interrupt>>,
-}
-
-/// How a step ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepStatus {
-    Ok,
-    Changed,
-    Skipped,
-    Failed,
-    /// The node could not be reached.
-    Unreachable,
-    /// Not run: the run halted, or the node failed earlier.
-    NotRun,
-    /// Stopped while it ran, by SIGINT or SIGTERM; `resume` runs it again.
-    Interrupted,
-}
-
-impl StepStatus {
-    /// Failed and unreachable steps count against the failure budget.
-    pub fn is_failure(self) -> bool {
-        matches!(self, StepStatus::Failed | StepStatus::Unreachable)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepStatus::Ok => "ok",
-            StepStatus::Changed => "changed",
-            StepStatus::Skipped => "skipped",
-            StepStatus::Failed => "failed",
-            StepStatus::Unreachable => "unreachable",
-            StepStatus::NotRun => "not-run",
-            StepStatus::Interrupted => "interrupted",
-        }
-    }
 }
 
 impl StepStatus {
@@ -103,6 +67,13 @@ impl From<StepStatus> for StepState {
             StepStatus::Interrupted => StepState::Interrupted,
         }
     }
+}
+
+/// What the steps of one run share: their outcomes so far (what the `run`
+/// capability reveals) and the live display.
+struct RunShared {
+    outcomes: Arc<RunOutcomes>,
+    progress: Progress,
 }
 
 /// Where a run's steps are journaled.
@@ -273,10 +244,10 @@ pub async fn run(
         report.plan_error = Some(format!("cannot journal the plan, so nothing was run: {e}"));
         return report;
     }
-    let shared = Arc::new(RunShared::new(
-        Progress::new(opts.progress, opts.secrets.clone()),
-        opts.secrets.clone(),
-    ));
+    let shared = Arc::new(RunShared {
+        outcomes: Arc::new(RunOutcomes::new(opts.secrets.clone())),
+        progress: Progress::new(opts.progress, opts.secrets.clone()),
+    });
     apply_plan(
         &plugin,
         &cluster,
@@ -314,10 +285,10 @@ pub async fn resume(
     );
     let mut phases: Vec<api::Phase> = Vec::new();
     let mut done = HashMap::new();
-    let shared = Arc::new(RunShared::new(
-        Progress::new(opts.progress, opts.secrets.clone()),
-        opts.secrets.clone(),
-    ));
+    let shared = Arc::new(RunShared {
+        outcomes: Arc::new(RunOutcomes::new(opts.secrets.clone())),
+        progress: Progress::new(opts.progress, opts.secrets.clone()),
+    });
     for s in &record.steps {
         if phases.len() <= s.phase_index {
             phases.push(api::Phase {
@@ -341,7 +312,7 @@ pub async fn resume(
                 (s.state, s.message.clone(), s.data.clone()),
             );
             // What the earlier attempts did is there for `run.outcomes`.
-            shared.finished(Finished {
+            shared.outcomes.finished(Finished {
                 phase_index: s.phase_index,
                 step_index: s.step_index,
                 phase: s.phase.clone(),
@@ -375,8 +346,8 @@ fn call_ctx(
     cluster: &Arc<Cluster>,
     opts: &RunOptions,
     read_only: ReadOnly,
-    shared: Option<Arc<RunShared>>,
-    progress: Option<Arc<crate::run::progress::StepProgress>>,
+    shared: Option<Arc<RunOutcomes>>,
+    progress: Option<Arc<dyn LiveStep>>,
 ) -> Arc<CallCtx> {
     Arc::new(
         CallCtx::new(
@@ -582,7 +553,9 @@ async fn apply_plan(
                 if let Some(why) = skip {
                     not_run_here(&journal, pi, si, &why);
                     let r = not_run(step, &why);
-                    shared.finished(finished(pi, si, &phase_name, &r, None));
+                    shared
+                        .outcomes
+                        .finished(finished(pi, si, &phase_name, &r, None));
                     results[si] = Some(r);
                     continue;
                 }
@@ -608,7 +581,9 @@ async fn apply_plan(
                                 .step_finished(j.run, pi, si, StepState::Failed, &msg, None);
                     }
                     let r = failed_step(step, msg);
-                    shared.finished(finished(pi, si, &phase_name, &r, None));
+                    shared
+                        .outcomes
+                        .finished(finished(pi, si, &phase_name, &r, None));
                     let (node, name) = (r.node.clone(), r.name.clone());
                     let task = tasks.spawn(async move { (si, r) });
                     running.insert(task.id(), (si, node, name, Default::default()));
@@ -647,13 +622,14 @@ async fn apply_plan(
                             ),
                         );
                     }
-                    let progress = Arc::new(shared.progress.step(&step.node, &step.name));
+                    let progress: Arc<dyn LiveStep> =
+                        Arc::new(shared.progress.step(&step.node, &step.name));
                     let ctx = call_ctx(
                         &plugin,
                         &cluster,
                         &opts,
                         read_only,
-                        Some(shared.clone()),
+                        Some(shared.outcomes.clone()),
                         Some(progress),
                     );
                     let report = redact_step(
@@ -692,7 +668,9 @@ async fn apply_plan(
                             i.raise(crate::run::interrupt::Signal::JournalLost);
                         }
                     }
-                    shared.finished(finished(pi, si, &phase_name, &report, data));
+                    shared
+                        .outcomes
+                        .finished(finished(pi, si, &phase_name, &report, data));
                     (si, report)
                 });
                 running.insert(task.id(), (si, node, name, started));
@@ -735,7 +713,9 @@ async fn apply_plan(
                             // It never started: still pending in the journal.
                             let r =
                                 not_run(step, &format!("interrupted by {sig} before it started"));
-                            shared.finished(finished(pi, si, &phase_name, &r, None));
+                            shared
+                                .outcomes
+                                .finished(finished(pi, si, &phase_name, &r, None));
                             results[si] = Some(r);
                             continue;
                         }
@@ -756,7 +736,9 @@ async fn apply_plan(
                             status: StepStatus::Interrupted,
                             ..failed_step(step, message)
                         };
-                        shared.finished(finished(pi, si, &phase_name, &r, None));
+                        shared
+                            .outcomes
+                            .finished(finished(pi, si, &phase_name, &r, None));
                         (si, r)
                     }
                     // A panic here is a host bug; let it surface as one.
@@ -777,7 +759,7 @@ async fn apply_plan(
                 ));
             }
             if let Some(why) = &halted {
-                shared.halted(why);
+                shared.outcomes.halted(why);
             }
         }
         let steps = results

@@ -5,5 +5,6 @@
 pub mod executor;
 pub mod interrupt;
 pub mod journal;
+pub mod patches;
 pub mod policy;
 pub mod progress;

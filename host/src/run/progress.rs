@@ -101,6 +101,16 @@ pub struct StepProgress {
     last_plain: Mutex<Option<Instant>>,
 }
 
+impl crate::caps::ctx::LiveStep for StepProgress {
+    fn line(&self, text: &str) {
+        StepProgress::line(self, text)
+    }
+
+    fn set(&self, done: u64, total: Option<u64>, unit: &str) {
+        StepProgress::set(self, done, total, unit)
+    }
+}
+
 impl StepProgress {
     /// A line of a program's output.
     pub fn line(&self, text: &str) {

@@ -2,16 +2,8 @@
 //! this host provides and what the plugin was granted, before it runs.
 
 use crate::caps::bindings::{WIT_PACKAGE, WIT_VERSION};
-use crate::plugin::grant::Grant;
+use crate::caps::registry::{self, Capabilities};
 use semver::Version;
-
-/// Interfaces of `stackhost:host` this host implements.
-pub const PROVIDED: &[&str] = &[
-    "types", "nodes", "log", "run", "exec", "fs", "archive", "postgres", "docker", "patches",
-];
-
-/// Interfaces that exist in the WIT but whose host side is not built yet.
-pub const NOT_YET_BUILT: &[&str] = &[];
 
 /// Why a component's imports were refused.
 #[derive(Debug, thiserror::Error)]
@@ -39,15 +31,6 @@ pub enum ImportError {
         import: String,
         capability: String,
     },
-    #[error(
-        "plugin `{plugin}` imports `{import}`: the `{capability}` capability is defined in the WIT \
-         but not built into this host yet"
-    )]
-    NotBuilt {
-        plugin: String,
-        import: String,
-        capability: String,
-    },
     #[error("plugin `{plugin}` imports `{import}`, which no stackhost host provides")]
     Unknown { plugin: String, import: String },
 }
@@ -69,9 +52,9 @@ pub enum Allowed<'a> {
     /// manifest is missing or unusable).
     Provided,
     /// At install: the manifest's requests.
-    Requested(&'a Grant),
+    Requested(&'a Capabilities),
     /// At run: the operator's grant.
-    Granted(&'a Grant),
+    Granted(&'a Capabilities),
 }
 
 /// Check every import name of a component; the first refusal.
@@ -125,14 +108,7 @@ fn check_one(plugin: &str, import: &str, allowed: &Allowed<'_>) -> Result<(), Im
         });
     }
     let capability = interface.to_string();
-    if NOT_YET_BUILT.contains(&interface) {
-        return Err(ImportError::NotBuilt {
-            plugin: plugin.into(),
-            import: import.into(),
-            capability,
-        });
-    }
-    if !PROVIDED.contains(&interface) {
+    if registry::interface(interface).is_none() {
         return Err(ImportError::Unknown {
             plugin: plugin.into(),
             import: import.into(),
@@ -172,7 +148,7 @@ mod tests {
 
     #[test]
     fn refuses_ungranted_and_unknown() {
-        let none = Grant::default();
+        let none = Capabilities::default();
         let err = check(
             "p",
             ["stackhost:host/fs@0.1.0"].into_iter(),
@@ -216,8 +192,8 @@ mod tests {
 
     #[test]
     fn problems_lists_every_refused_import() {
-        let exec_only = Grant::all(&crate::plugin::manifest::Capabilities {
-            exec: Some(crate::plugin::manifest::ExecRequest {
+        let exec_only =
+            Capabilities::default().with::<crate::caps::exec::Exec>(crate::caps::exec::ExecGrant {
                 reason: "r".into(),
                 programs: vec![],
                 read_only: vec![],
@@ -225,9 +201,7 @@ mod tests {
                 env: vec![],
                 users: vec![],
                 reboot: false,
-            }),
-            ..Default::default()
-        });
+            });
         let imports = [
             "wasi:io/streams@0.2.6",
             "stackhost:host/exec@0.1.0",

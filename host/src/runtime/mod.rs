@@ -10,16 +10,17 @@ pub mod state;
 
 pub use cache::CacheOutcome;
 pub use limits::{CallLimits, LimitExceeded};
-pub use state::{CallCtx, Event, Mutation, PluginState, ReadOnly};
+pub use state::PluginState;
 
-use crate::caps;
 use crate::caps::bindings::exports::stackhost::host::commands as api;
 use crate::caps::bindings::legacy::Plugin010Pre;
 use crate::caps::bindings::legacy::exports::stackhost::host::plugin_api as v010;
 use crate::caps::bindings::patch::PatchPre;
 use crate::caps::bindings::stackhost::host::types::PatchInfo;
 use crate::caps::bindings::{PluginPre, WitError};
-use crate::plugin::grant::Grant;
+use crate::caps::ctx::{CallCtx, Event, Mutation};
+use crate::caps::patches::PatchOp;
+use crate::caps::registry::Capabilities;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,7 +44,7 @@ pub struct Runtime {
 pub struct LoadedPlugin {
     pub name: String,
     pre: Pre,
-    pub grant: Arc<Grant>,
+    pub grant: Arc<Capabilities>,
     /// Whether the compiled code came from the cache.
     pub cache: CacheOutcome,
     /// Time to load or compile the component and link it.
@@ -144,7 +145,7 @@ impl Runtime {
         name: &str,
         digest: &str,
         wasm: &[u8],
-        grant: Grant,
+        grant: Capabilities,
     ) -> anyhow::Result<LoadedPlugin> {
         self.link(name, digest, wasm, grant, |pre| {
             // A 0.1.1 plugin exports `commands`; one built against 0.1.0
@@ -167,7 +168,7 @@ impl Runtime {
         name: &str,
         digest: &str,
         wasm: &[u8],
-        grant: Grant,
+        grant: Capabilities,
     ) -> anyhow::Result<LoadedPlugin> {
         self.link(name, digest, wasm, grant, |pre| {
             PatchPre::new(pre)
@@ -182,7 +183,7 @@ impl Runtime {
         name: &str,
         digest: &str,
         wasm: &[u8],
-        grant: Grant,
+        grant: Capabilities,
         world: impl FnOnce(wasmtime::component::InstancePre<PluginState>) -> anyhow::Result<Pre>,
     ) -> anyhow::Result<LoadedPlugin> {
         let start = Instant::now();
@@ -216,31 +217,10 @@ impl Runtime {
     }
 
     /// A linker with WASI (empty context) and the granted capabilities only.
-    fn linker(&self, grant: &Grant) -> anyhow::Result<Linker<PluginState>> {
+    fn linker(&self, grant: &Capabilities) -> anyhow::Result<Linker<PluginState>> {
         let mut linker = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        caps::types::add_to_linker(&mut linker)?;
-        caps::nodes::add_to_linker(&mut linker)?;
-        caps::log::add_to_linker(&mut linker)?;
-        caps::run::add_to_linker(&mut linker)?;
-        if grant.has("exec") {
-            caps::exec::add_to_linker(&mut linker)?;
-        }
-        if grant.has("fs") {
-            caps::fs::add_to_linker(&mut linker)?;
-        }
-        if grant.has("archive") {
-            caps::archive::add_to_linker(&mut linker)?;
-        }
-        if grant.has("postgres") {
-            caps::postgres::add_to_linker(&mut linker)?;
-        }
-        if grant.has("docker") {
-            caps::docker::add_to_linker(&mut linker)?;
-        }
-        if grant.has("patches") {
-            caps::patches::add_to_linker(&mut linker)?;
-        }
+        grant.link(&mut linker)?;
         Ok(linker)
     }
 }
@@ -262,14 +242,6 @@ enum Returned {
     Info(PatchInfo),
     Installed(bool),
     Done,
-}
-
-/// What a vendor patch can be asked to do on a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PatchOp {
-    Check,
-    Apply,
-    Revert,
 }
 
 impl LoadedPlugin {
@@ -454,11 +426,6 @@ impl LoadedPlugin {
             events,
             instantiate,
         }
-    }
-
-    /// Whether this is a vendor patch (world `patch`).
-    pub fn is_patch(&self) -> bool {
-        matches!(self.pre, Pre::Patch(_))
     }
 
     fn trap_error(&self, trap: wasmtime::Error, store: &Store<PluginState>) -> CallError {

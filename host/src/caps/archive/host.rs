@@ -1,19 +1,20 @@
 //! The `archive` Host impls: scope checks, then the bytes stream between
 //! a program on the node and the artifact on a blocking thread.
 
-use super::{ArtifactReader, ArtifactWriter, ResView};
+use crate::artifact::handle::{ArtifactReader, ArtifactWriter};
 use crate::artifact::{self, ArtifactError, Compression as ArtCompression};
-use crate::caps::CapView;
 use crate::caps::bindings::WitError;
 use crate::caps::bindings::stackhost::host::archive::{
     Compression, Host, HostReader, HostWriter, Item, Listed, Mismatch,
 };
+use crate::caps::ctx::CallCtx;
+use crate::caps::ctx::CapView;
+use crate::caps::ctx::CapsCtxView;
 use crate::caps::fs::scope::{self, Access};
+use crate::caps::roles_allow;
 use crate::cluster::Node;
 use crate::cluster::files::{Input, Output, RECEIVER_GONE};
 use crate::cluster::stream::{self, ChunkReader, ChunkWriter};
-use crate::plugin::grant::roles_allow;
-use crate::runtime::CallCtx;
 use crate::sandbox::FileKind;
 use crate::sandbox::path::normalize;
 use crate::sandbox::wire::{Reply, Request};
@@ -81,7 +82,7 @@ fn fs_err(shown: &Path, e: crate::sandbox::FsError) -> WitError {
 /// Check a path on the operator's host against the archive grant, and pin
 /// the grant root it lies under.
 fn host_path(call: &CallCtx, path: &str) -> Result<HostPath, WitError> {
-    let Some(grant) = &call.grant.capabilities.archive else {
+    let Some(grant) = call.grant.get::<super::Archive>() else {
         return Err(WitError::PermissionDenied(
             "the plugin has no archive grant".into(),
         ));
@@ -121,9 +122,7 @@ fn archive_node(call: &CallCtx, name: &str) -> Result<Arc<Node>, WitError> {
     let node = CapView { call }.node(name)?;
     let roles = call
         .grant
-        .capabilities
-        .archive
-        .as_ref()
+        .get::<super::Archive>()
         .map(|a| a.roles.as_slice())
         .unwrap_or_default();
     if !roles_allow(roles, &node.info.roles) {
@@ -256,7 +255,7 @@ async fn add_path(
     }
 }
 
-impl HostWriter for ResView<'_> {
+impl HostWriter for CapsCtxView<'_> {
     async fn add_path(
         &mut self,
         this: Resource<ArtifactWriter>,
@@ -343,7 +342,7 @@ impl HostWriter for ResView<'_> {
     }
 }
 
-impl HostReader for ResView<'_> {
+impl HostReader for CapsCtxView<'_> {
     async fn items(&mut self, this: Resource<ArtifactReader>) -> R<Vec<Item>> {
         let inner = self.table.get(&this)?.inner.clone();
         Ok(self
@@ -491,7 +490,7 @@ async fn unpack(
     }
 }
 
-impl Host for ResView<'_> {
+impl Host for CapsCtxView<'_> {
     async fn create(
         &mut self,
         path: String,

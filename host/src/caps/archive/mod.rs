@@ -6,44 +6,63 @@
 
 mod host;
 
-use crate::artifact;
-use crate::runtime::{CallCtx, PluginState};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use wasmtime::component::{HasData, Linker, ResourceTable};
-
-/// The view the archive and postgres Host impls work on: the call
-/// context and the store's resource table.
-pub struct ResView<'a> {
-    pub call: &'a CallCtx,
-    pub table: &'a mut ResourceTable,
-}
+use crate::caps::ctx::{CapsCtxView, CapsView};
+use crate::caps::registry::{Capability, Granted, check_scope_path, list, on_roles};
+use crate::text::escape_line;
+use semver::Version;
+use serde::{Deserialize, Serialize};
+use wasmtime::component::{HasData, Linker};
 
 /// Marker for the `archive` interface.
 pub struct Archive;
 
 impl HasData for Archive {
-    type Data<'a> = ResView<'a>;
+    type Data<'a> = CapsCtxView<'a>;
 }
 
-pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    crate::caps::bindings::stackhost::host::archive::add_to_linker::<PluginState, Archive>(
-        linker,
-        |s| s.res_view(),
-    )
-    .map_err(anyhow::Error::from)
+/// `[capabilities.archive]`: directories on the operator's host where
+/// artifacts may be written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveGrant {
+    pub reason: String,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
-/// The host side of an `archive.writer`.
-pub struct ArtifactWriter {
-    pub(crate) path: PathBuf,
-    /// None under `--dry-run`: calls are recorded, nothing is written.
-    pub(crate) inner: Option<Arc<Mutex<Option<artifact::Writer>>>>,
+impl Capability for Archive {
+    const NAME: &'static str = "archive";
+    const SINCE: Version = Version::new(0, 1, 0);
+    const IN_PATCH_WORLD: bool = false;
+
+    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        crate::caps::bindings::stackhost::host::archive::add_to_linker::<T, Archive>(linker, |s| {
+            s.caps()
+        })
+        .map_err(anyhow::Error::from)
+    }
 }
 
-/// The host side of an `archive.reader`.
-pub struct ArtifactReader {
-    pub(crate) inner: Arc<Mutex<artifact::Reader>>,
+impl Granted for Archive {
+    type Grant = ArchiveGrant;
+
+    fn validate(grant: &ArchiveGrant) -> Result<(), String> {
+        grant
+            .paths
+            .iter()
+            .try_for_each(|p| check_scope_path("archive", p))
+    }
+
+    fn describe(a: &ArchiveGrant) -> String {
+        format!(
+            "archive: artifacts in {}{} — {}",
+            list(&a.paths),
+            on_roles(&a.roles),
+            escape_line(&a.reason)
+        )
+    }
 }
 
 pub(crate) use host::{art_err, run_blocking};

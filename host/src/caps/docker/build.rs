@@ -5,9 +5,9 @@
 
 use super::host::{engine, engine_error, engine_text, granted};
 use super::scope::{self, shown};
-use crate::caps::CapView;
 use crate::caps::bindings::WitError;
 use crate::caps::bindings::stackhost::host::docker::{BuildOptions, BuildSource};
+use crate::caps::ctx::CapView;
 use bollard::query_parameters::BuildImageOptions;
 use futures_util::StreamExt;
 use std::collections::HashMap;

@@ -4,11 +4,11 @@
 //! `build.rs`, pushing and pulling in `registry.rs`.
 
 use super::scope::{self, shown};
-use crate::caps::CapView;
 use crate::caps::bindings::WitError;
 use crate::caps::bindings::stackhost::host::docker::{
     self, BuildOptions, BuildSource, Container, Image, ImageDetails, RegistryAuth,
 };
+use crate::caps::ctx::CapView;
 use crate::cluster::Node;
 use bollard::query_parameters::{
     ListContainersOptions, ListImagesOptions, RemoveImageOptions, TagImageOptions,

@@ -11,11 +11,15 @@ mod host;
 mod registry;
 mod scope;
 
-pub use scope::{ImagePattern, OPERATIONS, normalize, validate_request};
+pub use scope::{ImagePattern, OPERATIONS, normalize};
 
-use super::CapView;
 use crate::caps::bindings::stackhost::host::docker;
-use crate::runtime::PluginState;
+use crate::caps::ctx::CapView;
+use crate::caps::ctx::CapsView;
+use crate::caps::registry::{Capability, Granted, list, on_roles};
+use crate::text::escape_line;
+use semver::Version;
+use serde::{Deserialize, Serialize};
 use wasmtime::component::{HasData, Linker};
 
 /// Marker for the `docker` interface.
@@ -25,7 +29,53 @@ impl HasData for Docker {
     type Data<'a> = CapView<'a>;
 }
 
-pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    docker::add_to_linker::<PluginState, Docker>(linker, |s| CapView { call: &s.call })
+impl Capability for Docker {
+    const NAME: &'static str = "docker";
+    const SINCE: Version = Version::new(0, 1, 0);
+    const IN_PATCH_WORLD: bool = false;
+
+    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        docker::add_to_linker::<T, Docker>(linker, |s| CapView {
+            call: s.caps().call,
+        })
         .map_err(anyhow::Error::from)
+    }
+}
+
+/// `[capabilities.docker]`: Docker operations a plugin may use.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DockerGrant {
+    pub reason: String,
+    #[serde(default)]
+    pub operations: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Patterns every image name a call names must match
+    /// (`stackato/stack-alsek:*`, `registry.local:5000/*`); empty: any
+    /// name. See [`ImagePattern`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+}
+
+impl Granted for Docker {
+    type Grant = DockerGrant;
+
+    fn validate(grant: &DockerGrant) -> Result<(), String> {
+        scope::validate_request(grant)
+    }
+
+    fn describe(d: &DockerGrant) -> String {
+        let images = if d.images.is_empty() {
+            String::new()
+        } else {
+            format!(" on images {}", list(&d.images))
+        };
+        format!(
+            "docker: {}{images}{} — {}",
+            list(&d.operations),
+            on_roles(&d.roles),
+            escape_line(&d.reason)
+        )
+    }
 }

@@ -4,10 +4,11 @@
 //! added, `docker.io/` dropped), never with a digest, so `@sha256:...` or
 //! a registry host spelled another way cannot slip past a pattern.
 
+use super::{Docker, DockerGrant};
 use crate::caps::bindings::WitError;
+use crate::caps::registry::Capabilities;
+use crate::caps::roles_allow;
 use crate::cluster::NodeInfo;
-use crate::plugin::grant::{Grant, roles_allow};
-use crate::plugin::manifest::DockerRequest;
 
 /// The operations a docker grant can name.
 pub const OPERATIONS: &[&str] = &["list", "inspect", "build", "tag", "remove", "push", "pull"];
@@ -18,7 +19,7 @@ pub const MAX_NAME: usize = 255;
 const MAX_TAG: usize = 128;
 
 /// Check a manifest's docker request once, at install.
-pub fn validate_request(req: &DockerRequest) -> Result<(), String> {
+pub fn validate_request(req: &DockerGrant) -> Result<(), String> {
     for op in &req.operations {
         if op == "restart" {
             return Err(
@@ -239,16 +240,14 @@ fn valid_path_component(c: &str) -> bool {
 }
 
 /// The docker grant of a plugin, if it has one.
-fn request(grant: &Grant) -> Result<&DockerRequest, WitError> {
+fn request(grant: &Capabilities) -> Result<&DockerGrant, WitError> {
     grant
-        .capabilities
-        .docker
-        .as_ref()
+        .get::<Docker>()
         .ok_or_else(|| WitError::PermissionDenied("the plugin was not granted `docker`".into()))
 }
 
 /// Check that `op` is granted on `node`.
-pub fn check_operation(grant: &Grant, node: &NodeInfo, op: &str) -> Result<(), WitError> {
+pub fn check_operation(grant: &Capabilities, node: &NodeInfo, op: &str) -> Result<(), WitError> {
     let req = request(grant)?;
     if !req.operations.iter().any(|o| o == op) {
         return Err(WitError::PermissionDenied(format!(
@@ -269,7 +268,7 @@ pub fn check_operation(grant: &Grant, node: &NodeInfo, op: &str) -> Result<(), W
 }
 
 /// Normalise `reference` and check it against the grant's image patterns.
-pub fn check_image(grant: &Grant, op: &str, reference: &str) -> Result<String, WitError> {
+pub fn check_image(grant: &Capabilities, op: &str, reference: &str) -> Result<String, WitError> {
     let name = normalize(reference)?;
     let req = request(grant)?;
     if req.images.is_empty() {
@@ -356,7 +355,7 @@ mod tests {
 
     #[test]
     fn restart_is_never_granted() {
-        let req = DockerRequest {
+        let req = DockerGrant {
             reason: "r".into(),
             operations: vec!["restart".into()],
             roles: vec![],

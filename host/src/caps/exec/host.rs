@@ -2,9 +2,9 @@
 //! the call under `--dry-run` when the program may mutate.
 
 use super::scope::{self, ProgramAccess};
-use crate::caps::CapView;
 use crate::caps::bindings::WitError;
 use crate::caps::bindings::stackhost::host::exec::{self, Command, Output, Rebooted};
+use crate::caps::ctx::CapView;
 use crate::cluster::ExecRequest;
 use std::time::Duration;
 
@@ -84,7 +84,7 @@ fn live_sink(view: &CapView<'_>) -> Option<crate::cluster::LiveSink> {
 /// The command line a dry run records: quoted words, cut at the record's
 /// cap without quoting (or even reading) the rest of a huge argument list.
 fn recorded_line(cmd: &Command) -> String {
-    scope::quoted_call(&cmd.program, &cmd.args, crate::runtime::state::MAX_DETAIL)
+    scope::quoted_call(&cmd.program, &cmd.args, crate::caps::ctx::MAX_DETAIL)
 }
 
 async fn run(

@@ -4,9 +4,11 @@
 //! whether the call is read-only or mutating, and the node must hold a
 //! granted role.
 
+use super::Exec;
 use crate::caps::bindings::WitError;
+use crate::caps::registry::Capabilities;
+use crate::caps::roles_allow;
 use crate::cluster::NodeInfo;
-use crate::plugin::grant::{Grant, roles_allow};
 use crate::text::floor_char_boundary;
 use crate::text::shell_quote;
 
@@ -34,12 +36,12 @@ const DENIED_GRANTS_CAP: usize = 1024;
 /// install refused duplicates; mutating wins then (under `--dry-run` it is
 /// recorded, not run).
 pub fn check(
-    grant: &Grant,
+    grant: &Capabilities,
     node: &NodeInfo,
     program: &str,
     args: &[String],
 ) -> Result<ProgramAccess, WitError> {
-    let Some(exec) = &grant.capabilities.exec else {
+    let Some(exec) = grant.get::<Exec>() else {
         return Err(WitError::PermissionDenied(
             "the plugin has no exec grant".into(),
         ));
@@ -96,8 +98,8 @@ pub fn check(
 
 /// Whether the grant lets the plugin reboot `node` (`reboot = true` in the
 /// exec grant, within its roles).
-pub fn check_reboot(grant: &Grant, node: &NodeInfo) -> Result<(), WitError> {
-    let exec = grant.capabilities.exec.as_ref().filter(|e| e.reboot);
+pub fn check_reboot(grant: &Capabilities, node: &NodeInfo) -> Result<(), WitError> {
+    let exec = grant.get::<Exec>().filter(|e| e.reboot);
     let Some(exec) = exec else {
         return Err(WitError::PermissionDenied(format!(
             "rebooting node {} is outside the grant (it needs `reboot = true` in the exec grant)",
@@ -292,14 +294,6 @@ pub const ALWAYS_ALLOWED_ENV: &[&str] = &[
     "NO_PROXY",
 ];
 
-/// A POSIX environment variable name: `[A-Za-z_][A-Za-z0-9_]*`. Anything
-/// else (`=`, spaces, NUL) could smuggle a second assignment into the
-/// program's environment.
-pub fn is_env_name(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// Why `name` may never be granted, if it changes which code a program
 /// loads or runs (the dynamic loader, shells, interpreters, tools that take
 /// options or commands from the environment).
@@ -377,14 +371,10 @@ fn always_allowed(name: &str) -> bool {
 /// Check a program's environment against the grant: every name must be
 /// well formed and allowed (always, or by the grant's `env`), and no name
 /// or value may hold a NUL byte.
-pub fn check_env(grant: &Grant, env: &[(String, String)]) -> Result<(), WitError> {
-    let granted: &[String] = grant
-        .capabilities
-        .exec
-        .as_ref()
-        .map_or(&[], |e| e.env.as_slice());
+pub fn check_env(grant: &Capabilities, env: &[(String, String)]) -> Result<(), WitError> {
+    let granted: &[String] = grant.get::<Exec>().map_or(&[], |e| e.env.as_slice());
     for (name, value) in env {
-        if !is_env_name(name) {
+        if !crate::cluster::is_env_name(name) {
             return Err(WitError::InvalidArgument(format!(
                 "environment variable name `{}` is not valid for exec: a name is letters, digits \
                  and `_`, not starting with a digit",
@@ -416,13 +406,13 @@ pub fn check_env(grant: &Grant, env: &[(String, String)]) -> Result<(), WitError
 
 /// Check the user a program asks to run as: it must be one the grant lists.
 /// No user means the node's login user (or the host's own user locally).
-pub fn check_user(grant: &Grant, node: &NodeInfo, user: Option<&str>) -> Result<(), WitError> {
+pub fn check_user(
+    grant: &Capabilities,
+    node: &NodeInfo,
+    user: Option<&str>,
+) -> Result<(), WitError> {
     let Some(user) = user else { return Ok(()) };
-    let granted: &[String] = grant
-        .capabilities
-        .exec
-        .as_ref()
-        .map_or(&[], |e| e.users.as_slice());
+    let granted: &[String] = grant.get::<Exec>().map_or(&[], |e| e.users.as_slice());
     if granted.iter().any(|g| g == user) {
         return Ok(());
     }
@@ -467,7 +457,8 @@ fn list(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::manifest::{Capabilities, ExecPattern, ExecRequest};
+    use crate::caps::exec::{ExecGrant, ExecPattern};
+    use crate::cluster::is_env_name;
 
     fn whole(p: &str) -> ExecPattern {
         ExecPattern::Program(p.into())
@@ -481,21 +472,16 @@ mod tests {
         words.iter().map(|w| w.to_string()).collect()
     }
 
-    fn grant() -> Grant {
-        Grant {
-            capabilities: Capabilities {
-                exec: Some(ExecRequest {
-                    reason: "t".into(),
-                    programs: vec![whole("touch")],
-                    read_only: vec![whole("cat")],
-                    roles: vec!["dea".into()],
-                    env: vec!["PGDATABASE".into(), "PATH".into()],
-                    users: vec!["postgres".into()],
-                    reboot: true,
-                }),
-                ..Default::default()
-            },
-        }
+    fn grant() -> Capabilities {
+        Capabilities::default().with::<Exec>(ExecGrant {
+            reason: "t".into(),
+            programs: vec![whole("touch")],
+            read_only: vec![whole("cat")],
+            roles: vec!["dea".into()],
+            env: vec!["PGDATABASE".into(), "PATH".into()],
+            users: vec!["postgres".into()],
+            reboot: true,
+        })
     }
 
     fn node(roles: &[&str]) -> NodeInfo {
@@ -539,12 +525,10 @@ mod tests {
         let m = denied(check_reboot(&grant(), &node(&["router"])));
         assert!(m.contains("exec roles: dea"), "{m}");
         let mut g = grant();
-        g.capabilities.exec.as_mut().unwrap().reboot = false;
+        g.get_mut::<Exec>().as_mut().unwrap().reboot = false;
         let m = denied(check_reboot(&g, &node(&["dea"])));
         assert!(m.contains("needs `reboot = true`"), "{m}");
-        let none = Grant {
-            capabilities: Capabilities::default(),
-        };
+        let none = Capabilities::default();
         assert!(denied(check_reboot(&none, &node(&["dea"]))).contains("reboot = true"));
     }
 
@@ -622,7 +606,7 @@ mod tests {
             "{m}"
         );
         let mut g = grant();
-        g.capabilities.exec.as_mut().unwrap().users.clear();
+        g.get_mut::<Exec>().as_mut().unwrap().users.clear();
         let m = denied(check_user(&g, &n, Some("postgres")));
         assert!(m.contains("(exec users: none)"), "{m}");
     }
@@ -669,9 +653,9 @@ mod tests {
         assert!(m.contains("exec roles: dea"), "{m}");
     }
 
-    fn prefixes() -> Grant {
+    fn prefixes() -> Capabilities {
         let mut g = grant();
-        let exec = g.capabilities.exec.as_mut().unwrap();
+        let exec = g.get_mut::<Exec>().as_mut().unwrap();
         exec.programs = vec![whole("btrfs"), prefix(&["systemctl", "restart", "cron"])];
         exec.read_only = vec![
             prefix(&["btrfs", "qgroup", "show"]),
@@ -736,7 +720,7 @@ mod tests {
     #[test]
     fn an_old_grant_listing_a_program_twice_is_mutating() {
         let mut g = grant();
-        g.capabilities.exec.as_mut().unwrap().read_only = vec![whole("touch")];
+        g.get_mut::<Exec>().as_mut().unwrap().read_only = vec![whole("touch")];
         assert_eq!(
             check(&g, &node(&["dea"]), "touch", &[]).unwrap(),
             ProgramAccess::Mutating
@@ -746,7 +730,7 @@ mod tests {
     #[test]
     fn a_denial_quotes_and_caps_the_call() {
         let mut g = grant();
-        g.capabilities.exec.as_mut().unwrap().read_only =
+        g.get_mut::<Exec>().as_mut().unwrap().read_only =
             (0..500).map(|i| whole(&format!("prog{i}"))).collect();
         let huge = vec!["x".repeat(1000); 10_000];
         let Err(WitError::PermissionDenied(m)) = check(&g, &node(&["dea"]), "rm", &huge) else {

@@ -4,9 +4,9 @@
 
 use super::diff;
 use super::scope::{Access, Checked, check, link_policy};
-use crate::caps::CapView;
 use crate::caps::bindings::WitError;
 use crate::caps::bindings::stackhost::host::fs::{self, DirEntry, FileType, Metadata};
+use crate::caps::ctx::CapView;
 use crate::cluster::files::{Input, Output};
 use crate::cluster::{Node, NodeError};
 use crate::sandbox::wire::{Loc, Reply, Request};

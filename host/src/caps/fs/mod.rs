@@ -5,9 +5,13 @@ mod host;
 pub use host::{READ_CAP, WRITE_CAP};
 pub(crate) mod scope;
 
-use super::CapView;
 use crate::caps::bindings::stackhost::host::fs;
-use crate::runtime::PluginState;
+use crate::caps::ctx::CapView;
+use crate::caps::ctx::CapsView;
+use crate::caps::registry::{Capability, Granted, check_scope_path, list, on_roles};
+use crate::text::escape_line;
+use semver::Version;
+use serde::{Deserialize, Serialize};
 use wasmtime::component::{HasData, Linker};
 
 /// Marker for the `fs` interface.
@@ -17,7 +21,49 @@ impl HasData for Fs {
     type Data<'a> = CapView<'a>;
 }
 
-pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    fs::add_to_linker::<PluginState, Fs>(linker, |s| CapView { call: &s.call })
+impl Capability for Fs {
+    const NAME: &'static str = "fs";
+    const SINCE: Version = Version::new(0, 1, 0);
+    const IN_PATCH_WORLD: bool = true;
+
+    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        fs::add_to_linker::<T, Fs>(linker, |s| CapView {
+            call: s.caps().call,
+        })
         .map_err(anyhow::Error::from)
+    }
+}
+
+/// `[capabilities.fs]`: paths a plugin may read and write on nodes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FsGrant {
+    pub reason: String,
+    #[serde(default)]
+    pub read: Vec<String>,
+    #[serde(default)]
+    pub write: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl Granted for Fs {
+    type Grant = FsGrant;
+
+    fn validate(fs: &FsGrant) -> Result<(), String> {
+        fs.read
+            .iter()
+            .chain(&fs.write)
+            .try_for_each(|p| check_scope_path("fs", p))
+    }
+
+    fn describe(f: &FsGrant) -> String {
+        format!(
+            "fs: read {}, write {}{} — {}",
+            list(&f.read),
+            list(&f.write),
+            on_roles(&f.roles),
+            escape_line(&f.reason)
+        )
+    }
 }

@@ -4,9 +4,11 @@
 //! matching root's pinned handle on the node (see [`crate::sandbox`]), so
 //! a symlink or a swapped directory cannot carry it outside.
 
+use super::Fs;
 use crate::caps::bindings::WitError;
+use crate::caps::registry::Capabilities;
+use crate::caps::roles_allow;
 use crate::cluster::Node;
-use crate::plugin::grant::{Grant, roles_allow};
 use crate::sandbox::path::{LinkPolicy, normalize};
 use crate::sandbox::wire::Loc;
 use std::path::Path;
@@ -24,8 +26,8 @@ pub struct Checked {
     pub loc: Loc,
 }
 
-fn roots(grant: &Grant, access: Access) -> Vec<&String> {
-    let Some(fs) = &grant.capabilities.fs else {
+fn roots(grant: &Capabilities, access: Access) -> Vec<&String> {
+    let Some(fs) = grant.get::<Fs>() else {
         return Vec::new();
     };
     match access {
@@ -35,7 +37,7 @@ fn roots(grant: &Grant, access: Access) -> Vec<&String> {
 }
 
 /// Which symlinks a copy or unpack under this grant may create.
-pub fn link_policy(grant: &Grant) -> LinkPolicy {
+pub fn link_policy(grant: &Capabilities) -> LinkPolicy {
     LinkPolicy {
         write_roots: roots(grant, Access::Write)
             .into_iter()
@@ -46,12 +48,12 @@ pub fn link_policy(grant: &Grant) -> LinkPolicy {
 
 /// Check `path` for `access` on `node` and pin its grant root there.
 pub async fn check(
-    grant: &Grant,
+    grant: &Capabilities,
     node: &Node,
     path: &str,
     access: Access,
 ) -> Result<Checked, WitError> {
-    let Some(fs) = &grant.capabilities.fs else {
+    let Some(fs) = grant.get::<Fs>() else {
         return Err(WitError::PermissionDenied(
             "the plugin has no fs grant".into(),
         ));

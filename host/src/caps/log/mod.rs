@@ -1,9 +1,11 @@
 //! `stackhost:host/log`: events and progress from plugins, kept with the
 //! step's report and shown on the terminal.
 
-use super::CapView;
 use crate::caps::bindings::stackhost::host::log::{self, Level};
-use crate::runtime::PluginState;
+use crate::caps::ctx::CapView;
+use crate::caps::ctx::CapsView;
+use crate::caps::registry::Capability;
+use semver::Version;
 use wasmtime::component::{HasData, Linker};
 
 /// Marker for the `log` interface.
@@ -13,9 +15,17 @@ impl HasData for Log {
     type Data<'a> = CapView<'a>;
 }
 
-pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    log::add_to_linker::<PluginState, Log>(linker, |s| CapView { call: &s.call })
+impl Capability for Log {
+    const NAME: &'static str = "log";
+    const SINCE: Version = Version::new(0, 1, 0);
+    const IN_PATCH_WORLD: bool = true;
+
+    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        log::add_to_linker::<T, Log>(linker, |s| CapView {
+            call: s.caps().call,
+        })
         .map_err(anyhow::Error::from)
+    }
 }
 
 /// Longest message kept; longer ones are cut, so a chatty plugin cannot

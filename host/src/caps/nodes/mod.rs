@@ -3,10 +3,12 @@
 //! see every node's name, address, port, user and roles, never a key;
 //! the other capabilities reach only the selected nodes.
 
-use super::CapView;
 use crate::caps::bindings::stackhost::host::nodes::{self, Node, NodeDetail};
+use crate::caps::ctx::CapView;
+use crate::caps::ctx::CapsView;
+use crate::caps::registry::Capability;
 use crate::cluster::NodeInfo;
-use crate::runtime::PluginState;
+use semver::Version;
 use wasmtime::component::{HasData, Linker};
 
 /// Marker for the `nodes` interface.
@@ -16,9 +18,17 @@ impl HasData for Nodes {
     type Data<'a> = CapView<'a>;
 }
 
-pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    nodes::add_to_linker::<PluginState, Nodes>(linker, |s| CapView { call: &s.call })
+impl Capability for Nodes {
+    const NAME: &'static str = "nodes";
+    const SINCE: Version = Version::new(0, 1, 0);
+    const IN_PATCH_WORLD: bool = true;
+
+    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        nodes::add_to_linker::<T, Nodes>(linker, |s| CapView {
+            call: s.caps().call,
+        })
         .map_err(anyhow::Error::from)
+    }
 }
 
 fn to_wit(info: &NodeInfo) -> Node {

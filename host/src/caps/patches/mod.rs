@@ -6,15 +6,16 @@
 
 mod host;
 
-use super::CapView;
 use crate::caps::bindings::WitError;
-use crate::caps::bindings::stackhost::host::patches;
-use crate::plugin::manifest::Kind;
-use crate::plugin::signing::TrustedKeys;
-use crate::plugin::store::{Installed, PluginStore, StoreError};
-use crate::runtime::{CallLimits, LoadedPlugin, PluginState, Runtime};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use crate::caps::bindings::stackhost::host::patches::{self, InstalledPatch};
+use crate::caps::ctx::CapView;
+use crate::caps::ctx::{CallCtx, CapsView};
+use crate::caps::registry::{Capability, Granted};
+use crate::text::escape_line;
+use semver::Version;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
 use wasmtime::component::{HasData, Linker};
 
 /// Marker for the `patches` interface.
@@ -24,102 +25,70 @@ impl HasData for Patches {
     type Data<'a> = CapView<'a>;
 }
 
-pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    patches::add_to_linker::<PluginState, Patches>(linker, |s| CapView { call: &s.call })
+impl Capability for Patches {
+    const NAME: &'static str = "patches";
+    const SINCE: Version = Version::new(0, 1, 0);
+    const IN_PATCH_WORLD: bool = false;
+
+    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        patches::add_to_linker::<T, Patches>(linker, |s| CapView {
+            call: s.caps().call,
+        })
         .map_err(anyhow::Error::from)
-}
-
-/// What the host needs to run vendor patches for one run.
-pub struct PatchHost {
-    runtime: Runtime,
-    store: PluginStore,
-    keys: TrustedKeys,
-    /// Limits for each call into a patch (the caller's own limits).
-    limits: CallLimits,
-    /// Linked patches by content digest, so a run links each once.
-    loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
-}
-
-impl std::fmt::Debug for PatchHost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PatchHost").finish_non_exhaustive()
     }
 }
 
-impl PatchHost {
-    pub fn new(
-        runtime: Runtime,
-        store: PluginStore,
-        keys: TrustedKeys,
-        limits: CallLimits,
-    ) -> PatchHost {
-        PatchHost {
-            runtime,
-            store,
-            keys,
-            limits,
-            loaded: Mutex::default(),
-        }
-    }
-
-    /// The highest installed version of every vendor patch.
-    fn installed(&self) -> Result<Vec<Installed>, WitError> {
-        let mut newest: HashMap<String, Installed> = HashMap::new();
-        for p in self.store.list().map_err(store_error)? {
-            if p.kind() != Kind::Patch {
-                continue;
-            }
-            match newest.get(p.name()) {
-                Some(have) if have.version() >= p.version() => {}
-                _ => {
-                    newest.insert(p.name().to_string(), p);
-                }
-            }
-        }
-        Ok(newest.into_values().collect())
-    }
-
-    /// The installed patch called `name`.
-    fn find(&self, name: &str) -> Result<Installed, WitError> {
-        self.installed()?
-            .into_iter()
-            .find(|p| p.name() == name)
-            .ok_or_else(|| {
-                WitError::NotFound(format!(
-                    "no vendor patch named `{name}` is installed (see `stackhost plugin list`)"
-                ))
-            })
-    }
-
-    /// Verify the patch's file and signature (every time: a file or a
-    /// trust that changed since the last call is caught), then link it.
-    fn load(&self, p: &Installed) -> Result<Arc<LoadedPlugin>, WitError> {
-        let wasm = self
-            .store
-            .verified_bytes(p, &self.keys)
-            .map_err(store_error)?;
-        let digest = &p.record.digest;
-        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(l) = loaded.get(digest) {
-            return Ok(l.clone());
-        }
-        let l = self
-            .runtime
-            .load_patch(p.name(), digest, &wasm, p.record.grant.clone())
-            .map_err(|e| WitError::Failed(format!("patch `{}`: {e:#}", p.name())))?;
-        let l = Arc::new(l);
-        loaded.insert(digest.clone(), l.clone());
-        Ok(l)
-    }
+/// What a vendor patch can be asked to do on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchOp {
+    Check,
+    Apply,
+    Revert,
 }
 
-/// A store refusal as the calling plugin sees it: a file or signature that
-/// does not verify is a permission matter.
-fn store_error(e: StoreError) -> WitError {
-    match e {
-        StoreError::Tampered { .. } | StoreError::Signature { .. } => {
-            WitError::PermissionDenied(e.to_string())
-        }
-        other => WitError::Failed(other.to_string()),
+/// A future the patch runner returns.
+pub type PatchFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, WitError>> + Send + 'a>>;
+
+/// The installed vendor patches, as a plugin granted `patches` reaches
+/// them: found in the plugin store and run in the runtime, both layers
+/// above the capabilities, which implement this for a run. Each call runs
+/// the patch in a fresh store of its own, under its own grant, with the
+/// caller's nodes and modes, and passes what it recorded back to
+/// `caller`.
+pub trait PatchRunner: Send + Sync + std::fmt::Debug {
+    /// Every installed vendor patch (its highest version), with its info.
+    fn list<'a>(&'a self, caller: &'a CallCtx) -> PatchFuture<'a, Vec<InstalledPatch>>;
+
+    /// Run `op` of patch `name` for `node`: whether the patch is in place
+    /// (for `check`; true after `apply`, false after `revert`).
+    fn run<'a>(
+        &'a self,
+        caller: &'a CallCtx,
+        name: &'a str,
+        node: &'a str,
+        op: PatchOp,
+    ) -> PatchFuture<'a, bool>;
+}
+
+/// `[capabilities.patches]`: use of the installed vendor patches (list,
+/// check, apply, revert).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PatchesGrant {
+    pub reason: String,
+}
+
+impl Granted for Patches {
+    type Grant = PatchesGrant;
+
+    fn validate(_: &PatchesGrant) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn describe(p: &PatchesGrant) -> String {
+        format!(
+            "patches: list, check, apply and revert the installed vendor patches — {}",
+            escape_line(&p.reason)
+        )
     }
 }

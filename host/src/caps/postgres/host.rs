@@ -7,12 +7,14 @@ use super::roles;
 use super::scope::scoped;
 use super::session::{Connection, Purpose};
 use super::tools;
-use crate::caps::archive::{ArtifactReader, ArtifactWriter, ResView, art_err, run_blocking};
+use crate::artifact::handle::{ArtifactReader, ArtifactWriter};
+use crate::caps::archive::{art_err, run_blocking};
 use crate::caps::bindings::WitError;
 use crate::caps::bindings::stackhost::host::archive::Item;
 use crate::caps::bindings::stackhost::host::postgres::{Host, Table};
+use crate::caps::ctx::CallCtx;
+use crate::caps::ctx::CapsCtxView;
 use crate::cluster::stream::{self, ChunkReader, ChunkWriter};
-use crate::runtime::CallCtx;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::Resource;
 
@@ -169,7 +171,7 @@ async fn restore(
     Ok(())
 }
 
-impl Host for ResView<'_> {
+impl Host for CapsCtxView<'_> {
     async fn list_databases(&mut self, node: String) -> R<Vec<String>> {
         let call = self.call;
         Ok(call

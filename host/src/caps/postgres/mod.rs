@@ -17,21 +17,60 @@ mod sql_stream;
 mod text;
 mod tools;
 
-use crate::caps::archive::ResView;
-use crate::runtime::PluginState;
+use crate::caps::ctx::CapsCtxView;
+use crate::caps::ctx::CapsView;
+use crate::caps::registry::{Capability, Granted, list, on_roles};
+use crate::text::escape_line;
+use semver::Version;
+use serde::{Deserialize, Serialize};
 use wasmtime::component::{HasData, Linker};
 
 /// Marker for the `postgres` interface.
 pub struct Postgres;
 
 impl HasData for Postgres {
-    type Data<'a> = ResView<'a>;
+    type Data<'a> = CapsCtxView<'a>;
 }
 
-pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    crate::caps::bindings::stackhost::host::postgres::add_to_linker::<PluginState, Postgres>(
-        linker,
-        |s| s.res_view(),
-    )
-    .map_err(anyhow::Error::from)
+impl Capability for Postgres {
+    const NAME: &'static str = "postgres";
+    const SINCE: Version = Version::new(0, 1, 0);
+    const IN_PATCH_WORLD: bool = false;
+
+    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        crate::caps::bindings::stackhost::host::postgres::add_to_linker::<T, Postgres>(
+            linker,
+            |s| s.caps(),
+        )
+        .map_err(anyhow::Error::from)
+    }
+}
+
+/// `[capabilities.postgres]`: databases a plugin may list, dump and
+/// restore.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresGrant {
+    pub reason: String,
+    #[serde(default)]
+    pub databases: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl Granted for Postgres {
+    type Grant = PostgresGrant;
+
+    fn validate(_: &PostgresGrant) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn describe(p: &PostgresGrant) -> String {
+        format!(
+            "postgres: databases {}{} — {}",
+            list(&p.databases),
+            on_roles(&p.roles),
+            escape_line(&p.reason)
+        )
+    }
 }

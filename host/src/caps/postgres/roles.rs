@@ -30,8 +30,8 @@
 
 use super::scope::Databases;
 use crate::caps::bindings::WitError;
+use crate::caps::ctx::CallCtx;
 use crate::cluster::{ExecRequest, Node};
-use crate::runtime::CallCtx;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};

@@ -3,20 +3,18 @@
 //! granted database then allows is enforced by PostgreSQL itself (see
 //! [`super::roles`]).
 
-use crate::caps::CapView;
+use super::{Postgres, PostgresGrant};
 use crate::caps::bindings::WitError;
+use crate::caps::ctx::CallCtx;
+use crate::caps::ctx::CapView;
+use crate::caps::roles_allow;
 use crate::cluster::Node;
-use crate::plugin::grant::roles_allow;
-use crate::plugin::manifest::PostgresRequest;
-use crate::runtime::CallCtx;
 use std::sync::Arc;
 
 /// The plugin's postgres grant.
-pub fn grant(call: &CallCtx) -> Result<&PostgresRequest, WitError> {
+pub fn grant(call: &CallCtx) -> Result<&PostgresGrant, WitError> {
     call.grant
-        .capabilities
-        .postgres
-        .as_ref()
+        .get::<Postgres>()
         .ok_or_else(|| WitError::PermissionDenied("the plugin has no postgres grant".into()))
 }
 
@@ -28,7 +26,7 @@ pub enum Databases {
 }
 
 impl Databases {
-    pub fn of(grant: &PostgresRequest) -> Databases {
+    pub fn of(grant: &PostgresGrant) -> Databases {
         if grant.databases.iter().any(|d| d == "*") {
             Databases::All
         } else {
@@ -80,8 +78,8 @@ pub fn scoped(call: &CallCtx, node: &str, database: Option<&str>) -> Result<Arc<
 mod tests {
     use super::*;
 
-    fn request(dbs: &[&str]) -> PostgresRequest {
-        PostgresRequest {
+    fn request(dbs: &[&str]) -> PostgresGrant {
+        PostgresGrant {
             reason: "test".into(),
             databases: dbs.iter().map(|d| d.to_string()).collect(),
             roles: vec![],

@@ -2,10 +2,15 @@
 //! run did, so a rollback phase knows what to undo. Linked for every
 //! plugin; it reveals only this run's own outcomes, with secrets hidden.
 
-use super::CapView;
 use crate::caps::bindings::stackhost::host::run::{self, OutcomeStatus, StepResult};
-use crate::run::executor::StepStatus;
-use crate::runtime::PluginState;
+use crate::caps::ctx::CapView;
+mod outcomes;
+
+pub use outcomes::{Finished, RunOutcomes, StepStatus};
+
+use crate::caps::ctx::CapsView;
+use crate::caps::registry::Capability;
+use semver::Version;
 use wasmtime::component::{HasData, Linker};
 
 /// Marker for the `run` interface.
@@ -15,9 +20,17 @@ impl HasData for Run {
     type Data<'a> = CapView<'a>;
 }
 
-pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    run::add_to_linker::<PluginState, Run>(linker, |s| CapView { call: &s.call })
+impl Capability for Run {
+    const NAME: &'static str = "run";
+    const SINCE: Version = Version::new(0, 1, 1);
+    const IN_PATCH_WORLD: bool = false;
+
+    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        run::add_to_linker::<T, Run>(linker, |s| CapView {
+            call: s.caps().call,
+        })
         .map_err(anyhow::Error::from)
+    }
 }
 
 fn status(s: StepStatus) -> OutcomeStatus {

@@ -1,0 +1,216 @@
+//! The exec grant: `[capabilities.exec]` of a manifest (programs and
+//! argv prefixes, mutating or read-only, the roles, environment names and
+//! users they may have, and whether nodes may be rebooted), and the checks
+//! it passes at install.
+
+use serde::{Deserialize, Serialize};
+
+/// `[capabilities.exec]`: programs a plugin may run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExecGrant {
+    pub reason: String,
+    /// Programs (or argv prefixes) that may change the node.
+    #[serde(default)]
+    pub programs: Vec<ExecPattern>,
+    /// Programs (or argv prefixes) that only read; they also run during
+    /// `--dry-run`.
+    #[serde(default, rename = "read-only")]
+    pub read_only: Vec<ExecPattern>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Environment variables a program may be given beyond the ones every
+    /// exec grant allows ([`super::ALWAYS_ALLOWED_ENV`]).
+    /// Names that change which code a program loads are refused here.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Users a program may run as (through sudo on the node); without a
+    /// user a program runs as the node's login user.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Whether the plugin may reboot the nodes it reaches (exec.reboot),
+    /// and wait for them to come back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reboot: bool,
+}
+
+/// One entry of `programs` or `read-only`: a whole program (`"uname"`),
+/// or a program with the leading arguments a call must start with
+/// (`["btrfs", "qgroup", "show"]`). Untagged, so the manifests written
+/// before argv prefixes existed (plain strings) read as they always did,
+/// and install records round-trip through JSON the same way.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(
+    untagged,
+    expecting = "a program name, or a list of strings: a program and its leading arguments"
+)]
+pub enum ExecPattern {
+    /// The whole program, with any arguments.
+    Program(String),
+    /// The program (first word) called with these leading arguments.
+    Prefix(Vec<String>),
+}
+
+impl ExecPattern {
+    /// The program and the leading arguments, in order.
+    pub fn words(&self) -> &[String] {
+        match self {
+            ExecPattern::Program(p) => std::slice::from_ref(p),
+            ExecPattern::Prefix(words) => words,
+        }
+    }
+
+    /// The program the pattern names (empty only in a pattern refused at
+    /// install).
+    pub fn program(&self) -> &str {
+        self.words().first().map_or("", String::as_str)
+    }
+
+    /// Whether the pattern grants the program with any arguments.
+    pub fn is_whole_program(&self) -> bool {
+        self.words().len() == 1
+    }
+
+    /// Whether a call of `program` with `args` starts with this pattern:
+    /// the program compared exactly (a path is a different program from a
+    /// bare name), then each leading argument compared exactly.
+    pub fn matches(&self, program: &str, args: &[String]) -> bool {
+        match self.words().split_first() {
+            Some((first, leading)) => {
+                first == program && args.len() >= leading.len() && args[..leading.len()] == *leading
+            }
+            None => false,
+        }
+    }
+}
+
+/// Shown as the words a shell would take, quoted where needed, so
+/// `["ls", "-d x"]` does not read as `ls -d x`.
+impl std::fmt::Display for ExecPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let words: Vec<String> = self
+            .words()
+            .iter()
+            .map(|w| crate::text::shell_quote(w))
+            .collect();
+        f.write_str(&words.join(" "))
+    }
+}
+
+impl ExecGrant {
+    /// Every pattern with the access it grants, mutating ones first.
+    pub fn patterns(&self) -> impl Iterator<Item = (&ExecPattern, bool)> {
+        self.programs
+            .iter()
+            .map(|p| (p, false))
+            .chain(self.read_only.iter().map(|p| (p, true)))
+    }
+
+    /// Whole-program grants (either list) of programs that can run or
+    /// write anything, so granting them amounts to root on the node
+    /// ([`super::root_equivalent`]); each named once.
+    pub fn root_equivalent_grants(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for (pattern, _) in self.patterns() {
+            let program = pattern.program();
+            if pattern.is_whole_program()
+                && super::root_equivalent(program)
+                && !out.contains(&program)
+            {
+                out.push(program);
+            }
+        }
+        out
+    }
+
+    /// Programs, argv patterns, environment names and users of an exec
+    /// request.
+    pub(super) fn validate(&self) -> Result<(), String> {
+        let invalid = |m: String| Err(m);
+        let mut seen: std::collections::BTreeMap<&[String], &str> = Default::default();
+        for (pattern, read_only) in self.patterns() {
+            let list = if read_only { "read-only" } else { "programs" };
+            let words = pattern.words();
+            let Some((program, leading)) = words.split_first() else {
+                return invalid(format!(
+                    "exec pattern `[]` in `{list}` is empty; give a program name, or a list \
+                     starting with one"
+                ));
+            };
+            if program.is_empty()
+                || program.contains('\0')
+                || program.chars().any(char::is_whitespace)
+                || (program.contains('/') && !program.starts_with('/'))
+            {
+                return invalid(format!(
+                    "exec program `{}` must be a bare name or an absolute path, with no \
+                     whitespace",
+                    program.escape_default()
+                ));
+            }
+            for arg in leading {
+                if arg.is_empty() || arg.contains('\0') {
+                    let what = if arg.is_empty() {
+                        "an empty argument"
+                    } else {
+                        "an argument with a NUL byte"
+                    };
+                    return invalid(format!(
+                        "exec pattern `{}` in `{list}` has {what}; every element must be a \
+                         non-empty word",
+                        crate::text::escape_line(&pattern.to_string())
+                    ));
+                }
+            }
+            if let Some(first) = seen.insert(words, list) {
+                return invalid(if first == list {
+                    format!(
+                        "exec pattern `{}` is listed twice in `{list}`",
+                        crate::text::escape_line(&pattern.to_string())
+                    )
+                } else {
+                    format!(
+                        "exec pattern `{}` is listed both in `programs` and in `read-only`; \
+                         list it once (in `read-only` only if it never changes the node)",
+                        crate::text::escape_line(&pattern.to_string())
+                    )
+                });
+            }
+        }
+        for name in &self.env {
+            if !crate::cluster::is_env_name(name) {
+                return invalid(format!(
+                    "exec env `{}` is not a variable name (letters, digits and `_`, not starting \
+                     with a digit)",
+                    name.escape_default()
+                ));
+            }
+            if let Some(why) = super::env_never_allowed(name) {
+                return invalid(format!(
+                    "exec env `{name}` cannot be granted: {why}; pass what the program needs \
+                     as arguments or in a file instead"
+                ));
+            }
+        }
+        for user in &self.users {
+            if !is_user_name(user) {
+                return invalid(format!(
+                    "exec user `{}` is not a user name (letters, digits, `_`, `.` and `-`, \
+                     not starting with `-`, at most 32 characters)",
+                    user.escape_default()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A login name as Debian's `adduser` and sudo accept it, strictly:
+/// `[A-Za-z_][A-Za-z0-9_.-]*`, at most 32 characters.
+fn is_user_name(name: &str) -> bool {
+    name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
