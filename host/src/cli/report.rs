@@ -3,7 +3,8 @@
 //! a plugin produced is escaped for the terminal (see `text`).
 
 use crate::caps::run::StepStatus;
-use crate::run::executor::{PhaseWhen, RunReport};
+use crate::run::journal::PhaseWhen;
+use crate::run::report::RunReport;
 use crate::text::{escape_for_terminal as shown, escape_line as one_line};
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -10,10 +10,11 @@ use crate::paths::Paths;
 use crate::plugin::manifest::{ArgKind, CommandDefaults, Manifest, Output};
 use crate::plugin::signing::TrustedKeys;
 use crate::plugin::store::{self, Installed, PluginStore};
-use crate::run::executor::{self, JournalHandle, RunOptions, RunReport};
+use crate::run::apply::{self, JournalHandle, RunOptions};
 use crate::run::journal::{Journal, RunEnd, Takeover};
 use crate::run::patches::PatchHost;
 use crate::run::policy::{Amount, RolloutPolicy};
+use crate::run::report::RunReport;
 use crate::runtime::{CallLimits, LoadedPlugin, Runtime};
 use crate::time::parse_duration;
 use anyhow::Context as _;
@@ -477,7 +478,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
         &cluster_name,
         interrupt,
         |h| {
-            executor::run(
+            apply::run(
                 Arc::new(plugin),
                 version,
                 Arc::new(cluster),

@@ -4,7 +4,7 @@
 use super::run::{ExecFlags, InvocationRecord, execute, finish, load};
 use crate::paths::Paths;
 use crate::plugin::store::PluginStore;
-use crate::run::executor::{self, JournalHandle};
+use crate::run::apply::{self, JournalHandle};
 use crate::run::journal::{Journal, RunFilter, RunRecord};
 use crate::text::{escape_for_terminal as shown, escape_line as one_line};
 use anyhow::bail;
@@ -228,7 +228,7 @@ pub fn resume(paths: &Paths, args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let interrupt = opts.interrupt.clone();
     let cluster_name = cluster.name().to_string();
     let report = execute(&args.flags, handle, true, &cluster_name, interrupt, |h| {
-        executor::resume(
+        apply::resume(
             Arc::new(plugin),
             Arc::new(cluster),
             invocation,

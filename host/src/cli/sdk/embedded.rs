@@ -193,20 +193,20 @@ mod tests {
             format!("| `fs.write` | {} MiB", crate::caps::fs::WRITE_CAP >> 20),
             format!(
                 "| Step message (and a plan error) | {} KiB",
-                crate::run::executor::MAX_STEP_MESSAGE >> 10
+                crate::run::plan::MAX_STEP_MESSAGE >> 10
             ),
             format!(
                 "| Step data | {} MiB of JSON per step",
-                crate::run::executor::MAX_DATA >> 20
+                crate::run::plan::MAX_DATA >> 20
             ),
             format!(
                 "| Step payload | {} MiB",
-                crate::run::executor::MAX_PAYLOAD >> 20
+                crate::run::plan::MAX_PAYLOAD >> 20
             ),
             format!(
                 "| Plan | {} steps, and {} MiB",
-                thousands(crate::run::executor::MAX_PLAN_STEPS),
-                crate::run::executor::MAX_PLAN_BYTES >> 20
+                thousands(crate::run::plan::MAX_PLAN_STEPS),
+                crate::run::plan::MAX_PLAN_BYTES >> 20
             ),
             format!(
                 "| Manifest | {} KiB",

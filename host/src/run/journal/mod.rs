@@ -13,6 +13,7 @@
 mod pg;
 mod sqlite;
 
+use crate::caps::run::StepStatus;
 use crate::process::{alive, this_host};
 use serde::Serialize;
 use std::path::Path;
@@ -196,6 +197,33 @@ pub struct Journal {
 enum Store {
     Sqlite(sqlite::Sqlite),
     Postgres(pg::Pg),
+}
+
+impl StepStatus {
+    /// How a journaled step ended (pending and running ones did not).
+    pub fn from_state(s: StepState) -> StepStatus {
+        match s {
+            StepState::Ok => StepStatus::Ok,
+            StepState::Changed => StepStatus::Changed,
+            StepState::Skipped => StepStatus::Skipped,
+            StepState::Failed => StepStatus::Failed,
+            StepState::Interrupted => StepStatus::Interrupted,
+            StepState::Pending | StepState::Running | StepState::NotRun => StepStatus::NotRun,
+        }
+    }
+}
+
+impl From<StepStatus> for StepState {
+    fn from(s: StepStatus) -> StepState {
+        match s {
+            StepStatus::Ok => StepState::Ok,
+            StepStatus::Changed => StepState::Changed,
+            StepStatus::Skipped => StepState::Skipped,
+            StepStatus::Failed | StepStatus::Unreachable => StepState::Failed,
+            StepStatus::NotRun => StepState::NotRun,
+            StepStatus::Interrupted => StepState::Interrupted,
+        }
+    }
 }
 
 /// Where the journal is: `STACKHOST_JOURNAL`, else `journal` in
