@@ -6,12 +6,13 @@
 //! runtime.
 
 use crate::caps::bindings::WitError;
-use crate::caps::patches::PatchRunner;
 use crate::caps::registry::Capabilities;
 use crate::caps::run::RunOutcomes;
 use crate::cluster::{Cluster, Node};
 use crate::text::cap_text;
 use serde::Serialize;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +39,33 @@ impl CapView<'_> {
     /// The node called `name`, if the run selected it.
     pub fn node(&self, name: &str) -> Result<Arc<Node>, WitError> {
         self.call.node(name)
+    }
+}
+
+/// What a run lends its capabilities, by type: a capability that needs
+/// something only a layer above can give (the vendor patches need the
+/// plugin store and the runtime) defines a type for it, and the run puts
+/// a value of that type here. The call context never names them.
+#[derive(Clone, Default)]
+pub struct Extensions(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
+impl Extensions {
+    /// Lend `value` (replacing one of the same type).
+    pub fn insert<T: Any + Send + Sync>(&mut self, value: T) {
+        self.0.insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    /// The value of type `T`, if the run lent one.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.0
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref())
+    }
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Extensions({} lent)", self.0.len())
     }
 }
 
@@ -121,8 +149,9 @@ pub struct CallCtx {
     pub read_only: ReadOnly,
     /// Default and upper bound for a program's run time.
     pub exec_timeout: Duration,
-    /// The installed vendor patches, for a plugin granted `patches`.
-    pub patches: Option<Arc<dyn PatchRunner>>,
+    /// What the run lends its capabilities (the vendor patches, for one):
+    /// each capability defines the type it looks for.
+    pub extensions: Extensions,
     /// The run this call belongs to (none for a vendor patch's `info`).
     pub run: Option<Arc<RunOutcomes>>,
     /// The live line of the step this call carries out.
@@ -158,7 +187,7 @@ impl CallCtx {
             dry_run,
             read_only: ReadOnly::No,
             exec_timeout,
-            patches: None,
+            extensions: Extensions::default(),
             run: None,
             progress: None,
             mutations: Mutex::default(),
@@ -173,9 +202,9 @@ impl CallCtx {
         self
     }
 
-    /// Lend the installed vendor patches.
-    pub fn with_patches(mut self, patches: Option<Arc<dyn PatchRunner>>) -> CallCtx {
-        self.patches = patches;
+    /// Lend the capabilities what the run holds for them.
+    pub fn with_extensions(mut self, extensions: Extensions) -> CallCtx {
+        self.extensions = extensions;
         self
     }
 

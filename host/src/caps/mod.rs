@@ -11,6 +11,8 @@ pub mod ctx;
 pub mod docker;
 pub mod exec;
 pub mod fs;
+pub mod interface;
+pub mod linker;
 pub mod log;
 pub mod nodes;
 pub mod patches;

@@ -121,8 +121,22 @@ complete -F _stackhost_plugins -o bashdefault -o default stackhost
 
 /// Parse the command line and run it.
 pub fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
     let paths = Paths::from_env();
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `resume` takes the `[run]` defaults of config.toml as `run` does
+    // (`run` adds them itself, once the plugin's command is known).
+    let mut config = None;
+    if argv.get(1).is_some_and(|a| a == "resume") {
+        let loaded = run::config::Config::load(&paths)?;
+        let tail: Vec<String> = argv
+            .split_off(2)
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        argv.extend(loaded.resume_argv(tail)?.into_iter().map(Into::into));
+        config = Some(loaded);
+    }
+    let cli = Cli::parse_from(argv);
     match cli.command {
         Command::Run(args) => run::run(&paths, args),
         Command::Plugin(cmd) => plugin::run(&paths, cmd),
@@ -130,7 +144,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
         Command::Inventory(cmd) => inventory::run(&paths, cmd),
         Command::Node(cmd) => node::run(&paths, cmd),
         Command::Runs(cmd) => runs::run(&paths, cmd),
-        Command::Resume(args) => runs::resume(&paths, args),
+        Command::Resume(args) => runs::resume(&paths, &config.unwrap_or_default(), args),
         Command::Sdk(cmd) => sdk::run(cmd),
         Command::Man => {
             use clap::CommandFactory;

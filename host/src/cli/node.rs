@@ -1,7 +1,7 @@
 //! `stackhost node list|local`: the cluster's nodes, like `kato node
 //! list`, and the roles of the local node when there is no inventory.
 
-use super::run::ClusterFlags;
+use crate::cli::run::ClusterFlags;
 use crate::cluster::inventory::{self, LocalNodeRoles};
 use crate::paths::Paths;
 use clap::Subcommand;

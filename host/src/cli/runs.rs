@@ -1,7 +1,8 @@
 //! `stackhost runs list|show` and `stackhost resume ID`: the journal from
 //! the operator's side.
 
-use super::run::{ExecFlags, InvocationRecord, execute, finish, load};
+use crate::cli::run::config::Config;
+use crate::cli::run::{ExecFlags, InvocationRecord, execute, finish, load, patch_host};
 use crate::paths::Paths;
 use crate::plugin::store::PluginStore;
 use crate::run::apply::{self, JournalHandle};
@@ -178,8 +179,12 @@ fn run_json(r: &RunRecord) -> serde_json::Value {
 }
 
 /// Re-run what did not finish in run `id`; finished steps never run again.
-pub fn resume(paths: &Paths, args: ResumeArgs) -> anyhow::Result<ExitCode> {
-    let journal = journal(paths)?;
+pub fn resume(paths: &Paths, config: &Config, args: ResumeArgs) -> anyhow::Result<ExitCode> {
+    let journal = Journal::open_at(&crate::run::journal::location_in(
+        paths,
+        &config.table,
+        &config.file,
+    )?)?;
     let record = journal.get(args.id)?;
     if record.dry_run {
         bail!(
@@ -208,12 +213,8 @@ pub fn resume(paths: &Paths, args: ResumeArgs) -> anyhow::Result<ExitCode> {
             record.id
         );
     }
-    let plugin = load(paths, &installed)?;
-    let cluster = args.flags.cluster.open(paths)?;
-    let invocation: InvocationRecord = serde_json::from_str(&record.invocation)?;
-    let invocation = invocation.into();
-    journal.reopen_run(record.id)?;
-    let handle = JournalHandle::new(journal, record.id);
+    // Refused before anything is reopened or loaded: the run stays as it
+    // was journaled.
     let command = installed.record.manifest.command(&record.command);
     if command.is_some_and(|c| c.args.iter().any(|a| a.secret)) {
         bail!(
@@ -221,10 +222,16 @@ pub fn resume(paths: &Paths, args: ResumeArgs) -> anyhow::Result<ExitCode> {
             record.id
         );
     }
+    let (runtime, plugin) = load(paths, &installed)?;
+    let cluster = args.flags.cluster.open(paths)?;
+    let invocation: InvocationRecord = serde_json::from_str(&record.invocation)?;
+    let invocation = invocation.into();
+    journal.reopen_run(record.id)?;
+    let handle = JournalHandle::new(journal, record.id);
     // The command's own defaults apply again (flags given now still win).
     let defaults = command.map(|c| c.defaults.clone()).unwrap_or_default();
     let mut opts = args.flags.options(false, &defaults);
-    opts.patches = super::run::patch_host(paths, &installed, opts.limits)?;
+    opts.patches = patch_host(paths, &runtime, &installed, opts.limits)?;
     let interrupt = opts.interrupt.clone();
     let cluster_name = cluster.name().to_string();
     let report = execute(&args.flags, handle, true, &cluster_name, interrupt, |h| {

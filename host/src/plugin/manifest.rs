@@ -3,8 +3,8 @@
 //! as the custom section `stackhost-manifest` (TOML; see wit/MANIFEST.md)
 //! and is validated once, with no plugin code running.
 
+use crate::caps::interface::World;
 use crate::caps::registry::Capabilities;
-use crate::caps::registry::World;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;

@@ -60,6 +60,17 @@ pub struct JournalHandle {
     pub unrecorded: Arc<Mutex<Vec<UnrecordedStep>>>,
 }
 
+impl RunOptions {
+    /// What the run lends its capabilities.
+    fn extensions(&self) -> crate::caps::ctx::Extensions {
+        let mut lent = crate::caps::ctx::Extensions::default();
+        if let Some(patches) = &self.patches {
+            lent.insert(crate::caps::patches::Lent(patches.clone()));
+        }
+        lent
+    }
+}
+
 impl JournalHandle {
     pub fn new(journal: Journal, run: i64) -> JournalHandle {
         JournalHandle {
@@ -609,7 +620,7 @@ fn call_ctx(
             opts.exec_timeout,
         )
         .read_only(read_only)
-        .with_patches(opts.patches.clone())
+        .with_extensions(opts.extensions())
         .in_run(outcomes, live),
     )
 }

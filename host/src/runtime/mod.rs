@@ -220,7 +220,7 @@ impl Runtime {
     fn linker(&self, grant: &Capabilities) -> anyhow::Result<Linker<PluginState>> {
         let mut linker = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        grant.link(&mut linker)?;
+        crate::caps::linker::link(grant, &mut linker)?;
         Ok(linker)
     }
 }

@@ -1,6 +1,11 @@
 //! The `archive` Host impls: scope checks, then the bytes stream between
 //! a program on the node and the artifact on a blocking thread.
 
+use super::Archive;
+use crate::caps::ctx::CapsView;
+use crate::caps::linker::Link;
+use wasmtime::component::{HasData, Linker};
+
 use crate::artifact::handle::{ArtifactReader, ArtifactWriter};
 use crate::artifact::{self, ArtifactError, Compression as ArtCompression};
 use crate::caps::bindings::WitError;
@@ -606,5 +611,18 @@ impl Host for CapsCtxView<'_> {
             };
             crate::sandbox::ops::remove(&target, false).map_err(|e| fs_err(&at.shown, e))
         })())
+    }
+}
+
+impl HasData for Archive {
+    type Data<'a> = CapsCtxView<'a>;
+}
+
+impl Link for Archive {
+    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        crate::caps::bindings::stackhost::host::archive::add_to_linker::<T, Archive>(linker, |s| {
+            s.caps()
+        })
+        .map_err(anyhow::Error::from)
     }
 }

@@ -6,19 +6,13 @@
 
 mod host;
 
-use crate::caps::ctx::{CapsCtxView, CapsView};
-use crate::caps::registry::{Capability, Granted, check_scope_path, list, on_roles};
+use crate::caps::interface::{Granted, Interface, check_scope_path, list, on_roles};
 use crate::text::escape_line;
 use semver::Version;
 use serde::{Deserialize, Serialize};
-use wasmtime::component::{HasData, Linker};
 
 /// Marker for the `archive` interface.
 pub struct Archive;
-
-impl HasData for Archive {
-    type Data<'a> = CapsCtxView<'a>;
-}
 
 /// `[capabilities.archive]`: directories on the operator's host where
 /// artifacts may be written.
@@ -32,17 +26,10 @@ pub struct ArchiveGrant {
     pub roles: Vec<String>,
 }
 
-impl Capability for Archive {
+impl Interface for Archive {
     const NAME: &'static str = "archive";
     const SINCE: Version = Version::new(0, 1, 0);
     const IN_PATCH_WORLD: bool = false;
-
-    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
-        crate::caps::bindings::stackhost::host::archive::add_to_linker::<T, Archive>(linker, |s| {
-            s.caps()
-        })
-        .map_err(anyhow::Error::from)
-    }
 }
 
 impl Granted for Archive {

@@ -3,6 +3,11 @@
 //! Listing, inspecting, tagging and removing are here; building is in
 //! `build.rs`, pushing and pulling in `registry.rs`.
 
+use super::Docker;
+use crate::caps::ctx::CapsView;
+use crate::caps::linker::Link;
+use wasmtime::component::{HasData, Linker};
+
 use super::scope::{self, shown};
 use crate::caps::bindings::WitError;
 use crate::caps::bindings::stackhost::host::docker::{
@@ -380,6 +385,19 @@ pub fn rfc3339_seconds(s: &str) -> Option<i64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Some(days * 86_400 + h * 3600 + min * 60 + sec - offset)
+}
+
+impl HasData for Docker {
+    type Data<'a> = CapView<'a>;
+}
+
+impl Link for Docker {
+    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        docker::add_to_linker::<T, Docker>(linker, |s| CapView {
+            call: s.caps().call,
+        })
+        .map_err(anyhow::Error::from)
+    }
 }
 
 #[cfg(test)]

@@ -13,33 +13,18 @@ mod scope;
 
 pub use scope::{ImagePattern, OPERATIONS, normalize};
 
-use crate::caps::bindings::stackhost::host::docker;
-use crate::caps::ctx::CapView;
-use crate::caps::ctx::CapsView;
-use crate::caps::registry::{Capability, Granted, list, on_roles};
+use crate::caps::interface::{Granted, Interface, list, on_roles};
 use crate::text::escape_line;
 use semver::Version;
 use serde::{Deserialize, Serialize};
-use wasmtime::component::{HasData, Linker};
 
 /// Marker for the `docker` interface.
 pub struct Docker;
 
-impl HasData for Docker {
-    type Data<'a> = CapView<'a>;
-}
-
-impl Capability for Docker {
+impl Interface for Docker {
     const NAME: &'static str = "docker";
     const SINCE: Version = Version::new(0, 1, 0);
     const IN_PATCH_WORLD: bool = false;
-
-    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
-        docker::add_to_linker::<T, Docker>(linker, |s| CapView {
-            call: s.caps().call,
-        })
-        .map_err(anyhow::Error::from)
-    }
 }
 
 /// `[capabilities.docker]`: Docker operations a plugin may use.

@@ -1,6 +1,11 @@
 //! The `exec` Host impl: check the grant, then run on the node, or record
 //! the call under `--dry-run` when the program may mutate.
 
+use super::Exec;
+use crate::caps::ctx::CapsView;
+use crate::caps::linker::Link;
+use wasmtime::component::{HasData, Linker};
+
 use super::scope::{self, ProgramAccess};
 use crate::caps::bindings::WitError;
 use crate::caps::bindings::stackhost::host::exec::{self, Command, Output, Rebooted};
@@ -147,4 +152,17 @@ async fn run(
         truncated: out.truncated,
         recorded: false,
     })
+}
+
+impl HasData for Exec {
+    type Data<'a> = CapView<'a>;
+}
+
+impl Link for Exec {
+    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        exec::add_to_linker::<T, Exec>(linker, |s| CapView {
+            call: s.caps().call,
+        })
+        .map_err(anyhow::Error::from)
+    }
 }

@@ -7,32 +7,17 @@ mod scope;
 pub use grant::{ExecGrant, ExecPattern};
 pub use scope::{ALWAYS_ALLOWED_ENV, env_never_allowed, root_equivalent};
 
-use crate::caps::bindings::stackhost::host::exec;
-use crate::caps::ctx::CapView;
-use crate::caps::ctx::CapsView;
-use crate::caps::registry::{Capability, Granted, list, on_roles};
+use crate::caps::interface::{Granted, Interface, list, on_roles};
 use crate::text::escape_line;
 use semver::Version;
-use wasmtime::component::{HasData, Linker};
 
 /// Marker for the `exec` interface.
 pub struct Exec;
 
-impl HasData for Exec {
-    type Data<'a> = CapView<'a>;
-}
-
-impl Capability for Exec {
+impl Interface for Exec {
     const NAME: &'static str = "exec";
     const SINCE: Version = Version::new(0, 1, 0);
     const IN_PATCH_WORLD: bool = true;
-
-    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
-        exec::add_to_linker::<T, Exec>(linker, |s| CapView {
-            call: s.caps().call,
-        })
-        .map_err(anyhow::Error::from)
-    }
 }
 
 impl Granted for Exec {

@@ -2,6 +2,11 @@
 //! beneath its pinned grant root on the node (`crate::sandbox`); under
 //! `--dry-run` mutating calls are recorded after the check instead.
 
+use super::Fs;
+use crate::caps::ctx::CapsView;
+use crate::caps::linker::Link;
+use wasmtime::component::{HasData, Linker};
+
 use super::diff;
 use super::scope::{Access, Checked, check, link_policy};
 use crate::caps::bindings::WitError;
@@ -346,5 +351,18 @@ impl fs::Host for CapView<'_> {
             this.unless_recorded(&to_node, "fs.copy", detail, op).await
         })
         .await
+    }
+}
+
+impl HasData for Fs {
+    type Data<'a> = CapView<'a>;
+}
+
+impl Link for Fs {
+    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        fs::add_to_linker::<T, Fs>(linker, |s| CapView {
+            call: s.caps().call,
+        })
+        .map_err(anyhow::Error::from)
     }
 }

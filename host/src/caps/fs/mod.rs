@@ -5,33 +5,18 @@ mod host;
 pub use host::{READ_CAP, WRITE_CAP};
 pub(crate) mod scope;
 
-use crate::caps::bindings::stackhost::host::fs;
-use crate::caps::ctx::CapView;
-use crate::caps::ctx::CapsView;
-use crate::caps::registry::{Capability, Granted, check_scope_path, list, on_roles};
+use crate::caps::interface::{Granted, Interface, check_scope_path, list, on_roles};
 use crate::text::escape_line;
 use semver::Version;
 use serde::{Deserialize, Serialize};
-use wasmtime::component::{HasData, Linker};
 
 /// Marker for the `fs` interface.
 pub struct Fs;
 
-impl HasData for Fs {
-    type Data<'a> = CapView<'a>;
-}
-
-impl Capability for Fs {
+impl Interface for Fs {
     const NAME: &'static str = "fs";
     const SINCE: Version = Version::new(0, 1, 0);
     const IN_PATCH_WORLD: bool = true;
-
-    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
-        fs::add_to_linker::<T, Fs>(linker, |s| CapView {
-            call: s.caps().call,
-        })
-        .map_err(anyhow::Error::from)
-    }
 }
 
 /// `[capabilities.fs]`: paths a plugin may read and write on nodes.

@@ -2,7 +2,12 @@
 //! which verifies the patch and runs it in a fresh store of its own, and
 //! its time counts as host time.
 
-use super::{PatchOp, PatchRunner};
+use super::Patches;
+use crate::caps::ctx::CapsView;
+use crate::caps::linker::Link;
+use wasmtime::component::{HasData, Linker};
+
+use super::{Lent, PatchOp, PatchRunner};
 use crate::caps::bindings::WitError;
 use crate::caps::bindings::stackhost::host::patches::{self, InstalledPatch};
 use crate::caps::ctx::CapView;
@@ -12,9 +17,13 @@ type R<T> = wasmtime::Result<Result<T, WitError>>;
 
 impl CapView<'_> {
     fn patch_runner(&self) -> Result<Arc<dyn PatchRunner>, WitError> {
-        self.call.patches.clone().ok_or_else(|| {
-            WitError::Unsupported("vendor patches are not available in this run".into())
-        })
+        self.call
+            .extensions
+            .get::<Lent>()
+            .map(|l| l.0.clone())
+            .ok_or_else(|| {
+                WitError::Unsupported("vendor patches are not available in this run".into())
+            })
     }
 
     async fn patch_op(&self, name: &str, node: &str, op: PatchOp) -> Result<bool, WitError> {
@@ -56,5 +65,18 @@ impl patches::Host for CapView<'_> {
             .timed(this.patch_op(&name, &node, PatchOp::Revert))
             .await
             .map(|_| ()))
+    }
+}
+
+impl HasData for Patches {
+    type Data<'a> = CapView<'a>;
+}
+
+impl Link for Patches {
+    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        patches::add_to_linker::<T, Patches>(linker, |s| CapView {
+            call: s.caps().call,
+        })
+        .map_err(anyhow::Error::from)
     }
 }

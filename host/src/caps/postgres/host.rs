@@ -3,6 +3,11 @@
 //! ([`super::roles`]): over the protocol ([`super::session`]) or with the
 //! node's `pg_dump` / `pg_restore` ([`super::tools`]).
 
+use super::Postgres;
+use crate::caps::ctx::CapsView;
+use crate::caps::linker::Link;
+use wasmtime::component::{HasData, Linker};
+
 use super::roles;
 use super::scope::scoped;
 use super::session::{Connection, Purpose};
@@ -237,5 +242,19 @@ impl Host for CapsCtxView<'_> {
                 conn.query(&sql).await
             })
             .await)
+    }
+}
+
+impl HasData for Postgres {
+    type Data<'a> = CapsCtxView<'a>;
+}
+
+impl Link for Postgres {
+    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        crate::caps::bindings::stackhost::host::postgres::add_to_linker::<T, Postgres>(
+            linker,
+            |s| s.caps(),
+        )
+        .map_err(anyhow::Error::from)
     }
 }

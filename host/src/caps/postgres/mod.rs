@@ -17,33 +17,18 @@ mod sql_stream;
 mod text;
 mod tools;
 
-use crate::caps::ctx::CapsCtxView;
-use crate::caps::ctx::CapsView;
-use crate::caps::registry::{Capability, Granted, list, on_roles};
+use crate::caps::interface::{Granted, Interface, list, on_roles};
 use crate::text::escape_line;
 use semver::Version;
 use serde::{Deserialize, Serialize};
-use wasmtime::component::{HasData, Linker};
 
 /// Marker for the `postgres` interface.
 pub struct Postgres;
 
-impl HasData for Postgres {
-    type Data<'a> = CapsCtxView<'a>;
-}
-
-impl Capability for Postgres {
+impl Interface for Postgres {
     const NAME: &'static str = "postgres";
     const SINCE: Version = Version::new(0, 1, 0);
     const IN_PATCH_WORLD: bool = false;
-
-    fn add_to_linker<T: CapsView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
-        crate::caps::bindings::stackhost::host::postgres::add_to_linker::<T, Postgres>(
-            linker,
-            |s| s.caps(),
-        )
-        .map_err(anyhow::Error::from)
-    }
 }
 
 /// `[capabilities.postgres]`: databases a plugin may list, dump and

@@ -230,9 +230,7 @@ impl From<StepStatus> for StepState {
 /// `<config>/config.toml`, else SQLite in the data directory. A value is
 /// a `postgres://` or `postgresql://` URL, or a SQLite file path.
 pub fn location(paths: &crate::paths::Paths) -> Result<String, JournalError> {
-    if let Ok(v) = std::env::var("STACKHOST_JOURNAL")
-        && !v.is_empty()
-    {
+    if let Some(v) = from_env() {
         return Ok(v);
     }
     let file = paths.config.join("config.toml");
@@ -248,6 +246,19 @@ pub fn location(paths: &crate::paths::Paths) -> Result<String, JournalError> {
     };
     let config: toml::Table = toml::from_str(&text)
         .map_err(|e| JournalError::Config(format!("{} is not valid TOML: {e}", file.display())))?;
+    location_in(paths, &config, &file)
+}
+
+/// [`location`], from a config file already parsed (`config`, read from
+/// `file`).
+pub fn location_in(
+    paths: &crate::paths::Paths,
+    config: &toml::Table,
+    file: &Path,
+) -> Result<String, JournalError> {
+    if let Some(v) = from_env() {
+        return Ok(v);
+    }
     match config.get("journal") {
         None => Ok(paths.data.join("journal.sqlite").display().to_string()),
         Some(toml::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
@@ -256,6 +267,12 @@ pub fn location(paths: &crate::paths::Paths) -> Result<String, JournalError> {
             file.display()
         ))),
     }
+}
+
+fn from_env() -> Option<String> {
+    std::env::var("STACKHOST_JOURNAL")
+        .ok()
+        .filter(|v| !v.is_empty())
 }
 
 /// Which runs `runs list` shows.
@@ -323,13 +340,17 @@ pub fn now() -> i64 {
 impl Journal {
     /// Open the journal the configuration names (see [`location`]).
     pub fn open_configured(paths: &crate::paths::Paths) -> Result<Journal, JournalError> {
-        let at = location(paths)?;
+        Journal::open_at(&location(paths)?)
+    }
+
+    /// Open the journal at `at`: a `postgres://` URL or a SQLite file.
+    pub fn open_at(at: &str) -> Result<Journal, JournalError> {
         if at.starts_with("postgres://") || at.starts_with("postgresql://") {
             Ok(Journal {
-                store: Store::Postgres(pg::Pg::open(&at)?),
+                store: Store::Postgres(pg::Pg::open(at)?),
             })
         } else {
-            Journal::open(Path::new(&at))
+            Journal::open(Path::new(at))
         }
     }
 
