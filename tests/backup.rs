@@ -675,9 +675,15 @@ fn export_of_aok(path: &Path, secs_ago: u64) {
     });
     let json = serde_json::to_vec_pretty(&meta).unwrap();
     let dump = random_bytes(20_000);
-    let mut w =
-        stackhost::artifact::Writer::create(path, stackhost::artifact::Compression::Zstd, 1)
-            .unwrap();
+    let dir = std::fs::File::open(path.parent().unwrap()).unwrap();
+    let mut w = stackhost::artifact::Writer::create_in(
+        dir.into(),
+        path.file_name().unwrap(),
+        path,
+        stackhost::artifact::Compression::Zstd,
+        1,
+    )
+    .unwrap();
     w.add_reader("backup.json", json.len() as u64, &json[..])
         .unwrap();
     w.add_reader("databases/aok.dump", dump.len() as u64, &dump[..])

@@ -194,3 +194,37 @@ fn force_unlock_takes_a_live_lock_with_a_warning() {
         "{stderr}"
     );
 }
+
+#[test]
+fn resume_takes_the_config_files_run_defaults_as_run_does() {
+    let s = Sandbox::new();
+    s.install("probe");
+    let dir = scratch_rw();
+    let d = dir.path().to_str().unwrap();
+    // The inventory comes from config.toml only: a resume that ignored the
+    // file would open the local node alone, which the plan does not name.
+    let config = s.home.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    let inv = s.home.path().join("site.toml");
+    std::fs::write(
+        &inv,
+        "[[node]]\nname = \"site-core\"\nlocal = true\nroles = [\"core\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        config.join("config.toml"),
+        format!(
+            "[run]\ninventory = \"{}\"\nnodes = [\"site-core\"]\n",
+            inv.display()
+        ),
+    )
+    .unwrap();
+    let (code, run, _) = s.journaled(&["probe", "chain", d]);
+    assert_eq!(code, 3);
+    std::fs::write(dir.path().join("gate"), "").unwrap();
+    let out = s.ok(&["resume", &run.to_string()]);
+    assert!(out.contains("site-core"), "{out}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&s.ok(&["runs", "show", &run.to_string(), "--json"])).unwrap();
+    assert_eq!(shown["status"], "succeeded", "{shown:#}");
+}

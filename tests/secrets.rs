@@ -147,6 +147,10 @@ fn a_run_that_took_a_secret_is_not_resumed_from_the_journal() {
         )),
         "{out}"
     );
+    // Refused before anything was reopened: the run is as it was journaled.
+    let shown: serde_json::Value =
+        serde_json::from_str(&s.ok(&["runs", "show", &run, "--json"])).unwrap();
+    assert_eq!(shown["status"], "failed", "{shown:#}");
 }
 
 #[test]

@@ -68,16 +68,23 @@ async fn dump(
         }
         None => (roles::session(call, &node).await?, None),
     };
-    // Spool first: the item goes into the artifact only once pg_dump has
-    // succeeded, so a failed dump leaves nothing partial behind.
+    // Spool first, beside the artifact through its directory's handle:
+    // the item goes into the artifact only once pg_dump has succeeded, so
+    // a failed dump leaves nothing partial behind.
+    let spool = {
+        let inner = inner.clone();
+        run_blocking(move || {
+            let guard = inner.lock().unwrap_or_else(|e| e.into_inner());
+            let w = guard
+                .as_ref()
+                .ok_or_else(|| WitError::Failed("the artifact is already finished".into()))?;
+            w.spool_file().map_err(art_err)
+        })
+        .await?
+    };
     let (tx, rx) = stream::chunks();
-    let spool_dir = artifact
-        .parent()
-        .map(|p| p.to_path_buf())
-        .unwrap_or_else(|| "/tmp".into());
     let spooler = tokio::task::spawn_blocking(move || -> Result<(std::fs::File, u64), WitError> {
-        let mut spool = tempfile::tempfile_in(&spool_dir)
-            .map_err(|e| WitError::Io(format!("cannot spool in {}: {e}", spool_dir.display())))?;
+        let mut spool = spool;
         let size = std::io::copy(&mut ChunkReader::new(rx), &mut spool)
             .map_err(|e| WitError::Io(format!("spooling the dump: {e}")))?;
         Ok((spool, size))
@@ -100,16 +107,11 @@ async fn dump(
     }
     let (spool, size) = spooled?;
     run_blocking(move || {
-        use std::io::Seek;
-        let mut spool = spool;
-        spool
-            .seek(std::io::SeekFrom::Start(0))
-            .map_err(|e| WitError::Io(format!("rewinding the spool: {e}")))?;
         let mut guard = inner.lock().unwrap_or_else(|e| e.into_inner());
         let w = guard
             .as_mut()
             .ok_or_else(|| WitError::Failed("the artifact is already finished".into()))?;
-        w.add_reader(&name, size, std::io::BufReader::new(spool))
+        w.add_spool(&name, spool, size)
             .map(|i| Item {
                 name: i.name,
                 size: i.size,
