@@ -8,7 +8,7 @@ use crate::paths::Paths;
 use crate::plugin::grant::Grant;
 use crate::plugin::inspect;
 use crate::plugin::manifest::{Kind, Manifest};
-use crate::plugin::signing::{Signer, TrustedKeys};
+use crate::plugin::signing::{self, Signer, TrustedKeys};
 use crate::plugin::store::{self, InstallRecord, Installed, PluginStore};
 use crate::runtime::{Runtime, imports};
 use crate::text::escape_line as one_line;
@@ -328,7 +328,7 @@ fn signature(
     manifest: &Manifest,
     allow_unsigned: bool,
 ) -> anyhow::Result<(Option<Signer>, Option<String>)> {
-    let sig_path = signature_path(file);
+    let sig_path = signing::signature_path(file);
     let what = format!("{} `{}`", manifest.kind.as_str(), manifest.name);
     let text = match std::fs::read_to_string(&sig_path) {
         Ok(t) => t,
@@ -364,12 +364,6 @@ fn signature(
 }
 
 /// Where a plugin file's minisign signature is: `FILE.minisig`.
-pub(super) fn signature_path(file: &std::path::Path) -> PathBuf {
-    let mut sig_path = file.as_os_str().to_owned();
-    sig_path.push(".minisig");
-    PathBuf::from(sig_path)
-}
-
 fn signed_text(signer: Option<&Signer>) -> String {
     match signer {
         Some(s) => format!("signed by {s}"),

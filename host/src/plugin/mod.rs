@@ -8,3 +8,4 @@ pub mod inspect;
 pub mod manifest;
 pub mod signing;
 pub mod store;
+pub mod vet;

@@ -283,6 +283,14 @@ fn io_err(path: &Path, e: std::io::Error) -> SignError {
     SignError::Io(format!("{}: {e}", path.display()))
 }
 
+/// Where the minisign signature of `file` is looked for: `FILE.minisig`
+/// beside it.
+pub fn signature_path(file: &std::path::Path) -> std::path::PathBuf {
+    let mut sig_path = file.as_os_str().to_owned();
+    sig_path.push(".minisig");
+    std::path::PathBuf::from(sig_path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
