@@ -137,6 +137,7 @@ Examples:
     },
 }
 
+// Long because it is one arm per `plugin` subcommand.
 pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
     let store = PluginStore::new(&paths.plugins());
     match cmd {

@@ -63,6 +63,26 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
         .max()
         .unwrap_or(4)
         .max(4);
+    print_phases(&mut out, r, width, color)?;
+    if r.dry_run {
+        print_mutations(&mut out, r)?;
+    }
+    if let Some(why) = &r.halted {
+        writeln!(out, "\nThe rollout halted: {}.", shown(why))?;
+    }
+    if let Some(sig) = r.interrupted {
+        print_interrupted(&mut out, r, sig)?;
+    }
+    print_recap(&mut out, r, width)
+}
+
+/// Each phase and its steps, one line a step, its events below it.
+fn print_phases(
+    out: &mut impl Write,
+    r: &RunReport,
+    width: usize,
+    color: bool,
+) -> std::io::Result<()> {
     for phase in &r.phases {
         let when = match phase.when {
             PhaseWhen::Normal => "",
@@ -90,44 +110,53 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
             }
         }
     }
-    if r.dry_run {
-        let mut by_node: BTreeMap<&str, Vec<_>> = BTreeMap::new();
-        for m in r.mutations() {
-            by_node.entry(m.node.as_str()).or_default().push(m);
-        }
-        if by_node.is_empty() {
-            writeln!(out, "\nDry run: no mutations would be made.")?;
-        } else {
-            writeln!(out, "\nDry run: these mutations would be made:")?;
-            for (node, ms) in by_node {
-                writeln!(out, "  {}", one_line(node))?;
-                for m in ms {
-                    writeln!(out, "    {:<10} {}", one_line(&m.call), one_line(&m.detail))?;
-                    for line in m.diff.iter().flat_map(|d| d.lines()) {
-                        writeln!(out, "      {}", one_line(line))?;
-                    }
+    Ok(())
+}
+
+/// Under `--dry-run`: the mutations that would be made, by node, with
+/// the diffs of file writes.
+fn print_mutations(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> {
+    let mut by_node: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+    for m in r.mutations() {
+        by_node.entry(m.node.as_str()).or_default().push(m);
+    }
+    if by_node.is_empty() {
+        writeln!(out, "\nDry run: no mutations would be made.")?;
+    } else {
+        writeln!(out, "\nDry run: these mutations would be made:")?;
+        for (node, ms) in by_node {
+            writeln!(out, "  {}", one_line(node))?;
+            for m in ms {
+                writeln!(out, "    {:<10} {}", one_line(&m.call), one_line(&m.detail))?;
+                for line in m.diff.iter().flat_map(|d| d.lines()) {
+                    writeln!(out, "      {}", one_line(line))?;
                 }
             }
         }
     }
-    if let Some(why) = &r.halted {
-        writeln!(out, "\nThe rollout halted: {}.", shown(why))?;
-    }
-    if let Some(sig) = r.interrupted {
-        let steps: Vec<_> = r.phases.iter().flat_map(|p| &p.steps).collect();
-        let count = |f: &dyn Fn(StepStatus) -> bool| steps.iter().filter(|s| f(s.status)).count();
-        writeln!(
-            out,
-            "\nInterrupted by {sig}: {} step(s) finished, {} stopped while running (their programs \
-             killed), {} not started.",
-            count(&|s| matches!(
-                s,
-                StepStatus::Ok | StepStatus::Changed | StepStatus::Skipped | StepStatus::Failed
-            )),
-            count(&|s| s == StepStatus::Interrupted),
-            count(&|s| s == StepStatus::NotRun),
-        )?;
-    }
+    Ok(())
+}
+
+/// What a signal stopped: steps finished, stopped and not started.
+fn print_interrupted(out: &mut impl Write, r: &RunReport, sig: &str) -> std::io::Result<()> {
+    let steps: Vec<_> = r.phases.iter().flat_map(|p| &p.steps).collect();
+    let count = |f: &dyn Fn(StepStatus) -> bool| steps.iter().filter(|s| f(s.status)).count();
+    writeln!(
+        out,
+        "\nInterrupted by {sig}: {} step(s) finished, {} stopped while running (their programs \
+         killed), {} not started.",
+        count(&|s| matches!(
+            s,
+            StepStatus::Ok | StepStatus::Changed | StepStatus::Skipped | StepStatus::Failed
+        )),
+        count(&|s| s == StepStatus::Interrupted),
+        count(&|s| s == StepStatus::NotRun),
+    )?;
+    Ok(())
+}
+
+/// Per node, how many steps ended how.
+fn print_recap(out: &mut impl Write, r: &RunReport, width: usize) -> std::io::Result<()> {
     writeln!(out, "\nRECAP")?;
     let mut recap: BTreeMap<&str, [usize; 7]> = BTreeMap::new();
     for s in r.phases.iter().flat_map(|p| &p.steps) {

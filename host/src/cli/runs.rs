@@ -64,6 +64,7 @@ fn journal(paths: &Paths) -> anyhow::Result<Journal> {
     Ok(Journal::open_configured(paths)?)
 }
 
+// Long because it is one arm per `runs` subcommand.
 pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
     let journal = journal(paths)?;
     match cmd {

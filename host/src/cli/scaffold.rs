@@ -104,6 +104,8 @@ fn find_sdk(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Write the crate's files (and the SDK copy) into the new `dir`.
+// Long because it is the new crate's files written one after the other,
+// mostly their contents.
 fn write_crate(name: &str, dir: &Path, source: &SdkSource) -> anyhow::Result<()> {
     let dependency = match source {
         SdkSource::Embedded => {

@@ -159,6 +159,8 @@ impl Node {
             .map_err(|e| self.fs_error(what, e))
     }
 
+    // Long because it is one request to the node's agent: copying the agent
+    // on first use, framing and reading its reply share the channel.
     async fn files_remote(
         &self,
         what: &str,

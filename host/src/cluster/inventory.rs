@@ -190,6 +190,8 @@ fn cluster_name(path: &Path, text: &str) -> Result<String, InventoryError> {
 
 /// Every node of the inventory `text`, checked, with its SSH target (none
 /// for the local node).
+// Long because it is every field of a node checked in turn, each with its own
+// message.
 fn entries(path: &Path, text: &str) -> Result<Vec<(NodeInfo, Option<SshTarget>)>, InventoryError> {
     let file: InventoryFile =
         toml::from_str(text).map_err(|e| InventoryError::Toml(path.into(), e))?;

@@ -17,6 +17,9 @@ impl LocalNode {
     }
 
     /// Run a program and capture its output.
+    // Long because it is spawning, feeding stdin, capturing, the timeout and
+    // the kill of one child's group are one sequence of awaits on shared
+    // state.
     pub async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput, NodeError> {
         let node = &self.name;
         let current_user = std::env::var("USER").unwrap_or_default();

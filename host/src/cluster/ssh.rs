@@ -268,6 +268,8 @@ impl SshNode {
         Ok(handle)
     }
 
+    // Long because it is TCP connect, key exchange, host-key check and
+    // authentication in order, each with its own error for the operator.
     async fn connect(&self) -> Result<Handle<Verifier>, NodeError> {
         let config = Arc::new(client::Config {
             inactivity_timeout: Some(Duration::from_secs(3600)),
@@ -440,6 +442,8 @@ impl SshNode {
     /// Run a command line on the node as its own process group, feeding
     /// `stdin`; `what` names it in errors, `sudo` runs the kill of its
     /// group on a timeout. Past `timeout` the whole group is killed.
+    // Long because it is the SSH form of cluster::local's exec: one channel's
+    // feeding, capture, timeout and group kill as one sequence.
     async fn run_line(
         &self,
         what: &str,
@@ -604,6 +608,8 @@ impl SshNode {
     /// Run a command line on the node, streaming stdin and stdout in
     /// chunks (see [`super::stream`]), as its own process group: if the
     /// receiver of `stdout` goes away, or this future is dropped, the group
+    // Long because it is a channel's data, stderr, exit status and the
+    // consumer going away handled in one select loop.
     /// is killed. A channel that ends without an exit status (the
     /// connection was lost) is an error, never a status.
     pub async fn pipe(

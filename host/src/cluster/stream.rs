@@ -87,6 +87,8 @@ impl Transport {
     }
 }
 
+// Long because it is the local form of ssh::pipe: a child's output, exit and
+// the consumer going away in one select loop.
 async fn pipe_local(
     op: &str,
     argv: &[String],

@@ -117,29 +117,57 @@ pub fn check_file(runtime: &Runtime, keys: &TrustedKeys, file: &Path) -> CheckRe
             .collect();
     }
 
-    // Does it compile, and is every import provided and requested?
     if structure_ok {
-        match runtime.compile(&digest, || Ok(bytes.clone())) {
-            Ok((component, _)) => {
-                report.imports = runtime.imports(&component);
-                let allowed = match manifest.as_ref().map(|m| &m.capabilities) {
-                    Some(g) => imports::Allowed::Requested(g),
-                    None => imports::Allowed::Provided,
-                };
-                for e in
-                    imports::problems(&name, report.imports.iter().map(String::as_str), allowed)
-                {
-                    report.problem(e.to_string());
-                }
-            }
-            Err(e) => report.problem(format!("`{name}` is not a valid component: {e:#}")),
-        }
+        check_imports(
+            &mut report,
+            runtime,
+            &digest,
+            &bytes,
+            &name,
+            manifest.as_ref(),
+        );
     }
+    check_signature(&mut report, keys, file, &bytes, &name, manifest.as_ref());
+    report.ok = report.problems.is_empty();
+    report
+}
 
-    // A signature beside it must verify; a vendor patch must have one.
+/// Does it compile, and is every import provided and requested?
+fn check_imports(
+    report: &mut CheckReport,
+    runtime: &Runtime,
+    digest: &str,
+    bytes: &[u8],
+    name: &str,
+    manifest: Option<&crate::plugin::manifest::Manifest>,
+) {
+    match runtime.compile(digest, || Ok(bytes.to_vec())) {
+        Ok((component, _)) => {
+            report.imports = runtime.imports(&component);
+            let allowed = match manifest.as_ref().map(|m| &m.capabilities) {
+                Some(g) => imports::Allowed::Requested(g),
+                None => imports::Allowed::Provided,
+            };
+            for e in imports::problems(name, report.imports.iter().map(String::as_str), allowed) {
+                report.problem(e.to_string());
+            }
+        }
+        Err(e) => report.problem(format!("`{name}` is not a valid component: {e:#}")),
+    }
+}
+
+/// A signature beside the file must verify; a vendor patch must have one.
+fn check_signature(
+    report: &mut CheckReport,
+    keys: &TrustedKeys,
+    file: &Path,
+    bytes: &[u8],
+    name: &str,
+    manifest: Option<&crate::plugin::manifest::Manifest>,
+) {
     let sig_path = signing::signature_path(file);
     match std::fs::read_to_string(&sig_path) {
-        Ok(text) => match keys.verify(&bytes, &text) {
+        Ok(text) => match keys.verify(bytes, &text) {
             Ok(signer) => report.signed_by = Some(signer.key_id),
             Err(e) => report.problem(format!(
                 "the signature {} does not verify against the trusted keys: {e}",
@@ -157,6 +185,4 @@ pub fn check_file(runtime: &Runtime, keys: &TrustedKeys, file: &Path) -> CheckRe
         }
         Err(e) => report.problem(format!("cannot read {}: {e}", sig_path.display())),
     }
-    report.ok = report.problems.is_empty();
-    report
 }

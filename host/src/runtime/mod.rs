@@ -308,20 +308,17 @@ impl LoadedPlugin {
         })
     }
 
-    /// Instantiate in a fresh store and make one call under the limits.
-    async fn call(
-        &self,
-        ctx: Arc<CallCtx>,
-        limits: CallLimits,
-        export: Export<'_>,
-    ) -> CallReport<Returned> {
+    /// A fresh store for one call: the memory limiter, and an epoch
+    /// deadline that stops a plugin computing past its CPU limit (time in
+    /// host calls not counted) and yields so the wall-clock timeout fires.
+    fn store(&self, ctx: Arc<CallCtx>, limits: CallLimits) -> Store<PluginState> {
         let mut store = Store::new(
             match &self.pre {
                 Pre::Plugin(p) => p.engine(),
                 Pre::Legacy(p) => p.engine(),
                 Pre::Patch(p) => p.engine(),
             },
-            PluginState::new(ctx.clone(), limits.memory),
+            PluginState::new(ctx, limits.memory),
         );
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
@@ -338,74 +335,23 @@ impl LoadedPlugin {
             Ok(UpdateDeadline::Yield(1))
         });
 
+        store
+    }
+
+    /// Instantiate in a fresh store and make one call under the limits.
+    async fn call(
+        &self,
+        ctx: Arc<CallCtx>,
+        limits: CallLimits,
+        export: Export<'_>,
+    ) -> CallReport<Returned> {
+        let mut store = self.store(ctx.clone(), limits);
         let run = async {
-            let t = Instant::now();
-            let out = match &self.pre {
-                Pre::Plugin(pre) => {
-                    let plugin = pre.instantiate_async(&mut store).await?;
-                    let instantiate = t.elapsed();
-                    let api = plugin.stackhost_host_commands();
-                    let out = match export {
-                        Export::Plan(inv) => match api.call_plan(&mut store, inv).await? {
-                            Ok(plan) => Ok(Returned::Plan(plan)),
-                            Err(api::PlanError::Usage(m)) => {
-                                return Ok((Err(CallError::Usage(m)), instantiate));
-                            }
-                            Err(api::PlanError::Other(e)) => Err(e),
-                        },
-                        Export::ApplyStep(inv, step) => api
-                            .call_apply_step(&mut store, inv, step)
-                            .await?
-                            .map(Returned::Outcome),
-                        _ => return Err(wrong_world(&self.name, "plugin")),
-                    };
-                    (out.map_err(CallError::Plugin), instantiate)
-                }
-                Pre::Legacy(pre) => {
-                    let plugin = pre.instantiate_async(&mut store).await?;
-                    let instantiate = t.elapsed();
-                    let api = plugin.stackhost_host_plugin_api();
-                    let out = match export {
-                        Export::Plan(inv) => api
-                            .call_plan(&mut store, &legacy::invocation(inv))
-                            .await?
-                            .map(|p| Returned::Plan(legacy::plan(p))),
-                        Export::ApplyStep(inv, step) => api
-                            .call_apply_step(
-                                &mut store,
-                                &legacy::invocation(inv),
-                                &legacy::step(step),
-                            )
-                            .await?
-                            .map(|o| Returned::Outcome(legacy::outcome(o))),
-                        _ => return Err(wrong_world(&self.name, "plugin")),
-                    };
-                    (out.map_err(CallError::Plugin), instantiate)
-                }
-                Pre::Patch(pre) => {
-                    let patch = pre.instantiate_async(&mut store).await?;
-                    let instantiate = t.elapsed();
-                    let api = patch.stackhost_host_patch_api();
-                    let out = match export {
-                        Export::PatchInfo => Ok(Returned::Info(api.call_info(&mut store).await?)),
-                        Export::PatchCheck(node) => api
-                            .call_check(&mut store, node)
-                            .await?
-                            .map(Returned::Installed),
-                        Export::PatchApply(node) => api
-                            .call_apply(&mut store, node)
-                            .await?
-                            .map(|()| Returned::Done),
-                        Export::PatchRevert(node) => api
-                            .call_revert(&mut store, node)
-                            .await?
-                            .map(|()| Returned::Done),
-                        _ => return Err(wrong_world(&self.name, "patch")),
-                    };
-                    (out.map_err(CallError::Plugin), instantiate)
-                }
-            };
-            Ok::<_, wasmtime::Error>(out)
+            match &self.pre {
+                Pre::Plugin(pre) => self.call_plugin(pre, &mut store, export).await,
+                Pre::Legacy(pre) => self.call_legacy(pre, &mut store, export).await,
+                Pre::Patch(pre) => self.call_patch(pre, &mut store, export).await,
+            }
         };
         let outcome = tokio::time::timeout(limits.wall, run).await;
         let (result, instantiate) = match outcome {
@@ -426,6 +372,89 @@ impl LoadedPlugin {
             events,
             instantiate,
         }
+    }
+
+    /// Instantiate a component of world `plugin` and call its export.
+    async fn call_plugin(
+        &self,
+        pre: &PluginPre<PluginState>,
+        store: &mut Store<PluginState>,
+        export: Export<'_>,
+    ) -> wasmtime::Result<(Result<Returned, CallError>, Duration)> {
+        let t = Instant::now();
+        let plugin = pre.instantiate_async(&mut *store).await?;
+        let instantiate = t.elapsed();
+        let api = plugin.stackhost_host_commands();
+        let out = match export {
+            Export::Plan(inv) => match api.call_plan(&mut *store, inv).await? {
+                Ok(plan) => Ok(Returned::Plan(plan)),
+                Err(api::PlanError::Usage(m)) => {
+                    return Ok((Err(CallError::Usage(m)), instantiate));
+                }
+                Err(api::PlanError::Other(e)) => Err(e),
+            },
+            Export::ApplyStep(inv, step) => api
+                .call_apply_step(&mut *store, inv, step)
+                .await?
+                .map(Returned::Outcome),
+            _ => return Err(wrong_world(&self.name, "plugin")),
+        };
+        Ok((out.map_err(CallError::Plugin), instantiate))
+    }
+
+    /// Instantiate a component of world `plugin-0-1-0` and call its export.
+    async fn call_legacy(
+        &self,
+        pre: &Plugin010Pre<PluginState>,
+        store: &mut Store<PluginState>,
+        export: Export<'_>,
+    ) -> wasmtime::Result<(Result<Returned, CallError>, Duration)> {
+        let t = Instant::now();
+        let plugin = pre.instantiate_async(&mut *store).await?;
+        let instantiate = t.elapsed();
+        let api = plugin.stackhost_host_plugin_api();
+        let out = match export {
+            Export::Plan(inv) => api
+                .call_plan(&mut *store, &legacy::invocation(inv))
+                .await?
+                .map(|p| Returned::Plan(legacy::plan(p))),
+            Export::ApplyStep(inv, step) => api
+                .call_apply_step(&mut *store, &legacy::invocation(inv), &legacy::step(step))
+                .await?
+                .map(|o| Returned::Outcome(legacy::outcome(o))),
+            _ => return Err(wrong_world(&self.name, "plugin")),
+        };
+        Ok((out.map_err(CallError::Plugin), instantiate))
+    }
+
+    /// Instantiate a component of world `patch` and call its export.
+    async fn call_patch(
+        &self,
+        pre: &PatchPre<PluginState>,
+        store: &mut Store<PluginState>,
+        export: Export<'_>,
+    ) -> wasmtime::Result<(Result<Returned, CallError>, Duration)> {
+        let t = Instant::now();
+        let patch = pre.instantiate_async(&mut *store).await?;
+        let instantiate = t.elapsed();
+        let api = patch.stackhost_host_patch_api();
+        let out = match export {
+            Export::PatchInfo => Ok(Returned::Info(api.call_info(&mut *store).await?)),
+            Export::PatchCheck(node) => api
+                .call_check(&mut *store, node)
+                .await?
+                .map(Returned::Installed),
+            Export::PatchApply(node) => api
+                .call_apply(&mut *store, node)
+                .await?
+                .map(|()| Returned::Done),
+            Export::PatchRevert(node) => api
+                .call_revert(&mut *store, node)
+                .await?
+                .map(|()| Returned::Done),
+            _ => return Err(wrong_world(&self.name, "patch")),
+        };
+        Ok((out.map_err(CallError::Plugin), instantiate))
     }
 
     fn trap_error(&self, trap: wasmtime::Error, store: &Store<PluginState>) -> CallError {

@@ -201,6 +201,8 @@ struct CopyWalk<'a> {
 impl CopyWalk<'_> {
     /// Copy the open directory `src` to `name` in `dst_parent`; `rel` is
     /// that destination relative to its grant root (for link checks).
+    // Long because it is a directory walk copying each kind of entry beneath
+    // handles in one loop.
     fn dir(
         &mut self,
         src: &OwnedFd,
@@ -527,6 +529,8 @@ fn member_dir(dest: BorrowedFd<'_>, rel: &Path, what: &str) -> Result<OwnedFd, F
 /// Unpack the tar stream `input` into `at` (created when missing; an
 /// existing destination keeps its mode). Returns the bytes of file data
 /// written.
+// Long because it is one pass over a tar stream, each member kind handled
+// beneath the handle in the same loop.
 pub fn unpack(at: &At<'_>, input: &mut dyn Read, links: &LinkPolicy) -> Result<u64, FsError> {
     let dest = mkdir_all(at.root.fd(), &at.root.rel(&at.rel))?;
     let mut archive = tar::Archive::new(input);

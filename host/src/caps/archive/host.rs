@@ -155,6 +155,8 @@ fn poison(inner: &Mutex<Option<artifact::Writer>>, why: &str) {
 }
 
 /// Stream `path` on `node` into the writer under `name`.
+// Long because it is one stream from node to artifact, with the dry-run
+// record, the scope check and the writer poisoned on each way it can fail.
 async fn add_path(
     call: &CallCtx,
     writer: (PathBuf, Option<Arc<Mutex<Option<artifact::Writer>>>>),

@@ -81,6 +81,9 @@ fn context(dockerfile: &str) -> Result<Vec<u8>, WitError> {
         .map_err(|e| WitError::Failed(format!("build context: {e}")))
 }
 
+// Long because it is one stream from the engine (context sent, progress
+// lines, errors, the image id) read in order; split, its state would be
+// handed from piece to piece.
 pub(super) async fn build(
     view: &CapView<'_>,
     node: String,

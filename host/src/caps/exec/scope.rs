@@ -149,6 +149,7 @@ pub fn quoted_call(program: &str, args: &[String], cap: usize) -> String {
 /// counts too. The list is what an operator is likely to be asked for,
 /// not every such program; a pattern with leading arguments is not
 /// judged here.
+// Long because it is a table of program names.
 pub fn root_equivalent(program: &str) -> bool {
     const EXACT: &[&str] = &[
         // Shells, interpreters and programs that run another program.

@@ -25,6 +25,8 @@ use wasmtime::component::Resource;
 
 type R<T> = wasmtime::Result<Result<T, WitError>>;
 
+// Long because it is scope, dry-run record, role session, spool, pg_dump and
+// the add in one sequence, each failure leaving nothing behind.
 async fn dump(
     call: &CallCtx,
     node: &str,

@@ -413,6 +413,8 @@ struct TargetReport {
 /// of the login role. An existing database must be owned by a plain role;
 /// a missing one is created, owned by a NOLOGIN role of its own name
 /// (made when missing, and plain by the same rule).
+// Long because it is a sequence of checked SQL statements that together
+// decide the restore role.
 pub async fn restore_owner(
     call: &CallCtx,
     node: &Node,

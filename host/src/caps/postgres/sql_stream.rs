@@ -179,6 +179,8 @@ impl Splitter {
     }
 
     /// One line (with its newline, unless the stream ended without one).
+    // Long because it is a state machine over one line of SQL (quotes, dollar
+    // quotes, comments, COPY data), its states clearest in one match.
     fn line(&mut self, line: &[u8], out: &mut Vec<Piece>) -> Result<(), SplitError> {
         self.line += 1;
         if self.copying {

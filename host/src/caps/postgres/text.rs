@@ -106,6 +106,7 @@ impl<'a> Fields<'a> {
 }
 
 /// The text PostgreSQL prints for the binary value `raw` of type `ty`.
+// Long because it is one arm per PostgreSQL type.
 pub fn to_text(ty: &Type, raw: &[u8]) -> Result<String, TextError> {
     match ty.kind() {
         Kind::Domain(base) => return to_text(base, raw),

@@ -3,9 +3,9 @@
 //! a while), and the report printed with the exit code it deserves.
 
 use super::args::ExecFlags;
-use crate::run::apply::JournalHandle;
+use crate::run::apply::{JournalHandle, UnrecordedStep};
 use crate::run::interrupt::{Interrupt, Signal};
-use crate::run::journal::{RunEnd, Takeover};
+use crate::run::journal::{Journal, RunEnd, Takeover};
 use crate::run::report::RunReport;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,26 +24,10 @@ where
     F: FnOnce(JournalHandle) -> Fut,
     Fut: Future<Output = RunReport>,
 {
-    let (journal, run, unrecorded) = (h.journal.clone(), h.run, h.unrecorded.clone());
+    let (journal, run) = (h.journal.clone(), h.run);
+    let unrecorded = h.unrecorded.clone();
     if mutating {
-        match journal.lock(run, cluster, flags.lock_ttl, flags.force_unlock) {
-            Ok(None) => {}
-            Ok(Some(Takeover::Forced(prev))) => eprintln!(
-                "warning: --force-unlock took the cluster lock from run {prev}; \
-                 if that run is still going, two mutating runs now overlap"
-            ),
-            Ok(Some(Takeover::Expired(prev))) => eprintln!(
-                "note: the cluster lock of run {prev} had expired (its holder is gone); taking it over"
-            ),
-            Ok(Some(Takeover::HolderGone { run: prev, pid })) => eprintln!(
-                "note: the cluster lock was held by run {prev}, whose process {pid} on this machine \
-                 is gone; taking it over (`stackhost runs show {prev}`, `stackhost resume {prev}`)"
-            ),
-            Err(e) => {
-                journal.finish_run(run, RunEnd::Failed, Some(&e.to_string()))?;
-                return Err(e.into());
-            }
-        }
+        take_lock(&journal, run, cluster, flags)?;
     }
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -54,46 +38,14 @@ where
         {
             tracing::warn!("cannot listen for SIGINT and SIGTERM: {e}");
         }
-        let ttl = flags.lock_ttl;
         let heartbeat = mutating.then(|| {
-            let journal = journal.clone();
-            let interrupt = interrupt.clone();
-            let cluster = cluster.to_string();
-            // Renew every third of the lease. A run that can no longer
-            // claim the lock stops starting steps (as if interrupted)
-            // before its last lease runs out and another run may take it.
-            tokio::spawn(async move {
-                let mut renewed = std::time::Instant::now();
-                let lost = |why: String| {
-                    eprintln!("error: run {run} {why}; stopping: no new step starts");
-                    if let Some(i) = &interrupt {
-                        i.raise(Signal::LockLost);
-                    }
-                };
-                loop {
-                    tokio::time::sleep(ttl / 3).await;
-                    let journal = journal.clone();
-                    let cluster = cluster.clone();
-                    let answer =
-                        tokio::task::spawn_blocking(move || journal.renew(run, &cluster, ttl))
-                            .await;
-                    match answer {
-                        Ok(Ok(true)) => renewed = std::time::Instant::now(),
-                        Ok(Ok(false)) => {
-                            lost("lost the cluster lock (taken with --force-unlock?)".into());
-                            break;
-                        }
-                        Ok(Err(e)) if renewed.elapsed() >= ttl * 2 / 3 => {
-                            lost(format!(
-                                "could not renew the cluster lock before its lease ends: {e}"
-                            ));
-                            break;
-                        }
-                        Ok(Err(e)) => tracing::warn!("cannot renew the cluster lock: {e}"),
-                        Err(e) => tracing::warn!("the lock's heartbeat failed: {e}"),
-                    }
-                }
-            })
+            let lease = Lease {
+                journal: journal.clone(),
+                run,
+                cluster: cluster.to_string(),
+                ttl: flags.lock_ttl,
+            };
+            tokio::spawn(lease.keep(interrupt.clone()))
         });
         let report = work(h).await;
         if let Some(hb) = heartbeat {
@@ -104,7 +56,84 @@ where
     // Blocking work of stopped steps (an artifact being written) ends, and
     // cleans up, before the run is recorded as over.
     tokio.shutdown_timeout(std::time::Duration::from_secs(30));
-    let (end, reason) = if let Some(sig) = report.interrupted {
+    let steps: Vec<_> = std::mem::take(&mut *unrecorded.lock().unwrap_or_else(|p| p.into_inner()));
+    record_end(&journal, run, cluster, mutating, &report, &steps);
+    Ok(report)
+}
+
+/// Take the cluster lock for `run`, saying whose it took over; a refusal
+/// ends the run as failed.
+fn take_lock(journal: &Journal, run: i64, cluster: &str, flags: &ExecFlags) -> anyhow::Result<()> {
+    match journal.lock(run, cluster, flags.lock_ttl, flags.force_unlock) {
+        Ok(None) => {}
+        Ok(Some(Takeover::Forced(prev))) => eprintln!(
+            "warning: --force-unlock took the cluster lock from run {prev}; \
+             if that run is still going, two mutating runs now overlap"
+        ),
+        Ok(Some(Takeover::Expired(prev))) => eprintln!(
+            "note: the cluster lock of run {prev} had expired (its holder is gone); taking it over"
+        ),
+        Ok(Some(Takeover::HolderGone { run: prev, pid })) => eprintln!(
+            "note: the cluster lock was held by run {prev}, whose process {pid} on this machine \
+             is gone; taking it over (`stackhost runs show {prev}`, `stackhost resume {prev}`)"
+        ),
+        Err(e) => {
+            journal.finish_run(run, RunEnd::Failed, Some(&e.to_string()))?;
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+/// The cluster lock a mutating run holds.
+struct Lease {
+    journal: Journal,
+    run: i64,
+    cluster: String,
+    ttl: std::time::Duration,
+}
+
+impl Lease {
+    /// Renew every third of the lease. A run that can no longer claim the
+    /// lock stops starting steps (as if interrupted) before its last lease
+    /// runs out and another run may take it.
+    async fn keep(self, interrupt: Option<Arc<Interrupt>>) {
+        let (run, ttl) = (self.run, self.ttl);
+        let mut renewed = std::time::Instant::now();
+        let lost = |why: String| {
+            eprintln!("error: run {run} {why}; stopping: no new step starts");
+            if let Some(i) = &interrupt {
+                i.raise(Signal::LockLost);
+            }
+        };
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            let journal = self.journal.clone();
+            let cluster = self.cluster.clone();
+            let answer =
+                tokio::task::spawn_blocking(move || journal.renew(run, &cluster, ttl)).await;
+            match answer {
+                Ok(Ok(true)) => renewed = std::time::Instant::now(),
+                Ok(Ok(false)) => {
+                    lost("lost the cluster lock (taken with --force-unlock?)".into());
+                    break;
+                }
+                Ok(Err(e)) if renewed.elapsed() >= ttl * 2 / 3 => {
+                    lost(format!(
+                        "could not renew the cluster lock before its lease ends: {e}"
+                    ));
+                    break;
+                }
+                Ok(Err(e)) => tracing::warn!("cannot renew the cluster lock: {e}"),
+                Err(e) => tracing::warn!("the lock's heartbeat failed: {e}"),
+            }
+        }
+    }
+}
+
+/// How the run ended, for the journal.
+fn run_end(report: &RunReport) -> (RunEnd, Option<String>) {
+    if let Some(sig) = report.interrupted {
         (RunEnd::Interrupted, Some(format!("interrupted by {sig}")))
     } else if report.succeeded() {
         (RunEnd::Succeeded, None)
@@ -114,14 +143,24 @@ where
         (RunEnd::Failed, Some(format!("the rollout halted: {h}")))
     } else {
         (RunEnd::Failed, Some("some steps failed".to_string()))
-    };
-    // What the journal must hear before the run is over: the ends of
-    // steps it could not record, the run's end, the lock's release. If its
-    // database is out of reach, wait for it a while: a step whose end is
-    // lost would run again on resume.
-    let steps: Vec<_> = std::mem::take(&mut *unrecorded.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// What the journal must hear before the run is over: the ends of steps
+/// it could not record, the run's end, the lock's release. If its database
+/// is out of reach, wait for it a while: a step whose end is lost would
+/// run again on resume.
+fn record_end(
+    journal: &Journal,
+    run: i64,
+    cluster: &str,
+    mutating: bool,
+    report: &RunReport,
+    steps: &[UnrecordedStep],
+) {
+    let (end, reason) = run_end(report);
     let record = || -> Result<(), crate::run::journal::JournalError> {
-        for s in &steps {
+        for s in steps {
             journal.step_finished(run, s.phase, s.step, s.state, &s.message, s.data.as_deref())?;
         }
         journal.finish_run(run, end, reason.as_deref())?;
@@ -131,12 +170,14 @@ where
         Ok(())
     };
     let deadline = std::time::Instant::now() + JOURNAL_WAIT;
-    let (mut said, mut recorded) = (false, false);
+    let mut said = false;
     loop {
         match record() {
             Ok(()) => {
-                recorded = true;
-                break;
+                if said {
+                    eprintln!("note: the journal is back; run {run} is recorded");
+                }
+                return;
             }
             Err(e) if std::time::Instant::now() < deadline => {
                 if !said {
@@ -155,14 +196,10 @@ where
                      running until its holder is seen gone; its lock lapses after --lock-ttl; \
                      `stackhost resume {run}` may run again the steps whose end was not recorded"
                 );
-                break;
+                return;
             }
         }
     }
-    if said && recorded {
-        eprintln!("note: the journal is back; run {run} is recorded");
-    }
-    Ok(report)
 }
 
 /// How long the end of a run waits for an unreachable journal database.
