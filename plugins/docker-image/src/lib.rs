@@ -10,6 +10,7 @@
 //! run the docker restart command".
 
 use serde::{Deserialize, Serialize};
+use stackato::{from_json, to_json};
 use stackhost_sdk::docker::{self, Container, Image};
 use stackhost_sdk::prelude::*;
 use std::collections::HashMap;
@@ -76,10 +77,6 @@ fn age(secs: i64) -> String {
         s if s < 86_400 => format!("{}h", s / 3600),
         s => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
     }
-}
-
-fn to_json<T: Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| Error::plugin(e.to_string()))
 }
 
 /// Running containers whose image is not `image`.
@@ -309,8 +306,10 @@ fn restore(node: &Node) -> Result<Outcome> {
             "not upgraded by this run: nothing to restore",
         ));
     };
-    let up: Upgraded = serde_json::from_str(done.data.as_deref().unwrap_or(""))
-        .map_err(|e| Error::plugin(format!("the upgrade step's data: {e}")))?;
+    let up: Upgraded = from_json(
+        done.data.as_deref().unwrap_or(""),
+        "the upgrade step's data",
+    )?;
     retag_previous(node, &up.pre_tag, &up.previous)
 }
 
@@ -507,9 +506,7 @@ impl Plugin for DockerImage {
 
     fn apply(inv: &Invocation, step: &Step) -> Result<Outcome> {
         let node = step.node();
-        let params = || -> Result<Params> {
-            serde_json::from_str(step.payload()).map_err(|e| Error::plugin(e.to_string()))
-        };
+        let params = || -> Result<Params> { from_json(step.payload(), "the step's payload") };
         match step.name() {
             "status" => status(&node),
             "upgrade" => upgrade(inv, &node, &params()?, false),

@@ -5,6 +5,7 @@
 //! missing: a second run is `ok`.
 
 use serde::Serialize;
+use stackato::{apt_as_root, to_json, would_have};
 use stackhost_sdk::prelude::*;
 
 /// What `config` needs on the server: the daemon with `nagios4 -v`
@@ -20,17 +21,10 @@ const SYSTEMD: &str = "/run/systemd/system";
 /// Where Debian's default runlevel keeps its start links.
 const RUNLEVEL_DIR: &str = "/etc/rc2.d";
 
-fn as_root(program: &str) -> Command {
-    Command::new(program)
-        .user("root")
-        .env("LANG", "C")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-}
-
 /// The installed version of `package`, if it is installed.
 fn installed(node: &Node, package: &str) -> Result<Option<String>> {
     let out =
-        node.run(as_root("dpkg-query").args(["-W", "-f", "${Status} ${Version}", package]))?;
+        node.run(apt_as_root("dpkg-query").args(["-W", "-f", "${Status} ${Version}", package]))?;
     let text = out.stdout_str();
     Ok(text
         .strip_prefix("install ok installed ")
@@ -59,7 +53,7 @@ enum Boot {
 
 fn boot(node: &Node) -> Result<Boot> {
     if node.exists(SYSTEMD)? {
-        let out = node.run(as_root("systemctl").args(["is-enabled", SERVICE]))?;
+        let out = node.run(apt_as_root("systemctl").args(["is-enabled", SERVICE]))?;
         return Ok(if out.success() {
             Boot::Enabled
         } else {
@@ -113,11 +107,11 @@ pub fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
         .collect();
     let mut done = Vec::new();
     if !missing.is_empty() {
-        node.run(as_root("apt-get").args(["update", "-q"]).live())?
+        node.run(apt_as_root("apt-get").args(["update", "-q"]).live())?
             .check()
             .map_err(|e| Error::plugin(format!("apt-get update on {name}: {e}")))?;
         for package in &missing {
-            let policy = node.run(as_root("apt-cache").args(["policy", package]))?;
+            let policy = node.run(apt_as_root("apt-cache").args(["policy", package]))?;
             if candidate(&policy.stdout_str()).is_none() {
                 let stale = if inv.dry_run() {
                     " (the package lists were not refreshed under --dry-run)"
@@ -132,7 +126,7 @@ pub fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
         // Both names, installed or not, so the grant can name the exact
         // command line.
         node.run(
-            as_root("apt-get")
+            apt_as_root("apt-get")
                 .args(["-y", "install"])
                 .args(PACKAGES)
                 .live(),
@@ -179,7 +173,7 @@ pub fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
         match boot(node)? {
             Boot::Enabled => {}
             Boot::Disabled if node.exists(SYSTEMD)? => {
-                node.run(as_root("systemctl").args(["enable", SERVICE]))?
+                node.run(apt_as_root("systemctl").args(["enable", SERVICE]))?
                     .check()?;
                 enabled_now = true;
             }
@@ -189,7 +183,7 @@ pub fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
                 } else {
                     "enable"
                 };
-                node.run(as_root("update-rc.d").args([SERVICE, how]))?
+                node.run(apt_as_root("update-rc.d").args([SERVICE, how]))?
                     .check()?;
                 enabled_now = true;
             }
@@ -200,10 +194,10 @@ pub fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
     }
 
     let running = node
-        .run(as_root("service").args([SERVICE, "status"]))?
+        .run(apt_as_root("service").args([SERVICE, "status"]))?
         .success();
     if !running {
-        node.run(as_root("service").args([SERVICE, "start"]))?
+        node.run(apt_as_root("service").args([SERVICE, "start"]))?
             .check()
             .map_err(|e| {
                 Error::plugin(format!(
@@ -217,13 +211,12 @@ pub fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
         .iter()
         .map(|p| format!("{} {}", p.name, p.version.as_deref().unwrap_or("")))
         .collect();
-    let data = serde_json::to_string(&Installed {
+    let data = to_json(&Installed {
         server: name.to_string(),
         enabled_now,
         started_now: !running,
         packages,
-    })
-    .map_err(|e| Error::plugin(e.to_string()))?;
+    })?;
     if done.is_empty() {
         return Ok(Outcome::ok(format!(
             "{} installed; {SERVICE} enabled at boot and running",
@@ -231,8 +224,7 @@ pub fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
         ))
         .with_data(data));
     }
-    let verb = if inv.dry_run() { "would have " } else { "" };
-    Ok(Outcome::changed(format!("{verb}{}", done.join("; "))).with_data(data))
+    Ok(Outcome::changed(would_have(inv, done.join("; "))).with_data(data))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod install;
 
 use config::{Host, MainConfig, Templates};
 use serde::{Deserialize, Serialize};
+use stackato::{as_root, from_json, to_json};
 use stackhost_sdk::nodes::InventoryNode;
 use stackhost_sdk::prelude::*;
 
@@ -69,10 +70,6 @@ fn server(inv: &Invocation, inventory: &[InventoryNode]) -> Result<Node> {
             chosen.name
         ),
     }
-}
-
-fn as_root(program: &str) -> Command {
-    Command::new(program).user("root").env("LANG", "C")
 }
 
 fn path(file: &str) -> String {
@@ -200,7 +197,7 @@ fn apply_config(inv: &Invocation, node: &Node, payload: &Payload) -> Result<Outc
         reloaded: false,
     };
     let counts = format!("{} hosts, {services} services", payload.hosts.len());
-    let data = |s: &Summary| serde_json::to_string(s).map_err(|e| Error::plugin(e.to_string()));
+    let data = |s: &Summary| to_json(s);
     if previous.is_empty() {
         return Ok(Outcome::ok(format!(
             "Nagios configuration in {DIR} is up to date ({counts})"
@@ -271,15 +268,14 @@ impl Plugin for Nagios {
         let payload = Payload {
             hosts: config::hosts(&inventory)?,
         };
-        let payload = serde_json::to_string(&payload).map_err(|e| Error::plugin(e.to_string()))?;
+        let payload = to_json(&payload)?;
         Ok(Plan::new().phase(Phase::new("config").step(&server, "config", payload)))
     }
 
     fn apply(inv: &Invocation, step: &Step) -> Result<Outcome> {
         match step.name() {
             "config" => {
-                let payload: Payload = serde_json::from_str(step.payload())
-                    .map_err(|e| Error::plugin(format!("bad step payload: {e}")))?;
+                let payload: Payload = from_json(step.payload(), "the step's payload")?;
                 apply_config(inv, &step.node(), &payload)
             }
             "install" => install::apply(inv, &step.node()),

@@ -10,6 +10,7 @@
 //! `NRIA_LICENSE_KEY`; nrsysmond its config, mounted).
 
 use serde::{Deserialize, Serialize};
+use stackato::{from_json, to_json};
 use stackhost_sdk::docker::{self, BuildOptions};
 use stackhost_sdk::prelude::*;
 
@@ -150,7 +151,7 @@ pub fn image(
         previous,
         pre_tag,
     };
-    let data = serde_json::to_string(&data).map_err(|e| Error::plugin(e.to_string()))?;
+    let data = to_json(&data)?;
     Ok(Outcome::changed(message).with_data(data))
 }
 
@@ -166,8 +167,7 @@ pub fn restore(node: &Node) -> Result<Outcome> {
             "not changed by this run: nothing to restore",
         ));
     };
-    let imaged: Imaged = serde_json::from_str(done.data.as_deref().unwrap_or(""))
-        .map_err(|e| Error::plugin(format!("the image step's data: {e}")))?;
+    let imaged: Imaged = from_json(done.data.as_deref().unwrap_or(""), "the image step's data")?;
     let latest = docker::inspect_image(node, LATEST)?;
     if latest.id == imaged.previous {
         return Ok(Outcome::ok("latest is the previous image already"));

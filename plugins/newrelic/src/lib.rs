@@ -13,6 +13,7 @@ mod image;
 
 use agent::{Agent, Settings};
 use serde::Serialize;
+use stackato::{apt_as_root, to_json};
 use stackhost_sdk::prelude::*;
 
 struct NewRelic;
@@ -21,17 +22,14 @@ const SOURCE: &str = "/etc/apt/sources.list.d/newrelic-infra.list";
 /// apt 2.4 and later make it; the key is not written without it.
 const KEYRINGS: &str = "/etc/apt/keyrings";
 
-fn root(program: &str) -> Command {
-    Command::new(program)
-        .user("root")
-        .env("LANG", "C")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-}
-
 /// The installed version of `agent`'s package, if it is installed.
 fn installed(node: &Node, agent: &Agent) -> Result<Option<String>> {
-    let out =
-        node.run(root("dpkg-query").args(["-W", "-f", "${Status} ${Version}", agent.package]))?;
+    let out = node.run(apt_as_root("dpkg-query").args([
+        "-W",
+        "-f",
+        "${Status} ${Version}",
+        agent.package,
+    ]))?;
     let text = out.stdout_str();
     Ok(text
         .strip_prefix("install ok installed ")
@@ -41,7 +39,7 @@ fn installed(node: &Node, agent: &Agent) -> Result<Option<String>> {
 
 fn running(node: &Node, agent: &Agent) -> Result<bool> {
     Ok(node
-        .run(root("service").args([agent.service, "status"]))?
+        .run(apt_as_root("service").args([agent.service, "status"]))?
         .success())
 }
 
@@ -165,11 +163,11 @@ fn install(inv: &Invocation, node: &Node) -> Result<Outcome> {
     let before = installed(node, agent)?;
     let package_installed = before.is_none();
     if package_installed {
-        node.run(root("apt-get").args(["update", "-q"]).live())?
+        node.run(apt_as_root("apt-get").args(["update", "-q"]).live())?
             .check()
             .map_err(|e| Error::plugin(format!("apt-get update on {}: {e}", me.name)))?;
         node.run(
-            root("apt-get")
+            apt_as_root("apt-get")
                 .args(["-y", "install", agent.package])
                 .live(),
         )?
@@ -182,11 +180,11 @@ fn install(inv: &Invocation, node: &Node) -> Result<Outcome> {
     }
     // A new config is read only on a restart; a stopped agent is started.
     let service = if config_written || package_installed {
-        node.run(root("service").args([agent.service, "restart"]))?
+        node.run(apt_as_root("service").args([agent.service, "restart"]))?
             .check()?;
         "restarted"
     } else if !running(node, agent)? {
-        node.run(root("service").args([agent.service, "start"]))?
+        node.run(apt_as_root("service").args([agent.service, "start"]))?
             .check()?;
         "started"
     } else {
@@ -200,7 +198,7 @@ fn install(inv: &Invocation, node: &Node) -> Result<Outcome> {
     } else {
         installed(node, agent)?
     };
-    let data = serde_json::to_string(&Installed {
+    let data = to_json(&Installed {
         package: agent.package,
         config: agent.config,
         config_written,
@@ -209,8 +207,7 @@ fn install(inv: &Invocation, node: &Node) -> Result<Outcome> {
         package_installed,
         service,
         version: version.clone(),
-    })
-    .map_err(|e| Error::plugin(e.to_string()))?;
+    })?;
     Ok(if done.is_empty() {
         Outcome::ok(format!(
             "{} {} installed, configured and running",
@@ -291,12 +288,16 @@ fn remove(inv: &Invocation, node: &Node) -> Result<Outcome> {
     for agent in agent::ALL {
         if installed(node, agent)?.is_some() {
             if running(node, agent)? {
-                node.run(root("service").args([agent.service, "stop"]))?
+                node.run(apt_as_root("service").args([agent.service, "stop"]))?
                     .check()?;
                 done.push(format!("stopped {}", agent.service));
             }
-            node.run(root("apt-get").args(["-y", "purge", agent.package]).live())?
-                .check()?;
+            node.run(
+                apt_as_root("apt-get")
+                    .args(["-y", "purge", agent.package])
+                    .live(),
+            )?
+            .check()?;
             done.push(format!("purged {}", agent.package));
         }
         if node.exists(agent.config)? {

@@ -10,6 +10,7 @@
 //! next one goes down.
 
 use serde::Serialize;
+use stackato::{from_json, role_init_script, role_service, to_json, would_have};
 use stackhost_sdk::prelude::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -285,7 +286,7 @@ fn status(node: &Node) -> Result<Outcome> {
         "unattended-upgrades {}",
         if st.unattended_upgrades { "on" } else { "off" }
     ));
-    let data = serde_json::to_string(&st).map_err(|e| Error::plugin(e.to_string()))?;
+    let data = to_json(&st)?;
     Ok(Outcome::ok(parts.join("; ")).with_data(data))
 }
 
@@ -312,11 +313,10 @@ fn enable_unattended(inv: &Invocation, node: &Node) -> Result<Outcome> {
             "removed {AUTO_REBOOT} (automatic reboots need --allow-automatic-reboot)"
         ));
     }
-    let verb = if inv.dry_run() { "would have " } else { "" };
     Ok(if done.is_empty() {
         Outcome::ok("unattended security upgrades already on")
     } else {
-        Outcome::changed(format!("{verb}{}", done.join("; ")))
+        Outcome::changed(would_have(inv, done.join("; ")))
     })
 }
 
@@ -358,11 +358,10 @@ fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
             .filter(|u| all || u.is_security())
             .collect();
         let list: Vec<String> = pending.iter().map(Upgrade::short).collect();
-        let data = serde_json::to_string(&Applied {
+        let data = to_json(&Applied {
             upgraded: pending,
             reboot: reboot(node)?,
-        })
-        .map_err(|e| Error::plugin(e.to_string()))?;
+        })?;
         return Ok(if list.is_empty() {
             Outcome::ok("nothing to upgrade (as the package lists stand now)")
         } else {
@@ -411,8 +410,7 @@ fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
     } else {
         Outcome::changed(message)
     };
-    let data = serde_json::to_string(&Applied { upgraded, reboot })
-        .map_err(|e| Error::plugin(e.to_string()))?;
+    let data = to_json(&Applied { upgraded, reboot })?;
     Ok(outcome.with_data(data))
 }
 
@@ -452,8 +450,8 @@ fn wait_of(inv: &Invocation) -> Result<Duration> {
 fn role_services(node: &Node) -> Result<Vec<String>> {
     let mut services = Vec::new();
     for role in node.roles() {
-        let service = format!("stackato-{role}");
-        if node.exists(&format!("/etc/init.d/{service}"))? {
+        let service = role_service(role);
+        if node.exists(&role_init_script(role))? {
             services.push(service);
         }
     }
@@ -578,13 +576,13 @@ fn apply_then_reboot(inv: &Invocation, node: &Node) -> Result<Outcome> {
     } else {
         let r = reboot_node(inv, node, false)?;
         let data = match r.data() {
-            Some(d) => serde_json::from_str(d).map_err(|e| Error::plugin(e.to_string()))?,
+            Some(d) => from_json(d, "the reboot step's data")?,
             None => serde_json::Value::Null,
         };
         (r.message().to_string(), data)
     };
     let mut data: serde_json::Value = match applied.data() {
-        Some(d) => serde_json::from_str(d).map_err(|e| Error::plugin(e.to_string()))?,
+        Some(d) => from_json(d, "the upgrade step's data")?,
         None => serde_json::json!({}),
     };
     if let Some(map) = data.as_object_mut() {
@@ -599,10 +597,6 @@ fn apply_then_reboot(inv: &Invocation, node: &Node) -> Result<Outcome> {
         Outcome::ok(message)
     };
     Ok(outcome.with_data(to_json(&data)?))
-}
-
-fn to_json(value: &impl Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::plugin(e.to_string()))
 }
 
 impl Plugin for OsUpdate {

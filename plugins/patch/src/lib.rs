@@ -18,6 +18,7 @@
 
 use semver::{Version, VersionReq};
 use serde::Serialize;
+use stackato::role_service;
 use stackhost_sdk::patches::{self, InstalledPatch};
 use stackhost_sdk::prelude::*;
 use std::collections::BTreeMap;
@@ -572,7 +573,7 @@ fn restart(inv: &Invocation, step: &Step) -> Result<Outcome> {
         .filter(|r| !r.is_empty())
         .collect();
     for role in &roles {
-        let service = format!("stackato-{role}");
+        let service = role_service(role);
         let out = node.run(Command::new("service").arg(&service).arg("restart"))?;
         ensure!(
             out.success(),

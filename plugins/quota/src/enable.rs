@@ -14,8 +14,8 @@
 //!   says they take effect at the next mount (or reboot).
 
 use crate::fsinfo::{Mount, qgroups};
-use crate::to_json;
 use serde::{Deserialize, Serialize};
+use stackato::{as_root, to_json, would};
 use stackhost_sdk::prelude::*;
 
 const FSTAB: &str = "/etc/fstab";
@@ -90,18 +90,6 @@ pub fn add_options(fstab: &str, target: &str, options: &[&str]) -> Result<Option
     Ok(Some(text))
 }
 
-fn root(program: &str) -> Command {
-    Command::new(program).user("root").env("LANG", "C")
-}
-
-fn would(inv: &Invocation, text: String) -> String {
-    if inv.dry_run() {
-        format!("would {text}")
-    } else {
-        text
-    }
-}
-
 /// Add `options` to the mount's fstab line; what happened, for the message.
 fn persist(node: &Node, mount: &Mount, options: &[&str]) -> Result<Option<String>> {
     let text = match node.read_to_string(FSTAB) {
@@ -135,9 +123,9 @@ fn btrfs(inv: &Invocation, node: &Node, mount: &Mount) -> Result<Option<String>>
     if qgroups(node, target)?.is_some() {
         return Ok(None);
     }
-    node.run(root("btrfs").args(["quota", "enable", target]))?
+    node.run(as_root("btrfs").args(["quota", "enable", target]))?
         .check()?;
-    node.run(root("btrfs").args(["quota", "rescan", "-w", target]))?
+    node.run(as_root("btrfs").args(["quota", "rescan", "-w", target]))?
         .check()?;
     let verb = if inv.dry_run() {
         "would turn"
@@ -148,7 +136,7 @@ fn btrfs(inv: &Invocation, node: &Node, mount: &Mount) -> Result<Option<String>>
 }
 
 fn ext4_user_quota_on(node: &Node, target: &str) -> Result<bool> {
-    let out = node.run(root("quotaon").args(["-p", "-u", target]))?;
+    let out = node.run(as_root("quotaon").args(["-p", "-u", target]))?;
     Ok(out.stdout_str().contains(" is on"))
 }
 
@@ -159,11 +147,11 @@ fn ext4(inv: &Invocation, node: &Node, mount: &Mount) -> Result<Option<String>> 
         return Ok(persist(node, mount, EXT4_OPTIONS)?.map(|p| would(inv, p)));
     }
     let remount = format!("remount,{}", EXT4_OPTIONS.join(","));
-    node.run(root("mount").args(["-o", &remount, target]))?
+    node.run(as_root("mount").args(["-o", &remount, target]))?
         .check()?;
-    node.run(root("quotacheck").args(["-cum", target]))?
+    node.run(as_root("quotacheck").args(["-cum", target]))?
         .check()?;
-    let on = node.run(root("quotaon").args(["-uv", target]))?;
+    let on = node.run(as_root("quotaon").args(["-uv", target]))?;
     if !on.success() {
         let err = on.stderr_str();
         let why = if err.contains("not supported in kernel") || err.contains("No such process") {
@@ -203,8 +191,7 @@ fn xfs(inv: &Invocation, node: &Node, mount: &Mount) -> Result<Option<String>> {
 }
 
 pub fn enable(inv: &Invocation, step: &Step) -> Result<Outcome> {
-    let p: EnablePayload = serde_json::from_str(step.payload())
-        .map_err(|e| Error::plugin(format!("bad payload: {e}")))?;
+    let p: EnablePayload = crate::payload(step)?;
     let node = step.node();
     let mut done = Vec::new();
     let mut already = Vec::new();

@@ -22,6 +22,7 @@ mod units;
 use enable::{EnablePayload, check_supported};
 use fsinfo::{Mount, Qgroup, mount_of, qgroups};
 use serde::{Deserialize, Serialize};
+use stackato::{from_json, to_json};
 use stackhost_sdk::prelude::*;
 use units::{human, human_limit};
 
@@ -74,12 +75,8 @@ pub(crate) fn check_path(path: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn to_json(value: &impl Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::plugin(e.to_string()))
-}
-
 pub(crate) fn payload<T: for<'a> Deserialize<'a>>(step: &Step) -> Result<T> {
-    serde_json::from_str(step.payload()).map_err(|e| Error::plugin(format!("bad payload: {e}")))
+    from_json(step.payload(), "the step's payload")
 }
 
 // ---- show ----

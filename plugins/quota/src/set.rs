@@ -7,8 +7,9 @@
 
 use crate::fsinfo::{Mount, mount_of, qgroups};
 use crate::units::{human_limit, parse_limit};
-use crate::{BACKUP_MAX_AGE_SECS, STORAGE, below, check_path, payload, to_json, valid_service};
+use crate::{BACKUP_MAX_AGE_SECS, STORAGE, below, check_path, payload, valid_service};
 use serde::{Deserialize, Serialize};
+use stackato::to_json;
 use stackhost_sdk::archive;
 use stackhost_sdk::fs::FileType;
 use stackhost_sdk::prelude::*;

@@ -25,6 +25,7 @@ use mounts::{
     parse_mountinfo, refuse_fstype,
 };
 use serde::{Deserialize, Serialize};
+use stackato::{as_root, from_json, to_json};
 use stackhost_sdk::prelude::*;
 
 struct Relocate;
@@ -143,14 +144,6 @@ impl Move {
             self.kind, self.src, self.dest
         )
     }
-}
-
-pub fn as_root(program: &str) -> Command {
-    Command::new(program).user("root").env("LANG", "C")
-}
-
-pub fn to_json(value: &impl Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::plugin(e.to_string()))
 }
 
 /// The node's mount table.
@@ -426,8 +419,7 @@ impl Plugin for Relocate {
             "status" => view::status(&node),
             "cleanup" => view::cleanup(inv, &node, step.payload()),
             name => {
-                let m: Move = serde_json::from_str(step.payload())
-                    .map_err(|e| Error::plugin(format!("bad payload: {e}")))?;
+                let m: Move = from_json(step.payload(), "the step's payload")?;
                 steps::apply(inv, &node, name, &m)
             }
         }

@@ -2,8 +2,9 @@
 //! `verify`, `switch`; `switch-back` (on failure) and `start` (always);
 //! and `already`, when the data is at DEST before the run.
 
-use crate::{Move, as_root, bytes, identity, mount_table, to_json};
+use crate::{Move, bytes, identity, mount_table};
 use serde::Serialize;
+use stackato::{as_root, role_init_script, to_json, would_have};
 use stackhost_sdk::prelude::*;
 
 const FSTAB: &str = "/etc/fstab";
@@ -22,7 +23,7 @@ pub fn apply(inv: &Invocation, node: &Node, step: &str, m: &Move) -> Result<Outc
 }
 
 fn service(role: &str, action: &str) -> Command {
-    as_root(&format!("/etc/init.d/stackato-{role}")).arg(action)
+    as_root(&role_init_script(role)).arg(action)
 }
 
 fn running(node: &Node, role: &str) -> Result<bool> {
@@ -85,14 +86,6 @@ fn with_line(text: &str, m: &Move, with_old: bool) -> String {
     out
 }
 
-fn would(inv: &Invocation, done: &str) -> String {
-    if inv.dry_run() {
-        format!("would have {done}")
-    } else {
-        done.to_string()
-    }
-}
-
 /// The data is at DEST already: make sure the switch is persisted.
 fn already(node: &Node, m: &Move) -> Result<Outcome> {
     let text = fstab(node)?;
@@ -126,7 +119,7 @@ fn stop(inv: &Invocation, node: &Node, m: &Move) -> Result<Outcome> {
     Ok(if stopped.is_empty() {
         Outcome::ok("no role using the data was running")
     } else {
-        Outcome::changed(would(inv, &format!("stopped {}", stopped.join(", "))))
+        Outcome::changed(would_have(inv, &format!("stopped {}", stopped.join(", "))))
     }
     .with_data(data))
 }
@@ -146,7 +139,7 @@ fn copy(inv: &Invocation, node: &Node, m: &Move) -> Result<Outcome> {
             .live(),
     )?
     .check()?;
-    Ok(Outcome::changed(would(
+    Ok(Outcome::changed(would_have(
         inv,
         &format!("copied {} ({}) to {}", m.src, bytes(m.size), m.dest),
     )))
@@ -265,7 +258,7 @@ fn switch(inv: &Invocation, node: &Node, m: &Move) -> Result<Outcome> {
             m.dest
         );
     }
-    Ok(Outcome::changed(would(
+    Ok(Outcome::changed(would_have(
         inv,
         &format!(
             "switched: {} is now {} (bind mount, in {FSTAB}); the old data is kept in {}",
@@ -323,7 +316,7 @@ fn switch_back(inv: &Invocation, node: &Node, m: &Move) -> Result<Outcome> {
     Ok(if done.is_empty() {
         Outcome::ok(format!("{} was not switched: nothing to undo{note}", m.src))
     } else {
-        Outcome::changed(format!("{}{note}", would(inv, &done.join("; "))))
+        Outcome::changed(format!("{}{note}", would_have(inv, &done.join("; "))))
     })
 }
 
@@ -338,7 +331,7 @@ fn start(inv: &Invocation, node: &Node, m: &Move) -> Result<Outcome> {
     Ok(if started.is_empty() {
         Outcome::ok("every role using the data is running")
     } else {
-        Outcome::changed(would(inv, &format!("started {}", started.join(", "))))
+        Outcome::changed(would_have(inv, &format!("started {}", started.join(", "))))
     })
 }
 

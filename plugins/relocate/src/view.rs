@@ -2,8 +2,9 @@
 //! `relocate cleanup` (delete the old copies relocations kept).
 
 use crate::mounts::mount_for;
-use crate::{KINDS, Kind, as_root, bytes, kind, mount_table, realpath, to_json};
+use crate::{KINDS, Kind, bytes, kind, mount_table, realpath};
 use serde::Serialize;
+use stackato::{as_root, from_json, to_json};
 use stackhost_sdk::fs::FileType;
 use stackhost_sdk::prelude::*;
 
@@ -184,8 +185,7 @@ pub fn plan_cleanup(inv: &Invocation) -> Result<Plan> {
 }
 
 pub fn cleanup(inv: &Invocation, node: &Node, payload: &str) -> Result<Outcome> {
-    let kinds: Vec<String> =
-        serde_json::from_str(payload).map_err(|e| Error::plugin(format!("bad payload: {e}")))?;
+    let kinds: Vec<String> = from_json(payload, "the step's payload")?;
     let table = mount_table(node)?;
     let mut removed = Vec::new();
     for k in kinds.iter().filter_map(|n| kind(n)) {

@@ -7,6 +7,7 @@
 //! is not root); file edits need the inventory's `sudo = true` for such a
 //! login.
 
+use stackato::read_optional;
 use stackhost_sdk::prelude::*;
 
 struct SshKeys;
@@ -28,15 +29,6 @@ fn key_id(line: &str) -> Option<(String, String)> {
         .iter()
         .any(|p| kind.starts_with(p));
     is_key.then(|| (kind.to_string(), blob.to_string()))
-}
-
-/// Read a file that may not exist.
-fn read_optional(node: &Node, path: &str) -> Result<Option<String>> {
-    match node.read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// Add `key` to root's authorized_keys on `node`; true when it changed.
