@@ -12,13 +12,42 @@ mod support;
 
 use support::{Sandbox, only_step, scratch_rw, wasm};
 
-const GRANTS: &str =
-    "(exec grants: touch -m, date, docker, ls -d (read-only), date -u (read-only))";
+const GRANTS: &str = "(exec grants: touch -m {args...}, date {args...}, docker {args...}, ls -d {args...} (read-only), date -u {args...} (read-only))";
 
-const REQUEST: &str = "exec: run touch -m, date, docker, ls -d (read-only), date -u (read-only) \
-                       — runs what the tests tell it to, inside argument prefixes";
+/// The grant as `plugin info` and the install prompt show it: every
+/// argv prefix takes any further arguments, so each is flagged as root.
+const REQUEST: &str = "equivalent to root on the node:
+  ! exec     ls -d {args...}: any arguments (an argv prefix: it takes any further arguments) — runs what the tests tell it to, inside argument prefixes
+  ! exec     date -u {args...}: any arguments (an argv prefix: it takes any further arguments) — runs what the tests tell it to, inside argument prefixes
+  ! exec     touch -m {args...}: any arguments (an argv prefix: it takes any further arguments) — runs what the tests tell it to, inside argument prefixes
+  ! exec     date {args...}: any arguments (an argv prefix: it takes any further arguments) — runs what the tests tell it to, inside argument prefixes
+  ! exec     docker {args...}: any arguments (an argv prefix: it takes any further arguments) — runs what the tests tell it to, inside argument prefixes
+";
 
-const ROOT_WARNING: &str = "warning: granting `docker` whole is equivalent to root on the node";
+const ROOT_WARNING: &str = "warning: `docker {args...}` is equivalent to root on the node: any arguments (an argv prefix: it takes any further arguments)";
+
+/// `text` with every line indented by `indent`.
+fn indented(text: &str, indent: &str) -> String {
+    text.lines().map(|l| format!("{indent}{l}\n")).collect()
+}
+
+/// `text` without terminal colour sequences.
+fn plain(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 fn sandbox() -> Sandbox {
     let s = Sandbox::new();
@@ -129,13 +158,13 @@ fn the_same_program_with_other_arguments_is_refused_naming_the_grant() {
     assert_eq!(
         m,
         format!(
-            "permission denied: `ls -l {d}` is not in the exec grant: no granted program or \
-             argument prefix matches it {GRANTS}"
+            "permission denied: `ls -l {d}` is not in the exec grant: no granted pattern \
+             matches it, argument for argument and as that user {GRANTS}"
         )
     );
     // No arguments at all, or the prefix's argument later on, is no match.
     let m = denied(&s, &["exec", "ls"]);
-    assert!(m.contains(&format!("`ls` is not in the exec grant: no granted program or argument prefix matches it {GRANTS}")), "{m}");
+    assert!(m.contains(&format!("`ls` is not in the exec grant: no granted pattern matches it, argument for argument and as that user {GRANTS}")), "{m}");
     let m = denied(&s, &["exec", "--", "ls", d, "-d"]);
     assert!(
         m.contains(&format!("`ls {d} -d` is not in the exec grant")),
@@ -176,8 +205,8 @@ fn the_same_program_with_other_arguments_is_refused_naming_the_grant() {
             .as_str()
             .unwrap_or_default()
             .contains(&format!(
-                "permission denied: `ls -la {d}` is not in the exec grant: no granted program or \
-             argument prefix matches it {GRANTS}"
+                "permission denied: `ls -la {d}` is not in the exec grant: no granted pattern \
+                 matches it, argument for argument and as that user {GRANTS}"
             )),
         "{report:#}"
     );
@@ -197,7 +226,8 @@ fn plugin_info_shows_the_patterns_and_the_root_warning() {
     let info = s.ok(&["plugin", "info", "argv-grants"]);
     assert!(
         info.contains(&format!(
-            "  requested:\n    {REQUEST}\n    {ROOT_WARNING}\n  granted:     exec\n"
+            "  requested:\n{}  granted:     exec\n",
+            indented(REQUEST, "    ")
         )),
         "{info}"
     );
@@ -224,10 +254,11 @@ fn the_install_prompt_shows_the_patterns_and_the_root_warning() {
     let s = Sandbox::new();
     // A pseudo-terminal, so it asks; the answer is yes.
     let out = s.install_on_terminal(&wasm("argv-grants"), "y");
-    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    let text = plain(&String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"));
     assert!(
         text.contains(&format!(
-            "argv-grants 0.1.0 requests:\n  {REQUEST}\n  {ROOT_WARNING}\n  grant exec? [y/N] "
+            "argv-grants 0.1.0 requests:\n{}  grant exec? [y/N] ",
+            indented(REQUEST, "  ")
         )),
         "{text}"
     );

@@ -302,12 +302,13 @@ fn only_granted_users_can_be_asked_for() {
 fn plugin_info_shows_the_users_and_env_granted() {
     let s = sandbox();
     let info = s.ok(&["plugin", "info", "exec-hostile"]);
-    assert!(
-        info.contains(
-            "exec: run sh, sleep, printenv (read-only), id (read-only), true (read-only), pwd (read-only) as users nobody with environment STACKHOST_TEST_VAR — "
-        ),
-        "{info}"
-    );
+    for needle in [
+        "! exec     sh {args...} (as any of nobody): any arguments (an argv prefix: it takes any further arguments) — ",
+        "! exec     printenv {args...} (as any of nobody): any arguments",
+        "exec     programs given the environment variables STACKHOST_TEST_VAR — ",
+    ] {
+        assert!(info.contains(needle), "`{needle}` missing from:\n{info}");
+    }
 }
 
 #[test]
@@ -702,13 +703,20 @@ fn the_install_prompt_is_escaped_on_a_real_terminal() {
     let s = Sandbox::new();
     // A pseudo-terminal, so it asks; the answer is no.
     let out = s.install_on_terminal(&wasm("exec-hostile"), "n");
+    // The host's own colours (bold titles, red root lines) are the only
+    // escape sequences allowed through; whatever the plugin wrote is
+    // shown escaped.
+    let mut shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    for sgr in ["\x1b[1m", "\x1b[31m", "\x1b[0m"] {
+        shown = shown.replace(sgr, "");
+    }
     assert_escaped(
         "the install prompt",
-        &out.stdout,
+        shown.as_bytes(),
         &[
             "exec-hostile 0.1.0 requests:",
             &format!(
-                "exec: run sh, sleep, printenv (read-only), id (read-only), true (read-only), pwd (read-only) as users nobody with environment STACKHOST_TEST_VAR — runs what it is told {OSC}{CR}{RLO}, for the hostile-exec tests"
+                "! exec     sh {{args...}} (as any of nobody): any arguments (an argv prefix: it takes any further arguments) — runs what it is told {OSC}{CR}{RLO}, for the hostile-exec tests"
             ),
             "grant exec? [y/N]",
         ],

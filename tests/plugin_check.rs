@@ -69,17 +69,22 @@ fn root_equivalent_grants_are_warned_about_but_pass() {
     let s = Sandbox::new();
     let file = wasm("argv-grants");
     let out = s.ok(&["plugin", "check", file.to_str().unwrap()]);
+    let why = "is equivalent to root on the node: any arguments (an argv prefix: it takes any \
+               further arguments)";
+    let warnings: Vec<String> = ["touch -m", "date", "docker", "ls -d", "date -u"]
+        .iter()
+        .map(|p| format!("`{p} {{args...}}` {why}"))
+        .collect();
+    let text: String = warnings
+        .iter()
+        .map(|w| format!("  warning: {w}\n"))
+        .collect();
     assert!(
-        out.ends_with(
-            "requests exec; unsigned\n  warning: granting `docker` whole is equivalent to root on the node\n"
-        ),
+        out.ends_with(&format!("requests exec; unsigned\n{text}")),
         "{out}"
     );
     let json = check_json(&s, &file, 0);
-    assert_eq!(
-        json["warnings"],
-        serde_json::json!(["granting `docker` whole is equivalent to root on the node"])
-    );
+    assert_eq!(json["warnings"], serde_json::json!(warnings));
 }
 
 #[test]
@@ -92,7 +97,8 @@ fn an_import_the_manifest_does_not_request_fails_naming_it() {
         format!(
             "{}: 1 problem:\n  - plugin `sneaky` imports `stackhost:host/fs@0.1.1` but its \
              manifest does not request `fs`; add [capabilities.fs] with a reason to its \
-             stackhost.toml\n",
+             stackhost.toml\n  warning: `echo {{args...}}` is equivalent to root on the node: any \
+             arguments (an argv prefix: it takes any further arguments)\n",
             file.display()
         )
     );

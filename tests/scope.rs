@@ -135,9 +135,10 @@ fn a_program_not_in_the_grant_is_denied_and_does_not_run() {
     assert_eq!(
         m,
         format!(
-            "permission denied: `rm -f {}` is not in the exec grant: no granted program or \
-             argument prefix matches it (exec grants: touch, mkdir, echo (read-only), \
-             cat (read-only), true (read-only), sleep (read-only))",
+            "permission denied: `rm -f {}` is not in the exec grant: no granted pattern matches \
+             it, argument for argument and as that user (exec grants: touch {{args...}}, \
+             mkdir {{args...}}, echo {{args...}} (read-only), cat {{args...}} (read-only), \
+             true {{args...}} (read-only), sleep {{args...}} (read-only))",
             victim.display()
         )
     );

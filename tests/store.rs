@@ -166,7 +166,7 @@ fn info_shows_requests_grants_and_imports() {
         "hello 0.1.0",
         "stackhost:host/exec@0.1.1",
         "granted:     exec,fs",
-        "uname (read-only)",
+        "    runs, read-only (also under --dry-run):\n        exec     uname -srm — reports the kernel\n",
     ] {
         assert!(info.contains(needle), "`{needle}` missing from:\n{info}");
     }

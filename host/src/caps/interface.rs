@@ -36,6 +36,8 @@ pub trait Interface: 'static {
 pub trait Granted: Interface {
     /// The manifest section, as requested and as granted.
     type Grant: Serialize + DeserializeOwned + Clone + std::fmt::Debug + PartialEq + Send + Sync;
+    /// The section's `reason`, shown to the operator (refused empty).
+    fn reason(grant: &Self::Grant) -> &str;
     /// Checks the section must pass at install (beyond its syntax).
     fn validate(grant: &Self::Grant) -> Result<(), String>;
     /// What the grant lets the plugin do, on one line for the install
@@ -45,6 +47,91 @@ pub trait Granted: Interface {
     /// warning the operator reads before granting (escaped).
     fn root_warnings(_grant: &Self::Grant) -> Vec<String> {
         Vec::new()
+    }
+    /// Where the install prompt lists the grant, when it is one line.
+    const GROUP: Group = Group::Other;
+    /// The grant as the install prompt and `plugin info` list it, one line
+    /// per thing it allows (texts unescaped: the view escapes them). By
+    /// default the one [`Granted::describe`] line in [`Granted::GROUP`].
+    fn prompt(grant: &Self::Grant) -> Vec<PromptLine> {
+        vec![PromptLine::new(Self::GROUP, Self::describe(grant))]
+    }
+}
+
+/// The groups of the install prompt, in the order it shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Group {
+    Reads,
+    Writes,
+    RunsReadOnly,
+    RunsAndChanges,
+    Databases,
+    Docker,
+    Secrets,
+    Network,
+    Other,
+}
+
+impl Group {
+    pub fn title(self) -> &'static str {
+        match self {
+            Group::Reads => "reads files",
+            Group::Writes => "writes files",
+            Group::RunsReadOnly => "runs, read-only (also under --dry-run)",
+            Group::RunsAndChanges => "runs and changes the node",
+            Group::Databases => "databases",
+            Group::Docker => "Docker",
+            Group::Secrets => "secrets",
+            Group::Network => "network",
+            Group::Other => "other",
+        }
+    }
+}
+
+/// One thing a grant allows, as the operator reads it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromptLine {
+    /// The capability it belongs to (filled in by the registry).
+    pub capability: &'static str,
+    pub group: Group,
+    /// What is allowed: a path, a command with its holes, ...
+    pub text: String,
+    /// The user it runs as, when not the login user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Where (` on roles a, b`), when limited.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// The plugin's reason for it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Why it amounts to root on the node, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+}
+
+impl PromptLine {
+    pub fn new(group: Group, text: impl Into<String>) -> PromptLine {
+        PromptLine {
+            capability: "",
+            group,
+            text: text.into(),
+            user: None,
+            roles: Vec::new(),
+            reason: String::new(),
+            root: None,
+        }
+    }
+
+    pub fn reason(mut self, reason: &str) -> PromptLine {
+        self.reason = reason.to_string();
+        self
+    }
+
+    pub fn roles(mut self, roles: &[String]) -> PromptLine {
+        self.roles = roles.to_vec();
+        self
     }
 }
 
@@ -56,6 +143,8 @@ pub struct Request {
     pub line: String,
     /// Parts of it that amount to root on a node.
     pub root_warnings: Vec<String>,
+    /// Its lines in the install prompt's groups.
+    pub lines: Vec<PromptLine>,
 }
 
 /// Items from a manifest, escaped, comma-separated (`none` for none).

@@ -156,6 +156,13 @@ macro_rules! sections {
                             patch_world_grants().join(" and ")
                         ));
                     }
+                    if <$cap as Granted>::reason(g).trim().is_empty() {
+                        return Err(format!(
+                            "[capabilities.{}] has an empty `reason`; say why the plugin needs it \
+                             (the operator reads it before granting)",
+                            <$cap as Interface>::NAME
+                        ));
+                    }
                     <$cap as Granted>::validate(g)?;
                 })*
                 Ok(())
@@ -169,6 +176,13 @@ macro_rules! sections {
                         name: <$cap as Interface>::NAME,
                         line: <$cap as Granted>::describe(g),
                         root_warnings: <$cap as Granted>::root_warnings(g),
+                        lines: <$cap as Granted>::prompt(g)
+                            .into_iter()
+                            .map(|mut l| {
+                                l.capability = <$cap as Interface>::NAME;
+                                l
+                            })
+                            .collect(),
                     });
                 })*
                 out

@@ -8,6 +8,7 @@ use crate::paths::Paths;
 use crate::plugin::grant::Grant;
 use crate::plugin::inspect;
 use crate::plugin::manifest::{Kind, Manifest};
+use crate::plugin::prompt;
 use crate::plugin::signing::{self, Signer, TrustedKeys};
 use crate::plugin::store::{self, InstallRecord, Installed, PluginStore};
 use crate::runtime::{Runtime, imports};
@@ -212,6 +213,7 @@ pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
                 super::print_json(&Detail {
                     summary: summary(&p),
                     record: &p.record,
+                    requested: prompt::sections(&p.record.manifest.capabilities),
                 })?;
             } else {
                 print_info(&p);
@@ -411,14 +413,18 @@ fn ask(manifest: &Manifest) -> anyhow::Result<Grant> {
         one_line(&manifest.name),
         manifest.version
     );
+    print!(
+        "{}",
+        prompt::render(
+            &manifest.capabilities,
+            "  ",
+            prompt::use_color(std::io::stdout().is_terminal())
+        )
+    );
     let mut names = Vec::new();
     let mut stdin = std::io::stdin().lock();
     for request in requests {
         let name = request.name;
-        println!("  {}", request.line);
-        for warning in &request.root_warnings {
-            println!("  warning: {warning}");
-        }
         print!("  grant {name}? [y/N] ");
         std::io::stdout().flush()?;
         let mut answer = String::new();
@@ -474,6 +480,8 @@ struct Detail<'a> {
     #[serde(flatten)]
     summary: Summary,
     record: &'a InstallRecord,
+    /// What the manifest requests, as the install prompt groups it.
+    requested: Vec<prompt::Section>,
 }
 
 fn summary(p: &Installed) -> Summary {
@@ -527,12 +535,14 @@ fn print_info(p: &Installed) {
         }
     }
     println!("  requested:");
-    for request in m.capabilities.requests() {
-        println!("    {}", request.line);
-        for warning in &request.root_warnings {
-            println!("    warning: {warning}");
-        }
-    }
+    print!(
+        "{}",
+        prompt::render(
+            &m.capabilities,
+            "    ",
+            prompt::use_color(std::io::stdout().is_terminal())
+        )
+    );
     println!("  granted:     {}", granted_text(&r.grant));
     println!("  imports:");
     for i in &r.imports {

@@ -6,6 +6,7 @@
 pub mod grant;
 pub mod inspect;
 pub mod manifest;
+pub mod prompt;
 pub mod signing;
 pub mod store;
 pub mod vet;

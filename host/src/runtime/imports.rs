@@ -201,6 +201,7 @@ mod tests {
                 env: vec![],
                 users: vec![],
                 reboot: false,
+                run: vec![],
             });
         let imports = [
             "wasi:io/streams@0.2.6",

@@ -210,6 +210,29 @@ pub fn stat(at: &At<'_>, follow: bool) -> Result<Option<Stat>, FsError> {
     }
 }
 
+/// Where `at` really is, after every symlink (each of which must stay
+/// beneath the root): the path the kernel gives its handle. With
+/// `may_be_missing`, a path whose last part does not exist yet resolves to
+/// its directory's real path and that last name. For exec's path holes:
+/// the program is handed this path, not the plugin's.
+pub fn resolve(at: &At<'_>, may_be_missing: bool) -> Result<PathBuf, FsError> {
+    let full = at.full();
+    match open_beneath(at.root.fd(), &full, OFlags::PATH) {
+        Ok(fd) => real_path(&fd, &at.shown()),
+        Err(Errno::NOENT) if may_be_missing => {
+            let (dir, name) = at.split("resolve")?;
+            Ok(real_path(&dir, &at.shown())?.join(name))
+        }
+        Err(e) => Err(FsError::os(&at.shown(), e)),
+    }
+}
+
+fn real_path(fd: &OwnedFd, shown: &str) -> Result<PathBuf, FsError> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|e| FsError::Io(format!("{shown}: finding where it resolves: {e}")))
+}
+
 /// Read a whole regular file of at most `max` bytes.
 pub fn read(at: &At<'_>, max: u64) -> Result<Vec<u8>, FsError> {
     let (file, st) = open_regular(at.root.fd(), &at.full())?;

@@ -86,6 +86,12 @@ pub enum Request {
         at: Loc,
         links: LinkPolicy,
     },
+    /// Where the path really is (see [`ops::resolve`]).
+    Resolve {
+        at: Loc,
+        #[serde(default)]
+        may_be_missing: bool,
+    },
 }
 
 /// One directory entry.
@@ -105,6 +111,7 @@ pub enum Reply {
     /// Bytes read, written or copied.
     Bytes(u64),
     Packed(FileKind),
+    Path(#[serde(with = "bytes")] PathBuf),
     Done,
 }
 
@@ -176,6 +183,9 @@ pub fn serve(
         Request::Pack { at } => with_at!(at, |a| Reply::Packed(tree::pack(&a, output)?)),
         Request::Unpack { at, links } => {
             with_at!(at, |a| Reply::Bytes(tree::unpack(&a, input, &links)?))
+        }
+        Request::Resolve { at, may_be_missing } => {
+            with_at!(at, |a| Reply::Path(ops::resolve(&a, may_be_missing)?))
         }
     })
 }

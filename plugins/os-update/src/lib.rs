@@ -10,7 +10,7 @@
 //! next one goes down.
 
 use serde::Serialize;
-use stackato::{from_json, role_init_script, role_service, to_json, would_have};
+use stackato::{apt_as_root, from_json, role_init_script, role_service, to_json, would_have};
 use stackhost_sdk::prelude::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -114,14 +114,6 @@ fn changed(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) 
         .collect()
 }
 
-/// Run as root with a stable language.
-fn apt(program: &str) -> Command {
-    Command::new(program)
-        .user("root")
-        .env("LANG", "C")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-}
-
 /// `out` if apt succeeded; otherwise an error that says plainly when
 /// another package manager holds apt's lock (apt and unattended-upgrade
 /// both refuse then, the latter on stdout).
@@ -146,14 +138,14 @@ fn apt_check(node: &Node, out: Output) -> Result<Output> {
 
 fn simulate(node: &Node) -> Result<Vec<Upgrade>> {
     let out = node
-        .run(apt("apt-get").args(["-s", "-q", "dist-upgrade"]))?
+        .run(apt_as_root("apt-get").args(["-s", "-q", "dist-upgrade"]))?
         .check()?;
     Ok(parse_simulation(&out.stdout_str()))
 }
 
 fn installed(node: &Node) -> Result<BTreeMap<String, String>> {
     let out = node
-        .run(apt("dpkg-query").args(["-W", "-f", "${Package} ${Version}\\n"]))?
+        .run(apt_as_root("dpkg-query").args(["-W", "-f", "${Package} ${Version}\\n"]))?
         .check()?;
     Ok(parse_installed(&out.stdout_str()))
 }
@@ -352,7 +344,7 @@ fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
     if inv.dry_run() {
         // Nothing is installed: say what would be, from the simulation of
         // the package lists as they are now.
-        node.run(proxied(apt("apt-get").arg("update")))?;
+        node.run(proxied(apt_as_root("apt-get").arg("update")))?;
         let pending: Vec<Upgrade> = simulate(node)?
             .into_iter()
             .filter(|u| all || u.is_security())
@@ -372,10 +364,10 @@ fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
     let before = installed(node)?;
     // Error-Mode=any: a source that cannot be fetched is an error, not a
     // warning over stale package lists.
-    let update = apt("apt-get").args(["update", "-q", "-o", "APT::Update::Error-Mode=any"]);
+    let update = apt_as_root("apt-get").args(["update", "-q", "-o", "APT::Update::Error-Mode=any"]);
     apt_check(node, node.run(proxied(update).live())?)?;
     let upgrade = if all {
-        apt("apt-get").args([
+        apt_as_root("apt-get").args([
             "-y",
             "-q",
             "-o",
@@ -385,7 +377,7 @@ fn apply(inv: &Invocation, node: &Node) -> Result<Outcome> {
             "dist-upgrade",
         ])
     } else {
-        apt("unattended-upgrade").arg("-d")
+        apt_as_root("unattended-upgrade").arg("-d")
     };
     apt_check(node, node.run(proxied(upgrade).live())?)?;
     let upgraded = changed(&before, &installed(node)?);

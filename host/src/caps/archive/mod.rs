@@ -6,7 +6,9 @@
 
 mod host;
 
-use crate::caps::interface::{Granted, Interface, check_scope_path, list, on_roles};
+use crate::caps::interface::{
+    Granted, Group, Interface, PromptLine, check_scope_path, list, on_roles,
+};
 use crate::text::escape_line;
 use semver::Version;
 use serde::{Deserialize, Serialize};
@@ -35,11 +37,29 @@ impl Interface for Archive {
 impl Granted for Archive {
     type Grant = ArchiveGrant;
 
+    fn reason(g: &ArchiveGrant) -> &str {
+        &g.reason
+    }
+
     fn validate(grant: &ArchiveGrant) -> Result<(), String> {
         grant
             .paths
             .iter()
             .try_for_each(|p| check_scope_path("archive", p))
+    }
+
+    fn prompt(a: &ArchiveGrant) -> Vec<PromptLine> {
+        a.paths
+            .iter()
+            .map(|p| {
+                PromptLine::new(
+                    Group::Writes,
+                    format!("{p} (archive artifacts, written and read)"),
+                )
+                .reason(&a.reason)
+                .roles(&a.roles)
+            })
+            .collect()
     }
 
     fn describe(a: &ArchiveGrant) -> String {

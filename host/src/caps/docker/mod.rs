@@ -13,7 +13,7 @@ mod scope;
 
 pub use scope::{ImagePattern, OPERATIONS, normalize};
 
-use crate::caps::interface::{Granted, Interface, list, on_roles};
+use crate::caps::interface::{Granted, Group, Interface, PromptLine, list, on_roles};
 use crate::text::escape_line;
 use semver::Version;
 use serde::{Deserialize, Serialize};
@@ -46,8 +46,28 @@ pub struct DockerGrant {
 impl Granted for Docker {
     type Grant = DockerGrant;
 
+    fn reason(g: &DockerGrant) -> &str {
+        &g.reason
+    }
+
     fn validate(grant: &DockerGrant) -> Result<(), String> {
         scope::validate_request(grant)
+    }
+
+    fn prompt(d: &DockerGrant) -> Vec<PromptLine> {
+        let images = if d.images.is_empty() {
+            String::new()
+        } else {
+            format!(" on images {}", d.images.join(", "))
+        };
+        d.operations
+            .iter()
+            .map(|op| {
+                PromptLine::new(Group::Docker, format!("docker {op}{images}"))
+                    .reason(&d.reason)
+                    .roles(&d.roles)
+            })
+            .collect()
     }
 
     fn describe(d: &DockerGrant) -> String {

@@ -3,6 +3,7 @@
 //! users they may have, and whether nodes may be rebooted), and the checks
 //! it passes at install.
 
+use super::pattern::Argv;
 use serde::{Deserialize, Serialize};
 
 /// `[capabilities.exec]`: programs a plugin may run.
@@ -32,6 +33,33 @@ pub struct ExecGrant {
     /// and wait for them to come back.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reboot: bool,
+    /// Exact argv patterns (`[[capabilities.exec.run]]`), each with its
+    /// access, its user and its reason. `programs` and `read-only` above
+    /// are the older argv prefixes, shown and judged as `PREFIX {args...}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run: Vec<RunEntry>,
+}
+
+/// One `[[capabilities.exec.run]]` entry: a command the plugin may run,
+/// argument for argument.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunEntry {
+    pub argv: Argv,
+    /// Runs in `plan` and under `--dry-run` too; refused at install when
+    /// the program with those arguments could write ([`super::judge`]).
+    #[serde(
+        default,
+        rename = "read-only",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub read_only: bool,
+    /// Who it runs as (through sudo on the node); the login user without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Why the plugin runs it (the grant's `reason` when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One entry of `programs` or `read-only`: a whole program (`"uname"`),
@@ -106,18 +134,20 @@ impl ExecGrant {
             .chain(self.read_only.iter().map(|p| (p, true)))
     }
 
-    /// Whole-program grants (either list) of programs that can run or
-    /// write anything, so granting them amounts to root on the node
-    /// ([`super::root_equivalent`]); each named once.
-    pub fn root_equivalent_grants(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::new();
+    /// Every grant that amounts to root on the node, as it is shown and
+    /// why: each argv prefix (it takes any further arguments), and each
+    /// exact pattern [`super::judge::root_reason`] names.
+    pub fn root_equivalent_grants(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
         for (pattern, _) in self.patterns() {
-            let program = pattern.program();
-            if pattern.is_whole_program()
-                && super::root_equivalent(program)
-                && !out.contains(&program)
-            {
-                out.push(program);
+            out.push((
+                format!("{pattern} {{args...}}"),
+                "any arguments (an argv prefix: it takes any further arguments)".to_string(),
+            ));
+        }
+        for entry in &self.run {
+            if let Some(why) = super::judge::root_reason(&entry.argv) {
+                out.push((entry.argv.to_string(), why));
             }
         }
         out
@@ -175,6 +205,49 @@ impl ExecGrant {
                         crate::text::escape_line(&pattern.to_string())
                     )
                 });
+            }
+        }
+        for entry in &self.run {
+            let shown = crate::text::escape_line(&entry.argv.to_string()).into_owned();
+            if entry.read_only
+                && let Some(why) = super::judge::read_only_problem(&entry.argv)
+            {
+                return invalid(format!(
+                    "exec run `{shown}` is marked read-only, but {why}; drop `read-only` \
+                         (it then never runs under --dry-run) or narrow the pattern"
+                ));
+            }
+            if let Some(user) = &entry.user
+                && !is_user_name(user)
+            {
+                return invalid(format!(
+                    "exec run `{shown}`: user `{}` is not a user name",
+                    user.escape_default()
+                ));
+            }
+            if entry.reason.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                return invalid(format!(
+                    "exec run `{shown}` has an empty `reason`; say why, or leave it out to use \
+                     the grant's"
+                ));
+            }
+            let program = entry.argv.program();
+            if program.chars().any(char::is_whitespace)
+                || (program.contains('/') && !program.starts_with('/'))
+            {
+                return invalid(format!(
+                    "exec run `{shown}`: the program must be a bare name or an absolute path, \
+                     with no whitespace"
+                ));
+            }
+            if self
+                .run
+                .iter()
+                .filter(|e| e.argv == entry.argv && e.user == entry.user)
+                .count()
+                > 1
+            {
+                return invalid(format!("exec run `{shown}` is listed twice"));
             }
         }
         for name in &self.env {

@@ -103,8 +103,20 @@ async fn run(
         return Err(WitError::InvalidArgument("empty program name".into()));
     }
     scope::check_words(&cmd.program, &cmd.args, cmd.cwd.as_deref())?;
-    let access = scope::check(&view.call.grant, &node.info, &cmd.program, &cmd.args)?;
-    scope::check_user(&view.call.grant, &node.info, cmd.user.as_deref())?;
+    let allowed = scope::check_call(
+        &view.call.grant,
+        &view.call.cluster,
+        &node,
+        &cmd.program,
+        &cmd.args,
+        cmd.user.as_deref(),
+    )
+    .await?;
+    let access = allowed.access;
+    let cmd = Command {
+        args: allowed.args,
+        ..cmd
+    };
     // Only names the grant allows: a granted program run with, say,
     // LD_PRELOAD or PERL5OPT pointing into the plugin's own write scope
     // would run the plugin's code instead.

@@ -5,10 +5,13 @@
 //! granted role.
 
 use super::Exec;
+use super::pattern::{PathAccess, Pending};
 use crate::caps::bindings::WitError;
 use crate::caps::registry::Capabilities;
 use crate::caps::roles_allow;
 use crate::cluster::NodeInfo;
+use crate::cluster::{Cluster, Node};
+use crate::text::escape_line;
 use crate::text::floor_char_boundary;
 use crate::text::shell_quote;
 
@@ -74,7 +77,21 @@ pub fn check(
         return Ok(access);
     }
     let mut grants = String::new();
-    let patterns: Vec<_> = exec.patterns().collect();
+    let patterns: Vec<(String, bool)> = exec
+        .run
+        .iter()
+        .map(|r| {
+            let user = r
+                .user
+                .as_ref()
+                .map_or(String::new(), |u| format!(" as {u}"));
+            (format!("{}{user}", r.argv), r.read_only)
+        })
+        .chain(
+            exec.patterns()
+                .map(|(p, read_only)| (format!("{p} {{args...}}"), read_only)),
+        )
+        .collect();
     for (i, (pattern, read_only)) in patterns.iter().enumerate() {
         if grants.len() >= DENIED_GRANTS_CAP {
             grants.push_str(&format!(", … ({} more)", patterns.len() - i));
@@ -83,17 +100,186 @@ pub fn check(
         if !grants.is_empty() {
             grants.push_str(", ");
         }
-        grants.push_str(&pattern.to_string());
+        grants.push_str(&escape_line(pattern));
         if *read_only {
             grants.push_str(" (read-only)");
         }
     }
     Err(WitError::PermissionDenied(format!(
-        "`{}` is not in the exec grant: no granted program or argument prefix matches it \
-         (exec grants: {})",
+        "`{}` is not in the exec grant: no granted pattern matches it, argument for argument \
+         and as that user (exec grants: {})",
         quoted_call(program, args, DENIED_CALL_CAP),
         if grants.is_empty() { "none" } else { &grants }
     )))
+}
+
+/// A call the grant allows: how it may run, and the arguments to run it
+/// with (path holes replaced by where each path really is).
+#[derive(Debug)]
+pub struct Allowed {
+    pub access: ProgramAccess,
+    pub args: Vec<String>,
+}
+
+/// Check a call against the grant's exact patterns
+/// (`[[capabilities.exec.run]]`), then against its argv prefixes. An exact
+/// pattern matches when the program, the number of arguments, every
+/// literal and every hole agree and the user is the one it names; its
+/// path holes are then resolved on the node, inside the fs grant. Of the
+/// patterns that match, a mutating one wins (under `--dry-run` the call is
+/// recorded, not run).
+pub async fn check_call(
+    grant: &Capabilities,
+    cluster: &Cluster,
+    node: &Node,
+    program: &str,
+    args: &[String],
+    user: Option<&str>,
+) -> Result<Allowed, WitError> {
+    let exec = grant.get::<Exec>();
+    let mut refused: Option<WitError> = None;
+    if let Some(exec) = exec
+        && !exec.run.is_empty()
+        && roles_allow(&exec.roles, &node.info.roles)
+    {
+        let mut entries: Vec<_> = exec
+            .run
+            .iter()
+            .filter(|e| e.user.as_deref() == user)
+            .collect();
+        entries.sort_by_key(|e| e.read_only);
+        for entry in entries {
+            let Some(pending) = entry.argv.matches(program, args) else {
+                continue;
+            };
+            match settle(grant, cluster, node, args, pending).await {
+                Ok(args) => {
+                    let access = if entry.read_only {
+                        ProgramAccess::ReadOnly
+                    } else {
+                        ProgramAccess::Mutating
+                    };
+                    return Ok(Allowed { access, args });
+                }
+                Err(e) => {
+                    refused.get_or_insert(WitError::PermissionDenied(format!(
+                        "`{}` matches the exec grant `{}`, but {}",
+                        quoted_call(program, args, DENIED_CALL_CAP),
+                        escape_line(&entry.argv.to_string()),
+                        crate::caps::describe_error(&e)
+                    )));
+                }
+            }
+        }
+    }
+    let prefix = exec.is_some_and(|e| !e.programs.is_empty() || !e.read_only.is_empty());
+    if !prefix && let Some(e) = refused {
+        return Err(e);
+    }
+    match check(grant, &node.info, program, args) {
+        Ok(access) => {
+            check_user(grant, &node.info, user)?;
+            Ok(Allowed {
+                access,
+                args: args.to_vec(),
+            })
+        }
+        Err(e) => Err(refused.unwrap_or(e)),
+    }
+}
+
+/// Make the checks a matched pattern leaves to the node and the inventory;
+/// the arguments to run with.
+async fn settle(
+    grant: &Capabilities,
+    cluster: &Cluster,
+    node: &Node,
+    args: &[String],
+    pending: Vec<Pending>,
+) -> Result<Vec<String>, WitError> {
+    let mut out = args.to_vec();
+    for p in pending {
+        match p {
+            Pending::Node { value, .. } => {
+                if !cluster.inventory().iter().any(|n| n.name == value) {
+                    return Err(WitError::PermissionDenied(format!(
+                        "`{value}` is not a node of the inventory"
+                    )));
+                }
+            }
+            Pending::Role { value, .. } => {
+                if !cluster.inventory().iter().any(|n| n.roles.contains(&value)) {
+                    return Err(WitError::PermissionDenied(format!(
+                        "no node of the inventory holds the role `{value}`"
+                    )));
+                }
+            }
+            Pending::Path {
+                index,
+                literal,
+                value,
+                access,
+            } => {
+                let resolved = resolve_path(grant, node, &value, access).await?;
+                out[index - 1] = format!("{literal}{resolved}");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Where a path hole's value really is on the node: inside the fs read
+/// (or, for `{path:write}`, write) grant after every symlink, else refused.
+/// A trailing `/` is kept (rsync and others read it).
+async fn resolve_path(
+    grant: &Capabilities,
+    node: &Node,
+    value: &str,
+    access: PathAccess,
+) -> Result<String, WitError> {
+    use crate::caps::fs::scope::{self as fs_scope, Access};
+    use crate::cluster::files::Input;
+    use crate::sandbox::wire::{Reply, Request};
+    let fs_access = match access {
+        PathAccess::Read => Access::Read,
+        PathAccess::Write => Access::Write,
+    };
+    let checked = fs_scope::check(grant, node, value, fs_access).await?;
+    let what = format!("exec path `{}`", escape_line(value));
+    let reply = node
+        .files(
+            &what,
+            Request::Resolve {
+                at: checked.loc,
+                may_be_missing: access == PathAccess::Write,
+            },
+            Input::None,
+            None,
+        )
+        .await?
+        .0;
+    let Reply::Path(real) = reply else {
+        return Err(WitError::Io(format!("{what}: the node answered {reply:?}")));
+    };
+    let Some(real) = real.to_str() else {
+        return Err(WitError::InvalidArgument(format!(
+            "{what} resolves to a path that is not UTF-8"
+        )));
+    };
+    // The resolved path must still be in the grant as the manifest names
+    // it: a root is pinned where it pointed when first used, and a path
+    // through a link inside it must not land in another root's place.
+    fs_scope::check(grant, node, real, fs_access).await?;
+    if real.chars().any(char::is_control) {
+        return Err(WitError::PermissionDenied(format!(
+            "{what} resolves to a path with a control character"
+        )));
+    }
+    let mut real = real.to_string();
+    if value.ends_with('/') && !real.ends_with('/') {
+        real.push('/');
+    }
+    Ok(real)
 }
 
 /// Whether the grant lets the plugin reboot `node` (`reboot = true` in the
@@ -482,6 +668,7 @@ mod tests {
             env: vec!["PGDATABASE".into(), "PATH".into()],
             users: vec!["postgres".into()],
             reboot: true,
+            run: vec![],
         })
     }
 

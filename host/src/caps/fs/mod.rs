@@ -5,7 +5,9 @@ mod host;
 pub use host::{READ_CAP, WRITE_CAP};
 pub(crate) mod scope;
 
-use crate::caps::interface::{Granted, Interface, check_scope_path, list, on_roles};
+use crate::caps::interface::{
+    Granted, Group, Interface, PromptLine, check_scope_path, list, on_roles,
+};
 use crate::text::escape_line;
 use semver::Version;
 use serde::{Deserialize, Serialize};
@@ -35,11 +37,28 @@ pub struct FsGrant {
 impl Granted for Fs {
     type Grant = FsGrant;
 
+    fn reason(g: &FsGrant) -> &str {
+        &g.reason
+    }
+
     fn validate(fs: &FsGrant) -> Result<(), String> {
         fs.read
             .iter()
             .chain(&fs.write)
             .try_for_each(|p| check_scope_path("fs", p))
+    }
+
+    fn prompt(f: &FsGrant) -> Vec<PromptLine> {
+        let line = |group, path: &String| {
+            PromptLine::new(group, path.as_str())
+                .reason(&f.reason)
+                .roles(&f.roles)
+        };
+        f.read
+            .iter()
+            .map(|p| line(Group::Reads, p))
+            .chain(f.write.iter().map(|p| line(Group::Writes, p)))
+            .collect()
     }
 
     fn describe(f: &FsGrant) -> String {

@@ -9,7 +9,7 @@ mod runner;
 
 pub use runner::{Lent, PatchFuture, PatchOp, PatchRunner};
 
-use crate::caps::interface::{Granted, Interface};
+use crate::caps::interface::{Granted, Group, Interface, PromptLine};
 use crate::text::escape_line;
 use semver::Version;
 use serde::{Deserialize, Serialize};
@@ -34,8 +34,22 @@ pub struct PatchesGrant {
 impl Granted for Patches {
     type Grant = PatchesGrant;
 
+    fn reason(g: &PatchesGrant) -> &str {
+        &g.reason
+    }
+
     fn validate(_: &PatchesGrant) -> Result<(), String> {
         Ok(())
+    }
+
+    fn prompt(p: &PatchesGrant) -> Vec<PromptLine> {
+        vec![
+            PromptLine::new(
+                Group::Other,
+                "list, check, apply and revert the installed vendor patches",
+            )
+            .reason(&p.reason),
+        ]
     }
 
     fn describe(p: &PatchesGrant) -> String {

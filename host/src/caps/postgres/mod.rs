@@ -17,7 +17,7 @@ mod sql_stream;
 mod text;
 mod tools;
 
-use crate::caps::interface::{Granted, Interface, list, on_roles};
+use crate::caps::interface::{Granted, Group, Interface, PromptLine, list, on_roles};
 use crate::text::escape_line;
 use semver::Version;
 use serde::{Deserialize, Serialize};
@@ -46,8 +46,23 @@ pub struct PostgresGrant {
 impl Granted for Postgres {
     type Grant = PostgresGrant;
 
+    fn reason(g: &PostgresGrant) -> &str {
+        &g.reason
+    }
+
     fn validate(_: &PostgresGrant) -> Result<(), String> {
         Ok(())
+    }
+
+    fn prompt(p: &PostgresGrant) -> Vec<PromptLine> {
+        p.databases
+            .iter()
+            .map(|d| {
+                PromptLine::new(Group::Databases, format!("postgres database {d}"))
+                    .reason(&p.reason)
+                    .roles(&p.roles)
+            })
+            .collect()
     }
 
     fn describe(p: &PostgresGrant) -> String {

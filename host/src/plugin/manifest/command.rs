@@ -53,6 +53,13 @@ impl CommandSpec {
         let invalid = |m: String| Err(ManifestError::Invalid(m));
         let command = self;
         check_name("command name", &command.name)?;
+        if command.name == "help" {
+            return invalid(
+                "command name `help` is taken by the command line's own help, so the command \
+                 could never run; name it otherwise"
+                    .into(),
+            );
+        }
         command.defaults.validate(&command.name)?;
         if command.destructive && command.read_only {
             return invalid(format!(

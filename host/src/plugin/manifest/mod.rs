@@ -19,8 +19,8 @@ pub const SECTION: &str = "stackhost-manifest";
 /// Why a manifest was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("the manifest is not valid UTF-8")]
-    NotUtf8,
+    #[error("the manifest is not valid UTF-8 (first bad byte at offset {0})")]
+    NotUtf8(usize),
     #[error("the manifest is not valid: {0}")]
     Toml(#[from] toml::de::Error),
     #[error("the manifest is not valid: {0}")]
@@ -77,7 +77,8 @@ impl Kind {
 impl Manifest {
     /// Parse and validate manifest bytes.
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        let text = std::str::from_utf8(bytes).map_err(|_| ManifestError::NotUtf8)?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| ManifestError::NotUtf8(e.valid_up_to()))?;
         let manifest: Manifest = toml::from_str(text)?;
         manifest.validate()?;
         Ok(manifest)
@@ -458,14 +459,28 @@ kind = "patch"
     }
 
     #[test]
-    fn whole_grants_of_root_equivalent_programs_are_named() {
+    fn every_prefix_grant_and_every_open_exact_pattern_is_root() {
         let exec = exec_of(&with_exec(
-            "programs = [\"docker\", [\"bash\"], [\"apt-get\", \"install\"], \"touch\"]\n\
-             read-only = [\"/usr/bin/python3\", [\"systemctl\", \"is-active\"], \"uname\"]",
+            "programs = [\"touch\", [\"apt-get\", \"install\"]]\n\
+             read-only = [[\"systemctl\", \"is-active\"]]\n\
+             [[capabilities.exec.run]]\nargv = [\"uname\", \"-r\"]\nread-only = true\n\
+             [[capabilities.exec.run]]\nargv = [\"rsync\", \"{args...}\"]\n\
+             [[capabilities.exec.run]]\nargv = [\"sh\", \"-c\", \"{word}\"]",
         ));
+        let shown: Vec<String> = exec
+            .root_equivalent_grants()
+            .into_iter()
+            .map(|(shown, _)| shown)
+            .collect();
         assert_eq!(
-            exec.root_equivalent_grants(),
-            vec!["docker", "bash", "/usr/bin/python3"]
+            shown,
+            [
+                "touch {args...}",
+                "apt-get install {args...}",
+                "systemctl is-active {args...}",
+                "rsync {args...}",
+                "sh -c {word}"
+            ]
         );
     }
 
