@@ -170,7 +170,9 @@ fn write_crate(name: &str, dir: &Path, source: &SdkSource) -> anyhow::Result<()>
                  # (format: {manifest_doc}).\n\
                  name = \"{name}\"\nversion = \"0.1.0\"\nwit = \"{wit}\"\ndescription = \"Report each node's uptime\"\n\n\
                  [[command]]\nname = \"uptime\"\nabout = \"Show how long each node has been up\"\n\n\
-                 [capabilities.exec]\nreason = \"runs uptime to read the load\"\nread-only = [\"uptime\"]\n",
+                 [capabilities.exec]\nreason = \"runs uptime to read the load\"\n\n\
+                 # One command, argument for argument (holes: {{path:read}}, {{word}}, ...).\n\
+                 [[capabilities.exec.run]]\nargv = [\"uptime\"]\nread-only = true\n",
                 wit = sdk::wit_version(),
             ),
         ),
