@@ -323,7 +323,7 @@ fn docker_capability_and_base_image_upgrade_on_two_engines() {
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains(
-            "docker: list, inspect, build, tag, remove, push, pull on images stackato/stack-alsek:*, */stackato/stack-alsek:*"
+            "  Docker:\n        docker   list, inspect, build, tag, remove, push, pull on images stackato/stack-alsek:*, */stackato/stack-alsek:* on roles dea — "
         ),
         "the install shows the docker grant: {text}"
     );

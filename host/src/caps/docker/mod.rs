@@ -60,14 +60,14 @@ impl Granted for Docker {
         } else {
             format!(" on images {}", d.images.join(", "))
         };
-        d.operations
-            .iter()
-            .map(|op| {
-                PromptLine::new(Group::Docker, format!("docker {op}{images}"))
-                    .reason(&d.reason)
-                    .roles(&d.roles)
-            })
-            .collect()
+        vec![
+            PromptLine::new(
+                Group::Docker,
+                format!("{}{images}", d.operations.join(", ")),
+            )
+            .reason(&d.reason)
+            .roles(&d.roles),
+        ]
     }
 
     fn describe(d: &DockerGrant) -> String {

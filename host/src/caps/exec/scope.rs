@@ -828,8 +828,9 @@ mod tests {
         };
         assert_eq!(
             m,
-            "`rm -rf '/srv/a b'` is not in the exec grant: no granted program or argument \
-             prefix matches it (exec grants: touch, cat (read-only))"
+            "`rm -rf '/srv/a b'` is not in the exec grant: no granted pattern matches it, \
+             argument for argument and as that user (exec grants: touch {args...}, \
+             cat {args...} (read-only))"
         );
         // A path to a granted name is a different program.
         assert!(check(&grant(), &n, "/tmp/cat", &[]).is_err());
@@ -899,9 +900,11 @@ mod tests {
         };
         assert_eq!(
             m,
-            "`systemctl stop cron` is not in the exec grant: no granted program or argument \
-             prefix matches it (exec grants: btrfs, systemctl restart cron, btrfs qgroup show \
-             (read-only), systemctl is-active (read-only), btrfs filesystem df (read-only))"
+            "`systemctl stop cron` is not in the exec grant: no granted pattern matches it, \
+             argument for argument and as that user (exec grants: btrfs {args...}, \
+             systemctl restart cron {args...}, btrfs qgroup show {args...} (read-only), \
+             systemctl is-active {args...} (read-only), btrfs filesystem df {args...} \
+             (read-only))"
         );
     }
 
@@ -927,7 +930,10 @@ mod tests {
         assert!(m.len() < 2000, "{}", m.len());
         assert!(m.starts_with("`rm xxx"), "{m}");
         assert!(m.contains("…(800 more bytes) … (9999 more words)`"), "{m}");
-        assert!(m.contains("prog0 (read-only), prog1 (read-only)"), "{m}");
+        assert!(
+            m.contains("prog0 {args...} (read-only), prog1 {args...} (read-only)"),
+            "{m}"
+        );
         assert!(m.ends_with(" more))"), "{m}");
         assert_eq!(
             quoted_call("echo", &args(&["it's", "", "a;b"]), 100),
