@@ -153,6 +153,56 @@ impl ExecGrant {
         out
     }
 
+    /// The exact patterns of `[[capabilities.exec.run]]`: read-only ones
+    /// that could write, bad users, empty reasons, bad programs, twins.
+    fn validate_run(&self) -> Result<(), String> {
+        let invalid = |m: String| Err(m);
+        for entry in &self.run {
+            let shown = crate::text::escape_line(&entry.argv.to_string()).into_owned();
+            if entry.read_only
+                && let Some(why) = super::judge::read_only_problem(&entry.argv)
+            {
+                return invalid(format!(
+                    "exec run `{shown}` is marked read-only, but {why}; drop `read-only` \
+                         (it then never runs under --dry-run) or narrow the pattern"
+                ));
+            }
+            if let Some(user) = &entry.user
+                && !is_user_name(user)
+            {
+                return invalid(format!(
+                    "exec run `{shown}`: user `{}` is not a user name",
+                    user.escape_default()
+                ));
+            }
+            if entry.reason.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                return invalid(format!(
+                    "exec run `{shown}` has an empty `reason`; say why, or leave it out to use \
+                     the grant's"
+                ));
+            }
+            let program = entry.argv.program();
+            if program.chars().any(char::is_whitespace)
+                || (program.contains('/') && !program.starts_with('/'))
+            {
+                return invalid(format!(
+                    "exec run `{shown}`: the program must be a bare name or an absolute path, \
+                     with no whitespace"
+                ));
+            }
+            if self
+                .run
+                .iter()
+                .filter(|e| e.argv == entry.argv && e.user == entry.user)
+                .count()
+                > 1
+            {
+                return invalid(format!("exec run `{shown}` is listed twice"));
+            }
+        }
+        Ok(())
+    }
+
     /// Programs, argv patterns, environment names and users of an exec
     /// request.
     pub(super) fn validate(&self) -> Result<(), String> {
@@ -207,49 +257,7 @@ impl ExecGrant {
                 });
             }
         }
-        for entry in &self.run {
-            let shown = crate::text::escape_line(&entry.argv.to_string()).into_owned();
-            if entry.read_only
-                && let Some(why) = super::judge::read_only_problem(&entry.argv)
-            {
-                return invalid(format!(
-                    "exec run `{shown}` is marked read-only, but {why}; drop `read-only` \
-                         (it then never runs under --dry-run) or narrow the pattern"
-                ));
-            }
-            if let Some(user) = &entry.user
-                && !is_user_name(user)
-            {
-                return invalid(format!(
-                    "exec run `{shown}`: user `{}` is not a user name",
-                    user.escape_default()
-                ));
-            }
-            if entry.reason.as_deref().is_some_and(|r| r.trim().is_empty()) {
-                return invalid(format!(
-                    "exec run `{shown}` has an empty `reason`; say why, or leave it out to use \
-                     the grant's"
-                ));
-            }
-            let program = entry.argv.program();
-            if program.chars().any(char::is_whitespace)
-                || (program.contains('/') && !program.starts_with('/'))
-            {
-                return invalid(format!(
-                    "exec run `{shown}`: the program must be a bare name or an absolute path, \
-                     with no whitespace"
-                ));
-            }
-            if self
-                .run
-                .iter()
-                .filter(|e| e.argv == entry.argv && e.user == entry.user)
-                .count()
-                > 1
-            {
-                return invalid(format!("exec run `{shown}` is listed twice"));
-            }
-        }
+        self.validate_run()?;
         for name in &self.env {
             if !crate::cluster::is_env_name(name) {
                 return invalid(format!(

@@ -193,6 +193,7 @@ fn literals(argv: &Argv) -> Vec<&str> {
 }
 
 /// Why a pattern listed as read-only could write or run code, if it could.
+// Long because it is one rule per kind of program, in the order they apply.
 pub fn read_only_problem(argv: &Argv) -> Option<String> {
     if argv.is_variadic() {
         return Some("it takes any arguments ({args...})".into());
