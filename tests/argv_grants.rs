@@ -10,7 +10,7 @@
 
 mod support;
 
-use support::{Sandbox, only_step, scratch_rw, wasm};
+use support::{Sandbox, only_step, plain, scratch_rw, wasm};
 
 const GRANTS: &str = "(exec grants: touch -m {args...}, date {args...}, docker {args...}, ls -d {args...} (read-only), date -u {args...} (read-only))";
 
@@ -29,24 +29,6 @@ const ROOT_WARNING: &str = "warning: `docker {args...}` is equivalent to root on
 /// `text` with every line indented by `indent`.
 fn indented(text: &str, indent: &str) -> String {
     text.lines().map(|l| format!("{indent}{l}\n")).collect()
-}
-
-/// `text` without terminal colour sequences.
-fn plain(text: &str) -> String {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn sandbox() -> Sandbox {

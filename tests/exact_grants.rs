@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::sync::OnceLock;
-use support::{Sandbox, only_step, refs};
+use support::{Sandbox, only_step, plain, refs};
 
 const RO: &str = "/tmp/stackhost-exact/ro";
 const RW: &str = "/tmp/stackhost-exact/rw";
@@ -230,24 +230,6 @@ fn the_prompt_shows_holes_and_no_root_flag_for_exact_patterns() {
         groups,
         ["reads", "writes", "runs-read-only", "runs-and-changes"]
     );
-}
-
-/// `text` without terminal colour sequences.
-fn plain(text: &str) -> String {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[test]
