@@ -423,6 +423,76 @@ fn a_timeout_kills_the_whole_process_group_over_ssh() {
     assert_eq!(settles(|| node_processes(1, &pattern)), "");
 }
 
+/// A child that leaves the process group (`setsid`) and a double fork
+/// that does the same: both must still end with the program's timeout.
+fn detached_script(mark: &str) -> String {
+    format!("setsid sleep {mark}1 & (setsid sh -c 'sleep {mark}2' &) ; sleep 30")
+}
+
+#[test]
+fn a_timeout_kills_what_the_program_started_detached_locally() {
+    let s = sandbox();
+    let mark = marker(6);
+    let script = detached_script(&mark);
+    let m = message(
+        local(&s, &["--timeout-ms", "1000", "--", "sh", "-c", &script]),
+        "failed",
+    );
+    assert!(
+        m.contains("was killed, with every process it started"),
+        "{m}"
+    );
+    assert_eq!(settles(|| local_processes(&mark)), Vec::<String>::new());
+    // The run's wall clock too.
+    let mark = marker(7);
+    let script = detached_script(&mark);
+    let m = message(
+        local(&s, &["--timeout", "2s", "--", "sh", "-c", &script]),
+        "failed",
+    );
+    assert!(m.contains("past its wall-clock limit (--timeout)"), "{m}");
+    assert_eq!(settles(|| local_processes(&mark)), Vec::<String>::new());
+}
+
+#[test]
+fn a_timeout_kills_what_the_program_started_detached_over_ssh() {
+    let s = sandbox();
+    let mark = marker(8);
+    let script = detached_script(&mark);
+    let m = message(
+        remote(&s, 1, &["--timeout-ms", "1000", "--", "sh", "-c", &script]),
+        "failed",
+    );
+    assert!(
+        m.contains("was killed, with every process it started"),
+        "{m}"
+    );
+    let pattern = format!("slee[p] {mark}");
+    assert_eq!(settles(|| node_processes(1, &pattern)), "");
+}
+
+#[test]
+fn a_daemon_started_by_a_program_that_ends_lives_on() {
+    // How an init script's `start` works (start-stop-daemon --background):
+    // a program that exits normally leaves what it detached running.
+    let s = sandbox();
+    let mark = marker(9);
+    let (code, report) = remote(
+        &s,
+        1,
+        &[
+            "--",
+            "sh",
+            "-c",
+            &format!("setsid sleep {mark} </dev/null >/dev/null 2>&1 &"),
+        ],
+    );
+    assert_eq!(code, 0, "{report}");
+    let pattern = format!("slee[p] {mark}");
+    assert!(node_processes(1, &pattern).contains(&mark));
+    cluster().sh(1, &format!("pkill -f 'slee[p] {mark}' || true"));
+}
+
 #[test]
 fn the_runs_wall_clock_kills_the_whole_process_group_over_ssh() {
     let s = sandbox();

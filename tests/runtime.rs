@@ -67,6 +67,29 @@ fn an_infinite_loop_is_stopped_by_the_cpu_limit_and_the_next_run_works() {
 }
 
 #[test]
+fn a_loop_on_cheap_host_calls_is_stopped_by_the_cpu_limit() {
+    let s = Sandbox::new();
+    s.install("spin");
+    // Without charging host calls only the wall clock would end it.
+    let out = s.fails(
+        3,
+        &[
+            "run",
+            "spin",
+            "calls",
+            "--cpu-limit",
+            "1s",
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert!(
+        out.contains("plugin `spin` was stopped") && out.contains("past its CPU limit"),
+        "{out}"
+    );
+}
+
+#[test]
 fn the_wall_clock_limit_stops_a_call() {
     let s = Sandbox::new();
     s.install("spin");
@@ -115,7 +138,14 @@ fn limits_in_one_process_leave_the_runtime_usable() {
         let digest = stackhost::plugin::store::digest(&wasm);
         runtime.load(krate, &digest, &wasm, grant).unwrap()
     };
-    let spin = load("spin", Grant::default());
+    // `spin calls` stats a path, so the component imports fs.
+    let fs = stackhost::caps::fs::FsGrant {
+        reason: "stats a path".into(),
+        read: vec!["/nonexistent-stackhost-spin".into()],
+        write: Vec::new(),
+        roles: Vec::new(),
+    };
+    let spin = load("spin", Grant::default().with::<stackhost::caps::fs::Fs>(fs));
     let hog = load("hog", Grant::default());
     let tokio = tokio::runtime::Runtime::new().unwrap();
     let cluster = Arc::new(stackhost::cluster::Cluster::local());

@@ -3,12 +3,19 @@
 //! copies it to the node (checked by digest) and runs it over SSH; it
 //! reads one request line and its input on stdin and answers in frames
 //! on stdout. Roots are re-opened by their pinned identity on every call.
+//!
+//! `stackhost-agent reap PROGRAM ARGS...` instead runs a program so that
+//! its whole process tree can be killed (see `stackhost::process::reaper`).
 
 use stackhost::sandbox::{Root, wire};
 use std::io::{BufReader, Write};
 use std::sync::Arc;
 
 fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == "reap") {
+        stackhost::process::reaper::run(&args[1..]);
+    }
     let mut input = BufReader::with_capacity(wire::FRAME, std::io::stdin().lock());
     let mut output = wire::FrameWriter::new(std::io::stdout().lock());
     let result = wire::read_request(&mut input).and_then(|req| {

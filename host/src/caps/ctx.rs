@@ -163,6 +163,10 @@ pub struct CallCtx {
     host_nanos: AtomicU64,
 }
 
+/// How much of each host call's time counts against the plugin's CPU
+/// limit (all of a call shorter than this).
+pub const CHARGED_PER_CALL: Duration = Duration::from_micros(100);
+
 impl CallCtx {
     /// The node called `name`, if the run selected it.
     pub fn node(&self, name: &str) -> Result<Arc<Node>, WitError> {
@@ -285,12 +289,16 @@ impl CallCtx {
         Duration::from_nanos(self.host_nanos.load(Ordering::Relaxed))
     }
 
-    /// Run a host call, counting its time as host time.
+    /// Run a host call, counting its time past [`CHARGED_PER_CALL`] as
+    /// host time: the first part of every call counts against the CPU
+    /// limit, so a loop on cheap calls is stopped by it, while the time a
+    /// call waits on a node (a program, a file over SSH) does not.
     pub async fn timed<F: Future>(&self, fut: F) -> F::Output {
         let start = Instant::now();
         let out = fut.await;
+        let waited = start.elapsed().saturating_sub(CHARGED_PER_CALL);
         self.host_nanos
-            .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
         out
     }
 

@@ -213,7 +213,7 @@ pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
                 super::print_json(&Detail {
                     summary: summary(&p),
                     record: &p.record,
-                    requested: prompt::sections(&p.record.manifest.capabilities),
+                    requested: prompt::sections(&p.record.manifest),
                 })?;
             } else {
                 print_info(&p);
@@ -416,7 +416,7 @@ fn ask(manifest: &Manifest) -> anyhow::Result<Grant> {
     print!(
         "{}",
         prompt::render(
-            &manifest.capabilities,
+            manifest,
             "  ",
             prompt::use_color(std::io::stdout().is_terminal())
         )
@@ -538,7 +538,7 @@ fn print_info(p: &Installed) {
     print!(
         "{}",
         prompt::render(
-            &m.capabilities,
+            m,
             "    ",
             prompt::use_color(std::io::stdout().is_terminal())
         )

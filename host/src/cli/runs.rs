@@ -223,10 +223,16 @@ pub fn resume(paths: &Paths, config: &Config, args: ResumeArgs) -> anyhow::Resul
             record.id
         );
     }
-    let (runtime, plugin) = load(paths, &installed)?;
-    let cluster = args.flags.cluster.open(paths)?;
     let invocation: InvocationRecord = serde_json::from_str(&record.invocation)?;
     let invocation = invocation.into();
+    let caps = match command {
+        Some(c) => (installed.record.grant)
+            .for_run(c, &invocation)
+            .map_err(anyhow::Error::msg)?,
+        None => installed.record.grant.capabilities.clone(),
+    };
+    let (runtime, plugin) = load(paths, &installed, caps)?;
+    let cluster = args.flags.cluster.open(paths)?;
     journal.reopen_run(record.id)?;
     let handle = JournalHandle::new(journal, record.id);
     // The command's own defaults apply again (flags given now still win).

@@ -159,6 +159,33 @@ impl Node {
             .map_err(|e| self.fs_error(what, e))
     }
 
+    /// Run a program on the node; on a remote node through its agent as
+    /// the program's reaper (see [`super::ssh::SshNode::exec_via`]). When
+    /// the agent cannot be copied there, the program runs without it.
+    pub async fn exec(&self, req: &super::ExecRequest) -> Result<super::ExecOutput, NodeError> {
+        let Transport::Ssh(ssh) = &self.transport else {
+            return self.transport.exec(req).await;
+        };
+        let agent = self
+            .files
+            .agent
+            .get_or_try_init(|| install_agent(ssh, &self.info.name))
+            .await;
+        let agent = match agent {
+            Ok(a) => Some(a.as_str()),
+            Err(e) => {
+                tracing::warn!(
+                    "node {}: running `{}` without its reaper ({e}): a timeout kills its \
+                     process group only",
+                    self.info.name,
+                    req.program
+                );
+                None
+            }
+        };
+        ssh.exec_via(req, agent).await
+    }
+
     // Long because it is one request to the node's agent: copying the agent
     // on first use, framing and reading its reply share the channel.
     async fn files_remote(
@@ -283,18 +310,23 @@ fn unexpected(reply: &Reply) -> NodeError {
     NodeError::Failed(format!("the agent gave an unexpected reply: {reply:?}"))
 }
 
-/// The agent binary beside the host's own (or `$STACKHOST_AGENT`), read
-/// once, with its sha256.
+/// Where the agent binary is on this machine: beside the host's own, or
+/// `$STACKHOST_AGENT`.
+pub(crate) fn agent_path() -> Result<PathBuf, String> {
+    match std::env::var_os("STACKHOST_AGENT") {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => Ok(std::env::current_exe()
+            .map_err(|e| format!("cannot find the host's own binary: {e}"))?
+            .with_file_name("stackhost-agent")),
+    }
+}
+
+/// The agent binary (see [`agent_path`]), read once, with its sha256.
 fn local_agent() -> Result<&'static (Vec<u8>, String), NodeError> {
     static AGENT: OnceLock<Result<(Vec<u8>, String), String>> = OnceLock::new();
     AGENT
         .get_or_init(|| {
-            let path = match std::env::var_os("STACKHOST_AGENT") {
-                Some(p) => PathBuf::from(p),
-                None => std::env::current_exe()
-                    .map_err(|e| format!("cannot find the host's own binary: {e}"))?
-                    .with_file_name("stackhost-agent"),
-            };
+            let path = agent_path()?;
             let bytes = std::fs::read(&path).map_err(|e| {
                 format!(
                     "cannot read {} ({e}); it is built beside stackhost (cargo build -p stackhost), or set STACKHOST_AGENT",

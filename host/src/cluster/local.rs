@@ -29,18 +29,30 @@ impl LocalNode {
             Some("root") => !is_root,
             Some(u) => u != current_user,
         };
-        let mut cmd = if needs_sudo {
-            let mut c = tokio::process::Command::new("sudo");
-            c.arg("-n")
-                .arg("-u")
-                .arg(req.user.as_deref().unwrap_or("root"))
-                .arg("--");
-            c.arg(&req.program);
-            c
-        } else {
-            tokio::process::Command::new(&req.program)
-        };
-        cmd.args(&req.args)
+        let as_other = needs_sudo && !matches!(req.user.as_deref(), Some("root") | None);
+        let mut words: Vec<std::ffi::OsString> = Vec::new();
+        if needs_sudo {
+            words.extend(
+                [
+                    "sudo",
+                    "-n",
+                    "-u",
+                    req.user.as_deref().unwrap_or("root"),
+                    "--",
+                ]
+                .map(Into::into),
+            );
+        }
+        // Through the reaper, so a timeout ends even what the program
+        // started detached; not for a user other than root or the host's
+        // own, whose processes the reaper could not kill.
+        if !as_other && let Some(agent) = local_reaper() {
+            words.extend([agent.into_os_string(), "reap".into()]);
+        }
+        words.push(req.program.clone().into());
+        let mut cmd = tokio::process::Command::new(&words[0]);
+        cmd.args(&words[1..])
+            .args(&req.args)
             .env_clear()
             .env("PATH", DEFAULT_PATH)
             .envs(req.env.iter().map(|(k, v)| (k, v)))
@@ -114,6 +126,13 @@ impl LocalNode {
                     NodeError::Failed(format!("waiting for `{}`: {e}", req.program))
                 })?;
                 use std::os::unix::process::ExitStatusExt;
+                let reaper_said = stderr.strip_prefix(b"stackhost-agent reap: cannot start ");
+                if let Some(why) = reaper_said.filter(|_| status.code() == Some(127)) {
+                    return Err(NodeError::NotFound(format!(
+                        "cannot start {} on node {node}",
+                        String::from_utf8_lossy(why).trim_end()
+                    )));
+                }
                 Ok(ExecOutput {
                     status: status.code().unwrap_or(-1),
                     signal: status.signal().map(|s| s as u32),
@@ -153,11 +172,22 @@ impl GroupKill {
         self.pgid = None;
     }
 
+    /// SIGTERM to the group, so a reaper in it ends the program's whole
+    /// tree (see [`crate::process::reaper`]); then, once the leader is
+    /// done or a second has passed, SIGKILL to what is left of the group.
     pub(crate) fn kill(&mut self) {
+        use rustix::process::{Signal, kill_process_group};
         if let Some(pgid) = self.pgid.take()
             && let Some(pid) = rustix::process::Pid::from_raw(pgid)
         {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            let _ = kill_process_group(pid, Signal::TERM);
+            let start = std::time::Instant::now();
+            while !crate::process::reaper::done(pid)
+                && start.elapsed() < std::time::Duration::from_secs(1)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let _ = kill_process_group(pid, Signal::KILL);
         }
     }
 }
@@ -297,4 +327,20 @@ mod tests {
         assert!(dropped.is_err());
         assert_eq!(left_running(&marker).await, Vec::<String>::new());
     }
+}
+
+/// The agent to run programs through as their reaper, if it is here.
+fn local_reaper() -> Option<std::path::PathBuf> {
+    static PATH: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let found = super::files::agent_path().ok().filter(|p| p.is_file());
+        if found.is_none() {
+            tracing::warn!(
+                "stackhost-agent is not beside the host: a program that times out is killed \
+                 with its process group, but what it started detached may live on"
+            );
+        }
+        found
+    })
+    .clone()
 }

@@ -555,6 +555,18 @@ impl SshNode {
 
     /// Run a program as `exec` asks.
     pub async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput, NodeError> {
+        self.exec_via(req, None).await
+    }
+
+    /// Run a program as `exec` asks, through the node's agent at `reaper`
+    /// (`stackhost-agent reap`, so a timeout ends even what the program
+    /// started detached), unless it runs as a user other than root or the
+    /// login, whose processes the reaper could not kill.
+    pub async fn exec_via(
+        &self,
+        req: &ExecRequest,
+        reaper: Option<&str>,
+    ) -> Result<ExecOutput, NodeError> {
         if let Some((name, _)) = req.env.iter().find(|(k, _)| !super::is_env_name(k)) {
             // `env -i` would take `A=B=C` as the variable `A`: refuse
             // anything but a plain name, whoever asked.
@@ -569,6 +581,10 @@ impl SshNode {
             sudo.extend(["sudo", "-n", "-u", user.as_str(), "--"].map(String::from));
         }
         argv.extend(sudo.iter().cloned());
+        let as_other = !sudo.is_empty() && req.user.as_deref() != Some("root");
+        if let Some(agent) = reaper.filter(|_| !as_other) {
+            argv.extend([agent.to_string(), "reap".into()]);
+        }
         argv.extend(["env", "-i"].map(String::from));
         argv.push(format!("PATH={DEFAULT_PATH}"));
         argv.extend(req.env.iter().map(|(k, v)| format!("{k}={v}")));

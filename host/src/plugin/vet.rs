@@ -151,6 +151,14 @@ fn check_imports(
             for e in imports::problems(name, report.imports.iter().map(String::as_str), allowed) {
                 report.problem(e.to_string());
             }
+            if let Some(m) = manifest {
+                for c in imports::unused(&m.capabilities, &report.imports) {
+                    report.warnings.push(format!(
+                        "requests `{c}`, but the component never imports stackhost:host/{c}: \
+                         a grant it cannot use (drop [capabilities.{c}])"
+                    ));
+                }
+            }
         }
         Err(e) => report.problem(format!("`{name}` is not a valid component: {e:#}")),
     }

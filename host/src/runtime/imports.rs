@@ -81,6 +81,22 @@ pub fn problems<'a>(
         .collect()
 }
 
+/// The capabilities `requested` names that no import uses: a grant the
+/// component could never exercise.
+pub fn unused(requested: &Capabilities, imports: &[String]) -> Vec<&'static str> {
+    requested
+        .names()
+        .into_iter()
+        .filter(|name| {
+            !imports.iter().any(|i| {
+                i.strip_prefix(WIT_PACKAGE)
+                    .and_then(|r| r.strip_prefix('/'))
+                    .is_some_and(|r| r.split('@').next() == Some(*name))
+            })
+        })
+        .collect()
+}
+
 fn check_one(plugin: &str, import: &str, allowed: &Allowed<'_>) -> Result<(), ImportError> {
     if import.starts_with("wasi:") {
         // WASI is linked with an empty context: no files, sockets or

@@ -155,7 +155,7 @@ async fn run(
         timeout,
         live: if live { live_sink(view) } else { None },
     };
-    let out = node.transport.exec(&req).await?;
+    let out = node.exec(&req).await?;
     Ok(Output {
         status: out.status,
         signal: out.signal,

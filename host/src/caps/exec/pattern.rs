@@ -17,6 +17,7 @@
 //! | `{int}`         | decimal digits, at most 19                                   |
 //! | `{size}`        | digits with an optional unit (`K`, `M`, `G`, `T`, `P`, then `i`/`B`/`iB`) |
 //! | `{choice:a\|b}` | one of the listed literals                                    |
+//! | `{mount}`       | the mount point, on the node, of a filesystem holding one of the fs grant's paths (read or write); passed as given |
 //! | `{node}`        | the name of a node in the inventory                          |
 //! | `{role}`        | a role some node in the inventory holds                      |
 //! | `{args...}`     | any further arguments (last element only): equivalent to root |
@@ -35,6 +36,8 @@ pub enum Hole {
     Int,
     Size,
     Choice(Vec<String>),
+    /// The mount point of a filesystem the fs grant reaches.
+    Mount,
     Node,
     Role,
     /// `{args...}`: any further arguments.
@@ -77,6 +80,12 @@ pub enum Pending {
         value: String,
         access: PathAccess,
     },
+    /// Argument `index` must be the mount point of a filesystem holding
+    /// a path of the fs grant.
+    Mount {
+        index: usize,
+        value: String,
+    },
     Node {
         index: usize,
         value: String,
@@ -99,6 +108,7 @@ impl Hole {
             ("word", None) => Hole::Word,
             ("int", None) => Hole::Int,
             ("size", None) => Hole::Size,
+            ("mount", None) => Hole::Mount,
             ("node", None) => Hole::Node,
             ("role", None) => Hole::Role,
             ("args...", None) => Hole::Args,
@@ -115,7 +125,7 @@ impl Hole {
             _ => {
                 return Err(format!(
                     "`{{{spec}}}` is not a hole; holes are {{path:read}}, {{path:write}}, \
-                     {{word}}, {{int}}, {{size}}, {{choice:A|B}}, {{node}}, {{role}} and \
+                     {{word}}, {{int}}, {{size}}, {{choice:A|B}}, {{mount}}, {{node}}, {{role}} and \
                      {{args...}} (write a literal brace doubled: `{{{{`)"
                 ));
             }
@@ -126,7 +136,7 @@ impl Hole {
     /// only checked for their form here; see [`Pending`]).
     fn accepts(&self, value: &str) -> bool {
         match self {
-            Hole::Path(_) => is_path_form(value),
+            Hole::Path(_) | Hole::Mount => is_path_form(value),
             Hole::Word => is_word(value),
             Hole::Int => {
                 !value.is_empty() && value.len() <= 19 && value.bytes().all(|b| b.is_ascii_digit())
@@ -148,6 +158,7 @@ impl fmt::Display for Hole {
             Hole::Int => f.write_str("{int}"),
             Hole::Size => f.write_str("{size}"),
             Hole::Choice(items) => write!(f, "{{choice:{}}}", items.join("|")),
+            Hole::Mount => f.write_str("{mount}"),
             Hole::Node => f.write_str("{node}"),
             Hole::Role => f.write_str("{role}"),
             Hole::Args => f.write_str("{args...}"),
@@ -315,6 +326,10 @@ impl Argv {
                     literal: e.literal.clone(),
                     value: value.to_string(),
                     access: *access,
+                }),
+                Some(Hole::Mount) => pending.push(Pending::Mount {
+                    index,
+                    value: value.to_string(),
                 }),
                 Some(Hole::Node) => pending.push(Pending::Node {
                     index,

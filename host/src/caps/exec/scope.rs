@@ -223,9 +223,117 @@ async fn settle(
                 let resolved = resolve_path(grant, node, &value, access).await?;
                 out[index - 1] = format!("{literal}{resolved}");
             }
+            Pending::Mount { value, .. } => {
+                let mounts = grant_mounts(grant, node).await?;
+                let want = match value.trim_end_matches('/') {
+                    "" => "/",
+                    v => v,
+                };
+                if !mounts.iter().any(|m| m == want) {
+                    return Err(WitError::PermissionDenied(format!(
+                        "`{}` is not the mount point of a filesystem holding a path of the fs \
+                         grant on node {} (those are: {})",
+                        escape_line(&value),
+                        node.info.name,
+                        escape_line(&mounts.join(", "))
+                    )));
+                }
+            }
         }
     }
     Ok(out)
+}
+
+/// The mount points, on `node`, of the filesystems holding the fs grant's
+/// paths: the mount each path lies on, and those mounted beneath it (each
+/// path resolved on the node; one that does not exist is skipped).
+async fn grant_mounts(grant: &Capabilities, node: &Node) -> Result<Vec<String>, WitError> {
+    use crate::caps::fs::Fs;
+    let Some(fs) = grant.get::<Fs>() else {
+        return Ok(Vec::new());
+    };
+    let req = crate::cluster::ExecRequest {
+        program: "cat".into(),
+        args: vec!["/proc/self/mountinfo".into()],
+        env: Vec::new(),
+        stdin: None,
+        user: None,
+        cwd: None,
+        timeout: std::time::Duration::from_secs(30),
+        live: None,
+    };
+    let out = node.transport.exec(&req).await.map_err(WitError::from)?;
+    if out.status != 0 {
+        return Err(WitError::Io(format!(
+            "cannot read the mount table of node {}",
+            node.info.name
+        )));
+    }
+    let table = mount_points(&String::from_utf8_lossy(&out.stdout));
+    let mut found: Vec<String> = Vec::new();
+    for root in fs.read.iter().chain(&fs.write) {
+        let Ok(real) = resolve_path(grant, node, root, PathAccess::Read).await else {
+            continue;
+        };
+        let below = table
+            .iter()
+            .filter(|m| is_below(m, &real))
+            .map(String::as_str);
+        for m in mount_of(&table, &real).into_iter().chain(below) {
+            if !found.iter().any(|f| f == m) {
+                found.push(m.to_string());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Whether `path` is `dir` or lies beneath it.
+fn is_below(path: &str, dir: &str) -> bool {
+    let (path, dir) = (path.trim_end_matches('/'), dir.trim_end_matches('/'));
+    dir.is_empty() || path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
+}
+
+/// The mount points of `/proc/self/mountinfo` (its fifth field, with the
+/// kernel's octal escapes undone).
+fn mount_points(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_octal)
+        .collect()
+}
+
+fn unescape_octal(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mount `path` lies on: the longest mount point that is `path` or
+/// one of its parents.
+fn mount_of<'a>(table: &'a [String], path: &str) -> Option<&'a str> {
+    table
+        .iter()
+        .filter(|m| is_below(path, m))
+        .max_by_key(|m| m.len())
+        .map(String::as_str)
 }
 
 /// Where a path hole's value really is on the node: inside the fs read
@@ -939,6 +1047,21 @@ mod tests {
             quoted_call("echo", &args(&["it's", "", "a;b"]), 100),
             r#"echo 'it'\''s' '' 'a;b'"#
         );
+    }
+
+    #[test]
+    fn the_mount_of_a_path_is_its_longest_mount_point() {
+        let info = "22 1 0:21 / / rw - btrfs /dev/sda rw\n\
+                    23 22 0:22 / /mnt/e\\040b rw - ext4 /dev/sdb rw\n\
+                    24 22 0:23 / /mnt rw - tmpfs t rw\n";
+        let table = mount_points(info);
+        assert_eq!(table, ["/", "/mnt/e b", "/mnt"]);
+        assert_eq!(mount_of(&table, "/mnt/e b/x"), Some("/mnt/e b"));
+        assert_eq!(mount_of(&table, "/mnt/eb"), Some("/mnt"));
+        assert_eq!(mount_of(&table, "/var/stackato"), Some("/"));
+        assert_eq!(mount_of(&table, "/mnt"), Some("/mnt"));
+        assert!(is_below("/mnt/e b", "/mnt") && is_below("/mnt", "/"));
+        assert!(!is_below("/mnt2", "/mnt") && !is_below("/", "/mnt"));
     }
 
     #[test]

@@ -94,7 +94,10 @@ impl Prepared<'_> {
     ) -> anyhow::Result<ExitCode> {
         let manifest = &self.installed.record.manifest;
         let (flags, spec_cmd) = (self.flags, self.spec_cmd);
-        let (runtime, plugin) = load(paths, self.installed)?;
+        let caps = (self.installed.record.grant)
+            .for_run(spec_cmd, &invocation)
+            .map_err(anyhow::Error::msg)?;
+        let (runtime, plugin) = load(paths, self.installed, caps)?;
         let cluster = flags
             .exec
             .cluster

@@ -6,6 +6,7 @@
 use super::args::ClusterFlags;
 use crate::caps::bindings::exports::stackhost::host::commands as api;
 use crate::caps::patches::PatchRunner;
+use crate::caps::registry::Capabilities;
 use crate::cluster::Cluster;
 use crate::cluster::inventory;
 use crate::cluster::ssh::SshOptions;
@@ -83,22 +84,20 @@ pub(in crate::cli) fn patch_host(
 
 /// Verify the installed file against its grant and signature, and load it
 /// into the process's one runtime (which the vendor patches it may drive
-/// share: one wasmtime engine per process).
+/// share: one wasmtime engine per process), with the run's capabilities
+/// `caps` (the grant and the paths the operator gave; see
+/// [`crate::plugin::grant::Grant::for_run`]).
 pub(in crate::cli) fn load(
     paths: &Paths,
     installed: &Installed,
+    caps: Capabilities,
 ) -> anyhow::Result<(Runtime, LoadedPlugin)> {
     let store = PluginStore::new(&paths.plugins());
     let wasm = store.verified_bytes(installed, &TrustedKeys::new(&paths.config))?;
     let runtime = Runtime::new(&paths.compiled())?;
     let m = &installed.record.manifest;
     let plugin = runtime
-        .load(
-            m.name.as_str(),
-            &installed.record.digest,
-            &wasm,
-            installed.record.grant.capabilities.clone(),
-        )
+        .load(m.name.as_str(), &installed.record.digest, &wasm, caps)
         .with_context(|| format!("while loading plugin {} {}", m.name, m.version))?;
     Ok((runtime, plugin))
 }

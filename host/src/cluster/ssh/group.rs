@@ -112,11 +112,18 @@ impl GroupKiller {
         }
     }
 
-    /// `kill -9 -PGID` on the node. The shell's own `kill` (dash's and
-    /// bash's both take `-9 -PGID`; procps' does not).
+    /// `kill -15 -PGID` on the node, so a reaper in the group ends the
+    /// program's whole tree (see [`crate::process::reaper`]); then, once
+    /// the group is gone or a second has passed, `kill -9 -PGID`. The
+    /// shell's own `kill` (dash's and bash's both take `-9 -PGID`; procps'
+    /// does not).
     pub(super) async fn kill(&self, pgid: u32) -> Result<(), String> {
         let mut words: Vec<String> = self.sudo.iter().map(|w| quote(w)).collect();
-        let kill = format!("kill -9 -{pgid}");
+        let kill = format!(
+            "kill -15 -{pgid} 2>/dev/null; i=0; \
+             while [ $i -lt 20 ] && kill -0 -{pgid} 2>/dev/null; do sleep 0.05; i=$((i+1)); done; \
+             kill -9 -{pgid}"
+        );
         if words.is_empty() {
             words.push(kill);
         } else {

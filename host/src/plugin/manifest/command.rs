@@ -97,6 +97,13 @@ impl CommandSpec {
                     arg.name, command.name
                 ));
             }
+            if arg.path.is_some() && (arg.kind == ArgKind::Flag || arg.secret) {
+                return invalid(format!(
+                    "argument `{}` of command `{}` is a path the operator gives (`path`), so it \
+                     must be a positional or an option that is not secret",
+                    arg.name, command.name
+                ));
+            }
             if arg.kind == ArgKind::Positional {
                 if trailing {
                     return invalid(format!(
@@ -201,6 +208,20 @@ pub struct ArgSpec {
     /// reports or journals.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub secret: bool,
+    /// A path the operator gives (`relocate services DEST`), which the
+    /// plugin may read (`read`) or read and write (`write`) for that run:
+    /// the run's fs grant holds it beside the manifest's paths, and the
+    /// install prompt says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<GivenPath>,
+}
+
+/// What a plugin may do with a path the operator gives.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum GivenPath {
+    Read,
+    Write,
 }
 
 impl ArgSpec {

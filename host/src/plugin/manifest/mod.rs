@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 
 mod command;
 
-pub use command::{ArgKind, ArgSpec, CommandDefaults, CommandSpec, Output, RESERVED_ARGS};
+pub use command::{
+    ArgKind, ArgSpec, CommandDefaults, CommandSpec, GivenPath, Output, RESERVED_ARGS,
+};
 
 /// Name of the custom section that holds the manifest.
 pub const SECTION: &str = "stackhost-manifest";
@@ -109,7 +111,46 @@ impl Manifest {
         }
         self.capabilities
             .validate(&self.name, self.kind.world())
-            .map_err(ManifestError::Invalid)
+            .map_err(ManifestError::Invalid)?;
+        self.path_holes_can_match()
+    }
+
+    /// An exec pattern's path hole (`{path:read}`, `{path:write}`,
+    /// `{mount}`) resolves inside the fs grant and the paths the operator
+    /// gives: without those it could never match.
+    fn path_holes_can_match(&self) -> Result<(), ManifestError> {
+        use crate::caps::exec::Exec;
+        use crate::caps::exec::pattern::{Hole, PathAccess};
+        use crate::caps::fs::Fs;
+        let Some(exec) = self.capabilities.get::<Exec>() else {
+            return Ok(());
+        };
+        let fs = self.capabilities.get::<Fs>();
+        let given = |access: GivenPath| {
+            self.commands
+                .iter()
+                .flat_map(|c| &c.args)
+                .any(|a| a.path == Some(access))
+        };
+        let writes = fs.is_some_and(|f| !f.write.is_empty() || given(GivenPath::Write));
+        let reads = writes || fs.is_some_and(|f| !f.read.is_empty() || given(GivenPath::Read));
+        for entry in &exec.run {
+            let argv = &entry.argv;
+            let why = if argv.has_hole(|h| *h == Hole::Path(PathAccess::Write)) && !writes {
+                "writes no path"
+            } else if argv.has_hole(|h| matches!(h, Hole::Path(_) | Hole::Mount)) && !reads {
+                "reads no path"
+            } else {
+                continue;
+            };
+            return Err(ManifestError::Invalid(format!(
+                "exec run `{}` can never match: its path hole must resolve inside the fs grant, \
+                 which {why}; add the paths to [capabilities.fs] (or a command argument with \
+                 `path`), or drop the entry",
+                crate::text::escape_line(&argv.to_string())
+            )));
+        }
+        Ok(())
     }
 
     /// The command called `name`.
@@ -212,6 +253,70 @@ read-only = ["uname"]
         // No defaults: nothing is written back into stored records.
         let plain = Manifest::parse(GOOD.as_bytes()).unwrap();
         assert!(!serde_json::to_string(&plain).unwrap().contains("defaults"));
+    }
+
+    #[test]
+    fn a_path_hole_without_the_paths_to_resolve_in_is_refused() {
+        let run = |argv: &str| {
+            GOOD.replace(
+                "read-only = [\"uname\"]",
+                &format!("[[capabilities.exec.run]]\nargv = {argv}"),
+            )
+        };
+        let with_fs =
+            |text: String, fs: &str| format!("{text}\n[capabilities.fs]\nreason = \"r\"\n{fs}\n");
+        for (argv, fs, says) in [
+            (
+                r#"["touch", "{path:write}"]"#,
+                None,
+                Some("which writes no path"),
+            ),
+            (
+                r#"["touch", "{path:write}"]"#,
+                Some("read = [\"/etc\"]"),
+                Some("which writes no path"),
+            ),
+            (
+                r#"["cat", "{path:read}"]"#,
+                None,
+                Some("which reads no path"),
+            ),
+            (
+                r#"["btrfs", "quota", "enable", "{mount}"]"#,
+                None,
+                Some("which reads no path"),
+            ),
+            (
+                r#"["cat", "{path:read}"]"#,
+                Some("write = [\"/var/x\"]"),
+                None,
+            ),
+            (
+                r#"["touch", "{path:write}"]"#,
+                Some("write = [\"/var/x\"]"),
+                None,
+            ),
+        ] {
+            let text = match fs {
+                Some(fs) => with_fs(run(argv), fs),
+                None => run(argv),
+            };
+            let got = Manifest::parse(text.as_bytes());
+            match says {
+                Some(says) => {
+                    let err = got.unwrap_err().to_string();
+                    assert!(
+                        err.contains("can never match") && err.contains(says),
+                        "{argv}: {err}"
+                    );
+                }
+                None => assert!(got.is_ok(), "{argv}: {:?}", got.err()),
+            }
+        }
+        // A path the operator gives is a path to resolve in.
+        let given = with_fs(run(r#"["touch", "{path:write}"]"#), "read = [\"/etc\"]")
+            .replace("default = \"hi\"", "path = \"write\"");
+        Manifest::parse(given.as_bytes()).unwrap();
     }
 
     #[test]

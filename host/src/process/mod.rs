@@ -39,3 +39,5 @@ pub fn local_user() -> String {
             }
         })
 }
+
+pub mod reaper;
