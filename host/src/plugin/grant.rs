@@ -61,6 +61,16 @@ impl Grant {
             let given = invocation.args.iter().filter(|a| a.name == spec.name);
             for value in given.flat_map(|a| &a.values) {
                 check_given(&spec.name, value)?;
+                if access == GivenPath::Write
+                    && let Some(why) = crate::caps::fs::judge::write_root_reason(value)
+                {
+                    return Err(format!(
+                        "{} `{}` is a place whose contents root trusts ({why}): a plugin may \
+                         not be given it to write",
+                        spec.name.to_uppercase(),
+                        crate::text::escape_line(value)
+                    ));
+                }
                 let list = match access {
                     GivenPath::Read => &mut fs.read,
                     GivenPath::Write => &mut fs.write,
@@ -165,6 +175,8 @@ read = ["/etc/x"]
             ("/mnt/ebs\n", "control character"),
             ("/", "root directory"),
             ("//", "root directory"),
+            ("/etc", "root trusts"),
+            ("/usr/bin/x", "root trusts"),
         ] {
             let err = grant
                 .for_run(&cmd, &invocation(&[("dest", &[bad])]))

@@ -2,6 +2,7 @@
 
 pub mod diff;
 mod host;
+pub mod judge;
 pub use host::{READ_CAP, WRITE_CAP};
 pub(crate) mod scope;
 
@@ -54,10 +55,28 @@ impl Granted for Fs {
                 .reason(&f.reason)
                 .roles(&f.roles)
         };
+        let write = |path: &String| {
+            let mut l = line(Group::Writes, path);
+            l.root = judge::write_root_reason(path).map(|why| format!("writes there: {why}"));
+            l
+        };
         f.read
             .iter()
             .map(|p| line(Group::Reads, p))
-            .chain(f.write.iter().map(|p| line(Group::Writes, p)))
+            .chain(f.write.iter().map(write))
+            .collect()
+    }
+
+    fn root_warnings(f: &FsGrant) -> Vec<String> {
+        f.write
+            .iter()
+            .filter_map(|p| {
+                let why = judge::write_root_reason(p)?;
+                Some(format!(
+                    "writing `{}` is equivalent to root on the node: {why}",
+                    escape_line(p)
+                ))
+            })
             .collect()
     }
 
