@@ -32,6 +32,7 @@ const PLUGINS: &[&str] = &[
     "patch",
     "quota",
     "relocate",
+    "roles",
     "ssh-keys",
     "vendor/aok-endpoint-fix",
     "vendor/logs-endpoint-fix",

@@ -175,7 +175,7 @@ fn enable_set_enforce_show_and_refusals_on_a_btrfs_filesystem_node() {
         ),
         (
             vec!["show", "relative/path"],
-            "PATH must be an absolute path without `..`, not `relative/path`",
+            "PATH `relative/path` is not an absolute path: give the absolute path of the place itself",
         ),
         (
             vec!["show", "--user", "../etc"],

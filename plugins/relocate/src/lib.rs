@@ -211,6 +211,13 @@ fn check_dest(dest: &str) -> Result<()> {
 /// The preflight for one node, all read-only: what to do (a step), or why not.
 fn preflight(k: &Kind, node: &Node, dest: &str, now: u64) -> Result<(String, Move)> {
     let n = node.name();
+    let link = node.stat(k.path)?;
+    if link.is_some_and(|m| m.file_type == stackhost_sdk::fs::FileType::Symlink) {
+        bail!(
+            "{} on node {n} is a symlink: relocating through a link is not built; relocate its target's volume yourself or replace the link by the directory",
+            k.path
+        );
+    }
     let Some(src) = realpath(node, k.path)? else {
         bail!(
             "{} does not exist on node {n}: there are no {} to relocate",

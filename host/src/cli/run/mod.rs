@@ -64,9 +64,21 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
         .expect("clap only accepts declared commands");
     let secrets = resolve::secrets(spec_cmd, sub)?;
     let invocation = args::invocation(spec_cmd, sub, &secrets, &flags);
+    let caps = match installed.record.grant.for_run(spec_cmd, &invocation) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}", crate::text::escape_for_terminal(&e));
+            eprintln!(
+                "See `stackhost run {} {} --help`.",
+                manifest.name, spec_cmd.name
+            );
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
     let journal_at = journal::location_in(paths, &config.table, &config.file)?;
     let prepared = Prepared {
         installed: &installed,
+        caps,
         spec_cmd,
         flags: &flags,
         secrets: secrets.into_iter().map(|(_, v)| v).collect(),
@@ -77,6 +89,8 @@ pub fn run(paths: &Paths, args: RunArgs) -> anyhow::Result<ExitCode> {
 /// A plugin command with its arguments parsed and its secrets read.
 struct Prepared<'a> {
     installed: &'a Installed,
+    /// The run's capabilities: the grant and the paths the operator gave.
+    caps: crate::caps::registry::Capabilities,
     spec_cmd: &'a CommandSpec,
     flags: &'a RunFlags,
     /// The values of the secret arguments.
@@ -94,10 +108,7 @@ impl Prepared<'_> {
     ) -> anyhow::Result<ExitCode> {
         let manifest = &self.installed.record.manifest;
         let (flags, spec_cmd) = (self.flags, self.spec_cmd);
-        let caps = (self.installed.record.grant)
-            .for_run(spec_cmd, &invocation)
-            .map_err(anyhow::Error::msg)?;
-        let (runtime, plugin) = load(paths, self.installed, caps)?;
+        let (runtime, plugin) = load(paths, self.installed, self.caps.clone())?;
         let cluster = flags
             .exec
             .cluster
