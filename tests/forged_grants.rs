@@ -79,26 +79,6 @@ fn forged_manifest(plugin: &str) -> Option<(String, toml::Table)> {
     Some((m["name"].as_str().unwrap().to_string(), m))
 }
 
-/// The forge component with its manifest section overwritten by
-/// `manifest`, padded to the section's length with a comment.
-fn forge(manifest: &str) -> Vec<u8> {
-    let mut wasm = std::fs::read(support::wasm("forge")).unwrap();
-    let mut at = None;
-    for payload in wasmparser::Parser::new(0).parse_all(&wasm) {
-        if let wasmparser::Payload::CustomSection(s) = payload.unwrap()
-            && s.name() == "stackhost-manifest"
-        {
-            at = Some((s.data_offset(), s.data().len()));
-        }
-    }
-    let (start, len) = at.expect("the forge component has a manifest section");
-    let mut text = format!("{manifest}\n#");
-    assert!(text.len() <= len, "the forge manifest has too little room");
-    text.extend(std::iter::repeat_n('-', len - text.len()));
-    wasm[start..start + len].copy_from_slice(text.as_bytes());
-    wasm
-}
-
 /// One hole or literal of a pattern, as the manifest writes it.
 fn holes(element: &str) -> Option<(&str, &str)> {
     let open = element.rfind('{')?;
@@ -190,7 +170,7 @@ fn install_forged(s: &Sandbox) -> Forged {
             continue;
         };
         let file = dir.path().join(format!("{name}.wasm"));
-        std::fs::write(&file, forge(&toml::to_string(&manifest).unwrap())).unwrap();
+        std::fs::write(&file, support::forge(&toml::to_string(&manifest).unwrap())).unwrap();
         s.ok(&["plugin", "install", "--yes", file.to_str().unwrap()]);
         let caps = manifest["capabilities"].as_table().unwrap().clone();
         let patterns = caps["exec"]["run"]

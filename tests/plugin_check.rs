@@ -293,3 +293,47 @@ fn help_has_an_example() {
     );
     assert!(help.contains("--json"), "{help}");
 }
+
+#[test]
+fn a_request_never_imported_warns_and_a_wit_older_than_the_imports_fails() {
+    // The forge runner imports exec (and nodes, log) at 0.1.1; its manifest
+    // here claims 0.1.0 and also requests fs, which it never imports.
+    let s = Sandbox::new();
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/forge/stackhost.toml"),
+    )
+    .unwrap()
+    .split("# Room for")
+    .next()
+    .unwrap()
+    .replace("wit = \"0.1.1\"", "wit = \"0.1.0\"")
+    .replace(
+        "[capabilities.exec]",
+        "[capabilities.fs]\nreason = \"reads its settings\"\nread = [\"/etc/forge\"]\n\n[capabilities.exec]",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("forge.wasm");
+    std::fs::write(&file, support::forge(&manifest)).unwrap();
+    let json = check_json(&s, &file, 1);
+    assert_eq!(
+        json["problems"],
+        serde_json::json!([
+            "plugin `forge` imports `stackhost:host/types@0.1.1`, `stackhost:host/nodes@0.1.1`, \
+             `stackhost:host/exec@0.1.1`, newer than the `wit = \"0.1.0\"` its manifest \
+             declares; set `wit` to the version the component was built against"
+        ]),
+        "{json:#}"
+    );
+    assert_eq!(
+        json["warnings"],
+        serde_json::json!([
+            "requests `fs`, but the component never imports stackhost:host/fs: a grant it \
+             cannot use (drop [capabilities.fs])"
+        ]),
+        "{json:#}"
+    );
+    // Install refuses it the same way.
+    let out = s.fails(1, &["plugin", "install", "--yes", file.to_str().unwrap()]);
+    assert!(out.contains("newer than the `wit = \"0.1.0\"`"), "{out}");
+    assert_nothing_installed(&s);
+}

@@ -31,8 +31,11 @@ fn states(c: &TestCluster, i: usize, roles: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Each phase's name and its steps as (node, status, message).
-fn phases(r: &Value) -> Vec<(String, Vec<(String, String, String)>)> {
+/// A step as (node, status, message).
+type StepView = (String, String, String);
+
+/// Each phase's name and its steps.
+fn phases(r: &Value) -> Vec<(String, Vec<StepView>)> {
     r["phases"]
         .as_array()
         .unwrap()

@@ -325,3 +325,23 @@ pub fn plain(text: &str) -> String {
     }
     out
 }
+
+/// The forge component with its manifest section overwritten by
+/// `manifest`, padded to the section's length with a comment.
+pub fn forge(manifest: &str) -> Vec<u8> {
+    let mut wasm = std::fs::read(wasm("forge")).unwrap();
+    let mut at = None;
+    for payload in wasmparser::Parser::new(0).parse_all(&wasm) {
+        if let wasmparser::Payload::CustomSection(s) = payload.unwrap()
+            && s.name() == "stackhost-manifest"
+        {
+            at = Some((s.data_offset(), s.data().len()));
+        }
+    }
+    let (start, len) = at.expect("the forge component has a manifest section");
+    let mut text = format!("{manifest}\n#");
+    assert!(text.len() <= len, "the forge manifest has too little room");
+    text.extend(std::iter::repeat_n('-', len - text.len()));
+    wasm[start..start + len].copy_from_slice(text.as_bytes());
+    wasm
+}

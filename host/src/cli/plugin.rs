@@ -288,6 +288,10 @@ fn install(
         imports.iter().map(String::as_str),
         imports::Allowed::Requested(&requested.capabilities),
     )?;
+    let imported = imports.iter().map(String::as_str);
+    if let Some(e) = imports::newer_than_manifest(&manifest.name, &manifest.wit, imported) {
+        return Err(e.into());
+    }
     let grant = match (how.yes, how.only) {
         (true, _) => requested,
         (false, Some(names)) => {

@@ -232,6 +232,22 @@ fn is_root() -> bool {
     unsafe { geteuid() == 0 }
 }
 
+/// The agent to run programs through as their reaper, if it is here.
+fn local_reaper() -> Option<std::path::PathBuf> {
+    static PATH: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let found = super::files::agent_path().ok().filter(|p| p.is_file());
+        if found.is_none() {
+            tracing::warn!(
+                "stackhost-agent is not beside the host: a program that times out is killed \
+                 with its process group, but what it started detached may live on"
+            );
+        }
+        found
+    })
+    .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,20 +343,4 @@ mod tests {
         assert!(dropped.is_err());
         assert_eq!(left_running(&marker).await, Vec::<String>::new());
     }
-}
-
-/// The agent to run programs through as their reaper, if it is here.
-fn local_reaper() -> Option<std::path::PathBuf> {
-    static PATH: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| {
-        let found = super::files::agent_path().ok().filter(|p| p.is_file());
-        if found.is_none() {
-            tracing::warn!(
-                "stackhost-agent is not beside the host: a program that times out is killed \
-                 with its process group, but what it started detached may live on"
-            );
-        }
-        found
-    })
-    .clone()
 }

@@ -152,6 +152,10 @@ fn check_imports(
                 report.problem(e.to_string());
             }
             if let Some(m) = manifest {
+                let imported = report.imports.iter().map(String::as_str);
+                if let Some(e) = imports::newer_than_manifest(name, &m.wit, imported) {
+                    report.problem(e.to_string());
+                }
                 for c in imports::unused(&m.capabilities, &report.imports) {
                     report.warnings.push(format!(
                         "requests `{c}`, but the component never imports stackhost:host/{c}: \

@@ -65,9 +65,9 @@ pub fn run(argv: &[OsString]) -> ! {
         while let Ok(Some((pid, status))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
             if pid == child {
                 if let Some(sig) = status.terminating_signal() {
-                    exit_by_signal(sig as i32);
+                    exit_by_signal(sig);
                 }
-                std::process::exit(status.exit_status().unwrap_or(1) as i32);
+                std::process::exit(status.exit_status().unwrap_or(1));
             }
         }
         let mut sig: libc::c_int = 0;

@@ -33,6 +33,39 @@ pub enum ImportError {
     },
     #[error("plugin `{plugin}` imports `{import}`, which no stackhost host provides")]
     Unknown { plugin: String, import: String },
+    #[error(
+        "plugin `{plugin}` imports `{import}`, newer than the `wit = \"{manifest}\"` its manifest \
+         declares; set `wit` to the version the component was built against"
+    )]
+    NewerThanManifest {
+        plugin: String,
+        import: String,
+        manifest: Version,
+    },
+}
+
+/// The imports of `stackhost:host` interfaces newer than the manifest's
+/// `wit`, as one error: the manifest understates what the component was
+/// built against (and so which meaning its grants have).
+pub fn newer_than_manifest<'a>(
+    plugin: &str,
+    manifest: &Version,
+    imports: impl Iterator<Item = &'a str>,
+) -> Option<ImportError> {
+    let newer: Vec<&str> = imports
+        .filter(|import| {
+            import
+                .strip_prefix(WIT_PACKAGE)
+                .and_then(|r| r.split_once('@'))
+                .and_then(|(_, v)| Version::parse(v).ok())
+                .is_some_and(|v| v > *manifest)
+        })
+        .collect();
+    (!newer.is_empty()).then(|| ImportError::NewerThanManifest {
+        plugin: plugin.into(),
+        import: newer.join("`, `"),
+        manifest: manifest.clone(),
+    })
 }
 
 /// Whether a plugin built against WIT `wanted` can run on this host: the
@@ -153,6 +186,23 @@ fn check_one(plugin: &str, import: &str, allowed: &Allowed<'_>) -> Result<(), Im
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_import_newer_than_the_manifest_says_so() {
+        let imports = [
+            "stackhost:host/exec@0.1.1",
+            "stackhost:host/fs@0.1.0",
+            "wasi:io/streams@0.2.0",
+        ];
+        let found = newer_than_manifest("p", &Version::new(0, 1, 0), imports.into_iter()).unwrap();
+        assert!(
+            found
+                .to_string()
+                .contains("imports `stackhost:host/exec@0.1.1`, newer than the `wit = \"0.1.0\"`"),
+            "{found}"
+        );
+        assert!(newer_than_manifest("p", &Version::new(0, 1, 1), imports.into_iter()).is_none());
+    }
 
     #[test]
     fn wit_compatibility() {

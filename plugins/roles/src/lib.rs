@@ -217,7 +217,7 @@ fn change(inv: &Invocation, node: &Node, work: &Work) -> Result<Outcome> {
     let past = if want_running { "started" } else { "stopped" };
     let mut parts = Vec::new();
     if !changed.is_empty() {
-        parts.push(would_have(inv, &format!("{past} {}", changed.join(", "))));
+        parts.push(would_have(inv, format!("{past} {}", changed.join(", "))));
     }
     if !already.is_empty() {
         parts.push(format!("already {past}: {}", already.join(", ")));
