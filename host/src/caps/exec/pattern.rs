@@ -355,7 +355,10 @@ impl fmt::Display for Argv {
             if i > 0 {
                 f.write_str(" ")?;
             }
-            if e.literal.is_empty() {
+            if e.literal.is_empty() && e.hole.is_none() {
+                // An empty argument (`ssh-keygen -N ''`) must show as one.
+                f.write_str("''")?;
+            } else if e.literal.is_empty() {
             } else if e.hole.is_some() && is_plain(&e.literal) {
                 f.write_str(&e.literal)?;
             } else {
@@ -515,6 +518,12 @@ mod tests {
         assert!(err(&["", "x"]).contains("empty"));
         assert!(err(&[]).contains("empty"));
         assert!(err(&["ls", "{choice:a|-b}"]).contains("-"));
+    }
+
+    #[test]
+    fn an_empty_argument_shows_as_one() {
+        let a = argv(&["ssh-keygen", "-N", "", "-f", "{path:write}"]);
+        assert_eq!(a.to_string(), "ssh-keygen -N '' -f {path:write}");
     }
 
     #[test]
