@@ -423,6 +423,27 @@ fn a_timeout_kills_the_whole_process_group_over_ssh() {
     assert_eq!(settles(|| node_processes(1, &pattern)), "");
 }
 
+#[test]
+fn a_bare_program_name_runs_by_its_absolute_path_in_the_fixed_path() {
+    // argv[0] of the program as it runs: the file found in the host's fixed
+    // PATH, not whatever `sh` the login's PATH would find first.
+    let s = sandbox();
+    let script = r#"tr '\000' ' ' < /proc/$$/cmdline"#;
+    for (code, report) in [
+        local(&s, &["--", "sh", "-c", script]),
+        remote(&s, 1, &["--", "sh", "-c", script]),
+    ] {
+        assert_eq!(code, 0, "{report}");
+        let (status, message) = only_step(&report);
+        assert_eq!(status, "ok");
+        let argv0 = message.split(' ').next().unwrap_or_default();
+        assert!(
+            argv0.starts_with('/') && argv0.ends_with("/sh") && message.contains(" -c "),
+            "{message}"
+        );
+    }
+}
+
 /// A child that leaves the process group (`setsid`) and a double fork
 /// that does the same: both must still end with the program's timeout.
 fn detached_script(mark: &str) -> String {

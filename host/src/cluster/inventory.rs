@@ -158,6 +158,7 @@ fn parse(path: &Path, text: &str, ssh: SshOptions) -> Result<Cluster, InventoryE
                 info,
                 transport,
                 files: Default::default(),
+                programs: Default::default(),
             })
         })
         .collect();

@@ -49,7 +49,7 @@ impl LocalNode {
         if !as_other && let Some(agent) = local_reaper() {
             words.extend([agent.into_os_string(), "reap".into()]);
         }
-        words.push(req.program.clone().into());
+        words.push(req.pinned.as_ref().unwrap_or(&req.program).into());
         let mut cmd = tokio::process::Command::new(&words[0]);
         cmd.args(&words[1..])
             .args(&req.args)
@@ -256,6 +256,7 @@ mod tests {
     async fn exec_captures_output_and_status() {
         let req = ExecRequest {
             program: "sh".into(),
+            pinned: None,
             args: vec!["-c".into(), "echo out; echo err >&2; exit 3".into()],
             env: vec![],
             stdin: None,
@@ -295,6 +296,7 @@ mod tests {
     fn straggler(marker: &str, timeout: std::time::Duration) -> ExecRequest {
         ExecRequest {
             program: "sh".into(),
+            pinned: None,
             args: vec!["-c".into(), format!("sleep {marker} & sleep 30")],
             env: vec![],
             stdin: None,

@@ -6,6 +6,7 @@ pub mod files;
 pub mod inventory;
 pub mod local;
 pub mod pg_tunnel;
+mod programs;
 mod select;
 pub mod ssh;
 pub mod stream;
@@ -51,6 +52,8 @@ pub struct Node {
     pub transport: Transport,
     /// Grant roots pinned on this node during the run (see [`files`]).
     pub files: files::Files,
+    /// Programs pinned to absolute paths during the run (see [`programs`]).
+    pub programs: programs::Programs,
 }
 
 /// The nodes selected for one run, in inventory order.
@@ -97,6 +100,7 @@ impl Cluster {
             info,
             transport: Transport::Local(LocalNode::new("local")),
             files: Default::default(),
+            programs: Default::default(),
         })])
     }
 
@@ -186,7 +190,10 @@ impl NodeError {
 /// A program to run on a node, already checked against the grant.
 #[derive(Debug, Clone)]
 pub struct ExecRequest {
+    /// The program as the plugin named it (errors and records say this).
     pub program: String,
+    /// Where it is on the node, when pinned (see [`programs`]): what runs.
+    pub pinned: Option<String>,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub stdin: Option<Vec<u8>>,

@@ -588,7 +588,7 @@ impl SshNode {
         argv.extend(["env", "-i"].map(String::from));
         argv.push(format!("PATH={DEFAULT_PATH}"));
         argv.extend(req.env.iter().map(|(k, v)| format!("{k}={v}")));
-        argv.push(req.program.clone());
+        argv.push(req.pinned.clone().unwrap_or_else(|| req.program.clone()));
         argv.extend(req.args.iter().cloned());
         let words: Vec<String> = argv.iter().map(|w| quote(w)).collect();
         let mut line = format!("exec {}", words.join(" "));

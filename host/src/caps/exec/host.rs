@@ -146,6 +146,7 @@ async fn run(
         .map(|ms| Duration::from_millis(ms.into()).min(limit))
         .unwrap_or(limit);
     let req = ExecRequest {
+        pinned: Some(node.program_path(&cmd.program).await),
         program: cmd.program,
         args: cmd.args,
         env: cmd.env,

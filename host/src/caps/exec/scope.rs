@@ -254,6 +254,7 @@ async fn grant_mounts(grant: &Capabilities, node: &Node) -> Result<Vec<String>, 
     };
     let req = crate::cluster::ExecRequest {
         program: "cat".into(),
+        pinned: None,
         args: vec!["/proc/self/mountinfo".into()],
         env: Vec::new(),
         stdin: None,

@@ -263,6 +263,7 @@ async fn admin(
     };
     let req = ExecRequest {
         program: program.into(),
+        pinned: None,
         args,
         env: vec![],
         stdin: Some(sql.into_bytes()),
