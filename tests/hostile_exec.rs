@@ -654,7 +654,8 @@ fn a_lost_connection_is_unreachable_not_a_result() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    cut_connections_when(2, "^sleep 30$");
+    // The host runs `sleep` by the path it pinned it to.
+    cut_connections_when(2, "^(/usr)?/bin/sleep 30$");
     let out = child.wait_with_output().unwrap();
     let json: Value = serde_json::from_slice(&out.stdout).expect("json report");
     let m = message(
@@ -666,7 +667,7 @@ fn a_lost_connection_is_unreachable_not_a_result() {
             && m.contains("the connection was lost while `sleep` ran"),
         "{m}"
     );
-    c.sh(2, "pkill -f '^sleep 30$' || true");
+    c.sh(2, "pkill -f '^(/usr)?/bin/sleep 30$' || true");
 
     // A stream (archive, pg_dump) is an error too, so no caller can take a
     // cut stream for a whole one.

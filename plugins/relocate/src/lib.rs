@@ -45,15 +45,7 @@ pub struct Kind {
     pub needs_quota: bool,
 }
 
-const SERVICE_ROLES: &[&str] = &[
-    "filesystem",
-    "postgresql",
-    "mysql",
-    "redis",
-    "mongodb",
-    "rabbitmq",
-    "memcached",
-];
+const SERVICE_ROLES: &[&str] = stackato::DATA_SERVICE_ROLES;
 
 /// The kinds, their data and the roles using it.
 ///

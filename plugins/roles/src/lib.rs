@@ -15,15 +15,7 @@ use stackhost_sdk::prelude::*;
 struct Roles;
 
 /// The data services: stopped last, started first.
-const DATA_ROLES: &[&str] = &[
-    "postgresql",
-    "mysql",
-    "redis",
-    "mongodb",
-    "rabbitmq",
-    "memcached",
-    "filesystem",
-];
+const DATA_ROLES: &[&str] = stackato::DATA_SERVICE_ROLES;
 
 /// The cluster's own roles: stopped after the app-facing ones.
 const CORE_ROLES: &[&str] = &["controller", "core"];

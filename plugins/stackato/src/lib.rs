@@ -30,6 +30,19 @@ pub mod paths {
     pub const DOCKER_REGISTRY: &str = "/var/stackato/data/docker_registry";
 }
 
+/// The roles that are data services (their data lives in
+/// `/var/stackato/services`): stopped after every other role, started
+/// before them.
+pub const DATA_SERVICE_ROLES: &[&str] = &[
+    "filesystem",
+    "postgresql",
+    "mysql",
+    "redis",
+    "mongodb",
+    "rabbitmq",
+    "memcached",
+];
+
 /// The system service a role runs as: `stackato-ROLE`.
 pub fn role_service(role: &str) -> String {
     format!("stackato-{role}")
