@@ -86,7 +86,17 @@ fn runs_list_hides_dry_runs_and_read_only_commands_and_filters() {
     let s = Sandbox::new();
     s.install("hello");
     s.install("probe");
+    assert_eq!(s.ok(&["runs", "list"]), "no runs yet\n");
     s.ok(&["run", "hello", "info"]); // 1: read-only
+    // An empty list says what --all would show.
+    assert_eq!(
+        s.ok(&["runs", "list"]),
+        "no mutating runs yet; 1 dry run(s) or read-only run(s) are shown with --all\n"
+    );
+    assert_eq!(
+        s.ok(&["runs", "list", "--plugin", "probe", "--all"]),
+        "no runs match\n"
+    );
     s.ok(&["run", "probe", "exec", "true"]); // 2
     s.ok(&["run", "probe", "exec", "true", "--dry-run"]); // 3: dry run
     s.fails(
@@ -124,7 +134,7 @@ fn runs_list_hides_dry_runs_and_read_only_commands_and_filters() {
     );
     assert!(
         shown.contains(
-            "  failed: the rollout halted: 1 failed step(s) exceeded the run's failure budget of 0"
+            "  failed: the rollout halted: 1 node(s) with a failed step exceeded the run's failure budget of 0"
         ),
         "{shown}"
     );
@@ -353,7 +363,7 @@ fn every_json_run_has_one_envelope_success_or_failure() {
     assert_eq!((code, failed["status"].as_str()), (3, Some("failed")));
     assert_eq!(
         failed["error"],
-        "1 failed step(s) exceeded the run's failure budget of 0 (--max-fail)"
+        "1 node(s) with a failed step exceeded the run's failure budget of 0 (--max-fail)"
     );
 
     let (code, usage) = doc(&["run", "platform", "count", "x", "--json"]);

@@ -115,9 +115,33 @@ fn the_budget_is_one_for_the_whole_run_not_per_batch() {
         r["halted"]
             .as_str()
             .unwrap()
-            .contains("2 failed step(s) exceeded the run's failure budget of 1"),
+            .contains("2 node(s) with a failed step exceeded the run's failure budget of 1"),
         "{r:#}"
     );
+}
+
+#[test]
+fn the_budget_counts_nodes_so_a_node_failing_twice_counts_once() {
+    let s = Sandbox::new();
+    s.install("probe");
+    let dir = scratch_rw();
+    // n1 fails `work`, then the `always` phase `cleanup` too: two failed
+    // steps, one node, within a budget of one node (20% of five).
+    std::fs::write(dir.path().join("fail-n1"), "").unwrap();
+    std::fs::write(dir.path().join("fail-cleanup-n1"), "").unwrap();
+    let (code, r) = run_each(&s, dir.path(), &["--max-fail", "20%"]);
+    assert_eq!(code, 3);
+    assert!(r["halted"].is_null(), "{r:#}");
+    assert_eq!(statuses(&r, 2)[0], "failed");
+    // Every node failing everything never halts at 100%.
+    for n in NODES {
+        std::fs::write(dir.path().join(format!("fail-{n}")), "").unwrap();
+        std::fs::write(dir.path().join(format!("fail-cleanup-{n}")), "").unwrap();
+    }
+    let (code, r) = run_each(&s, dir.path(), &["--max-fail", "100%"]);
+    assert_eq!(code, 3);
+    assert!(r["halted"].is_null(), "{r:#}");
+    assert_eq!(statuses(&r, 2), ["failed"; 5]);
 }
 
 #[test]

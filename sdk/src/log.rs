@@ -1,5 +1,6 @@
 //! Telling the operator what is happening. Warnings and errors are always
-//! shown, info with `--verbose`; every event is recorded with the run.
+//! shown in the run's report (also with `-q`); info and debug lines with
+//! `--verbose`. Every event is in `--json` and recorded with the run.
 
 use crate::bindings::stackhost::host::log::{self as wit, Level};
 

@@ -33,7 +33,15 @@ pub fn status_cell(status: StepStatus, width: usize, color: bool) -> String {
     }
 }
 
-pub fn print(r: &RunReport) -> std::io::Result<()> {
+/// Whether an event of `level` is printed: warnings and errors always,
+/// info and debug with `--verbose` (the JSON report and the journal keep
+/// every event).
+fn shown_level(level: &str, verbose: bool) -> bool {
+    verbose || matches!(level, "warn" | "error")
+}
+
+/// Print the report; `verbose` shows the plugins' info and debug events.
+pub fn print(r: &RunReport, verbose: bool) -> std::io::Result<()> {
     let color = colors();
     let mut out = std::io::stdout().lock();
     let mode = if r.dry_run {
@@ -48,7 +56,11 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
         one_line(&r.version),
         one_line(&r.command)
     )?;
-    for e in &r.plan_events {
+    for e in r
+        .plan_events
+        .iter()
+        .filter(|e| shown_level(e.level, verbose))
+    {
         writeln!(out, "  {}: {}", e.level, shown(&e.message))?;
     }
     if let Some(err) = &r.plan_error {
@@ -63,7 +75,25 @@ pub fn print(r: &RunReport) -> std::io::Result<()> {
         .max()
         .unwrap_or(4)
         .max(4);
-    print_phases(&mut out, r, width, color)?;
+    print_phases(&mut out, r, width, color, verbose)?;
+    let hidden = r
+        .plan_events
+        .iter()
+        .chain(
+            r.phases
+                .iter()
+                .flat_map(|p| &p.steps)
+                .flat_map(|s| &s.events),
+        )
+        .filter(|e| !shown_level(e.level, verbose))
+        .count();
+    if hidden > 0 {
+        writeln!(
+            out,
+            "\n{hidden} info or debug line(s) from the plugin not shown: --verbose shows them \
+             (--json always has them)"
+        )?;
+    }
     if r.dry_run {
         print_mutations(&mut out, r)?;
     }
@@ -82,6 +112,7 @@ fn print_phases(
     r: &RunReport,
     width: usize,
     color: bool,
+    verbose: bool,
 ) -> std::io::Result<()> {
     for phase in &r.phases {
         let when = match phase.when {
@@ -99,7 +130,7 @@ fn print_phases(
                 one_line(&s.name),
                 shown(&s.message)
             )?;
-            for e in &s.events {
+            for e in s.events.iter().filter(|e| shown_level(e.level, verbose)) {
                 writeln!(
                     out,
                     "  {:<width$}  {:<8} {}",

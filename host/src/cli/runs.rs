@@ -87,7 +87,7 @@ pub fn run(paths: &Paths, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
             if json {
                 super::print_json(&runs.iter().map(run_json).collect::<Vec<_>>())?;
             } else if runs.is_empty() {
-                println!("no runs yet");
+                println!("{}", nothing_listed(&journal, &filter)?);
             } else {
                 println!(
                     "{:>5}  {:<10} {:<22} {:<24} COMMAND",
@@ -252,4 +252,30 @@ pub fn resume(paths: &Paths, config: &Config, args: ResumeArgs) -> anyhow::Resul
         )
     })?;
     finish(&args.flags, record.id, &report, true)
+}
+
+/// What `runs list` says when it lists nothing: whether there are no runs
+/// at all, or only ones `--all` or other filters would show.
+fn nothing_listed(journal: &Journal, filter: &RunFilter) -> anyhow::Result<String> {
+    let filtered = filter.status.is_some() || filter.plugin.is_some() || filter.since.is_some();
+    if !filter.all {
+        let hidden = journal
+            .list(&RunFilter {
+                all: true,
+                ..filter.clone()
+            })?
+            .len();
+        if hidden > 0 {
+            let more = if hidden >= filter.limit { "+" } else { "" };
+            return Ok(format!(
+                "no mutating runs{}; {hidden}{more} dry run(s) or read-only run(s) are shown with --all",
+                if filtered { " match" } else { " yet" }
+            ));
+        }
+    }
+    Ok(if filtered {
+        "no runs match".to_string()
+    } else {
+        "no runs yet".to_string()
+    })
 }

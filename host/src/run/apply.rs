@@ -194,7 +194,8 @@ struct Rollout {
     done: HashMap<(usize, usize), Done>,
     outcomes: Arc<RunOutcomes>,
     progress: Arc<Progress>,
-    /// Failed steps the run may absorb and go on (`--max-fail`).
+    /// Nodes with a failed step the run may absorb and go on
+    /// (`--max-fail`).
     budget: usize,
     failures: usize,
     failed_nodes: BTreeSet<String>,
@@ -300,10 +301,15 @@ impl Rollout {
         let canary = self.opts.rollout.canaries > 0 && batch == 0;
         if self.halted.is_none() && canary && !failed_nodes.is_empty() {
             self.halted = Some(format!("canary step failed on {}", failed_nodes.join(", ")));
-        } else if self.halted.is_none() && self.failures > self.budget {
+        } else if self.halted.is_none() && self.failed_nodes.len() > self.budget {
+            // Nodes, not steps: the budget is a share of the run's nodes,
+            // and a node whose step failed in an `always` phase too must
+            // not count twice (so `--max-fail 100%` never halts).
             self.halted = Some(format!(
-                "{} failed step(s) exceeded the run's failure budget of {} (--max-fail)",
-                self.failures, self.budget
+                "{} node(s) with a failed step exceeded the run's failure budget of {} \
+                 (--max-fail)",
+                self.failed_nodes.len(),
+                self.budget
             ));
         }
         if let Some(why) = &self.halted {

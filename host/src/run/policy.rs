@@ -46,7 +46,8 @@ pub struct RolloutPolicy {
     pub max_in_flight: Amount,
     /// Steps run first, alone; any failure among them halts the run.
     pub canaries: usize,
-    /// Failed or unreachable steps the whole run may absorb and go on.
+    /// Nodes with a failed or unreachable step the whole run may absorb
+    /// and go on.
     pub max_fail: Amount,
 }
 
@@ -81,7 +82,8 @@ impl RolloutPolicy {
         self.max_in_flight.of(n).max(1)
     }
 
-    /// The failure budget for a run over `nodes` nodes.
+    /// The failure budget for a run over `nodes` nodes: how many of them
+    /// may have a failed step (all of them at 100%).
     pub fn budget(&self, nodes: usize) -> usize {
         self.max_fail.of(nodes)
     }

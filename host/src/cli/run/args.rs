@@ -50,7 +50,7 @@ pub struct ExecFlags {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Show every line of the programs' live output; by default a line every few seconds per step when stderr is not a terminal (on a terminal, each running step's latest line).
+    /// Show the plugin's info and debug lines in the report, and every line of the programs' live output (by default a line every few seconds per step when stderr is not a terminal; on a terminal, each running step's latest line).
     #[arg(long, short = 'v', conflicts_with = "quiet")]
     pub verbose: bool,
     /// Show no live progress or program output while steps run (the report still follows).
@@ -80,7 +80,7 @@ pub struct ExecFlags {
     /// Run this many steps first, alone; any failure among them halts the run.
     #[arg(long, value_name = "N", default_value_t = 0)]
     canaries: usize,
-    /// Failed or unreachable steps the whole run may absorb and go on (a count or a percentage of its nodes).
+    /// Nodes with a failed or unreachable step the whole run may absorb and go on (a count, or a percentage of its nodes: 100% never halts).
     #[arg(long, value_name = "N|P%", default_value = "0")]
     max_fail: Amount,
     /// Take the cluster lock even from a live holder (prints a warning).

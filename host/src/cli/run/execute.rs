@@ -215,7 +215,7 @@ pub(in crate::cli) fn finish(
     if flags.json {
         crate::cli::print_json(&envelope(run, report))?;
     } else {
-        crate::cli::report::print(report)?;
+        crate::cli::report::print(report, flags.verbose)?;
         if flags.timing {
             crate::cli::report::print_timing(report)?;
         }
