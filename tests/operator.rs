@@ -247,6 +247,17 @@ fn a_destructive_command_is_confirmed_or_needs_yes() {
         !s.ok(&["runs", "list", "--all"]).contains("wipe"),
         "nothing journaled"
     );
+    // The arguments are checked (the plan) before it is confirmed: a bad
+    // one is a usage error, not a question.
+    s.install("backup");
+    let out = s.fails(
+        2,
+        &["run", "backup", "prune", "--keep", "abc", "/var/backups/x"],
+    );
+    assert!(
+        out.contains("error: --keep takes a whole number") && !out.contains("destructive"),
+        "{out}"
+    );
     assert!(
         s.ok(&["run", "platform", "wipe", "--dry-run"])
             .contains("would wipe")
@@ -267,7 +278,9 @@ fn a_destructive_command_is_confirmed_or_needs_yes() {
         let out = child.wait_with_output().unwrap();
         let screen = String::from_utf8_lossy(&out.stdout);
         assert!(
-            screen.contains("Run it on 1 node(s): local? [y/N] "),
+            screen.contains(
+                "Arguments: none\r\nPlan: 1 step(s) in 1 phase(s)\r\nRun it on 1 node(s): local? [y/N] "
+            ),
             "{screen}"
         );
         assert_eq!(screen.contains("wipe: wiped"), done, "{screen}");

@@ -47,6 +47,23 @@ pub struct RunOptions {
     pub progress: progress::Mode,
     /// Set by SIGINT or SIGTERM: no new step starts, running ones stop.
     pub interrupt: Option<Arc<Interrupt>>,
+    /// Asked once the plan is made and before any step runs (a
+    /// destructive command's confirmation): `Err` with why not, and
+    /// nothing runs.
+    pub confirm: Option<Confirm>,
+}
+
+/// A confirmation asked with the plan (see [`RunOptions::confirm`]).
+#[derive(Clone)]
+pub struct Confirm(pub Arc<ConfirmFn>);
+
+/// What a [`Confirm`] calls: `Err` with why the run must not go on.
+pub type ConfirmFn = dyn Fn(&api::ExecutionPlan) -> Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for Confirm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Confirm(..)")
+    }
 }
 
 /// Where a run's steps are journaled.
@@ -129,6 +146,19 @@ pub async fn run(
             return report;
         }
     };
+    if let Some(confirm) = &opts.confirm {
+        let asked = confirm.0.clone();
+        let shown = plan.clone();
+        // The answer comes from the terminal: off the async threads.
+        let answer = tokio::task::spawn_blocking(move || asked(&shown))
+            .await
+            .unwrap_or_else(|e| Err(format!("the confirmation failed: {e}")));
+        if let Err(why) = answer {
+            report.declined = Some(why);
+            report.metrics.total_ms = start.elapsed().as_secs_f64() * 1e3;
+            return report;
+        }
+    }
     if let Some(j) = &journal
         && let Err(e) = j
             .journal
@@ -646,6 +676,7 @@ fn new_report(
         dry_run: opts.dry_run,
         plan_error: None,
         usage_error: false,
+        declined: None,
         halted: None,
         interrupted: None,
         plan_events,

@@ -63,6 +63,10 @@ pub struct RunReport {
     /// a usage error, exit status 2.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub usage_error: bool,
+    /// The plan was made but the operator did not confirm it (or could
+    /// not, off a terminal): why. Nothing ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub declined: Option<String>,
     /// Why the rollout stopped early, if it did.
     pub halted: Option<String>,
     /// The signal that stopped the run (`SIGINT`, `SIGTERM`), if one did.

@@ -207,6 +207,7 @@ impl ExecFlags {
                 crate::run::progress::Mode::detect(self.verbose)
             },
             interrupt: Some(crate::run::interrupt::Interrupt::new()),
+            confirm: None,
         }
     }
 }

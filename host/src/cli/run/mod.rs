@@ -21,7 +21,7 @@ use crate::paths::Paths;
 use crate::plugin::manifest::{CommandSpec, Kind, Output};
 use crate::plugin::store::{self, Installed, PluginStore};
 use crate::redact::Redactor;
-use crate::run::apply::{self, JournalHandle};
+use crate::run::apply::{self, Confirm, JournalHandle};
 use crate::run::journal::{self, Journal};
 use crate::run::report::RunReport;
 use clap::FromArgMatches;
@@ -115,17 +115,6 @@ impl Prepared<'_> {
             .open(paths)?
             .select(&flags.nodes)
             .map_err(anyhow::Error::msg)?;
-        if spec_cmd.destructive && !flags.dry_run && !flags.yes {
-            let nodes: Vec<&str> = cluster
-                .nodes()
-                .iter()
-                .map(|n| n.info.name.as_str())
-                .collect();
-            if !resolve::confirm(&manifest.name, &spec_cmd.name, &spec_cmd.about, &nodes)? {
-                eprintln!("not confirmed: nothing was done");
-                return Ok(ExitCode::from(super::EXIT_ERROR));
-            }
-        }
         let journal = Journal::open_at(journal_at)?;
         let resumable = self.secrets.is_empty();
         let redactor = Redactor::new(self.secrets);
@@ -141,6 +130,15 @@ impl Prepared<'_> {
         opts.secrets = Arc::new(redactor);
         opts.read_only = spec_cmd.read_only;
         opts.patches = patch_host(paths, &runtime, self.installed, opts.limits)?;
+        if spec_cmd.destructive && !flags.dry_run && !flags.yes {
+            let asked = resolve::Confirmation {
+                plugin: manifest.name.clone(),
+                command: spec_cmd.name.clone(),
+                about: spec_cmd.about.clone(),
+                arguments: shown_arguments(&invocation, &opts.secrets),
+            };
+            opts.confirm = Some(Confirm(Arc::new(move |plan| asked.ask(plan))));
+        }
         let version = manifest.version.to_string();
         let mutating = !flags.dry_run && !spec_cmd.read_only;
         let interrupt = opts.interrupt.clone();
@@ -163,6 +161,23 @@ impl Prepared<'_> {
                 )
             },
         )?;
+        if let Some(why) = &report.declined {
+            // Nothing ran: like a usage error, the run is not kept.
+            journal.discard_run(run)?;
+            if flags.exec.json {
+                super::print_json(&serde_json::json!({
+                    "run": null,
+                    "plugin": manifest.name,
+                    "command": spec_cmd.name,
+                    "status": "not-confirmed",
+                    "report": null,
+                    "data": [],
+                    "error": why,
+                }))?;
+            }
+            eprintln!("{}", crate::text::escape_for_terminal(why));
+            return Ok(ExitCode::from(super::EXIT_ERROR));
+        }
         if report.usage_error {
             return usage_error(
                 &journal,
@@ -250,4 +265,18 @@ fn print_messages(report: &RunReport) -> anyhow::Result<ExitCode> {
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The arguments a run was given, `name=value` (flags by name), secrets
+/// as `***`: what a confirmation shows.
+fn shown_arguments(invocation: &api::Invocation, secrets: &crate::redact::Redactor) -> Vec<String> {
+    invocation
+        .args
+        .iter()
+        .filter(|a| !a.values.is_empty())
+        .map(|a| match a.values.as_slice() {
+            [v] if v == "true" => a.name.clone(),
+            values => format!("{}={}", a.name, secrets.text(values.join(" "))),
+        })
+        .collect()
 }

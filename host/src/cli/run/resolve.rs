@@ -102,33 +102,72 @@ pub(in crate::cli) fn load(
     Ok((runtime, plugin))
 }
 
-/// Ask the operator to confirm destructive command `command` on `nodes`;
-/// off a terminal, refuse (the operator must pass --yes).
-pub(super) fn confirm(
-    plugin: &str,
-    command: &str,
-    about: &str,
-    nodes: &[&str],
-) -> anyhow::Result<bool> {
-    use crate::text::escape_line as one_line;
-    use std::io::{BufRead, IsTerminal, Write};
-    let what = format!("`{plugin} {command}` is destructive: {}", one_line(about));
-    if !std::io::stdin().is_terminal() {
-        anyhow::bail!(
-            "{what}; not on a terminal, so it cannot be confirmed: pass --yes to run it, or \
-             --dry-run to see what it would do"
+/// What a destructive command's confirmation shows: the command, the
+/// arguments the run uses (secrets as `***`), and the plan's nodes.
+pub(super) struct Confirmation {
+    pub plugin: String,
+    pub command: String,
+    pub about: String,
+    /// `name=value` of every argument given (secrets already `***`).
+    pub arguments: Vec<String>,
+}
+
+impl Confirmation {
+    /// Ask the operator, once the plan is made (its arguments checked);
+    /// off a terminal, refuse (the operator must pass --yes). `Err` says
+    /// why the run does not go on.
+    pub fn ask(&self, plan: &api::ExecutionPlan) -> Result<(), String> {
+        use crate::text::escape_line as one_line;
+        use std::io::{BufRead, IsTerminal, Write};
+        let what = format!(
+            "`{} {}` is destructive: {}",
+            one_line(&self.plugin),
+            one_line(&self.command),
+            one_line(&self.about)
         );
+        if !std::io::stdin().is_terminal() {
+            return Err(format!(
+                "{what}; not on a terminal, so it cannot be confirmed: pass --yes to run it, or \
+                 --dry-run to see what it would do"
+            ));
+        }
+        let mut nodes: Vec<String> = Vec::new();
+        let mut steps = 0;
+        for step in plan.phases.iter().flat_map(|p| &p.steps) {
+            steps += 1;
+            let node = one_line(&step.node).into_owned();
+            if !nodes.contains(&node) {
+                nodes.push(node);
+            }
+        }
+        let arguments = if self.arguments.is_empty() {
+            "none".to_string()
+        } else {
+            self.arguments
+                .iter()
+                .map(|a| one_line(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        eprint!(
+            "{what}\nArguments: {arguments}\nPlan: {steps} step(s) in {} phase(s)\nRun it on {} \
+             node(s): {}? [y/N] ",
+            plan.phases.len(),
+            nodes.len(),
+            nodes.join(", ")
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| format!("reading the answer: {e}"))?;
+        if matches!(answer.trim(), "y" | "Y" | "yes") {
+            Ok(())
+        } else {
+            Err("not confirmed: nothing was done".into())
+        }
     }
-    let shown: Vec<_> = nodes.iter().map(|n| one_line(n)).collect();
-    eprint!(
-        "{what}\nRun it on {} node(s): {}? [y/N] ",
-        nodes.len(),
-        shown.join(", ")
-    );
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 /// Most bytes of a secret read from a file.
