@@ -755,21 +755,6 @@ fn plugin_text_is_escaped_on_the_terminal() {
     let help = s.run(&["run", "exec-hostile", "exec", "--help"]);
     assert_escaped("run exec --help", &help.stdout, &[CLEAR, "[default: 1]"]);
 
-    // Info lines are shown with --verbose only; warnings always.
-    for flags in [&[][..], &["-q"][..]] {
-        let mut args = vec!["run", "exec-hostile", "say"];
-        args.extend_from_slice(flags);
-        let plain = String::from_utf8(s.run(&args).stdout).unwrap();
-        assert!(
-            plain.contains("warning event")
-                && !plain.contains("info event")
-                && plain.contains(
-                    "\n1 info or debug line(s) from the plugin not shown: --verbose shows them \
-                     (--json always has them)\n"
-                ),
-            "{flags:?}: {plain}"
-        );
-    }
     let say = s.run(&["run", "exec-hostile", "say", "--verbose"]);
     assert!(say.status.success(), "{say:?}");
     assert_escaped(
@@ -795,6 +780,21 @@ fn plugin_text_is_escaped_on_the_terminal() {
     assert_escaped("runs show", &shown.stdout, &[&format!("failure {OSC}")]);
     let listed = s.run(&["runs", "list"]);
     assert_inert("runs list", &listed.stdout);
+    // Info lines are shown with --verbose only; warnings always.
+    for flags in [&[][..], &["-q"][..]] {
+        let mut args = vec!["run", "exec-hostile", "say"];
+        args.extend_from_slice(flags);
+        let plain = String::from_utf8(s.run(&args).stdout).unwrap();
+        assert!(
+            plain.contains("warning event")
+                && !plain.contains("info event")
+                && plain.contains(
+                    "\n1 info or debug line(s) from the plugin not shown: --verbose shows them \
+                     (--json always has them)\n"
+                ),
+            "{flags:?}: {plain}"
+        );
+    }
     // --json stays exact: serde escapes the control characters itself (a
     // bidi mark is valid JSON text and stays as it is).
     let json = String::from_utf8(s.run(&["run", "exec-hostile", "say", "--json"]).stdout).unwrap();
