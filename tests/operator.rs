@@ -247,6 +247,20 @@ fn a_destructive_command_is_confirmed_or_needs_yes() {
         !s.ok(&["runs", "list", "--all"]).contains("wipe"),
         "nothing journaled"
     );
+    // -y's help says what it does for this command.
+    let help = s.ok(&["run", "platform", "wipe", "--help"]);
+    assert!(
+        help.contains("-y, --yes")
+            && help.contains("Run this destructive command without asking for confirmation"),
+        "{help}"
+    );
+    let help = s.ok(&["run", "platform", "inventory", "--help"]);
+    assert!(
+        help.contains(
+            "Confirm a destructive command without being asked (this one is not: it asks nothing)"
+        ),
+        "{help}"
+    );
     // The arguments are checked (the plan) before it is confirmed: a bad
     // one is a usage error, not a question.
     s.install("backup");

@@ -90,6 +90,18 @@ fn a_loop_on_cheap_host_calls_is_stopped_by_the_cpu_limit() {
 }
 
 #[test]
+fn a_panicking_plugin_is_said_to_have_crashed_without_a_backtrace_hint() {
+    let s = Sandbox::new();
+    s.install("spin");
+    let out = s.fails(3, &["run", "spin", "panic"]);
+    assert!(
+        out.contains("plugin `spin` crashed: ") && out.contains("the plugin gave up on panic"),
+        "{out}"
+    );
+    assert!(!out.contains("RUST_BACKTRACE"), "{out}");
+}
+
+#[test]
 fn the_wall_clock_limit_stops_a_call() {
     let s = Sandbox::new();
     s.install("spin");

@@ -18,7 +18,9 @@ fn main() -> ExitCode {
                 stackhost::text::escape_for_terminal(&e.to_string()).into_owned()
             };
             eprintln!("error: {}", shown(&e));
-            for cause in e.chain().skip(1) {
+            // A cause whose text the message already holds is not said again.
+            let causes = new_causes(&e);
+            for cause in &causes {
                 eprintln!("  caused by: {}", shown(cause));
             }
             // Under --json the failure is a document on stdout too, in the
@@ -28,7 +30,6 @@ fn main() -> ExitCode {
                 .take_while(|a| a != "--")
                 .any(|a| a == "--json")
             {
-                let causes: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
                 let doc = serde_json::json!({
                     "run": null,
                     "status": "error",
@@ -76,4 +77,20 @@ fn restore_sigpipe() {
     unsafe {
         signal(SIGPIPE, SIG_DFL);
     }
+}
+
+/// The causes of `e` that say something its message (and the causes
+/// before them) did not.
+fn new_causes(e: &anyhow::Error) -> Vec<String> {
+    let mut said = e.to_string();
+    let mut out = Vec::new();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !said.contains(&text) {
+            said.push('\n');
+            said.push_str(&text);
+            out.push(text);
+        }
+    }
+    out
 }

@@ -518,9 +518,12 @@ fn print_info(p: &Installed) {
             println!(
                 "  signed by:   key {} ({})",
                 one_line(&s.key_id),
-                one_line(&s.key_comment)
+                one_line(&crate::plugin::signing::shown_comment(&s.key_comment))
             );
-            println!("  signed as:   {}", one_line(&s.trusted_comment));
+            println!(
+                "  signed as:   {}",
+                one_line(&crate::plugin::signing::shown_comment(&s.trusted_comment))
+            );
         }
         None => println!("  signature:   none (unsigned)"),
     }

@@ -196,8 +196,20 @@ pub struct Signer {
 
 impl std::fmt::Display for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "key {} ({})", self.key_id, self.trusted_comment)
+        write!(
+            f,
+            "key {} ({})",
+            self.key_id,
+            shown_comment(&self.trusted_comment)
+        )
     }
+}
+
+/// A signature's comment for display: minisign's default trusted comment
+/// separates its fields with tabs (`timestamp:…<TAB>file:…<TAB>hashed`),
+/// which a terminal would turn into gaps; they read as `, `.
+pub fn shown_comment(comment: &str) -> String {
+    comment.split('\t').collect::<Vec<_>>().join(", ")
 }
 
 /// The operator's trusted keys: `<config>/trusted-keys/ID.pub`.
@@ -303,6 +315,18 @@ mod tests {
 RUQ4xCvr/xxo2nulNBqilkX+f0vjr0bDzshnzCx57XdD05tW63k2WutrYm81yC98lftF+8fgTPQDibTpcJmdw26qIr5PIiEWxAo=\n\
 trusted comment: trusted: vendor\n\
 7FYkYoguJCfvsx5o9JP+k30FIAiH3aW1sTesBxLF5NVdzbCNHeKot4DHpo8wKDwMXJaw4hwYV5S51fdiQWSGBA==\n";
+
+    #[test]
+    fn a_default_trusted_comment_reads_without_tabs() {
+        assert_eq!(
+            shown_comment("timestamp:1700000000\tfile:x.wasm\thashed"),
+            "timestamp:1700000000, file:x.wasm, hashed"
+        );
+        assert_eq!(
+            shown_comment("test vendor: x 1.0.0"),
+            "test vendor: x 1.0.0"
+        );
+    }
 
     #[test]
     fn verifies_minisign_output() {

@@ -464,9 +464,14 @@ impl LoadedPlugin {
                 limit: limit.clone(),
             };
         }
-        let printed = String::from_utf8_lossy(&store.data().output.contents())
-            .trim()
-            .to_string();
+        // Rust's panic hook adds a hint about RUST_BACKTRACE, which means
+        // nothing inside a wasm component: left out.
+        let printed: Vec<String> = String::from_utf8_lossy(&store.data().output.contents())
+            .lines()
+            .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE=1`"))
+            .map(str::to_string)
+            .collect();
+        let printed = printed.join("\n").trim().to_string();
         let message = if printed.is_empty() {
             format!("{trap:#}")
         } else {

@@ -37,7 +37,7 @@ pub struct RunFlags {
     /// Nodes to run on: names, globs (`dea-*`) or roles (`role:dea`); comma-separated or repeated.
     #[arg(long, value_name = "SELECTOR")]
     pub(super) nodes: Vec<String>,
-    /// Confirm a destructive command (import, prune, disable-passwords) without being asked.
+    /// Confirm a destructive command without being asked.
     #[arg(long, short = 'y')]
     pub(super) yes: bool,
     #[command(flatten)]
@@ -341,7 +341,15 @@ pub(super) fn plugin_cli(m: &Manifest) -> Command {
         // augment_args sets RunFlags' own doc comment as the about: put
         // the command's back.
         sub = RunFlags::augment_args(sub.next_help_heading("Host flags"))
-            .about(one_line(&c.about).into_owned());
+            .about(one_line(&c.about).into_owned())
+            .mut_arg("yes", |a| {
+                a.help(if c.destructive {
+                    "Run this destructive command without asking for confirmation"
+                } else {
+                    "Confirm a destructive command without being asked (this one is not: it \
+                     asks nothing)"
+                })
+            });
         cli = cli.subcommand(sub);
     }
     cli
