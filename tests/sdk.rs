@@ -237,3 +237,112 @@ fn plugin_new_refuses_an_sdk_path_that_cannot_build() {
     let out = new(&dir("lonely"));
     assert!(out.contains("has no WIT package beside it"), "{out}");
 }
+
+#[test]
+fn plugin_dev_goes_from_source_to_a_signed_run_in_one_command() {
+    let s = Sandbox::new();
+    let dir = s.home.path().join("dev-uptime");
+    s.ok(&[
+        "plugin",
+        "new",
+        "dev-uptime",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    let target = support::repo().join("plugins/target");
+    let target = target.to_str().unwrap();
+    let dev = |args: &[&str]| {
+        let mut all = vec!["plugin", "dev", dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        s.run_env(&all, &[("CARGO_TARGET_DIR", target)])
+    };
+    let out = dev(&["--", "uptime", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (status, message) = only_step(&json["report"]);
+    assert_eq!(status, "ok");
+    assert!(message.contains("load average"), "{message}");
+    assert!(
+        stderr.contains("made a development signing key")
+            && stderr.contains("trusted in this home only")
+            && stderr.contains("==> installed dev-uptime 0.1.0 (signed by development key")
+            && stderr.contains("==> stackhost run dev-uptime uptime --json"),
+        "{stderr}"
+    );
+    // Signed by the development key, which `keys list` shows, and which
+    // minisign itself accepts.
+    let info = s.ok(&["plugin", "info", "dev-uptime"]);
+    assert!(
+        info.contains("stackhost development key") && info.contains("stackhost plugin dev build, "),
+        "{info}"
+    );
+    let keys: serde_json::Value = serde_json::from_str(&s.ok(&["keys", "list", "--json"])).unwrap();
+    let id = keys[0]["id"].as_str().unwrap().to_string();
+    let wasm = support::repo().join("plugins/target/wasm32-wasip2/release/dev_uptime.wasm");
+    let public = s.home.path().join(format!("config/trusted-keys/{id}.pub"));
+    let verified = std::process::Command::new("minisign")
+        .args([
+            "-V",
+            "-p",
+            public.to_str().unwrap(),
+            "-m",
+            wasm.to_str().unwrap(),
+        ])
+        .output()
+        .expect("minisign is installed (tests/run installs it)");
+    assert!(verified.status.success(), "{verified:?}");
+
+    // An edit: built again, the key kept, the installed copy replaced.
+    let lib = dir.join("src/lib.rs");
+    let code = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(&lib, format!("{code}\n// edited\n")).unwrap();
+    let out = dev(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("made a development signing key"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no command given"), "{stderr}");
+
+    // With an inventory configured the run is a dry run, and says so.
+    let inventory = s.home.path().join("inventory.toml");
+    std::fs::write(
+        &inventory,
+        "[[node]]\nname = \"here\"\nlocal = true\nroles = [\"dea\"]\n",
+    )
+    .unwrap();
+    let out = dev(&["--", "uptime", "--inventory", inventory.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .contains("a cluster inventory is configured: this is a dry run (--for-real runs it)"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(dry run: nothing is changed)"));
+
+    // A manifest install would refuse: nothing is installed, and the
+    // messages are `plugin check`'s.
+    let manifest = dir.join("stackhost.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("[[command]]", "colour = \"red\"\n\n[[command]]"),
+    )
+    .unwrap();
+    let out = dev(&["--", "uptime"]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("1 problem:")
+            && all.contains("unknown field `colour`")
+            && all.contains("the plugin has problems (listed above); nothing was installed"),
+        "{all}"
+    );
+}

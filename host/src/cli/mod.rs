@@ -2,6 +2,7 @@
 //! validated by clap with no I/O, then each subcommand resolves what it
 //! needs (paths, store, runtime) and runs.
 
+mod dev;
 mod inventory;
 mod keys;
 mod node;

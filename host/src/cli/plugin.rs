@@ -125,6 +125,19 @@ Examples:
   stackhost run disk-report uptime
 
   stackhost sdk export ~/stackhost-sdk && stackhost plugin new disk-report --sdk ~/stackhost-sdk")]
+    /// Build, sign, check, install and run a plugin crate, in one command.
+    ///
+    /// Builds DIR (a crate `plugin new` made) in release for wasm32-wasip2,
+    /// signs the component with this home's development key (made and
+    /// trusted here on first use; a vendor's release signing stays
+    /// `minisign -S` and `keys trust`), checks it as `plugin check` does,
+    /// installs it with --replace granting what it requests, and runs
+    /// COMMAND. With a cluster inventory configured, the run is a dry run
+    /// unless --for-real.
+    #[command(
+        after_help = "Examples:\n  stackhost plugin dev disk-report -- uptime\n  stackhost plugin dev . -- uptime --json\n  stackhost plugin dev disk-report --for-real -- uptime --nodes 'dea-*'"
+    )]
+    Dev(super::dev::DevArgs),
     New {
         /// The plugin's name: lower-case letters, digits and `-`.
         name: String,
@@ -246,21 +259,22 @@ pub fn run(paths: &Paths, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
         }
         PluginCommand::Check { file, json } => return super::plugin_check::run(paths, &file, json),
         PluginCommand::New { name, dir, sdk } => super::scaffold::new_plugin(&name, dir, sdk)?,
+        PluginCommand::Dev(args) => return super::dev::run(paths, args),
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// How `plugin install` was asked to install.
-struct Install<'a> {
-    yes: bool,
-    only: Option<&'a [String]>,
-    replace: bool,
-    allow_unsigned: bool,
+pub(super) struct Install<'a> {
+    pub yes: bool,
+    pub only: Option<&'a [String]>,
+    pub replace: bool,
+    pub allow_unsigned: bool,
 }
 
 /// Validate, verify the signature, compile (warming the cache), check
 /// imports, grant, record.
-fn install(
+pub(super) fn install(
     runtime: &Runtime,
     store: &PluginStore,
     keys: &TrustedKeys,

@@ -30,7 +30,7 @@ pub fn run(paths: &Paths, file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_report(r: &CheckReport) {
+pub(super) fn print_report(r: &CheckReport) {
     let file = escape_line(&r.file);
     if r.ok {
         let id = r.plugin.as_ref().map_or_else(String::new, |p| {

@@ -100,6 +100,86 @@ fn key_id(id: &[u8; 8]) -> String {
     format!("{:016X}", u64::from_le_bytes(*id))
 }
 
+/// A key this home signs development builds with (`plugin dev`): an
+/// Ed25519 key kept, mode 0600, in `<config>/dev-key`, trusted in this
+/// home only. A vendor's release signing stays minisign's, explicit and
+/// separate.
+pub struct DevKey {
+    id: [u8; 8],
+    key: ed25519_dalek::SigningKey,
+}
+
+impl DevKey {
+    /// The key in `config`, made on first use; true when it was new.
+    pub fn load_or_create(config: &Path) -> Result<(DevKey, bool), SignError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = config.join("dev-key");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return DevKey::parse(&text).map(|k| (k, false)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&path, e)),
+            Err(_) => {}
+        }
+        let mut raw = [0u8; 40];
+        rustix::rand::getrandom(&mut raw, rustix::rand::GetRandomFlags::empty())
+            .map_err(|e| SignError::Io(format!("no randomness for a key: {e}")))?;
+        let text = format!(
+            "# stackhost development signing key: trusted in this home only\n{}\n",
+            hex::encode(raw)
+        );
+        std::fs::create_dir_all(config).map_err(|e| io_err(config, e))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| io_err(&path, e))?;
+        DevKey::parse(&text).map(|k| (k, true))
+    }
+
+    fn parse(text: &str) -> Result<DevKey, SignError> {
+        let bad = || SignError::BadKey("the development key file is damaged".into());
+        let line = text.lines().find(|l| !l.starts_with('#')).ok_or_else(bad)?;
+        let raw = hex::decode(line.trim()).map_err(|_| bad())?;
+        let raw: [u8; 40] = raw.try_into().map_err(|_| bad())?;
+        let seed: [u8; 32] = raw[8..].try_into().expect("32 bytes");
+        Ok(DevKey {
+            id: raw[..8].try_into().expect("8 bytes"),
+            key: ed25519_dalek::SigningKey::from_bytes(&seed),
+        })
+    }
+
+    /// Its public key, as `keys trust` takes it.
+    pub fn public(&self) -> PublicKey {
+        PublicKey {
+            id: self.id,
+            key: self.key.verifying_key(),
+            comment: format!("stackhost development key {}", key_id(&self.id)),
+        }
+    }
+
+    /// A minisign signature (prehashed, `ED`) of `data`, as the text of a
+    /// `.minisig` file, with `trusted_comment`.
+    pub fn sign(&self, data: &[u8], trusted_comment: &str) -> String {
+        use ed25519_dalek::Signer as _;
+        let signature = self.key.sign(&Blake2b512::digest(data)).to_bytes();
+        let mut raw = b"ED".to_vec();
+        raw.extend_from_slice(&self.id);
+        raw.extend_from_slice(&signature);
+        let mut global_msg = signature.to_vec();
+        global_msg.extend_from_slice(trusted_comment.as_bytes());
+        let global = self.key.sign(&global_msg).to_bytes();
+        format!(
+            "untrusted comment: signature from stackhost development key {}\n{}\ntrusted comment: {trusted_comment}\n{}\n",
+            key_id(&self.id),
+            B64.encode(raw),
+            B64.encode(global)
+        )
+    }
+}
+
 /// A parsed `.minisig` file.
 #[derive(Debug, Clone)]
 pub struct Signature {
@@ -315,6 +395,32 @@ mod tests {
 RUQ4xCvr/xxo2nulNBqilkX+f0vjr0bDzshnzCx57XdD05tW63k2WutrYm81yC98lftF+8fgTPQDibTpcJmdw26qIr5PIiEWxAo=\n\
 trusted comment: trusted: vendor\n\
 7FYkYoguJCfvsx5o9JP+k30FIAiH3aW1sTesBxLF5NVdzbCNHeKot4DHpo8wKDwMXJaw4hwYV5S51fdiQWSGBA==\n";
+
+    #[test]
+    fn a_development_key_signs_what_trusted_keys_verify() {
+        let home = tempfile::tempdir().unwrap();
+        let (key, new) = DevKey::load_or_create(home.path()).unwrap();
+        assert!(new);
+        let (again, new) = DevKey::load_or_create(home.path()).unwrap();
+        assert!(!new);
+        assert_eq!(again.public().id(), key.public().id());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(home.path().join("dev-key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let keys = TrustedKeys::new(home.path());
+        keys.trust(&key.public().to_file_text()).unwrap();
+        let sig = key.sign(b"component bytes", "dev build: p 0.1.0");
+        let signer = keys.verify(b"component bytes", &sig).unwrap();
+        assert_eq!(signer.key_id, key.public().id());
+        assert_eq!(signer.trusted_comment, "dev build: p 0.1.0");
+        assert!(matches!(
+            keys.verify(b"other bytes", &sig),
+            Err(SignError::Mismatch(_))
+        ));
+    }
 
     #[test]
     fn a_default_trusted_comment_reads_without_tabs() {

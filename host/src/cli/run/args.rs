@@ -28,6 +28,13 @@ pub struct RunArgs {
     pub(super) argv: Vec<String>,
 }
 
+impl RunArgs {
+    /// `stackhost run` with `argv` (the plugin, its command, arguments).
+    pub(in crate::cli) fn new(argv: Vec<String>) -> RunArgs {
+        RunArgs { argv }
+    }
+}
+
 /// Flags the host takes for every plugin command.
 #[derive(Debug, Clone, Args)]
 pub struct RunFlags {
