@@ -106,6 +106,19 @@ Exit codes:
         #[arg(long)]
         json: bool,
     },
+    /// Build, sign, check, install and run a plugin crate, in one command.
+    ///
+    /// Builds DIR (a crate `plugin new` made) in release for wasm32-wasip2,
+    /// signs the component with this home's development key (made and
+    /// trusted here on first use; a vendor's release signing stays
+    /// `minisign -S` and `keys trust`), checks it as `plugin check` does,
+    /// installs it with --replace granting what it requests, and runs
+    /// COMMAND. With a cluster inventory configured, the run is a dry run
+    /// unless --for-real.
+    #[command(
+        after_help = "Examples:\n  stackhost plugin dev disk-report -- uptime\n  stackhost plugin dev . -- uptime --json\n  stackhost plugin dev disk-report --for-real -- uptime --nodes 'dea-*'"
+    )]
+    Dev(super::dev::DevArgs),
     /// Scaffold a new plugin crate that builds with nothing but stackhost.
     ///
     /// The crate (NAME/, or --dir) has one command, `uptime`, and its own
@@ -125,19 +138,6 @@ Examples:
   stackhost run disk-report uptime
 
   stackhost sdk export ~/stackhost-sdk && stackhost plugin new disk-report --sdk ~/stackhost-sdk")]
-    /// Build, sign, check, install and run a plugin crate, in one command.
-    ///
-    /// Builds DIR (a crate `plugin new` made) in release for wasm32-wasip2,
-    /// signs the component with this home's development key (made and
-    /// trusted here on first use; a vendor's release signing stays
-    /// `minisign -S` and `keys trust`), checks it as `plugin check` does,
-    /// installs it with --replace granting what it requests, and runs
-    /// COMMAND. With a cluster inventory configured, the run is a dry run
-    /// unless --for-real.
-    #[command(
-        after_help = "Examples:\n  stackhost plugin dev disk-report -- uptime\n  stackhost plugin dev . -- uptime --json\n  stackhost plugin dev disk-report --for-real -- uptime --nodes 'dea-*'"
-    )]
-    Dev(super::dev::DevArgs),
     New {
         /// The plugin's name: lower-case letters, digits and `-`.
         name: String,
