@@ -346,3 +346,60 @@ fn plugin_dev_goes_from_source_to_a_signed_run_in_one_command() {
         "{all}"
     );
 }
+
+#[test]
+fn cargo_test_passes_in_a_fresh_scaffold_and_a_failing_test_fails() {
+    let s = Sandbox::new();
+    let dir = s.home.path().join("tested");
+    s.ok(&["plugin", "new", "tested", "--dir", dir.to_str().unwrap()]);
+    // The scaffold's runner is the `stackhost` on PATH.
+    let bin = Path::new(env!("CARGO_BIN_EXE_stackhost"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let cargo_test = || {
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .arg("test")
+            .current_dir(&dir)
+            .env("PATH", &path)
+            .env("CARGO_TARGET_DIR", support::repo().join("plugins/target"))
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .expect("cargo runs")
+    };
+    let out = cargo_test();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("test tests::the_load_average_is_picked_out_of_uptimes_line ... ok"),
+        "{stdout}"
+    );
+    // A failing assertion fails `cargo test`, with its message shown.
+    let lib = dir.join("src/lib.rs");
+    let code = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(
+        &lib,
+        code.replace("\"odd\"), \"odd\"", "\"odd\"), \"even\""),
+    )
+    .unwrap();
+    let out = cargo_test();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("right: \"even\"") && all.contains("a test panicked (its message is above)"),
+        "{all}"
+    );
+}

@@ -160,7 +160,11 @@ fn write_crate(name: &str, dir: &Path, source: &SdkSource) -> anyhow::Result<()>
         ),
         (
             ".cargo/config.toml",
-            "[build]\ntarget = \"wasm32-wasip2\"\n".to_string(),
+            "[build]\ntarget = \"wasm32-wasip2\"\n\n\
+             # `cargo test` runs the tests, built for wasm32-wasip2, in stackhost's\n\
+             # own wasmtime (the `stackhost` on your PATH).\n\
+             [target.wasm32-wasip2]\nrunner = [\"stackhost\", \"sdk\", \"test-runner\"]\n"
+                .to_string(),
         ),
         (".gitignore", "/target\n".to_string()),
         (
@@ -183,6 +187,7 @@ fn write_crate(name: &str, dir: &Path, source: &SdkSource) -> anyhow::Result<()>
                  //! `uptime` on every selected node and reports what it printed.\n\
                  //!\n\
                  //! ```sh\n\
+                 //! cargo test                # unit tests, in stackhost's wasmtime\n\
                  //! cargo build --release\n\
                  //! stackhost plugin install target/wasm32-wasip2/release/{wasm}.wasm\n\
                  //! stackhost run {name} uptime\n\
@@ -203,8 +208,22 @@ fn write_crate(name: &str, dir: &Path, source: &SdkSource) -> anyhow::Result<()>
                  // `check` makes a failed program (non-zero status, killed by a\n        \
                  // signal) the step's error, with the end of its stderr.\n        \
                  let out = step.node().run(Command::new(\"uptime\"))?.check()?;\n        \
-                 Ok(Outcome::ok(out.stdout_str().trim()))\n    }}\n}}\n\n\
-                 export_plugin!(Uptime);\n"
+                 Ok(Outcome::ok(load_average(&out.stdout_str())))\n    }}\n}}\n\n\
+                 /// The `load average: ...` part of what uptime printed (the whole line\n\
+                 /// when it has none). Logic like this is what `cargo test` tests: the\n\
+                 /// tests run in stackhost's wasmtime, where calls to the host trap.\n\
+                 fn load_average(uptime: &str) -> &str {{\n    \
+                 let line = uptime.trim();\n    \
+                 line.find(\"load average\").map_or(line, |i| &line[i..])\n}}\n\n\
+                 export_plugin!(Uptime);\n\n\
+                 #[cfg(test)]\n\
+                 mod tests {{\n    \
+                 use super::*;\n\n    \
+                 #[test]\n    \
+                 fn the_load_average_is_picked_out_of_uptimes_line() {{\n        \
+                 let line = \" 10:00:01 up 3 days,  2:04,  1 user,  load average: 0.10, 0.20, 0.30\\n\";\n        \
+                 assert_eq!(load_average(line), \"load average: 0.10, 0.20, 0.30\");\n        \
+                 assert_eq!(load_average(\"odd\"), \"odd\");\n    }}\n}}\n"
             ),
         ),
     ];

@@ -7,6 +7,7 @@ mod cache;
 pub mod imports;
 pub mod limits;
 pub mod state;
+pub mod test_runner;
 
 pub use cache::CacheOutcome;
 pub use limits::{CallLimits, LimitExceeded};

@@ -39,10 +39,32 @@ Examples:
         #[arg(long)]
         force: bool,
     },
+    /// Run a plugin crate's unit tests (a `cargo test` binary for
+    /// wasm32-wasip2): the runner `plugin new` names in the crate's
+    /// .cargo/config.toml, so `cargo test` works there.
+    ///
+    /// The test binary gets this terminal's output, its arguments and
+    /// environment, no files and no network; the stackhost:host interfaces
+    /// trap when called (test plan logic here, and run the plugin end to
+    /// end with `stackhost plugin dev`).
+    #[command(
+        after_help = "Example (what cargo runs):\n  stackhost sdk test-runner target/wasm32-wasip2/debug/deps/my_plugin-1234.wasm --nocapture"
+    )]
+    TestRunner {
+        /// The test binary.
+        file: PathBuf,
+        /// Its arguments (libtest's: a filter, --nocapture, ...).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 pub fn run(cmd: SdkCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        SdkCommand::TestRunner { file, args } => {
+            let code = crate::runtime::test_runner::run(&file, &args)?;
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+        }
         SdkCommand::Export { dir, force } => {
             let out = sdk::export(&dir, force)
                 .with_context(|| format!("while exporting the SDK to {}", dir.display()))?;
