@@ -403,3 +403,52 @@ fn cargo_test_passes_in_a_fresh_scaffold_and_a_failing_test_fails() {
         "{all}"
     );
 }
+
+#[test]
+fn cargo_build_fails_on_a_manifest_install_would_refuse() {
+    let s = Sandbox::new();
+    let dir = s.home.path().join("checked");
+    s.ok(&["plugin", "new", "checked", "--dir", dir.to_str().unwrap()]);
+    // The manifest alone, as the crate's build script checks it.
+    let manifest = dir.join("stackhost.toml");
+    let out = s.ok(&["plugin", "check", manifest.to_str().unwrap()]);
+    assert_eq!(
+        out,
+        format!(
+            "ok: {}: checked 0.1.0 (plugin), stackhost:host@0.1.1, requests exec; unsigned\n",
+            manifest.display()
+        )
+    );
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("description", "colour = \"red\"\ndescription"),
+    )
+    .unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_stackhost"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let build =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release"])
+            .current_dir(&dir)
+            .env("PATH", &path)
+            .env("CARGO_TARGET_DIR", support::repo().join("plugins/target"))
+            .output()
+            .expect("cargo runs");
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(!build.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stackhost.toml: 1 problem:")
+            && stderr.contains("- the manifest is not valid: TOML parse error at line")
+            && stderr.contains("unknown field `colour`")
+            && !stderr.contains("\\x0a"),
+        "{stderr}"
+    );
+}

@@ -91,16 +91,20 @@ Examples:
     /// provided by this host and requested in its manifest, and a
     /// FILE.minisig beside it verifies against a trusted key (a vendor
     /// patch must have one). Nothing is installed and nothing is granted.
+    /// A `.toml` FILE is checked as a manifest alone (what a `plugin new`
+    /// crate's build script does, so `cargo build` fails on a manifest
+    /// install would refuse).
     #[command(after_help = "\
 Examples:
   stackhost plugin check target/wasm32-wasip2/release/disk_report.wasm
   stackhost plugin check --json plugins/dist/backup.wasm
+  stackhost plugin check stackhost.toml
 
 Exit codes:
   0  no problems: `plugin install` would accept the file
   1  problems, each listed (or the file cannot be read)")]
     Check {
-        /// The `.wasm` component file.
+        /// The `.wasm` component file (or a `stackhost.toml` manifest).
         file: PathBuf,
         /// Print JSON: file, ok, plugin, digest, imports, signed_by, problems, warnings.
         #[arg(long)]

@@ -1,12 +1,13 @@
 //! `stackhost plugin check FILE`: everything `plugin install` would refuse
 //! a file for, listed all at once, without installing it or asking for any
-//! grant. It runs the same checks install does (`inspect`, the manifest's
+//! grant. FILE may also be a manifest alone (`stackhost.toml`), which is
+//! what a plugin crate's build script checks. It runs the same checks install does (`inspect`, the manifest's
 //! own validation, `imports`, `signing`), but keeps going past the first
 //! problem wherever the file still allows it.
 
 use crate::paths::Paths;
 use crate::plugin::signing::TrustedKeys;
-use crate::plugin::vet::{CheckReport, check_file};
+use crate::plugin::vet::{CheckReport, check_file, check_manifest_file};
 use crate::runtime::Runtime;
 use crate::text::escape_line;
 use std::path::Path;
@@ -17,7 +18,12 @@ use std::process::ExitCode;
 pub fn run(paths: &Paths, file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(&paths.compiled())?;
     let keys = TrustedKeys::new(&paths.config);
-    let report = check_file(&runtime, &keys, file);
+    // A manifest alone (a plugin crate's build script checks its own).
+    let report = if file.extension().is_some_and(|e| e == "toml") {
+        check_manifest_file(file)
+    } else {
+        check_file(&runtime, &keys, file)
+    };
     if json {
         super::print_json(&report)?;
     } else {
@@ -56,7 +62,10 @@ pub(super) fn print_report(r: &CheckReport) {
         let n = r.problems.len();
         println!("{file}: {n} problem{}:", if n == 1 { "" } else { "s" });
         for p in &r.problems {
-            println!("  - {}", escape_line(p));
+            // A TOML error spans lines (the line, a caret under the column):
+            // keep them as lines, indented under their item.
+            let shown = crate::text::escape_for_terminal(p.trim_end());
+            println!("  - {}", shown.replace('\n', "\n    "));
         }
     }
     for w in &r.warnings {

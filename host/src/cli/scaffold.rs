@@ -168,6 +168,27 @@ fn write_crate(name: &str, dir: &Path, source: &SdkSource) -> anyhow::Result<()>
         ),
         (".gitignore", "/target\n".to_string()),
         (
+            "build.rs",
+            "//! Checks stackhost.toml as `stackhost plugin install` will, so that\n\
+             //! `cargo build` fails on a manifest install would refuse (with the\n\
+             //! messages `stackhost plugin check` prints). Uses the `stackhost` on\n\
+             //! PATH; without one it warns and builds.\n\n\
+             fn main() {\n    \
+             println!(\"cargo::rerun-if-changed=stackhost.toml\");\n    \
+             let checked = std::process::Command::new(\"stackhost\")\n        \
+             .args([\"plugin\", \"check\", \"stackhost.toml\"])\n        \
+             .output();\n    \
+             match checked {\n        \
+             Ok(out) if out.status.success() => {}\n        \
+             Ok(out) => {\n            \
+             eprint!(\"{}\", String::from_utf8_lossy(&out.stdout));\n            \
+             eprint!(\"{}\", String::from_utf8_lossy(&out.stderr));\n            \
+             std::process::exit(1);\n        }\n        \
+             Err(e) => println!(\"cargo::warning=stackhost.toml was not checked: cannot run stackhost ({e})\"),\n    \
+             }\n}\n"
+                .to_string(),
+        ),
+        (
             "stackhost.toml",
             format!(
                 "# The plugin's manifest, embedded in the .wasm by export_plugin!\n\

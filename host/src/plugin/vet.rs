@@ -132,6 +132,52 @@ pub fn check_file(runtime: &Runtime, keys: &TrustedKeys, file: &Path) -> CheckRe
     report
 }
 
+/// Check a manifest file alone (`stackhost.toml`), as install checks the
+/// manifest inside a component: what a plugin crate's build script runs,
+/// so `cargo build` fails on a manifest install would refuse.
+pub fn check_manifest_file(file: &Path) -> CheckReport {
+    let mut report = CheckReport {
+        file: file.display().to_string(),
+        ok: false,
+        plugin: None,
+        digest: None,
+        imports: Vec::new(),
+        signed_by: None,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+    match std::fs::read(file) {
+        Err(e) => report.problem(format!("cannot read {}: {e}", file.display())),
+        Ok(bytes) => match crate::plugin::manifest::Manifest::parse(&bytes) {
+            Err(e) => report.problem(e.to_string()),
+            Ok(m) => {
+                report.warnings = m
+                    .capabilities
+                    .requests()
+                    .into_iter()
+                    .flat_map(|r| r.root_warnings)
+                    .collect();
+                if !imports::wit_compatible(&m.wit) {
+                    let e = imports::ImportError::WitVersion {
+                        plugin: m.name.clone(),
+                        wanted: m.wit.clone(),
+                    };
+                    report.problem(e.to_string());
+                }
+                report.plugin = Some(PluginId {
+                    name: m.name.clone(),
+                    version: m.version.to_string(),
+                    kind: m.kind.as_str(),
+                    wit: m.wit.to_string(),
+                    requests: m.capabilities.names(),
+                });
+            }
+        },
+    }
+    report.ok = report.problems.is_empty();
+    report
+}
+
 /// Does it compile, and is every import provided and requested?
 fn check_imports(
     report: &mut CheckReport,
