@@ -452,3 +452,68 @@ fn cargo_build_fails_on_a_manifest_install_would_refuse() {
         "{stderr}"
     );
 }
+
+/// The shell lines of the first ```sh block under `heading` in
+/// sdk/README.md.
+fn readme_block(heading: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(support::repo().join("sdk/README.md")).unwrap();
+    let section = readme
+        .split(&format!("## {heading}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("sdk/README.md has no `## {heading}`"));
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    block.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn the_first_plugin_page_runs_as_written() {
+    let lines = readme_block("Your first plugin in ten minutes");
+    assert!(lines.len() >= 5, "{lines:?}");
+    let s = Sandbox::new();
+    let mut cwd = s.home.path().join("empty");
+    std::fs::create_dir(&cwd).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_stackhost"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut last = String::new();
+    for line in &lines {
+        if let Some(dir) = line.strip_prefix("cd ") {
+            cwd = cwd.join(dir);
+            continue;
+        }
+        // Every other line runs through a shell, as the reader's would.
+        let out = std::process::Command::new("sh")
+            .args(["-c", line])
+            .current_dir(&cwd)
+            .env("PATH", &path)
+            .env("STACKHOST_HOME", s.home.path())
+            .env("CARGO_TARGET_DIR", support::repo().join("plugins/target"))
+            .env_remove("STACKHOST_INVENTORY")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "`{line}` failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+    }
+    // The last line's JSON report: the new command ran on this machine.
+    let json: serde_json::Value = serde_json::from_str(&last).unwrap();
+    let (status, message) = only_step(&json["report"]);
+    assert_eq!(status, "ok");
+    assert!(message.starts_with("load average"), "{message}");
+}
