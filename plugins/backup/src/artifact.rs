@@ -54,6 +54,30 @@ pub(crate) struct Meta {
     pub(crate) roles: Vec<String>,
     pub(crate) topology: Vec<TopologyNode>,
     pub(crate) contents: Vec<Content>,
+    /// Service data found on the nodes and not exported (`--allow-partial`):
+    /// an import or a verify says so. Absent in older artifacts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) omitted: Vec<Omitted>,
+}
+
+/// Data an export saw and did not take, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Omitted {
+    pub(crate) node: String,
+    /// The data service (`mysql`, `redis`, ...).
+    pub(crate) service: String,
+    pub(crate) path: String,
+    pub(crate) why: String,
+}
+
+impl std::fmt::Display for Omitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} on node {} ({}: {})",
+            self.service, self.node, self.path, self.why
+        )
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

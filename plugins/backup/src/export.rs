@@ -2,7 +2,7 @@
 //! artifact, start the roles again.
 
 use crate::artifact::{
-    Content, Meta, TopologyNode, artifact_path, compression_of, databases, export_dest,
+    Content, Meta, Omitted, TopologyNode, artifact_path, compression_of, databases, export_dest,
 };
 use crate::{META, ROLES, SYSTEM_DATABASES, core_node, refuse_existing};
 use stackato::{paths, role_service};
@@ -45,8 +45,59 @@ pub(crate) fn export_roles(inv: &Invocation) -> Result<(Vec<String>, String)> {
     Ok((roles, scope))
 }
 
+/// The data services whose data an export takes (their directory under
+/// /var/stackato/services): the filesystem service's files, and the
+/// PostgreSQL service's databases, dumped from the postgresql role.
+const EXPORTED_SERVICES: &[(&str, &str)] =
+    &[("filesystem", "filesystem"), ("postgresql", "postgresql")];
+
+/// Service data on the nodes in scope that this export does not take:
+/// every directory of /var/stackato/services but those of
+/// [`EXPORTED_SERVICES`] whose role is exported. Nothing is skipped
+/// silently: the run fails on them unless --allow-partial.
+pub(crate) fn omitted_services(inv: &Invocation, roles: &[String]) -> Result<Vec<Omitted>> {
+    let in_scope: Vec<Node> = if inv.flag("only-this-node") {
+        nodes::local().into_iter().collect()
+    } else {
+        nodes::all()
+    };
+    let mut out = Vec::new();
+    for node in in_scope {
+        if !node.exists(paths::SERVICES)? {
+            continue;
+        }
+        for entry in node.list_dir(paths::SERVICES)? {
+            if entry.file_type != stackhost_sdk::fs::FileType::Directory {
+                continue;
+            }
+            let service = entry.name;
+            let why = match EXPORTED_SERVICES.iter().find(|(s, _)| *s == service) {
+                Some((_, role)) if roles.iter().any(|r| r == role) => continue,
+                Some((_, role)) => format!("its role `{role}` is excluded from this export"),
+                None => "stackhost has no exporter for it yet".to_string(),
+            };
+            out.push(Omitted {
+                node: node.name().into(),
+                path: format!("{}/{service}", paths::SERVICES),
+                service,
+                why,
+            });
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn plan_export(inv: &Invocation, core: &Node) -> Result<Plan> {
     let (roles, scope) = export_roles(inv)?;
+    let omitted = omitted_services(inv, &roles)?;
+    if !omitted.is_empty() && !inv.flag("allow-partial") {
+        let listed: Vec<String> = omitted.iter().map(ToString::to_string).collect();
+        bail!(
+            "this export would leave out service data: {}. A backup without it loses that data on \
+             restore; pass --allow-partial to export the rest (the artifact records what it left out)",
+            listed.join("; ")
+        );
+    }
     let mut plan = Plan::new();
     let writers = nodes::with_role("controller");
     if inv.flag("maintenance") {
@@ -178,6 +229,17 @@ pub(crate) fn export(inv: &Invocation) -> Result<Outcome> {
         "nothing to export: {}",
         skipped.join(", ")
     );
+    let omitted = omitted_services(inv, &roles)?;
+    ensure!(
+        omitted.is_empty() || inv.flag("allow-partial"),
+        "service data appeared since the plan and would be left out: {}",
+        omitted
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    skipped.extend(omitted.iter().map(ToString::to_string));
     let meta = Meta {
         format: "stackhost-backup/1".into(),
         product_version: product_version(&core),
@@ -186,6 +248,7 @@ pub(crate) fn export(inv: &Invocation) -> Result<Outcome> {
         roles: roles.clone(),
         topology: topology(),
         contents,
+        omitted,
     };
     let artifact = archive::create(&path, compression_of(&path))?;
     let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::plugin(e.to_string()))?;

@@ -58,6 +58,13 @@ pub(crate) fn import(inv: &Invocation) -> Result<Outcome> {
     if !not_restored.is_empty() {
         msg.push_str(&format!(". Not restored: {}", not_restored.join("; ")));
     }
+    if !meta.omitted.is_empty() {
+        let left: Vec<String> = meta.omitted.iter().map(ToString::to_string).collect();
+        msg.push_str(&format!(
+            ". The export left out (--allow-partial), so it is not here: {}",
+            left.join("; ")
+        ));
+    }
     msg.push_str(". Apps that wrote database connection details during staging must be re-staged.");
     Ok(Outcome::changed(msg))
 }
