@@ -167,6 +167,50 @@ fn export_then_import_into_another_cluster() {
     let (code, r) = s.report(&refs(&a.args(&["backup", "verify", f])));
     assert_eq!((code, message(&r, "verify").0.as_str()), (0, "ok"), "{r:#}");
 
+    // --only-this-node for a remote node: only what node 3 (dea and
+    // filesystem) holds, the step bound to that node.
+    let node3 = a.node(3);
+    let one = out.path().join("node3.tar.zst");
+    let (code, r) = s.report(&refs(&a.args(&[
+        "backup",
+        "export",
+        "--nodes",
+        &node3,
+        "--only-this-node",
+        one.to_str().unwrap(),
+    ])));
+    assert_eq!(code, 0, "{r:#}");
+    let meta = Command::new("tar")
+        .arg("-xOf")
+        .arg(&one)
+        .arg("backup.json")
+        .output()
+        .unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&meta.stdout).unwrap();
+    assert_eq!(meta["scope"], format!("node {node3}"), "{meta:#}");
+    let contents = meta["contents"].as_array().unwrap();
+    assert_eq!(contents.len(), 1, "{meta:#}");
+    assert_eq!(contents[0]["node"], node3.as_str());
+    assert_eq!(contents[0]["item"], "services/filesystem");
+    std::fs::remove_file(&one).unwrap();
+    // Two nodes and --only-this-node: which one is not said, so refused.
+    let out2 = s.fails(
+        2,
+        &refs(&a.args(&[
+            "run",
+            "backup",
+            "export",
+            "--nodes",
+            &format!("{},{node3}", a.node(2)),
+            "--only-this-node",
+            one.to_str().unwrap(),
+        ])),
+    );
+    assert!(
+        out2.contains("--only-this-node exports one node: select it with --nodes NAME"),
+        "{out2}"
+    );
+
     // One flipped byte: verify names the damaged item, import refuses and
     // changes nothing.
     let flipped = out.path().join("flipped.tar.zst");

@@ -32,17 +32,33 @@ pub(crate) fn export_roles(inv: &Invocation) -> Result<(Vec<String>, String)> {
             !inv.flag("cluster"),
             "--cluster and --only-this-node exclude each other"
         );
-        let local = nodes::local().ok_or_else(|| {
-            Error::plugin("--only-this-node: no selected node is this machine (mark it `local = true` in the inventory)")
-        })?;
-        roles.retain(|r| local.has_role(r));
-        scope = format!("node {}", local.name());
+        let node = this_node()?;
+        roles.retain(|r| node.has_role(r));
+        scope = format!("node {}", node.name());
     }
     ensure!(
         !roles.is_empty(),
         "nothing to export: no role is left after --only, --exclude and --only-this-node"
     );
     Ok((roles, scope))
+}
+
+/// The node `--only-this-node` exports: the one node selected
+/// (`--nodes NAME --only-this-node`, kato's `--only-this-node` on any
+/// node), else this machine when it is among the selected nodes.
+pub(crate) fn this_node() -> Result<Node> {
+    let selected = nodes::all();
+    if let [one] = selected.as_slice() {
+        return Ok(one.clone());
+    }
+    nodes::local().ok_or_else(|| {
+        let names: Vec<&str> = selected.iter().map(|n| n.name()).collect();
+        Error::Usage(format!(
+            "--only-this-node exports one node: select it with --nodes NAME (selected: {}), \
+             or run where the inventory marks this machine `local = true`",
+            names.join(", ")
+        ))
+    })
 }
 
 /// The data services whose data an export takes (their directory under
@@ -57,7 +73,7 @@ const EXPORTED_SERVICES: &[(&str, &str)] =
 /// silently: the run fails on them unless --allow-partial.
 pub(crate) fn omitted_services(inv: &Invocation, roles: &[String]) -> Result<Vec<Omitted>> {
     let in_scope: Vec<Node> = if inv.flag("only-this-node") {
-        nodes::local().into_iter().collect()
+        vec![this_node()?]
     } else {
         nodes::all()
     };
@@ -168,7 +184,11 @@ pub(crate) fn export(inv: &Invocation) -> Result<Outcome> {
     // Again here: a dated name from a run in the same second, or a file
     // that appeared since the plan.
     refuse_existing(inv, &path)?;
-    let local = inv.flag("only-this-node").then(nodes::local).flatten();
+    let local = if inv.flag("only-this-node") {
+        Some(this_node()?)
+    } else {
+        None
+    };
     let holder = |role: &str| -> Option<Node> {
         match &local {
             Some(n) => n.has_role(role).then(|| n.clone()),
