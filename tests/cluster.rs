@@ -254,6 +254,82 @@ fn ssh_keys_distribute_is_idempotent_and_the_key_really_logs_in() {
 }
 
 #[test]
+fn ssh_keys_distribute_for_the_stackato_account_logs_in_as_stackato() {
+    let c = TestCluster::up(3, "sh-keys-st");
+    let s = Sandbox::new();
+    s.install("ssh-keys");
+    // The stackato account on nodes 1 and 2 (not 3), with a key on core.
+    for i in [1, 2] {
+        c.sh(
+            i,
+            "useradd -m -s /bin/sh stackato && usermod -p '*' stackato",
+        );
+    }
+    c.sh(
+        1,
+        "su stackato -c \"ssh-keygen -q -t ed25519 -N '' -f /home/stackato/.ssh/id_ed25519\"",
+    );
+    let key = c.sh(1, "cat /home/stackato/.ssh/id_ed25519.pub");
+    let both = format!("{},{}", c.node(1), c.node(2));
+    let (code, r) = s.report(&refs(&c.args(&[
+        "ssh-keys",
+        "distribute",
+        "--user",
+        "stackato",
+        "--nodes",
+        &both,
+    ])));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(nodes_of(&r, 0), [(c.node(2), "changed".into())]);
+    let owners = c.sh(
+        2,
+        "stat -c '%U %a' /home/stackato/.ssh /home/stackato/.ssh/authorized_keys",
+    );
+    assert_eq!(owners, "stackato 755\nstackato 600\n", "{owners}");
+    assert!(
+        c.sh(2, "cat /home/stackato/.ssh/authorized_keys")
+            .contains(key.trim())
+    );
+    assert!(
+        !c.sh(2, "cat /root/.ssh/authorized_keys 2>/dev/null || true")
+            .contains(key.trim()),
+        "root's keys are left alone"
+    );
+    // The proof: stackato on core logs in to node 2 as stackato.
+    let ip = c.docker(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.IPAddress}}",
+        &c.node(2),
+    ]);
+    let login = format!(
+        "su stackato -c 'ssh -o BatchMode=yes -o StrictHostKeyChecking=no stackato@{} id -un'",
+        ip.trim()
+    );
+    assert_eq!(c.sh(1, &login).trim(), "stackato");
+    // A node without the account fails, naming it; the others are fine.
+    let (code, r) = s.report(&refs(&c.args(&[
+        "ssh-keys",
+        "distribute",
+        "--user",
+        "stackato",
+    ])));
+    assert_eq!(code, 3, "{r:#}");
+    let steps = r["phases"][0]["steps"].as_array().unwrap();
+    let on3 = steps
+        .iter()
+        .find(|st| st["node"] == c.node(3).as_str())
+        .unwrap();
+    assert!(
+        on3["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("node {} has no stackato account", c.node(3))),
+        "{on3:#}"
+    );
+}
+
+#[test]
 fn disable_passwords_turns_passwords_off_and_key_login_keeps_working() {
     let c = TestCluster::up(2, "sh-pw");
     let s = Sandbox::new();

@@ -1,6 +1,7 @@
 //! The `ssh-keys` plugin: the operations guide's "passwordless SSH".
-//! `distribute` authorizes the core node's public key for root on every
-//! node (and, with `--self`, each node's own key on itself);
+//! `distribute` authorizes the core node's public key for root (or, with
+//! `--user stackato`, for the stackato account) on every node (and, with
+//! `--self`, each node's own key on itself);
 //! `disable-passwords` turns password logins off on a node only once key
 //! login is proven there, validating sshd's configuration before reloading.
 //! Privileged programs run as root (through sudo when the node's login user
@@ -15,11 +16,50 @@ struct SshKeys;
 const SSH_DIR: &str = "/root/.ssh";
 const AUTHORIZED: &str = "/root/.ssh/authorized_keys";
 const DROP_IN: &str = "/etc/ssh/sshd_config.d/50-stackhost-no-passwords.conf";
-const DEFAULT_KEYS: [&str; 3] = [
-    "/root/.ssh/id_ed25519.pub",
-    "/root/.ssh/id_ecdsa.pub",
-    "/root/.ssh/id_rsa.pub",
-];
+
+/// The account whose keys `distribute` handles: root, or `stackato`, the
+/// account the guide (`ssh-copy-id stackato@...`) and kato use.
+#[derive(Clone, Copy, PartialEq)]
+enum Account {
+    Root,
+    Stackato,
+}
+
+impl Account {
+    fn of(inv: &Invocation) -> Result<Account> {
+        match inv.value("user").unwrap_or("root") {
+            "root" => Ok(Account::Root),
+            "stackato" => Ok(Account::Stackato),
+            other => usage!("--user is `root` or `stackato`, not `{other}`"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Account::Root => "root",
+            Account::Stackato => "stackato",
+        }
+    }
+
+    fn ssh_dir(self) -> &'static str {
+        match self {
+            Account::Root => SSH_DIR,
+            Account::Stackato => "/home/stackato/.ssh",
+        }
+    }
+
+    fn authorized(self) -> String {
+        format!("{}/authorized_keys", self.ssh_dir())
+    }
+
+    /// The key files looked for on the core node, in order.
+    fn default_keys(self) -> Vec<String> {
+        ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
+            .iter()
+            .map(|k| format!("{}/{k}", self.ssh_dir()))
+            .collect()
+    }
+}
 
 /// The type and base64 of a public key line; comments do not matter.
 fn key_id(line: &str) -> Option<(String, String)> {
@@ -31,33 +71,57 @@ fn key_id(line: &str) -> Option<(String, String)> {
     is_key.then(|| (kind.to_string(), blob.to_string()))
 }
 
-/// Add `key` to root's authorized_keys on `node`; true when it changed.
-fn authorize(node: &Node, key: &str) -> Result<bool> {
+/// Add `key` to the account's authorized_keys on `node`; true when it
+/// changed. For `stackato` the files are then given to that account (sshd
+/// reads them as the user).
+fn authorize(node: &Node, account: Account, key: &str) -> Result<bool> {
     let wanted =
         key_id(key).ok_or_else(|| Error::plugin(format!("`{key}` is not an SSH public key")))?;
-    let current = read_optional(node, AUTHORIZED)?.unwrap_or_default();
+    if account == Account::Stackato {
+        let passwd = node.read_to_string("/etc/passwd")?;
+        ensure!(
+            passwd.lines().any(|l| l.starts_with("stackato:")),
+            "node {} has no stackato account (not in /etc/passwd)",
+            node.name()
+        );
+    }
+    let authorized = account.authorized();
+    let current = read_optional(node, &authorized)?.unwrap_or_default();
     if current.lines().filter_map(key_id).any(|k| k == wanted) {
         return Ok(false);
     }
-    node.mkdir_all(SSH_DIR)?;
+    node.mkdir_all(account.ssh_dir())?;
     let mut text = current;
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     text.push_str(key.trim());
     text.push('\n');
-    node.write_with_mode(AUTHORIZED, text, 0o600)?;
+    node.write_with_mode(&authorized, text, 0o600)?;
+    if account == Account::Stackato {
+        // -h: a link planted there is changed itself, never what it names.
+        for path in [account.ssh_dir(), authorized.as_str()] {
+            node.run(
+                Command::new("chown")
+                    .args(["-h", "stackato:stackato", path])
+                    .user("root"),
+            )?
+            .check()?;
+        }
+    }
     Ok(true)
 }
 
-/// The core node's public key: `--key`, or the first default that exists.
-fn core_key(inv: &Invocation) -> Result<(Node, String)> {
+/// The core node's public key: `--key`, or the first default of the
+/// account that exists.
+fn core_key(inv: &Invocation, account: Account) -> Result<(Node, String)> {
     let core = nodes::with_role("core").into_iter().next().ok_or_else(|| {
         Error::plugin("no node with the `core` role is selected; its key is the one distributed (add it to --nodes)")
     })?;
+    let defaults = account.default_keys();
     let candidates: Vec<&str> = match inv.value("key") {
         Some(k) => vec![k],
-        None => DEFAULT_KEYS.to_vec(),
+        None => defaults.iter().map(String::as_str).collect(),
     };
     for path in &candidates {
         if let Some(text) = read_optional(&core, path)? {
@@ -81,7 +145,11 @@ impl Plugin for SshKeys {
     fn plan(inv: &Invocation) -> Result<Plan> {
         match inv.command() {
             "distribute" => {
-                let (core, key) = core_key(inv)?;
+                let account = Account::of(inv)?;
+                if account == Account::Stackato && inv.flag("self") {
+                    usage!("--self makes root's own key pair; it does not go with --user stackato");
+                }
+                let (core, key) = core_key(inv, account)?;
                 let mut phase = Phase::new("distribute");
                 for node in nodes::all().iter().filter(|n| n.name() != core.name()) {
                     phase.push_step(node, "authorize core key", key.clone());
@@ -109,14 +177,18 @@ impl Plugin for SshKeys {
     fn apply(inv: &Invocation, step: &Step) -> Result<Outcome> {
         let node = step.node();
         match (inv.command(), step.name()) {
-            ("distribute", "authorize core key") => Ok(if authorize(&node, step.payload())? {
-                Outcome::changed(format!(
-                    "authorized the core key for root on {}",
-                    node.name()
-                ))
-            } else {
-                Outcome::ok("core key already authorized")
-            }),
+            ("distribute", "authorize core key") => {
+                let account = Account::of(inv)?;
+                Ok(if authorize(&node, account, step.payload())? {
+                    Outcome::changed(format!(
+                        "authorized the core key for {} on {}",
+                        account.name(),
+                        node.name()
+                    ))
+                } else {
+                    Outcome::ok("core key already authorized")
+                })
+            }
             ("distribute", "authorize own key") => {
                 let mut made = false;
                 if !node.exists("/root/.ssh/id_ed25519.pub")? {
@@ -141,7 +213,7 @@ impl Plugin for SshKeys {
                     return Ok(Outcome::changed("would make a key pair and authorize it"));
                 }
                 let key = node.read_to_string("/root/.ssh/id_ed25519.pub")?;
-                Ok(if authorize(&node, &key)? || made {
+                Ok(if authorize(&node, Account::Root, &key)? || made {
                     Outcome::changed("authorized the node's own key on itself")
                 } else {
                     Outcome::ok("own key already authorized")
