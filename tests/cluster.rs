@@ -285,7 +285,7 @@ fn ssh_keys_distribute_for_the_stackato_account_logs_in_as_stackato() {
         2,
         "stat -c '%U %a' /home/stackato/.ssh /home/stackato/.ssh/authorized_keys",
     );
-    assert_eq!(owners, "stackato 755\nstackato 600\n", "{owners}");
+    assert_eq!(owners, "stackato 700\nstackato 600\n", "{owners}");
     assert!(
         c.sh(2, "cat /home/stackato/.ssh/authorized_keys")
             .contains(key.trim())

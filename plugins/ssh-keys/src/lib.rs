@@ -48,10 +48,6 @@ impl Account {
         }
     }
 
-    fn authorized(self) -> String {
-        format!("{}/authorized_keys", self.ssh_dir())
-    }
-
     /// The key files looked for on the core node, in order.
     fn default_keys(self) -> Vec<String> {
         ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
@@ -72,43 +68,68 @@ fn key_id(line: &str) -> Option<(String, String)> {
 }
 
 /// Add `key` to the account's authorized_keys on `node`; true when it
-/// changed. For `stackato` the files are then given to that account (sshd
-/// reads them as the user).
+/// changed. The stackato account's files are read and written by programs
+/// running as stackato, never by root in a directory another user owns.
 fn authorize(node: &Node, account: Account, key: &str) -> Result<bool> {
     let wanted =
         key_id(key).ok_or_else(|| Error::plugin(format!("`{key}` is not an SSH public key")))?;
     if account == Account::Stackato {
-        let passwd = node.read_to_string("/etc/passwd")?;
-        ensure!(
-            passwd.lines().any(|l| l.starts_with("stackato:")),
-            "node {} has no stackato account (not in /etc/passwd)",
-            node.name()
-        );
+        return authorize_as_stackato(node, &wanted, key);
     }
-    let authorized = account.authorized();
-    let current = read_optional(node, &authorized)?.unwrap_or_default();
+    let current = read_optional(node, AUTHORIZED)?.unwrap_or_default();
     if current.lines().filter_map(key_id).any(|k| k == wanted) {
         return Ok(false);
     }
-    node.mkdir_all(account.ssh_dir())?;
+    node.mkdir_all(SSH_DIR)?;
     let mut text = current;
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     text.push_str(key.trim());
     text.push('\n');
-    node.write_with_mode(&authorized, text, 0o600)?;
-    if account == Account::Stackato {
-        // -h: a link planted there is changed itself, never what it names.
-        for path in [account.ssh_dir(), authorized.as_str()] {
-            node.run(
-                Command::new("chown")
-                    .args(["-h", "stackato:stackato", path])
-                    .user("root"),
-            )?
-            .check()?;
-        }
+    node.write_with_mode(AUTHORIZED, text, 0o600)?;
+    Ok(true)
+}
+
+const STACKATO_SSH: &str = "/home/stackato/.ssh";
+const STACKATO_AUTHORIZED: &str = "/home/stackato/.ssh/authorized_keys";
+
+fn as_stackato(program: &str) -> Command {
+    Command::new(program).user("stackato").env("LANG", "C")
+}
+
+fn authorize_as_stackato(node: &Node, wanted: &(String, String), key: &str) -> Result<bool> {
+    let passwd = node.read_to_string("/etc/passwd")?;
+    ensure!(
+        passwd.lines().any(|l| l.starts_with("stackato:")),
+        "node {} has no stackato account (not in /etc/passwd)",
+        node.name()
+    );
+    let read = node.run(as_stackato("cat").arg(STACKATO_AUTHORIZED))?;
+    let current = if read.success() {
+        read.stdout_str().into_owned()
+    } else {
+        String::new()
+    };
+    if current.lines().filter_map(key_id).any(|k| k == *wanted) {
+        return Ok(false);
     }
+    node.run(as_stackato("mkdir").args(["-p", "-m", "700", STACKATO_SSH]))?
+        .check()?;
+    let mut line = String::new();
+    if !current.is_empty() && !current.ends_with('\n') {
+        line.push('\n');
+    }
+    line.push_str(key.trim());
+    line.push('\n');
+    node.run(
+        as_stackato("tee")
+            .args(["-a", STACKATO_AUTHORIZED])
+            .stdin(line.into_bytes()),
+    )?
+    .check()?;
+    node.run(as_stackato("chmod").args(["600", STACKATO_AUTHORIZED]))?
+        .check()?;
     Ok(true)
 }
 
@@ -118,6 +139,9 @@ fn core_key(inv: &Invocation, account: Account) -> Result<(Node, String)> {
     let core = nodes::with_role("core").into_iter().next().ok_or_else(|| {
         Error::plugin("no node with the `core` role is selected; its key is the one distributed (add it to --nodes)")
     })?;
+    if account == Account::Stackato {
+        return stackato_core_key(&core);
+    }
     let defaults = account.default_keys();
     let candidates: Vec<&str> = match inv.value("key") {
         Some(k) => vec![k],
@@ -141,6 +165,24 @@ fn core_key(inv: &Invocation, account: Account) -> Result<(Node, String)> {
     )
 }
 
+/// The stackato account's key on the core node, read as stackato.
+fn stackato_core_key(core: &Node) -> Result<(Node, String)> {
+    let defaults = Account::Stackato.default_keys();
+    for path in &defaults {
+        let out = core.run(as_stackato("cat").arg(path.as_str()))?;
+        if out.success()
+            && let Some(line) = out.stdout_str().lines().find(|l| key_id(l).is_some())
+        {
+            return Ok((core.clone(), line.to_string()));
+        }
+    }
+    bail!(
+        "the stackato account on the core node {} has no public key at {} (make one as stackato with ssh-keygen)",
+        core.name(),
+        defaults.join(", ")
+    )
+}
+
 impl Plugin for SshKeys {
     fn plan(inv: &Invocation) -> Result<Plan> {
         match inv.command() {
@@ -148,6 +190,11 @@ impl Plugin for SshKeys {
                 let account = Account::of(inv)?;
                 if account == Account::Stackato && inv.flag("self") {
                     usage!("--self makes root's own key pair; it does not go with --user stackato");
+                }
+                if account == Account::Stackato && inv.value("key").is_some() {
+                    usage!(
+                        "--key names root's key file; with --user stackato the key is the stackato account's own"
+                    );
                 }
                 let (core, key) = core_key(inv, account)?;
                 let mut phase = Phase::new("distribute");
