@@ -867,3 +867,70 @@ fn a_key_comment_cannot_write_to_the_terminal() {
         assert!(out.contains("vendor \\x1b]0;owned"), "{out}");
     }
 }
+
+/// A disk that fills during an export on the operator's side: the error
+/// names the artifact, the full filesystem and its free space, and nothing
+/// partial is left. (Mounting the small tmpfs needs root, which the test
+/// runs as in CI.)
+#[test]
+fn a_disk_that_fills_names_where_and_leaves_nothing_behind() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED a_disk_that_fills_...: mounting a small tmpfs needs root");
+        return;
+    }
+    let base = Path::new("/tmp/stackhost-test").join(format!("full-{}", std::process::id()));
+    let (src, full) = (base.join("src"), base.join("full"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&full).unwrap();
+    std::fs::write(src.join("blob"), random_bytes(4 << 20)).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m",
+            "tmpfs",
+            full.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let s = Sandbox::new();
+    s.install("pack");
+    let dest = full.join("x.tar");
+    let (code, report) = s.report(&[
+        "pack",
+        "pack",
+        src.to_str().unwrap(),
+        dest.to_str().unwrap(),
+    ]);
+    let left: Vec<_> = std::fs::read_dir(&full)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let _ = std::process::Command::new("umount").arg(&full).status();
+    let _ = std::fs::remove_dir_all(&base);
+    assert_eq!(code, 3, "{report:#}");
+    let (status, message) = only_step(&report);
+    assert_eq!(status, "failed");
+    assert!(
+        message.contains("No space left on device")
+            && message.contains(&format!(
+                "the filesystem holding {} is full (",
+                full.display()
+            ))
+            && message.contains(" MiB free there); ")
+            && message.contains(&format!(
+                "{} was not written and the partial artifact is removed",
+                dest.display()
+            )),
+        "{message}"
+    );
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n];
+    rustix::rand::getrandom(&mut out, rustix::rand::GetRandomFlags::empty()).unwrap();
+    out
+}

@@ -320,13 +320,36 @@ impl Writer {
         &mut self,
         f: impl FnOnce(&mut Writer) -> Result<T, ArtifactError>,
     ) -> Result<T, ArtifactError> {
-        let r = f(self);
+        let mut r = f(self);
+        if let Err(ArtifactError::Io(m)) = &mut r
+            && m.contains("(os error 28)")
+        {
+            m.push_str(&self.disk_full());
+        }
         if let Err(e) = &r
             && !matches!(e, ArtifactError::InvalidName(_))
         {
             self.poisoned.get_or_insert_with(|| e.to_string());
         }
         r
+    }
+
+    /// What an operator needs when the disk fills: where, how much is
+    /// free, and that nothing partial stays.
+    fn disk_full(&self) -> String {
+        let dir = self.path.parent().unwrap_or(Path::new("/"));
+        let free = rustix::fs::fstatvfs(&self.dir)
+            .map(|v| v.f_bavail.saturating_mul(v.f_frsize))
+            .ok();
+        let free = free.map_or_else(String::new, |b| {
+            format!(" ({:.1} MiB free there)", b as f64 / f64::from(1 << 20))
+        });
+        format!(
+            ": the filesystem holding {} is full{free}; {} was not written and the partial \
+             artifact is removed (make room there, or write the artifact elsewhere)",
+            dir.display(),
+            self.path.display()
+        )
     }
 
     /// Add an item of known `size` read from `data`.
@@ -465,7 +488,15 @@ impl Writer {
 
     /// Append the manifest, finish compression, fsync, rename to the final
     /// name and fsync the directory. Returns every item.
-    pub fn finish(mut self) -> Result<Vec<Item>, ArtifactError> {
+    pub fn finish(self) -> Result<Vec<Item>, ArtifactError> {
+        let full = self.disk_full();
+        self.finish_inner().map_err(|e| match e {
+            ArtifactError::Io(m) if m.contains("(os error 28)") => ArtifactError::Io(m + &full),
+            e => e,
+        })
+    }
+
+    fn finish_inner(mut self) -> Result<Vec<Item>, ArtifactError> {
         // An incomplete artifact is refused here.
         self.builder()?;
         // Written from the entries in place: a copy of them would double
