@@ -517,3 +517,58 @@ fn the_first_plugin_page_runs_as_written() {
     assert_eq!(status, "ok");
     assert!(message.starts_with("load average"), "{message}");
 }
+
+#[test]
+fn plugin_dev_watch_goes_round_again_on_an_edit_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let s = Sandbox::new();
+    let dir = s.home.path().join("watched");
+    s.ok(&["plugin", "new", "watched", "--dir", dir.to_str().unwrap()]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stackhost"))
+        .args([
+            "plugin",
+            "dev",
+            dir.to_str().unwrap(),
+            "--watch",
+            "--",
+            "uptime",
+        ])
+        .env("STACKHOST_HOME", s.home.path())
+        .env("CARGO_TARGET_DIR", support::repo().join("plugins/target"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |want: &str, n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        while seen.iter().filter(|l: &&String| l.contains(want)).count() < n {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no `{want}` ({n}) in:\n{}", seen.join("\n")),
+            }
+        }
+    };
+    wait_for("==> watching", 1);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let lib = dir.join("src/lib.rs");
+    let code = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(&lib, format!("{code}\n// edited while watched\n")).unwrap();
+    wait_for("src/lib.rs changed", 1);
+    wait_for("==> stackhost run watched uptime", 2);
+    wait_for("==> watching", 2);
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{}", seen.join("\n"));
+}

@@ -4,6 +4,7 @@
 //! (made and trusted here on first use), checks it as `plugin check` does,
 //! installs it with `--replace`, and runs COMMAND. With a cluster
 //! inventory configured the run is a `--dry-run` unless `--for-real`.
+//! `--watch` goes round again on every change to the crate's sources.
 
 use super::plugin::{Install, install};
 use crate::paths::Paths;
@@ -24,12 +25,97 @@ pub struct DevArgs {
     /// Run for real on a cluster inventory (without it, a run there is a dry run).
     #[arg(long)]
     for_real: bool,
+    /// After the first round, watch src/, stackhost.toml and Cargo.toml and
+    /// go round again on every change (Ctrl-C stops).
+    #[arg(long)]
+    watch: bool,
     /// The command to run once installed, and its arguments (after `--`).
     #[arg(last = true, value_name = "COMMAND ARGS")]
     command: Vec<String>,
 }
 
 pub(super) fn run(paths: &Paths, args: DevArgs) -> anyhow::Result<ExitCode> {
+    if !args.watch {
+        return round(paths, &args);
+    }
+    let mut seen = sources(&args.dir);
+    loop {
+        // A failed round is said and waited out: the next edit retries.
+        match round(paths, &args) {
+            Ok(code) if code != ExitCode::SUCCESS => eprintln!("==> the run failed"),
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "error: {}",
+                crate::text::escape_for_terminal(&format!("{e:#}"))
+            ),
+        }
+        eprintln!(
+            "==> watching {} for changes (Ctrl-C stops)",
+            args.dir.display()
+        );
+        // The run's own Ctrl-C handling stays installed after it: wait for
+        // a change or a Ctrl-C through the same signal machinery.
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let changed = tokio.block_on(async {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => None,
+                now = changes(&args.dir, &seen) => Some(now),
+            }
+        });
+        match changed {
+            Some(now) => seen = now,
+            None => {
+                eprintln!("==> stopped watching");
+                return Ok(ExitCode::from(130));
+            }
+        }
+    }
+}
+
+/// The crate's sources and their modification times, by path.
+type Sources = std::collections::BTreeMap<PathBuf, std::time::SystemTime>;
+
+/// Wait until the crate's sources differ from `seen`; what they are then.
+async fn changes(dir: &Path, seen: &Sources) -> Sources {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let now = sources(dir);
+        if now != *seen {
+            match now.iter().find(|(p, t)| seen.get(*p) != Some(*t)) {
+                Some((p, _)) => eprintln!("==> {} changed", p.display()),
+                None => eprintln!("==> a source file was removed"),
+            }
+            return now;
+        }
+    }
+}
+
+/// The crate's sources and their modification times: src/ (recursively),
+/// stackhost.toml, Cargo.toml and build.rs.
+fn sources(dir: &Path) -> Sources {
+    fn walk(path: &Path, out: &mut Sources) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&entry.path(), out);
+            }
+        } else if let Ok(t) = meta.modified() {
+            out.insert(path.to_path_buf(), t);
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for part in ["src", "stackhost.toml", "Cargo.toml", "build.rs"] {
+        walk(&dir.join(part), &mut out);
+    }
+    out
+}
+
+/// One round: build, sign, check, install, run.
+fn round(paths: &Paths, args: &DevArgs) -> anyhow::Result<ExitCode> {
     let dir = &args.dir;
     let name = crate_name(dir)?;
     check_toolchain()?;
