@@ -120,7 +120,7 @@ Exit codes:
     /// COMMAND. With a cluster inventory configured, the run is a dry run
     /// unless --for-real.
     #[command(
-        after_help = "Examples:\n  stackhost plugin dev disk-report -- uptime\n  stackhost plugin dev . -- uptime --json\n  stackhost plugin dev disk-report --for-real -- uptime --nodes 'dea-*'"
+        after_help = "Examples:\n  stackhost plugin dev disk-report -- uptime\n  stackhost plugin dev . -- uptime --json\n  stackhost plugin dev disk-report --for-real -- uptime --nodes 'dea-*'\n  stackhost plugin dev --watch -- uptime"
     )]
     Dev(super::dev::DevArgs),
     /// Scaffold a new plugin crate that builds with nothing but stackhost.
