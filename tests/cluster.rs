@@ -184,6 +184,18 @@ fn a_changed_host_key_on_one_node_is_refused_while_the_others_go_on() {
     );
 }
 
+/// Node `i`'s address on the Docker network, as the other nodes reach it.
+fn ip_of(c: &TestCluster, i: usize) -> String {
+    c.docker(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.IPAddress}}",
+        &c.node(i),
+    ])
+    .trim()
+    .to_string()
+}
+
 #[test]
 fn ssh_keys_distribute_is_idempotent_and_the_key_really_logs_in() {
     let c = TestCluster::up(3, "sh-keys");
@@ -217,12 +229,7 @@ fn ssh_keys_distribute_is_idempotent_and_the_key_really_logs_in() {
         assert_eq!(keys.matches(core_key.trim()).count(), 1, "node {i}: {keys}");
     }
     // The proof: the core node logs in to node 2 with its own key.
-    let ip = c.docker(&[
-        "inspect",
-        "-f",
-        "{{.NetworkSettings.IPAddress}}",
-        &c.node(2),
-    ]);
+    let ip = ip_of(&c, 2);
     let login = format!(
         "ssh -o BatchMode=yes -o StrictHostKeyChecking=no root@{} hostname",
         ip.trim()
@@ -296,12 +303,7 @@ fn ssh_keys_distribute_for_the_stackato_account_logs_in_as_stackato() {
         "root's keys are left alone"
     );
     // The proof: stackato on core logs in to node 2 as stackato.
-    let ip = c.docker(&[
-        "inspect",
-        "-f",
-        "{{.NetworkSettings.IPAddress}}",
-        &c.node(2),
-    ]);
+    let ip = ip_of(&c, 2);
     let login = format!(
         "su stackato -c 'ssh -o BatchMode=yes -o StrictHostKeyChecking=no stackato@{} id -un'",
         ip.trim()

@@ -150,6 +150,10 @@ fn attacks(argv: &[String], caps: &toml::Table) -> Vec<(String, Vec<String>)> {
             with("`..`", &format!("{root}/../../../../etc/shadow"));
             with("a newline", &format!("{root}\n"));
             with("a relative path", "etc/shadow");
+            if hole == "mount" {
+                // A directory on no mount point of its own.
+                with("a directory that is no mount point", "/proc/self");
+            }
         } else {
             with("an option", "-oProxyCommand=/bin/sh");
             with("an option with `=`", "--output=/etc/shadow");

@@ -353,21 +353,11 @@ fn cargo_test_passes_in_a_fresh_scaffold_and_a_failing_test_fails() {
     let dir = s.home.path().join("tested");
     s.ok(&["plugin", "new", "tested", "--dir", dir.to_str().unwrap()]);
     // The scaffold's runner is the `stackhost` on PATH.
-    let bin = Path::new(env!("CARGO_BIN_EXE_stackhost"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_stackhost();
     let cargo_test = || {
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        cargo_in(&dir)
             .arg("test")
-            .current_dir(&dir)
             .env("PATH", &path)
-            .env("CARGO_TARGET_DIR", support::repo().join("plugins/target"))
             .env_remove("RUST_BACKTRACE")
             .output()
             .expect("cargo runs")
@@ -425,23 +415,12 @@ fn cargo_build_fails_on_a_manifest_install_would_refuse() {
         text.replace("description", "colour = \"red\"\ndescription"),
     )
     .unwrap();
-    let bin = Path::new(env!("CARGO_BIN_EXE_stackhost"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let build =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release"])
-            .current_dir(&dir)
-            .env("PATH", &path)
-            .env("CARGO_TARGET_DIR", support::repo().join("plugins/target"))
-            .output()
-            .expect("cargo runs");
+    let path = path_with_stackhost();
+    let build = cargo_in(&dir)
+        .args(["build", "--release"])
+        .env("PATH", &path)
+        .output()
+        .expect("cargo runs");
     let stderr = String::from_utf8_lossy(&build.stderr);
     assert!(!build.status.success(), "{stderr}");
     assert!(
@@ -478,15 +457,7 @@ fn the_first_plugin_page_runs_as_written() {
     let s = Sandbox::new();
     let mut cwd = s.home.path().join("empty");
     std::fs::create_dir(&cwd).unwrap();
-    let bin = Path::new(env!("CARGO_BIN_EXE_stackhost"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_stackhost();
     let mut last = String::new();
     for line in &lines {
         if let Some(dir) = line.strip_prefix("cd ") {
@@ -571,4 +542,24 @@ fn plugin_dev_watch_goes_round_again_on_an_edit_and_stops_on_ctrl_c() {
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{}", seen.join("\n"));
+}
+
+/// `$PATH` with the `stackhost` under test first: what a plugin author's
+/// shell has (the scaffold's runner and build script call `stackhost`).
+fn path_with_stackhost() -> String {
+    let bin = Path::new(env!("CARGO_BIN_EXE_stackhost")).parent().unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// `cargo` run in the plugin crate `dir`, sharing the plugins' target dir.
+fn cargo_in(dir: &Path) -> std::process::Command {
+    let mut cmd =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(dir)
+        .env("CARGO_TARGET_DIR", support::repo().join("plugins/target"));
+    cmd
 }

@@ -33,6 +33,45 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// Nothing found yet about `file`.
+    fn new(file: &Path) -> CheckReport {
+        CheckReport {
+            file: file.display().to_string(),
+            ok: false,
+            plugin: None,
+            digest: None,
+            imports: Vec::new(),
+            signed_by: None,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// What a valid manifest `m` says by itself: who the plugin is, a WIT
+    /// version this host cannot serve, and its root-equivalent grants.
+    fn manifest_checks(&mut self, m: &crate::plugin::manifest::Manifest) {
+        self.plugin = Some(PluginId {
+            name: m.name.clone(),
+            version: m.version.to_string(),
+            kind: m.kind.as_str(),
+            wit: m.wit.to_string(),
+            requests: m.capabilities.names(),
+        });
+        if !imports::wit_compatible(&m.wit) {
+            let e = imports::ImportError::WitVersion {
+                plugin: m.name.clone(),
+                wanted: m.wit.clone(),
+            };
+            self.problem(e.to_string());
+        }
+        self.warnings = m
+            .capabilities
+            .requests()
+            .into_iter()
+            .flat_map(|r| r.root_warnings)
+            .collect();
+    }
+
     /// Add a problem, once: a WIT version refused for the manifest and for
     /// each import reads the same.
     fn problem(&mut self, text: String) {
@@ -55,16 +94,7 @@ pub struct PluginId {
 
 /// Check `file` the way `plugin install` would, collecting every problem.
 pub fn check_file(runtime: &Runtime, keys: &TrustedKeys, file: &Path) -> CheckReport {
-    let mut report = CheckReport {
-        file: file.display().to_string(),
-        ok: false,
-        plugin: None,
-        digest: None,
-        imports: Vec::new(),
-        signed_by: None,
-        problems: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut report = CheckReport::new(file);
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) => {
@@ -95,26 +125,7 @@ pub fn check_file(runtime: &Runtime, keys: &TrustedKeys, file: &Path) -> CheckRe
         |m| m.name.clone(),
     );
     if let Some(m) = &manifest {
-        report.plugin = Some(PluginId {
-            name: m.name.clone(),
-            version: m.version.to_string(),
-            kind: m.kind.as_str(),
-            wit: m.wit.to_string(),
-            requests: m.capabilities.names(),
-        });
-        if !imports::wit_compatible(&m.wit) {
-            let e = imports::ImportError::WitVersion {
-                plugin: m.name.clone(),
-                wanted: m.wit.clone(),
-            };
-            report.problem(e.to_string());
-        }
-        report.warnings = m
-            .capabilities
-            .requests()
-            .into_iter()
-            .flat_map(|r| r.root_warnings)
-            .collect();
+        report.manifest_checks(m);
     }
 
     if structure_ok {
@@ -136,42 +147,12 @@ pub fn check_file(runtime: &Runtime, keys: &TrustedKeys, file: &Path) -> CheckRe
 /// manifest inside a component: what a plugin crate's build script runs,
 /// so `cargo build` fails on a manifest install would refuse.
 pub fn check_manifest_file(file: &Path) -> CheckReport {
-    let mut report = CheckReport {
-        file: file.display().to_string(),
-        ok: false,
-        plugin: None,
-        digest: None,
-        imports: Vec::new(),
-        signed_by: None,
-        problems: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut report = CheckReport::new(file);
     match std::fs::read(file) {
         Err(e) => report.problem(format!("cannot read {}: {e}", file.display())),
         Ok(bytes) => match crate::plugin::manifest::Manifest::parse(&bytes) {
             Err(e) => report.problem(e.to_string()),
-            Ok(m) => {
-                report.warnings = m
-                    .capabilities
-                    .requests()
-                    .into_iter()
-                    .flat_map(|r| r.root_warnings)
-                    .collect();
-                if !imports::wit_compatible(&m.wit) {
-                    let e = imports::ImportError::WitVersion {
-                        plugin: m.name.clone(),
-                        wanted: m.wit.clone(),
-                    };
-                    report.problem(e.to_string());
-                }
-                report.plugin = Some(PluginId {
-                    name: m.name.clone(),
-                    version: m.version.to_string(),
-                    kind: m.kind.as_str(),
-                    wit: m.wit.to_string(),
-                    requests: m.capabilities.names(),
-                });
-            }
+            Ok(m) => report.manifest_checks(&m),
         },
     }
     report.ok = report.problems.is_empty();

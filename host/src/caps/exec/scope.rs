@@ -289,10 +289,10 @@ async fn grant_mounts(grant: &Capabilities, node: &Node) -> Result<Vec<String>, 
     Ok(found)
 }
 
-/// Whether `path` is `dir` or lies beneath it.
+/// Whether `path` is `dir` or lies beneath it (component by component:
+/// `/mnt2` is not below `/mnt`).
 fn is_below(path: &str, dir: &str) -> bool {
-    let (path, dir) = (path.trim_end_matches('/'), dir.trim_end_matches('/'));
-    dir.is_empty() || path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
+    std::path::Path::new(path).starts_with(dir)
 }
 
 /// The mount points of `/proc/self/mountinfo` (its fifth field, with the

@@ -3,6 +3,8 @@
 //! write `/etc/cron.d/x` may make cron run anything as root, whatever the
 //! grant's reason says; the prompt flags such a grant with why.
 
+use std::path::Path;
+
 /// Places (a file or a directory and everything in it) whose contents
 /// root runs, trusts or mounts, and why.
 const ROOT_PLACES: &[(&str, &str)] = &[
@@ -121,14 +123,11 @@ pub fn write_root_reason(path: &str) -> Option<&'static str> {
     {
         return Some("a key written to an authorized_keys file logs in as its user");
     }
-    ROOT_PLACES
-        .iter()
-        .find_map(|(place, why)| (inside(path, place) || inside(place, path)).then_some(*why))
-}
-
-/// Whether `path` is `dir` or lies beneath it (`/` holds everything).
-fn inside(path: &str, dir: &str) -> bool {
-    dir.is_empty() || path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
+    ROOT_PLACES.iter().find_map(|(place, why)| {
+        // Component by component: `/etc/fstab.d` is not `/etc/fstab`.
+        let (path, place) = (Path::new(path), Path::new(place));
+        (path.starts_with(place) || place.starts_with(path)).then_some(*why)
+    })
 }
 
 #[cfg(test)]
